@@ -1,0 +1,303 @@
+import { ConfigError } from './errors.js';
+import { type ProviderId, isProviderId } from './statuses.js';
+
+/** Which process is loading: each requires its own variables. */
+export type AppName = 'api' | 'worker' | 'webhooks' | 'dashboard' | 'simulator';
+
+export interface ApiKey {
+  readonly name: string;
+  readonly secret: string;
+}
+
+export interface TwilioConfig {
+  readonly accountSid: string;
+  readonly authToken: string;
+  readonly from: string | null;
+  readonly messagingServiceSid: string | null;
+  readonly apiBaseUrl: string;
+}
+
+export interface OctopushConfig {
+  readonly apiKey: string;
+  readonly apiLogin: string;
+  readonly sender: string;
+  readonly apiBaseUrl: string;
+}
+
+/** The gateway's configuration, parsed once and frozen. */
+export interface Config {
+  readonly env: 'development' | 'production' | 'test';
+  readonly logLevel: string;
+  readonly host: string;
+  readonly redisUrl: string;
+  readonly otpSecret: string;
+  readonly api: {
+    readonly port: number;
+    readonly keys: readonly ApiKey[];
+    readonly trustProxy: boolean;
+  };
+  readonly otp: {
+    readonly ttlSeconds: number;
+    readonly codeLength: number;
+    readonly maxAttempts: number;
+    readonly allowedCountries: ReadonlySet<string>;
+    readonly resendCooldownSeconds: number;
+    readonly maxSendsPerNumber: number;
+    readonly sendWindowSeconds: number;
+    readonly numberMaxFailures: number;
+    readonly numberLockSeconds: number;
+    readonly keyRequestsPerMinute: number;
+    readonly ipRequestsPerMinute: number;
+  };
+  readonly providers: {
+    readonly order: readonly ProviderId[];
+    readonly twilio: TwilioConfig | null;
+    readonly octopush: OctopushConfig | null;
+    readonly timeoutMs: number;
+    /** Messages per second per provider; 0 means unlimited. */
+    readonly ratePerSecond: Readonly<Record<ProviderId, number>>;
+  };
+  readonly worker: {
+    readonly concurrency: number;
+    readonly metricsPort: number | null;
+    readonly shutdownTimeoutMs: number;
+    readonly circuitFailureThreshold: number;
+    readonly circuitCooldownSeconds: number;
+    readonly deliveryTimeoutSeconds: number;
+  };
+  readonly webhooks: {
+    readonly port: number;
+    readonly publicBaseUrl: string | null;
+    readonly twilioAuthToken: string | null;
+    readonly octopushToken: string | null;
+  };
+  readonly dashboard: {
+    readonly port: number;
+    readonly user: string | null;
+    readonly password: string | null;
+  };
+}
+
+class EnvReader {
+  readonly problems: string[] = [];
+  constructor(private readonly env: NodeJS.ProcessEnv) {}
+
+  str(name: string): string | null {
+    const v = this.env[name]?.trim();
+    return v ? v : null;
+  }
+
+  required(name: string, why: string): string {
+    const v = this.str(name);
+    if (v === null) this.problems.push(`${name} is required (${why})`);
+    return v ?? '';
+  }
+
+  int(name: string, def: number, min: number, max: number): number {
+    const raw = this.str(name);
+    if (raw === null) return def;
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < min || n > max) {
+      this.problems.push(`${name} must be a whole number from ${min} to ${max} (got "${raw}")`);
+      return def;
+    }
+    return n;
+  }
+
+  bool(name: string, def: boolean): boolean {
+    const raw = this.str(name)?.toLowerCase();
+    if (raw === undefined || raw === null) return def;
+    if (['1', 'true', 'yes', 'on'].includes(raw)) return true;
+    if (['0', 'false', 'no', 'off'].includes(raw)) return false;
+    this.problems.push(`${name} must be true or false (got "${raw}")`);
+    return def;
+  }
+
+  url(name: string, def: string | null): string | null {
+    const raw = this.str(name) ?? def;
+    if (raw === null) return null;
+    try {
+      const u = new URL(raw);
+      if (!/^(https?|rediss?):$/.test(u.protocol)) throw new Error('protocol');
+      return raw.replace(/\/+$/, '');
+    } catch {
+      this.problems.push(`${name} must be a URL (got "${raw}")`);
+      return def;
+    }
+  }
+}
+
+const DEFAULT_HOST = '127.0.0.1';
+
+/**
+ * Parses the environment into a frozen Config. Throws ConfigError naming every bad or missing variable
+ * that `app` needs.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv, app: AppName): Config {
+  const r = new EnvReader(env);
+  const nodeEnv = r.str('NODE_ENV') ?? 'development';
+  if (!['development', 'production', 'test'].includes(nodeEnv)) {
+    r.problems.push(`NODE_ENV must be development, production or test (got "${nodeEnv}")`);
+  }
+  const needs = (...apps: AppName[]) => apps.includes(app);
+
+  const redisUrl = r.url('REDIS_URL', 'redis://127.0.0.1:6379') ?? 'redis://127.0.0.1:6379';
+  if (!/^rediss?:/.test(redisUrl)) r.problems.push('REDIS_URL must start with redis:// or rediss://');
+
+  let otpSecret = r.str('OTP_SECRET') ?? '';
+  if (needs('api', 'worker')) {
+    if (!otpSecret) r.problems.push('OTP_SECRET is required (at least 32 characters of random data)');
+    else if (otpSecret.length < 32 || new Set(otpSecret).size < 10) {
+      r.problems.push('OTP_SECRET must hold at least 32 bytes of entropy (32+ random characters)');
+      otpSecret = '';
+    }
+  }
+
+  const keys: ApiKey[] = [];
+  const rawKeys = r.str('API_KEYS');
+  if (needs('api')) {
+    if (!rawKeys) r.problems.push('API_KEYS is required (comma-separated name:secret pairs)');
+    for (const pair of (rawKeys ?? '').split(',').filter((p) => p.trim())) {
+      const i = pair.indexOf(':');
+      const name = pair.slice(0, i).trim();
+      const secret = pair.slice(i + 1).trim();
+      if (i <= 0 || !/^[A-Za-z0-9_.-]{1,64}$/.test(name) || secret.length < 16) {
+        r.problems.push(
+          `API_KEYS entry "${name || pair.slice(0, 8)}..." must be name:secret with a name of letters, digits, _.- and a secret of 16+ characters`,
+        );
+      } else if (keys.some((k) => k.name === name || k.secret === secret)) {
+        r.problems.push(`API_KEYS has a duplicate name or secret ("${name}")`);
+      } else keys.push({ name, secret });
+    }
+  }
+
+  const allowed = new Set<string>();
+  for (const c of (r.str('OTP_ALLOWED_COUNTRIES') ?? '').split(',')) {
+    const code = c.trim().toUpperCase();
+    if (!code) continue;
+    if (!/^[A-Z]{2}$/.test(code)) r.problems.push(`OTP_ALLOWED_COUNTRIES entry "${c}" is not an ISO 3166 alpha-2 code`);
+    else allowed.add(code);
+  }
+
+  const order: ProviderId[] = [];
+  for (const p of (r.str('SMS_PROVIDERS') ?? 'twilio,octopush').split(',')) {
+    const id = p.trim().toLowerCase();
+    if (!id) continue;
+    if (!isProviderId(id)) r.problems.push(`SMS_PROVIDERS entry "${p}" is not a provider (twilio, octopush)`);
+    else if (!order.includes(id)) order.push(id);
+  }
+
+  let twilio: TwilioConfig | null = null;
+  let octopush: OctopushConfig | null = null;
+  if (needs('worker')) {
+    if (order.length === 0) r.problems.push('SMS_PROVIDERS must name at least one provider');
+    if (order.includes('twilio')) {
+      const from = r.str('TWILIO_FROM');
+      const mss = r.str('TWILIO_MESSAGING_SERVICE_SID');
+      if (!from && !mss) r.problems.push('TWILIO_FROM or TWILIO_MESSAGING_SERVICE_SID is required (twilio is in SMS_PROVIDERS)');
+      twilio = {
+        accountSid: r.required('TWILIO_ACCOUNT_SID', 'twilio is in SMS_PROVIDERS'),
+        authToken: r.required('TWILIO_AUTH_TOKEN', 'twilio is in SMS_PROVIDERS'),
+        from,
+        messagingServiceSid: mss,
+        apiBaseUrl: r.url('TWILIO_API_BASE_URL', 'https://api.twilio.com') ?? 'https://api.twilio.com',
+      };
+    }
+    if (order.includes('octopush')) {
+      octopush = {
+        apiKey: r.required('OCTOPUSH_API_KEY', 'octopush is in SMS_PROVIDERS'),
+        apiLogin: r.required('OCTOPUSH_API_LOGIN', 'octopush is in SMS_PROVIDERS'),
+        sender: r.str('OCTOPUSH_SENDER') ?? 'OTP',
+        apiBaseUrl:
+          r.url('OCTOPUSH_API_BASE_URL', 'https://api.octopush.com/v1/public') ?? 'https://api.octopush.com/v1/public',
+      };
+    }
+  }
+
+  const twilioToken = r.str('TWILIO_AUTH_TOKEN');
+  const publicBaseUrl = r.url('PUBLIC_WEBHOOK_BASE_URL', null);
+  const octopushToken = r.str('OCTOPUSH_WEBHOOK_TOKEN');
+  if (needs('webhooks')) {
+    if (twilioToken && !publicBaseUrl) {
+      r.problems.push('PUBLIC_WEBHOOK_BASE_URL is required to check Twilio signatures (TWILIO_AUTH_TOKEN is set)');
+    }
+    if (octopushToken !== null && octopushToken.length < 16) {
+      r.problems.push('OCTOPUSH_WEBHOOK_TOKEN must be at least 16 characters');
+    }
+  }
+
+  const dashUser = r.str('DASHBOARD_USER');
+  const dashPassword = r.str('DASHBOARD_PASSWORD');
+  if (needs('dashboard')) {
+    if (!dashUser) r.problems.push('DASHBOARD_USER is required (the dashboard never runs without credentials)');
+    if (!dashPassword) r.problems.push('DASHBOARD_PASSWORD is required (the dashboard never runs without credentials)');
+    else if (dashPassword.length < 12) r.problems.push('DASHBOARD_PASSWORD must be at least 12 characters');
+  }
+
+  const metricsPort = r.int('WORKER_METRICS_PORT', 0, 0, 65535);
+
+  const config: Config = {
+    env: nodeEnv as Config['env'],
+    logLevel: r.str('LOG_LEVEL') ?? (nodeEnv === 'test' ? 'warn' : 'info'),
+    host: r.str('HOST') ?? DEFAULT_HOST,
+    redisUrl,
+    otpSecret,
+    api: {
+      port: r.int('API_PORT', 3000, 0, 65535),
+      keys: Object.freeze(keys),
+      trustProxy: r.bool('TRUST_PROXY', false),
+    },
+    otp: {
+      ttlSeconds: r.int('OTP_TTL_SECONDS', 600, 30, 600),
+      codeLength: r.int('OTP_CODE_LENGTH', 6, 6, 10),
+      maxAttempts: r.int('OTP_MAX_ATTEMPTS', 5, 1, 20),
+      allowedCountries: allowed,
+      resendCooldownSeconds: r.int('OTP_RESEND_COOLDOWN_SECONDS', 30, 0, 3600),
+      maxSendsPerNumber: r.int('OTP_MAX_SENDS_PER_NUMBER', 5, 1, 1000),
+      sendWindowSeconds: r.int('OTP_SEND_WINDOW_SECONDS', 3600, 60, 86400),
+      numberMaxFailures: r.int('OTP_NUMBER_MAX_FAILURES', 10, 1, 100),
+      numberLockSeconds: r.int('OTP_NUMBER_LOCK_SECONDS', 3600, 60, 86400),
+      keyRequestsPerMinute: r.int('RATE_LIMIT_PER_KEY_PER_MINUTE', 60000, 1, 10_000_000),
+      ipRequestsPerMinute: r.int('RATE_LIMIT_PER_IP_PER_MINUTE', 60000, 1, 10_000_000),
+    },
+    providers: {
+      order: Object.freeze(order),
+      twilio,
+      octopush,
+      timeoutMs: r.int('PROVIDER_TIMEOUT_MS', 5000, 100, 30000),
+      ratePerSecond: {
+        twilio: r.int('TWILIO_MAX_PER_SECOND', 0, 0, 100000),
+        octopush: r.int('OCTOPUSH_MAX_PER_SECOND', 0, 0, 100000),
+      },
+    },
+    worker: {
+      concurrency: r.int('WORKER_CONCURRENCY', 50, 1, 1000),
+      metricsPort: metricsPort === 0 ? null : metricsPort,
+      shutdownTimeoutMs: r.int('SHUTDOWN_TIMEOUT_MS', 10000, 0, 120000),
+      circuitFailureThreshold: r.int('CIRCUIT_FAILURE_THRESHOLD', 5, 1, 1000),
+      circuitCooldownSeconds: r.int('CIRCUIT_COOLDOWN_SECONDS', 30, 1, 3600),
+      deliveryTimeoutSeconds: r.int('DELIVERY_TIMEOUT_SECONDS', 120, 5, 3600),
+    },
+    webhooks: {
+      port: r.int('WEBHOOKS_PORT', 3001, 0, 65535),
+      publicBaseUrl,
+      twilioAuthToken: twilioToken,
+      octopushToken,
+    },
+    dashboard: {
+      port: r.int('DASHBOARD_PORT', 3002, 0, 65535),
+      user: dashUser,
+      password: dashPassword,
+    },
+  };
+  if (r.problems.length > 0) throw new ConfigError(r.problems);
+  return deepFreeze(config);
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object' && !(o instanceof Set)) {
+    for (const v of Object.values(o)) deepFreeze(v);
+    Object.freeze(o);
+  }
+  return o;
+}

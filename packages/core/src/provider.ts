@@ -1,0 +1,35 @@
+import type { ProviderId } from './statuses.js';
+
+/** Minimal logger shape (pino's) so core stays free of I/O dependencies. */
+export interface Logger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+  debug(obj: object, msg?: string): void;
+}
+
+/** One SMS to send. `body` holds the code: never log it. */
+export interface OutboundSms {
+  readonly otpId: string;
+  /** Unique per attempt (otpId:attemptNo): providers that support it use it to make a repeated call harmless. */
+  readonly attemptId: string;
+  /** E.164 */
+  readonly to: string;
+  readonly body: string;
+  /** Epoch ms after which the message is useless (providers with a validity period use it). */
+  readonly expiresAt: number;
+}
+
+/** What a provider answers when it accepted a message. */
+export interface SendResult {
+  /** The provider's message id, used to match delivery callbacks. */
+  readonly messageId: string;
+  /** The provider's own status at acceptance (e.g. Twilio `queued`). */
+  readonly providerStatus?: string;
+}
+
+/** One SMS vendor. send() throws only ProviderError; see errors.ts for what each kind makes the worker do. */
+export interface SmsProvider {
+  readonly id: ProviderId;
+  send(sms: OutboundSms, ctx: { signal: AbortSignal; log: Logger }): Promise<SendResult>;
+}

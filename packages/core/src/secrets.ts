@@ -1,0 +1,56 @@
+import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, randomInt } from 'node:crypto';
+
+/** Keys derived once from OTP_SECRET; each purpose has its own key. */
+export interface OtpKeys {
+  readonly hashKey: Buffer;
+  readonly encKey: Buffer;
+  readonly idemKey: Buffer;
+}
+
+/** Derives the hashing, encryption and idempotency keys from the server secret (HKDF-SHA256). */
+export function deriveKeys(secret: string): OtpKeys {
+  const ikm = Buffer.from(secret, 'utf8');
+  const derive = (info: string) => Buffer.from(hkdfSync('sha256', ikm, 'otp-gateway/v1', info, 32));
+  return Object.freeze({ hashKey: derive('code-hmac'), encKey: derive('job-aes-gcm'), idemKey: derive('idempotency') });
+}
+
+/** A uniformly random code of `length` digits (leading zeros allowed). */
+export function generateCode(length: number): string {
+  let code = '';
+  // randomInt is bounded to 2^48, so build long codes from chunks of at most 6 digits.
+  for (let left = length; left > 0; left -= 6) {
+    const n = Math.min(6, left);
+    code += randomInt(0, 10 ** n)
+      .toString()
+      .padStart(n, '0');
+  }
+  return code;
+}
+
+/** HMAC of a code bound to its OTP id: the only form in which a code is stored. Hex. */
+export function hashCode(keys: OtpKeys, otpId: string, code: string): string {
+  return createHmac('sha256', keys.hashKey).update(otpId).update('\0').update(code).digest('hex');
+}
+
+/** Encrypts a code for a job's data (AES-256-GCM, the OTP id as associated data). base64url of iv|tag|ciphertext. */
+export function encryptCode(keys: OtpKeys, otpId: string, code: string): string {
+  const iv = randomBytes(12);
+  const cipher = createCipheriv('aes-256-gcm', keys.encKey, iv);
+  cipher.setAAD(Buffer.from(otpId));
+  const ct = Buffer.concat([cipher.update(code, 'utf8'), cipher.final()]);
+  return Buffer.concat([iv, cipher.getAuthTag(), ct]).toString('base64url');
+}
+
+/** Decrypts what encryptCode made; throws when the data was tampered with or belongs to another OTP. */
+export function decryptCode(keys: OtpKeys, otpId: string, sealed: string): string {
+  const buf = Buffer.from(sealed, 'base64url');
+  const decipher = createDecipheriv('aes-256-gcm', keys.encKey, buf.subarray(0, 12));
+  decipher.setAAD(Buffer.from(otpId));
+  decipher.setAuthTag(buf.subarray(12, 28));
+  return Buffer.concat([decipher.update(buf.subarray(28)), decipher.final()]).toString('utf8');
+}
+
+/** Fingerprint of a request body for idempotency (keyed, so stored fingerprints reveal nothing). Hex. */
+export function fingerprint(keys: OtpKeys, value: string): string {
+  return createHmac('sha256', keys.idemKey).update(value).digest('hex');
+}

@@ -1,0 +1,89 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/** A redis-server process the tests own: started on a free port, stopped (and its files removed) after. */
+export interface LocalRedis {
+  readonly url: string;
+  readonly port: number;
+  stop(): Promise<void>;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+/** Starts `redis-server` on a free loopback port; `port` may be given to restart on the same one. */
+export async function startLocalRedis(opts: { port?: number; args?: string[] } = {}): Promise<LocalRedis> {
+  const port = opts.port ?? (await freePort());
+  const dir = mkdtempSync(join(tmpdir(), 'otp-redis-'));
+  const child: ChildProcess = spawn(
+    'redis-server',
+    [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--dir',
+      dir,
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--databases',
+      '128',
+      '--maxmemory-policy',
+      'noeviction',
+      ...(opts.args ?? []),
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let output = '';
+  child.stdout?.on('data', (d) => {
+    output += d;
+  });
+  child.stderr?.on('data', (d) => {
+    output += d;
+  });
+  await new Promise<void>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`redis-server did not start:\n${output}`)), 10_000);
+    child.once('error', (e) => {
+      clearTimeout(t);
+      reject(new Error(`cannot run redis-server (${e.message}); install it (apt-get install -y redis-server)`));
+    });
+    child.once('exit', (code) => {
+      clearTimeout(t);
+      reject(new Error(`redis-server exited with ${code}:\n${output}`));
+    });
+    const poll = setInterval(() => {
+      if (output.includes('Ready to accept connections')) {
+        clearInterval(poll);
+        clearTimeout(t);
+        resolve();
+      }
+    }, 20);
+  });
+  child.removeAllListeners('exit');
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    port,
+    async stop() {
+      if (child.exitCode === null) {
+        const exited = new Promise((r) => child.once('exit', r));
+        child.kill('SIGKILL');
+        await exited;
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
