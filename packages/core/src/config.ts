@@ -1,5 +1,5 @@
 import { ConfigError } from './errors.js';
-import { type ProviderId, isProviderId } from './statuses.js';
+import { isProviderId, type ProviderId } from './statuses.js';
 
 /** Which process is loading: each requires its own variables. */
 export type AppName = 'api' | 'worker' | 'webhooks' | 'dashboard' | 'simulator';
@@ -194,7 +194,8 @@ export function loadConfig(env: NodeJS.ProcessEnv, app: AppName): Config {
     if (order.includes('twilio')) {
       const from = r.str('TWILIO_FROM');
       const mss = r.str('TWILIO_MESSAGING_SERVICE_SID');
-      if (!from && !mss) r.problems.push('TWILIO_FROM or TWILIO_MESSAGING_SERVICE_SID is required (twilio is in SMS_PROVIDERS)');
+      if (!from && !mss)
+        r.problems.push('TWILIO_FROM or TWILIO_MESSAGING_SERVICE_SID is required (twilio is in SMS_PROVIDERS)');
       twilio = {
         accountSid: r.required('TWILIO_ACCOUNT_SID', 'twilio is in SMS_PROVIDERS'),
         authToken: r.required('TWILIO_AUTH_TOKEN', 'twilio is in SMS_PROVIDERS'),

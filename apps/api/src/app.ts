@@ -1,0 +1,116 @@
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import { type TypeBoxTypeProvider, TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox';
+import { type Config, isGatewayError, maskPhone } from '@otp-gateway/core';
+import type { OtpService } from '@otp-gateway/store';
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import type { Redis } from 'ioredis';
+import { createAuthenticator } from './auth.js';
+import { type ApiMetrics, createApiMetrics } from './metrics.js';
+import { otpRoutes } from './otp.routes.js';
+import { ErrorBody } from './otp.schemas.js';
+
+export interface ApiDeps {
+  readonly config: Config;
+  readonly service: OtpService;
+  /** The connection /readyz pings. */
+  readonly redis: Redis;
+  readonly logger?: FastifyServerOptions['logger'] | false;
+  readonly metrics?: ApiMetrics;
+}
+
+/** Log options shared by the HTTP apps: JSON lines, secrets redacted, phone numbers in URLs masked. */
+export function apiLoggerOptions(config: Config): FastifyServerOptions['logger'] {
+  return {
+    level: config.logLevel,
+    redact: { paths: ['req.headers.authorization', 'req.headers["idempotency-key"]'], censor: '[redacted]' },
+    serializers: {
+      req: (req: { method: string; url: string; ip?: string; id?: string }) => ({
+        method: req.method,
+        url: req.url.replace(
+          /(phoneNumber=)([^&]+)/i,
+          (_m, k: string, v: string) => k + maskPhone(decodeURIComponent(v)),
+        ),
+        remoteAddress: req.ip,
+      }),
+    },
+  };
+}
+
+/** Builds the API without listening: tests use inject(), main.ts listens. */
+export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
+  const { config, service, redis } = deps;
+  const metrics = deps.metrics ?? createApiMetrics();
+  const app = Fastify({
+    logger: deps.logger === undefined ? apiLoggerOptions(config) : deps.logger,
+    trustProxy: config.api.trustProxy,
+    bodyLimit: 16 * 1024,
+    requestIdHeader: 'x-request-id',
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+  app.setValidatorCompiler(TypeBoxValidatorCompiler);
+  app.addSchema(ErrorBody);
+
+  app.setErrorHandler((err: FastifyError, req, reply) => {
+    if (isGatewayError(err)) {
+      if (err.retryAfterSeconds !== undefined) reply.header('retry-after', String(err.retryAfterSeconds));
+      if (err.statusCode === 401) reply.header('www-authenticate', 'Bearer');
+      if (err.statusCode === 429 || err.statusCode === 401) metrics.refusals.inc({ code: err.code });
+      return reply.code(err.statusCode).send({ error: { code: err.code, message: err.message }, ...err.details });
+    }
+    if (err.validation) {
+      metrics.refusals.inc({ code: 'invalid_request' });
+      return reply.code(400).send({ error: { code: 'invalid_request', message: err.message } });
+    }
+    const status = err.statusCode ?? 500;
+    if (status >= 400 && status < 500) {
+      const code = status === 415 ? 'unsupported_media_type' : status === 413 ? 'body_too_large' : 'invalid_request';
+      return reply.code(status).send({ error: { code, message: err.message } });
+    }
+    req.log.error({ err: { type: err.name, message: err.message, stack: err.stack } }, 'request failed');
+    return reply.code(500).send({ error: { code: 'internal_error', message: 'internal error' } });
+  });
+  app.setNotFoundHandler((req, reply) =>
+    reply.code(404).send({ error: { code: 'not_found', message: `no route ${req.method} ${req.url.split('?')[0]}` } }),
+  );
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: {
+        title: 'SMS OTP gateway',
+        version: '1.0.0',
+        description:
+          'Send one-time codes by SMS (Twilio, Octopush, with failover) and check them. Authenticate with `Authorization: Bearer <API key>`.',
+      },
+      components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer' } } },
+    },
+    refResolver: { buildLocalReference: (json, _url, _frag, i) => String(json.$id ?? `def-${i}`) },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
+  app.get('/readyz', { schema: { hide: true } }, async (_req, reply) => {
+    try {
+      await Promise.race([
+        redis.ping(),
+        new Promise((_, reject) => setTimeout(() => reject(new Error('timeout')), 1000).unref()),
+      ]);
+      return { status: 'ready' };
+    } catch {
+      return reply.code(503).send({ error: { code: 'store_unavailable', message: 'Redis does not answer' } });
+    }
+  });
+  app.get('/metrics', { schema: { hide: true } }, async (_req, reply) =>
+    reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
+  );
+
+  await app.register(otpRoutes, {
+    prefix: '/v1',
+    service,
+    metrics,
+    authenticate: createAuthenticator(config.api.keys),
+  });
+  return app;
+}

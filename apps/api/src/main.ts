@@ -1,0 +1,43 @@
+import 'dotenv/config';
+import { ConfigError, deriveKeys, loadConfig } from '@otp-gateway/core';
+import { createOtpRepo, createOtpService, createRedis, createSendQueue, limitsFromConfig } from '@otp-gateway/store';
+import { buildApi } from './app.js';
+
+async function main() {
+  let config: ReturnType<typeof loadConfig>;
+  try {
+    config = loadConfig(process.env, 'api');
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      process.stderr.write(`otp-gateway api: ${e.message}\n`);
+      process.exit(78);
+    }
+    throw e;
+  }
+  const redis = createRedis(config.redisUrl, 'request', 'otp-api');
+  const queue = createSendQueue(redis);
+  queue.on('error', () => {});
+  const repo = createOtpRepo(redis, limitsFromConfig(config.otp));
+  const service = createOtpService({ config, keys: deriveKeys(config.otpSecret), repo, queue });
+  const app = await buildApi({ config, service, redis });
+
+  let closing = false;
+  const stop = async (signal: string) => {
+    if (closing) return;
+    closing = true;
+    app.log.info({ signal }, 'api stopping');
+    await app.close();
+    await queue.close().catch(() => {});
+    redis.disconnect();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+
+  await app.listen({ port: config.api.port, host: config.host });
+}
+
+main().catch((e) => {
+  process.stderr.write(`otp-gateway api failed to start: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,5 @@
+export * from './keys.js';
+export * from './otp.repo.js';
+export * from './otp.service.js';
+export * from './queues.js';
+export * from './redis.js';

@@ -1,0 +1,240 @@
+import type { AttemptRecord, DeliveryStatus, OtpStatus, OtpView, ProviderId } from '@otp-gateway/core';
+import type { Redis } from 'ioredis';
+import { IDEMPOTENCY_TTL_MS, keys, PREFIX, RETENTION_MS } from './keys.js';
+import { READ_LUA, SEND_LUA, VERIFY_LUA } from './otp.scripts.js';
+
+/** Request rate limits applied inside the scripts. */
+export interface RateLimits {
+  readonly ipPerMinute: number;
+  readonly keyPerMinute: number;
+  readonly numberMaxFailures: number;
+  readonly numberLockMs: number;
+  readonly cooldownMs: number;
+  readonly maxSendsPerNumber: number;
+  readonly sendWindowMs: number;
+}
+
+/** Why a request was refused with 429. */
+export type LimitScope = 'ip' | 'key' | 'number_locked' | 'cooldown' | 'number_window';
+
+export interface Limited {
+  readonly kind: 'limited';
+  readonly scope: LimitScope;
+  readonly retryAfterMs: number;
+}
+
+export interface CreateOtpInput {
+  readonly id: string;
+  readonly keyName: string;
+  readonly ip: string;
+  readonly phone: string;
+  readonly codeHash: string;
+  readonly expiresAt: number;
+  readonly maxAttempts: number;
+  readonly callingCode: string;
+  readonly locale: string;
+  /** Keyed fingerprint of the request when an Idempotency-Key was sent. */
+  readonly idempotency: { readonly key: string; readonly fingerprint: string } | null;
+  /** The answer to store for idempotent replays. */
+  readonly response: string;
+  readonly now: number;
+}
+
+export type CreateOutcome = { kind: 'created' } | { kind: 'replay'; response: string } | { kind: 'conflict' } | Limited;
+
+export type VerifyTarget = { by: 'id'; id: string } | { by: 'phone'; phone: string };
+
+export type VerifyOutcome =
+  | { kind: 'approved'; id: string }
+  | { kind: 'wrong'; id: string; status: 'pending' | 'locked'; attemptsRemaining: number }
+  | { kind: 'ended'; id: string; status: Exclude<OtpStatus, 'pending'>; replacedBy: string | null }
+  | { kind: 'not_found' }
+  | Limited;
+
+export type ReadOutcome = { kind: 'found'; otp: OtpView & { keyName: string } } | { kind: 'not_found' } | Limited;
+
+interface ScriptRedis extends Redis {
+  otpSend(...args: (string | number)[]): Promise<unknown[]>;
+  otpVerify(...args: (string | number)[]): Promise<unknown[]>;
+  otpRead(...args: (string | number)[]): Promise<unknown[]>;
+}
+
+/** OTP state in Redis: creation, atomic verification, reads. Every method is one round trip but verify-by-phone (two). */
+export interface OtpRepo {
+  create(input: CreateOtpInput): Promise<CreateOutcome>;
+  verify(
+    target: VerifyTarget,
+    keyName: string,
+    ip: string,
+    candidateHash: (id: string) => string,
+    now: number,
+  ): Promise<VerifyOutcome>;
+  read(target: VerifyTarget, keyName: string, ip: string, now: number): Promise<ReadOutcome>;
+}
+
+const minute = (now: number) => Math.floor(now / 60000);
+const limited = (r: unknown[]): Limited => ({
+  kind: 'limited',
+  scope: r[1] as LimitScope,
+  retryAfterMs: Math.max(1, Number(r[2])),
+});
+
+/** Builds the OTP repository on a connection (registers its scripts on it). */
+export function createOtpRepo(redis: Redis, limits: RateLimits): OtpRepo {
+  const r = redis as ScriptRedis;
+  if (typeof r.otpSend !== 'function') {
+    r.defineCommand('otpSend', { numberOfKeys: 8, lua: SEND_LUA });
+    r.defineCommand('otpVerify', { numberOfKeys: 4, lua: VERIFY_LUA });
+    r.defineCommand('otpRead', { numberOfKeys: 3, lua: READ_LUA });
+  }
+
+  return {
+    async create(i) {
+      const res = await r.otpSend(
+        keys.ipRate(i.ip, minute(i.now)),
+        keys.keyRate(i.keyName, minute(i.now)),
+        i.idempotency ? keys.idempotency(i.keyName, i.idempotency.key) : keys.idempotency(i.keyName, '-'),
+        keys.numberFailures(i.keyName, i.phone),
+        keys.cooldown(i.keyName, i.phone),
+        keys.sendWindow(i.keyName, i.phone),
+        keys.latest(i.keyName, i.phone),
+        keys.otp(i.id),
+        i.now,
+        limits.ipPerMinute,
+        limits.keyPerMinute,
+        i.idempotency?.fingerprint ?? '',
+        limits.numberMaxFailures,
+        limits.cooldownMs,
+        limits.maxSendsPerNumber,
+        limits.sendWindowMs,
+        i.id,
+        i.keyName,
+        i.phone,
+        i.codeHash,
+        i.expiresAt,
+        i.maxAttempts,
+        i.callingCode,
+        i.locale,
+        RETENTION_MS,
+        IDEMPOTENCY_TTL_MS,
+        i.response,
+        PREFIX,
+      );
+      switch (res[0]) {
+        case 'ok':
+          return { kind: 'created' };
+        case 'replay':
+          return { kind: 'replay', response: String(res[1]) };
+        case 'conflict':
+          return { kind: 'conflict' };
+        default:
+          return limited(res);
+      }
+    },
+
+    async verify(target, keyName, ip, candidateHash, now) {
+      // By phone the id is needed first: the code's HMAC is bound to it. The script re-checks that the
+      // number's newest OTP is still that one; a resend in between is answered as a retry.
+      for (let round = 0; round < 3; round++) {
+        let id: string;
+        if (target.by === 'id') id = target.id;
+        else {
+          const latest = await r.get(keys.latest(keyName, target.phone));
+          if (!latest) return { kind: 'not_found' };
+          id = latest;
+        }
+        const res = await r.otpVerify(
+          keys.ipRate(ip, minute(now)),
+          keys.keyRate(keyName, minute(now)),
+          keys.otp(id),
+          target.by === 'phone' ? keys.latest(keyName, target.phone) : keys.otp(id),
+          now,
+          limits.ipPerMinute,
+          limits.keyPerMinute,
+          limits.numberMaxFailures,
+          limits.numberLockMs,
+          keyName,
+          candidateHash(id),
+          target.by,
+          id,
+          PREFIX,
+        );
+        switch (res[0]) {
+          case 'stale':
+            continue;
+          case 'ok':
+            return { kind: 'approved', id };
+          case 'not_found':
+            return { kind: 'not_found' };
+          case 'limited':
+            return limited(res);
+          case 'wrong':
+            return { kind: 'wrong', id, status: res[1] as 'pending' | 'locked', attemptsRemaining: Number(res[2]) };
+          default:
+            return {
+              kind: 'ended',
+              id,
+              status: res[0] as Exclude<OtpStatus, 'pending'>,
+              replacedBy: res[1] ? String(res[1]) : null,
+            };
+        }
+      }
+      return { kind: 'not_found' };
+    },
+
+    async read(target, keyName, ip, now) {
+      const res = await r.otpRead(
+        keys.ipRate(ip, minute(now)),
+        keys.keyRate(keyName, minute(now)),
+        target.by === 'id' ? keys.otp(target.id) : keys.latest(keyName, target.phone),
+        limits.ipPerMinute,
+        limits.keyPerMinute,
+        target.by,
+        keyName,
+        PREFIX,
+      );
+      if (res[0] === 'limited') return limited(res);
+      if (res[0] !== 'ok') return { kind: 'not_found' };
+      const fields: Record<string, string> = {};
+      for (let i = 1; i < res.length; i += 2) fields[String(res[i])] = String(res[i + 1]);
+      return { kind: 'found', otp: toView(fields, now) };
+    },
+  };
+}
+
+/** Maps an OTP hash to its public view; a pending OTP past its expiry reads as expired. */
+export function toView(f: Record<string, string>, now: number): OtpView & { keyName: string } {
+  const exp = Number(f['exp']);
+  let status = f['status'] as OtpStatus;
+  if (status === 'pending' && now >= exp) status = 'expired';
+  const attempts: AttemptRecord[] = [];
+  const n = Number(f['na'] ?? 0);
+  for (let i = 1; i <= n; i++) {
+    const a = f[`a:${i}`];
+    if (a) attempts.push(JSON.parse(a) as AttemptRecord);
+  }
+  return {
+    id: f['id']!,
+    keyName: f['key']!,
+    status,
+    deliveryStatus: f['ds'] as DeliveryStatus,
+    provider: (f['provider'] || null) as ProviderId | null,
+    phoneNumber: f['phone']!,
+    expiresAt: new Date(exp).toISOString(),
+    createdAt: new Date(Number(f['created'])).toISOString(),
+    attempts,
+  };
+}
+
+/** The repository's limits from the gateway's OTP settings. */
+export function limitsFromConfig(o: import('@otp-gateway/core').Config['otp']): RateLimits {
+  return {
+    ipPerMinute: o.ipRequestsPerMinute,
+    keyPerMinute: o.keyRequestsPerMinute,
+    numberMaxFailures: o.numberMaxFailures,
+    numberLockMs: o.numberLockSeconds * 1000,
+    cooldownMs: o.resendCooldownSeconds * 1000,
+    maxSendsPerNumber: o.maxSendsPerNumber,
+    sendWindowMs: o.sendWindowSeconds * 1000,
+  };
+}

@@ -1,0 +1,209 @@
+import { randomUUID } from 'node:crypto';
+import {
+  type Config,
+  encryptCode,
+  fingerprint,
+  GatewayError,
+  generateCode,
+  hashCode,
+  type OtpKeys,
+  type OtpView,
+  parsePhone,
+} from '@otp-gateway/core';
+import type { Limited, OtpRepo, VerifyTarget } from './otp.repo.js';
+import { enqueueSend, type SendQueue } from './queues.js';
+
+/** Who is asking: the API key's name (OTPs are scoped to it) and the client's IP. */
+export interface Caller {
+  readonly keyName: string;
+  readonly ip: string;
+}
+
+export interface SendRequest {
+  readonly phoneNumber: string;
+  readonly locale?: string | undefined;
+  readonly idempotencyKey?: string | undefined;
+}
+
+export interface SendAnswer {
+  readonly id: string;
+  readonly status: 'pending';
+  readonly deliveryStatus: 'queued';
+  readonly phoneNumber: string;
+  readonly expiresAt: string;
+}
+
+export interface VerifyRequest {
+  readonly id?: string | undefined;
+  readonly phoneNumber?: string | undefined;
+  readonly code: string;
+}
+
+/** The OTP use cases, independent of HTTP. Refusals are GatewayErrors carrying the contract's codes. */
+export interface OtpService {
+  send(caller: Caller, req: SendRequest): Promise<SendAnswer>;
+  verify(caller: Caller, req: VerifyRequest): Promise<{ id: string; status: 'approved' }>;
+  get(caller: Caller, target: VerifyTarget): Promise<OtpView>;
+}
+
+export interface OtpServiceDeps {
+  readonly config: Config;
+  readonly keys: OtpKeys;
+  readonly repo: OtpRepo;
+  readonly queue: SendQueue;
+  readonly now?: () => number;
+}
+
+/** Redis work is bounded: an unreachable store answers 503 within about a second, never hangs a request. */
+const STORE_DEADLINE_MS = 1000;
+
+async function store<T>(work: () => Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      work(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error('store deadline exceeded')), STORE_DEADLINE_MS);
+      }),
+    ]);
+  } catch {
+    throw new GatewayError(503, 'store_unavailable', 'the OTP store is unreachable; try again shortly', undefined, 1);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+const LIMIT_ERRORS: Record<Limited['scope'], [string, string]> = {
+  ip: ['rate_limited', 'too many requests from this client address'],
+  key: ['rate_limited', 'too many requests for this API key'],
+  cooldown: ['resend_cooldown', 'a code was sent to this number moments ago; wait before asking again'],
+  number_window: ['too_many_sends', 'too many codes were sent to this number; wait before asking again'],
+  number_locked: ['number_locked', 'too many wrong codes for this number; it is locked for a while'],
+};
+
+function refuse(l: Limited): never {
+  const [code, message] = LIMIT_ERRORS[l.scope];
+  throw new GatewayError(429, code, message, undefined, Math.ceil(l.retryAfterMs / 1000));
+}
+
+const notFound = () => new GatewayError(404, 'otp_not_found', 'no such OTP for this API key');
+
+/** Builds the OTP service. */
+export function createOtpService(deps: OtpServiceDeps): OtpService {
+  const { config, keys, repo, queue } = deps;
+  const now = deps.now ?? Date.now;
+  const { otp } = config;
+
+  return {
+    async send(caller, req) {
+      const phone = parsePhone(req.phoneNumber, otp.allowedCountries);
+      const locale = req.locale ?? 'en';
+      const t = now();
+      const id = `otp_${randomUUID().replaceAll('-', '')}`;
+      const code = generateCode(otp.codeLength);
+      const expiresAt = t + otp.ttlSeconds * 1000;
+      const answer: SendAnswer = {
+        id,
+        status: 'pending',
+        deliveryStatus: 'queued',
+        phoneNumber: phone.e164,
+        expiresAt: new Date(expiresAt).toISOString(),
+      };
+      const outcome = await store(() =>
+        repo.create({
+          id,
+          keyName: caller.keyName,
+          ip: caller.ip,
+          phone: phone.e164,
+          codeHash: hashCode(keys, id, code),
+          expiresAt,
+          maxAttempts: otp.maxAttempts,
+          callingCode: phone.callingCode,
+          locale,
+          idempotency: req.idempotencyKey
+            ? { key: req.idempotencyKey, fingerprint: fingerprint(keys, `${phone.e164}\n${locale}`) }
+            : null,
+          response: JSON.stringify(answer),
+          now: t,
+        }),
+      );
+      switch (outcome.kind) {
+        case 'replay':
+          return JSON.parse(outcome.response) as SendAnswer;
+        case 'conflict':
+          throw new GatewayError(
+            422,
+            'idempotency_key_reused',
+            'this Idempotency-Key was already used with a different request body',
+          );
+        case 'limited':
+          refuse(outcome);
+      }
+      await store(() =>
+        enqueueSend(queue, {
+          otpId: id,
+          to: phone.e164,
+          locale,
+          sealedCode: encryptCode(keys, id, code),
+          expiresAt,
+          callingCode: phone.callingCode,
+        }),
+      );
+      return answer;
+    },
+
+    async verify(caller, req) {
+      let target: VerifyTarget;
+      if (req.id) target = { by: 'id', id: req.id };
+      else if (req.phoneNumber) target = { by: 'phone', phone: parsePhone(req.phoneNumber).e164 };
+      else throw new GatewayError(400, 'invalid_request', 'give either id or phoneNumber with the code');
+      if (!new RegExp(`^\\d{${otp.codeLength}}$`).test(req.code)) {
+        throw new GatewayError(400, 'invalid_code_format', `code must be ${otp.codeLength} digits`);
+      }
+      const r = await store(() =>
+        repo.verify(target, caller.keyName, caller.ip, (id) => hashCode(keys, id, req.code), now()),
+      );
+      switch (r.kind) {
+        case 'approved':
+          return { id: r.id, status: 'approved' };
+        case 'not_found':
+          throw notFound();
+        case 'limited':
+          return refuse(r);
+        case 'wrong':
+          throw new GatewayError(422, 'wrong_code', 'the code is wrong', {
+            id: r.id,
+            status: r.status,
+            attemptsRemaining: r.attemptsRemaining,
+          });
+        case 'ended':
+          throw endedError(r.id, r.status, r.replacedBy);
+      }
+    },
+
+    async get(caller, target) {
+      if (target.by === 'phone') target = { by: 'phone', phone: parsePhone(target.phone).e164 };
+      const r = await store(() => repo.read(target, caller.keyName, caller.ip, now()));
+      if (r.kind === 'limited') refuse(r);
+      if (r.kind === 'not_found') throw notFound();
+      const { keyName: _owner, ...view } = r.otp;
+      return view;
+    },
+  };
+}
+
+function endedError(id: string, status: string, replacedBy: string | null): GatewayError {
+  const details = { id, status, attemptsRemaining: 0 };
+  switch (status) {
+    case 'approved':
+      return new GatewayError(409, 'already_approved', 'this code was already used', details);
+    case 'locked':
+      return new GatewayError(423, 'otp_locked', 'too many wrong codes; ask for a new one', details);
+    case 'failed':
+      return new GatewayError(410, 'otp_failed', 'the code could not be delivered; ask for a new one', details);
+    default:
+      return replacedBy
+        ? new GatewayError(410, 'otp_replaced', 'a newer code was sent to this number; use that one', details)
+        : new GatewayError(410, 'otp_expired', 'the code has expired; ask for a new one', details);
+  }
+}

@@ -1,0 +1,25 @@
+import { Redis, type RedisOptions } from 'ioredis';
+
+/**
+ * How a connection behaves when Redis is away:
+ * - `request`: fail fast (no offline queue, 1 s command timeout) so the API answers 503 instead of hanging;
+ * - `worker`: wait and retry forever (BullMQ workers need maxRetriesPerRequest null).
+ */
+export type ConnectionRole = 'request' | 'worker';
+
+/** Opens an ioredis connection for `role`; reconnects by itself with a capped backoff. */
+export function createRedis(url: string, role: ConnectionRole, name?: string): Redis {
+  const common: RedisOptions = {
+    connectionName: name,
+    retryStrategy: (times) => Math.min(100 * 2 ** Math.min(times, 5), 2000),
+    enableAutoPipelining: role === 'request',
+  };
+  const opts: RedisOptions =
+    role === 'request'
+      ? { ...common, enableOfflineQueue: false, maxRetriesPerRequest: 0, commandTimeout: 1000, connectTimeout: 1000 }
+      : { ...common, maxRetriesPerRequest: null, enableReadyCheck: true };
+  const redis = new Redis(url, opts);
+  // Errors surface through commands and readiness; without a listener ioredis would log them to stderr.
+  redis.on('error', () => {});
+  return redis;
+}
