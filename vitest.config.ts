@@ -1,9 +1,8 @@
-import { defaultServerConditions } from 'vite';
 import { defineConfig } from 'vitest/config';
 
 // Workspace packages export their TypeScript source under the "source" condition: tests run the source,
 // the built apps run dist/.
-const conditions = ['source', ...defaultServerConditions];
+const conditions = ['source', 'module', 'node', 'development|production'];
 
 export default defineConfig({
   resolve: { conditions },

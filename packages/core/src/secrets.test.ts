@@ -1,0 +1,33 @@
+import { describe, expect, it } from 'vitest';
+import { decryptCode, deriveKeys, encryptCode, generateCode, hashCode } from './secrets.js';
+
+const keys = deriveKeys('unit-test-secret-0123456789abcdefghijklmnop');
+
+describe('codes', () => {
+  it('generates codes of the asked length, digits only, leading zeros kept', () => {
+    for (const len of [6, 8, 10]) {
+      for (let i = 0; i < 200; i++) expect(generateCode(len)).toMatch(new RegExp(`^\\d{${len}}$`));
+    }
+  });
+
+  it('spreads codes over the digit space', () => {
+    const firsts = new Set(Array.from({ length: 500 }, () => generateCode(6)[0]));
+    expect(firsts.size).toBe(10);
+  });
+
+  it('binds the hash to the OTP id', () => {
+    expect(hashCode(keys, 'otp_a', '123456')).not.toBe(hashCode(keys, 'otp_b', '123456'));
+    expect(hashCode(keys, 'otp_a', '123456')).toBe(hashCode(keys, 'otp_a', '123456'));
+    expect(hashCode(keys, 'otp_a', '123456')).not.toContain('123456');
+  });
+
+  it('seals a code for one OTP only, and detects tampering', () => {
+    const sealed = encryptCode(keys, 'otp_a', '654321');
+    expect(sealed).not.toContain('654321');
+    expect(decryptCode(keys, 'otp_a', sealed)).toBe('654321');
+    expect(() => decryptCode(keys, 'otp_b', sealed)).toThrow();
+    const tampered = `${sealed.slice(0, -2)}${sealed.endsWith('A') ? 'B' : 'A'}A`;
+    expect(() => decryptCode(keys, 'otp_a', tampered)).toThrow();
+    expect(() => decryptCode(deriveKeys('another-secret-0123456789abcdefghijklmn'), 'otp_a', sealed)).toThrow();
+  });
+});

@@ -1,0 +1,32 @@
+# Sourced by start.sh and test.sh: installs what a fresh machine with only Node lacks.
+ensure_pnpm() {
+  if ! command -v pnpm >/dev/null 2>&1; then
+    echo "==> installing pnpm (npm install -g pnpm@10)"
+    npm install -g pnpm@10 >/dev/null
+  fi
+}
+
+as_root() {
+  if [ "$(id -u)" = "0" ]; then "$@"; elif command -v sudo >/dev/null 2>&1; then sudo "$@"; else
+    echo "need root to run: $*" >&2; return 1; fi
+}
+
+# redis-server is needed unless REDIS_URL points at a Redis already.
+ensure_redis_server() {
+  if [ -n "${REDIS_URL:-}" ] || command -v redis-server >/dev/null 2>&1; then return 0; fi
+  echo "==> installing redis-server with the system's package manager"
+  if command -v apt-get >/dev/null 2>&1; then
+    as_root apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq redis-server >/dev/null
+  elif command -v dnf >/dev/null 2>&1; then as_root dnf install -y redis >/dev/null
+  elif command -v apk >/dev/null 2>&1; then as_root apk add --no-cache redis >/dev/null
+  elif command -v brew >/dev/null 2>&1; then brew install redis >/dev/null
+  else echo "cannot install redis-server: install it, or set REDIS_URL" >&2; return 1; fi
+}
+
+install_and_build() {
+  echo "==> installing dependencies"
+  if [ -n "${CI:-}" ]; then pnpm install --frozen-lockfile --reporter=silent; else pnpm install --frozen-lockfile --reporter=silent || pnpm install --reporter=silent; fi
+  echo "==> building"
+  pnpm -s build
+}

@@ -1,0 +1,182 @@
+// Runs the whole gateway on one machine without Docker: local Redis, simulator, API, worker, callbacks,
+// dashboard. Development defaults are generated once into .data/dev.env and reused; the environment wins.
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createConnection } from 'node:net';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const dataDir = join(root, '.data');
+mkdirSync(dataDir, { recursive: true });
+
+// .env in the working directory is read by every process too; here it also decides the defaults.
+const fileEnv = {};
+for (const f of [join(root, '.env')]) {
+  if (!existsSync(f)) continue;
+  for (const line of readFileSync(f, 'utf8').split('\n')) {
+    const m = /^\s*([A-Z0-9_]+)\s*=\s*(.*?)\s*$/.exec(line);
+    if (m && !line.trimStart().startsWith('#')) fileEnv[m[1]] = m[2].replace(/^["']|["']$/g, '');
+  }
+}
+const given = { ...fileEnv, ...process.env };
+
+const devFile = join(dataDir, 'dev.env');
+const dev = existsSync(devFile) ? JSON.parse(readFileSync(devFile, 'utf8')) : {};
+dev.OTP_SECRET ??= randomBytes(32).toString('base64url');
+dev.API_KEY ??= `dev_${randomBytes(18).toString('base64url')}`;
+dev.DASHBOARD_PASSWORD ??= randomBytes(12).toString('base64url');
+dev.OCTOPUSH_WEBHOOK_TOKEN ??= randomBytes(18).toString('base64url');
+writeFileSync(devFile, JSON.stringify(dev, null, 2), { mode: 0o600 });
+
+const host = given.HOST ?? '127.0.0.1';
+const ports = {
+  api: Number(given.API_PORT ?? 3000),
+  webhooks: Number(given.WEBHOOKS_PORT ?? 3001),
+  dashboard: Number(given.DASHBOARD_PORT ?? 3002),
+  simulator: Number(given.SIMULATOR_PORT ?? 3003),
+  redis: Number(given.LOCAL_REDIS_PORT ?? 6380),
+  workerMetrics: Number(given.WORKER_METRICS_PORT ?? 3004),
+};
+const useSimulator = !given.TWILIO_ACCOUNT_SID && !given.OCTOPUSH_API_KEY;
+const publicBase = given.PUBLIC_WEBHOOK_BASE_URL ?? `http://${host}:${ports.webhooks}`;
+
+const env = {
+  NODE_ENV: 'development',
+  OTP_SECRET: dev.OTP_SECRET,
+  API_KEYS: `dev:${dev.API_KEY}`,
+  DASHBOARD_USER: 'admin',
+  DASHBOARD_PASSWORD: dev.DASHBOARD_PASSWORD,
+  OCTOPUSH_WEBHOOK_TOKEN: dev.OCTOPUSH_WEBHOOK_TOKEN,
+  PUBLIC_WEBHOOK_BASE_URL: publicBase,
+  WORKER_METRICS_PORT: String(ports.workerMetrics),
+  REDIS_URL: `redis://127.0.0.1:${ports.redis}`,
+  ...(useSimulator
+    ? {
+        SMS_PROVIDERS: 'twilio,octopush',
+        TWILIO_ACCOUNT_SID: 'AC00000000000000000000000000000000',
+        TWILIO_AUTH_TOKEN: 'simulator-twilio-auth-token',
+        TWILIO_FROM: '+15005550006',
+        TWILIO_API_BASE_URL: `http://127.0.0.1:${ports.simulator}`,
+        OCTOPUSH_API_KEY: 'simulator-octopush-api-key',
+        OCTOPUSH_API_LOGIN: 'simulator@example.com',
+        OCTOPUSH_SENDER: 'OTP',
+        OCTOPUSH_API_BASE_URL: `http://127.0.0.1:${ports.simulator}/v1/public`,
+        SIM_TWILIO_ACCOUNT_SID: 'AC00000000000000000000000000000000',
+        SIM_TWILIO_AUTH_TOKEN: 'simulator-twilio-auth-token',
+        SIM_OCTOPUSH_API_KEY: 'simulator-octopush-api-key',
+        SIM_OCTOPUSH_API_LOGIN: 'simulator@example.com',
+        SIM_OCTOPUSH_CALLBACK_URL: `${publicBase}/webhooks/octopush/delivery/${dev.OCTOPUSH_WEBHOOK_TOKEN}`,
+        SIMULATOR_PORT: String(ports.simulator),
+      }
+    : {}),
+  ...given,
+};
+
+const children = [];
+let stopping = false;
+
+function run(name, cmd, args, extraEnv = {}) {
+  const child = spawn(cmd, args, { cwd: root, env: { ...env, ...extraEnv }, stdio: ['ignore', 'inherit', 'inherit'] });
+  child.on('exit', (code, signal) => {
+    if (!stopping) {
+      console.error(`[stack] ${name} exited (${signal ?? code}); stopping everything`);
+      void stopAll(1);
+    }
+  });
+  children.push({ name, child });
+  return child;
+}
+
+function waitPort(port, timeoutMs = 15000) {
+  const deadline = Date.now() + timeoutMs;
+  return new Promise((resolve, reject) => {
+    const tryOnce = () => {
+      const s = createConnection({ port, host: '127.0.0.1' });
+      s.once('connect', () => {
+        s.destroy();
+        resolve();
+      });
+      s.once('error', () => {
+        s.destroy();
+        if (Date.now() > deadline) reject(new Error(`port ${port} did not open`));
+        else setTimeout(tryOnce, 100);
+      });
+    };
+    tryOnce();
+  });
+}
+
+async function stopAll(code = 0) {
+  if (stopping) return;
+  stopping = true;
+  console.log('[stack] stopping...');
+  const apps = children.filter((c) => c.name !== 'redis').reverse();
+  await Promise.all(apps.map(({ child }) => stop(child)));
+  const redis = children.find((c) => c.name === 'redis');
+  if (redis) await stop(redis.child);
+  console.log('[stack] stopped');
+  process.exit(code);
+}
+
+function stop(child) {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const t = setTimeout(() => child.kill('SIGKILL'), 15000);
+    child.once('exit', () => {
+      clearTimeout(t);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
+}
+
+process.on('SIGINT', () => void stopAll(0));
+process.on('SIGTERM', () => void stopAll(0));
+
+if (!given.REDIS_URL) {
+  const redisDir = join(dataDir, 'redis');
+  mkdirSync(redisDir, { recursive: true });
+  run('redis', 'redis-server', [
+    '--port', String(ports.redis), '--bind', '127.0.0.1', '--dir', redisDir,
+    '--appendonly', 'yes', '--maxmemory-policy', 'noeviction', '--save', '', '--loglevel', 'warning',
+  ]);
+  await waitPort(ports.redis);
+}
+
+const apps = [
+  ...(useSimulator ? [['simulator', ports.simulator]] : []),
+  ['api', ports.api],
+  ['worker', null],
+  ['webhooks', ports.webhooks],
+  ['dashboard', ports.dashboard],
+];
+const started = [];
+for (const [name, port] of apps) {
+  const entry = join(root, 'apps', name, 'dist', 'main.js');
+  if (!existsSync(entry)) continue;
+  run(name, process.execPath, [entry]);
+  if (port) await waitPort(port).catch((e) => console.error(`[stack] ${name}: ${e.message}`));
+  started.push(name);
+}
+
+const url = (p) => `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${p}`;
+const lines = [
+  '',
+  '  SMS OTP gateway is running (Ctrl-C stops everything)',
+  '',
+  `  API            ${url(ports.api)}   docs: ${url(ports.api)}/docs`,
+  `  API key        ${dev.API_KEY}   (Authorization: Bearer <key>)`,
+];
+if (started.includes('webhooks')) lines.push(`  callbacks      ${url(ports.webhooks)}`);
+if (started.includes('dashboard'))
+  lines.push(`  dashboard      ${url(ports.dashboard)}/admin/queues   user admin, password ${dev.DASHBOARD_PASSWORD}`);
+if (started.includes('worker')) lines.push(`  worker metrics ${url(ports.workerMetrics)}/metrics`);
+if (started.includes('simulator')) lines.push(`  simulator      ${url(ports.simulator)}/inbox   (no provider credentials: fake Twilio and Octopush)`);
+lines.push(`  redis          ${env.REDIS_URL}`);
+lines.push('');
+lines.push(`  try: curl -s -X POST ${url(ports.api)}/v1/otp/send -H 'Authorization: Bearer ${dev.API_KEY}' \\`);
+lines.push(`         -H 'content-type: application/json' -d '{"phoneNumber":"+33612345678"}'`);
+lines.push('');
+console.log(lines.join('\n'));
