@@ -61,6 +61,8 @@ export interface Config {
     readonly concurrency: number;
     readonly metricsPort: number | null;
     readonly shutdownTimeoutMs: number;
+    /** How long a job's lock lasts: a worker killed mid-job has its jobs taken over after about this long. */
+    readonly lockMs: number;
     readonly circuitFailureThreshold: number;
     readonly circuitCooldownSeconds: number;
     readonly deliveryTimeoutSeconds: number;
@@ -275,6 +277,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, app: AppName): Config {
       concurrency: r.int('WORKER_CONCURRENCY', 50, 1, 1000),
       metricsPort: metricsPort === 0 ? null : metricsPort,
       shutdownTimeoutMs: r.int('SHUTDOWN_TIMEOUT_MS', 10000, 0, 120000),
+      lockMs: r.int('WORKER_LOCK_MS', 30000, 1000, 600000),
       circuitFailureThreshold: r.int('CIRCUIT_FAILURE_THRESHOLD', 5, 1, 1000),
       circuitCooldownSeconds: r.int('CIRCUIT_COOLDOWN_SECONDS', 30, 1, 3600),
       deliveryTimeoutSeconds: r.int('DELIVERY_TIMEOUT_SECONDS', 120, 5, 3600),

@@ -7,6 +7,7 @@ export type AttemptOutcome =
   | 'delivered'
   | 'undelivered'
   | 'failed'
+  | 'no_receipt'
   | 'retryable'
   | 'rate_limited'
   | 'misconfigured'

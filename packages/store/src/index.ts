@@ -3,3 +3,4 @@ export * from './otp.repo.js';
 export * from './otp.service.js';
 export * from './queues.js';
 export * from './redis.js';
+export * from './delivery.repo.js';

@@ -29,6 +29,8 @@ export interface CreateOtpInput {
   readonly ip: string;
   readonly phone: string;
   readonly codeHash: string;
+  /** The code sealed with AES-256-GCM (as in the job), kept so a resend through another provider can send it. */
+  readonly sealedCode: string;
   readonly expiresAt: number;
   readonly maxAttempts: number;
   readonly callingCode: string;
@@ -119,6 +121,7 @@ export function createOtpRepo(redis: Redis, limits: RateLimits): OtpRepo {
         IDEMPOTENCY_TTL_MS,
         i.response,
         PREFIX,
+        i.sealedCode,
       );
       switch (res[0]) {
         case 'ok':
@@ -209,9 +212,20 @@ export function toView(f: Record<string, string>, now: number): OtpView & { keyN
   if (status === 'pending' && now >= exp) status = 'expired';
   const attempts: AttemptRecord[] = [];
   const n = Number(f['na'] ?? 0);
+  const iso = (ms: string | undefined) => new Date(Number(ms ?? 0)).toISOString();
   for (let i = 1; i <= n; i++) {
-    const a = f[`a:${i}`];
-    if (a) attempts.push(JSON.parse(a) as AttemptRecord);
+    const a = `a${i}.`;
+    if (!f[`${a}p`]) continue;
+    attempts.push({
+      n: i,
+      provider: f[`${a}p`] as ProviderId,
+      outcome: f[`${a}o`] as AttemptRecord['outcome'],
+      errorCode: f[`${a}e`] || null,
+      providerStatus: f[`${a}s`] || null,
+      messageId: f[`${a}m`] || null,
+      at: iso(f[`${a}t`]),
+      updatedAt: iso(f[`${a}u`]),
+    });
   }
   return {
     id: f['id']!,

@@ -21,7 +21,8 @@ end
  * Send. KEYS: 1 ip rate, 2 key rate, 3 idempotency, 4 number failures, 5 cooldown, 6 send window, 7 latest, 8 new otp.
  * ARGV: 1 now, 2 ip limit, 3 key limit, 4 idempotency fingerprint ('' = none), 5 number max failures,
  * 6 cooldown ms, 7 max sends per window, 8 window ms, 9 id, 10 key name, 11 phone, 12 code hash, 13 expires at,
- * 14 max attempts, 15 calling code, 16 locale, 17 retention ms, 18 idempotency ttl ms, 19 response json, 20 prefix.
+ * 14 max attempts, 15 calling code, 16 locale, 17 retention ms, 18 idempotency ttl ms, 19 response json, 20 prefix,
+ * 21 sealed code (AES-GCM, for resends through another provider).
  */
 export const SEND_LUA = `${RATE}
 local t = over(KEYS[1], ARGV[2]); if t then return {'limited', 'ip', t} end
@@ -46,12 +47,12 @@ if previous then
   local pkey = ARGV[20] .. 'o:' .. previous
   if redis.call('HGET', pkey, 'status') == 'pending' then
     redis.call('HSET', pkey, 'status', 'expired', 'replacedBy', ARGV[9], 'endedAt', now)
-    redis.call('HDEL', pkey, 'hash')
+    redis.call('HDEL', pkey, 'hash', 'sealed')
   end
 end
 redis.call('HSET', KEYS[8], 'id', ARGV[9], 'key', ARGV[10], 'phone', ARGV[11], 'hash', ARGV[12],
   'status', 'pending', 'ds', 'queued', 'provider', '', 'exp', ARGV[13], 'created', now,
-  'left', ARGV[14], 'max', ARGV[14], 'cc', ARGV[15], 'locale', ARGV[16], 'na', 0)
+  'left', ARGV[14], 'max', ARGV[14], 'cc', ARGV[15], 'locale', ARGV[16], 'na', 0, 'sealed', ARGV[21])
 local keep = tonumber(ARGV[13]) - now + tonumber(ARGV[17])
 redis.call('PEXPIRE', KEYS[8], keep)
 redis.call('SET', KEYS[7], ARGV[9], 'PX', keep)
@@ -83,7 +84,7 @@ local status = o[4]
 if status == 'pending' and now >= tonumber(o[5]) then
   status = 'expired'
   redis.call('HSET', KEYS[3], 'status', 'expired', 'endedAt', now)
-  redis.call('HDEL', KEYS[3], 'hash')
+  redis.call('HDEL', KEYS[3], 'hash', 'sealed')
 end
 if status ~= 'pending' then return {status, o[7] or ''} end
 
@@ -93,7 +94,7 @@ if #a ~= #b then diff = 1 end
 for i = 1, math.min(#a, #b) do diff = bit.bor(diff, bit.bxor(string.byte(a, i), string.byte(b, i))) end
 if diff == 0 then
   redis.call('HSET', KEYS[3], 'status', 'approved', 'endedAt', now)
-  redis.call('HDEL', KEYS[3], 'hash')
+  redis.call('HDEL', KEYS[3], 'hash', 'sealed')
   redis.call('DEL', nfkey)
   return {'ok'}
 end
@@ -101,7 +102,7 @@ local left = redis.call('HINCRBY', KEYS[3], 'left', -1)
 if redis.call('INCR', nfkey) >= 1 then redis.call('PEXPIRE', nfkey, ARGV[5]) end
 if left <= 0 then
   redis.call('HSET', KEYS[3], 'status', 'locked', 'endedAt', now)
-  redis.call('HDEL', KEYS[3], 'hash')
+  redis.call('HDEL', KEYS[3], 'hash', 'sealed')
   return {'wrong', 'locked', 0}
 end
 return {'wrong', 'pending', left}
@@ -125,7 +126,7 @@ if redis.call('HGET', okey, 'key') ~= ARGV[4] then return {'not_found'} end
 local all = redis.call('HGETALL', okey)
 local out = {'ok'}
 for i = 1, #all, 2 do
-  if all[i] ~= 'hash' then out[#out + 1] = all[i]; out[#out + 1] = all[i + 1] end
+  if all[i] ~= 'hash' and all[i] ~= 'sealed' then out[#out + 1] = all[i]; out[#out + 1] = all[i + 1] end
 end
 return out
 `;

@@ -102,6 +102,7 @@ export function createOtpService(deps: OtpServiceDeps): OtpService {
       const id = `otp_${randomUUID().replaceAll('-', '')}`;
       const code = generateCode(otp.codeLength);
       const expiresAt = t + otp.ttlSeconds * 1000;
+      const sealedCode = encryptCode(keys, id, code);
       const answer: SendAnswer = {
         id,
         status: 'pending',
@@ -116,6 +117,7 @@ export function createOtpService(deps: OtpServiceDeps): OtpService {
           ip: caller.ip,
           phone: phone.e164,
           codeHash: hashCode(keys, id, code),
+          sealedCode,
           expiresAt,
           maxAttempts: otp.maxAttempts,
           callingCode: phone.callingCode,
@@ -144,7 +146,7 @@ export function createOtpService(deps: OtpServiceDeps): OtpService {
           otpId: id,
           to: phone.e164,
           locale,
-          sealedCode: encryptCode(keys, id, code),
+          sealedCode,
           expiresAt,
           callingCode: phone.callingCode,
         }),

@@ -1,0 +1,32 @@
+import { type Server, createServer } from 'node:http';
+import type { Registry } from 'prom-client';
+
+/** A small HTTP port for the worker: /healthz, /readyz (Redis answers), /metrics. */
+export function startHealthServer(opts: {
+  port: number;
+  host: string;
+  registry: Registry;
+  ready: () => Promise<boolean>;
+}): Promise<Server> {
+  const server = createServer(async (req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    const json = (status: number, body: unknown) => {
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(body));
+    };
+    if (path === '/healthz') return json(200, { status: 'ok' });
+    if (path === '/readyz') {
+      const ok = await opts.ready().catch(() => false);
+      return ok ? json(200, { status: 'ready' }) : json(503, { error: { code: 'store_unavailable', message: 'Redis does not answer' } });
+    }
+    if (path === '/metrics') {
+      res.writeHead(200, { 'content-type': opts.registry.contentType });
+      return res.end(await opts.registry.metrics());
+    }
+    return json(404, { error: { code: 'not_found', message: 'no such route' } });
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port, opts.host, () => resolve(server));
+  });
+}

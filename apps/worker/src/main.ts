@@ -1,0 +1,103 @@
+import 'dotenv/config';
+import { ConfigError, QUEUES, type SendJobData, deriveKeys, loadConfig } from '@otp-gateway/core';
+import { createProviders } from '@otp-gateway/providers';
+import { createDeliveryRepo, createRedis } from '@otp-gateway/store';
+import { Worker } from 'bullmq';
+import { pino } from 'pino';
+import { otpBackoff } from './backoff.js';
+import { startHealthServer } from './health.server.js';
+import { createWorkerMetrics } from './metrics.js';
+import { createSendProcessor } from './send-otp.processor.js';
+
+async function main() {
+  let config: ReturnType<typeof loadConfig>;
+  try {
+    config = loadConfig(process.env, 'worker');
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      process.stderr.write(`otp-gateway worker: ${e.message}\n`);
+      process.exit(78);
+    }
+    throw e;
+  }
+  const log = pino({ level: config.logLevel, base: { app: 'worker', pid: process.pid } });
+  const redis = createRedis(config.redisUrl, 'worker', 'otp-worker');
+  const metrics = createWorkerMetrics();
+  const shutdown = new AbortController();
+  const list = createProviders(config.providers, {
+    statusCallbackUrl: config.webhooks.publicBaseUrl ? `${config.webhooks.publicBaseUrl}/webhooks/twilio/status` : null,
+  });
+  const providers = new Map(list.map((p) => [p.id, p]));
+  const delivery = createDeliveryRepo(
+    redis,
+    {
+      failureThreshold: config.worker.circuitFailureThreshold,
+      cooldownMs: config.worker.circuitCooldownSeconds * 1000,
+    },
+    config.providers.ratePerSecond,
+  );
+  const processor = createSendProcessor({
+    providers,
+    order: config.providers.order,
+    delivery,
+    keys: deriveKeys(config.otpSecret),
+    log,
+    metrics,
+    shutdown: shutdown.signal,
+    minLifeMs: 5000,
+  });
+
+  const worker = new Worker<SendJobData>(QUEUES.send, processor, {
+    connection: redis,
+    concurrency: config.worker.concurrency,
+    lockDuration: config.worker.lockMs,
+    stalledInterval: Math.max(1000, Math.floor(config.worker.lockMs / 2)),
+    maxStalledCount: 3,
+    settings: { backoffStrategy: otpBackoff },
+  });
+  worker.on('error', (err) => log.error({ err: { message: err.message } }, 'worker error'));
+  worker.on('failed', (job, err) => {
+    if (job && job.attemptsMade >= (job.opts.attempts ?? 1)) {
+      log.warn({ otpId: job.data.otpId, reason: err.message }, 'send job failed for good');
+    }
+  });
+
+  const health = config.worker.metricsPort
+    ? await startHealthServer({
+        port: config.worker.metricsPort,
+        host: config.host,
+        registry: metrics.registry,
+        ready: async () => (await redis.ping()) === 'PONG' && worker.isRunning(),
+      })
+    : null;
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal, deadlineMs: config.worker.shutdownTimeoutMs }, 'worker stopping; finishing in-flight sends');
+    const deadline = setTimeout(() => {
+      log.warn('shutdown deadline reached; aborting in-flight sends');
+      shutdown.abort();
+      void worker.close(true);
+    }, config.worker.shutdownTimeoutMs);
+    await worker.close();
+    clearTimeout(deadline);
+    health?.close();
+    redis.disconnect();
+    log.info('worker stopped');
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+  await worker.waitUntilReady();
+  log.info(
+    { providers: config.providers.order, concurrency: config.worker.concurrency, metricsPort: config.worker.metricsPort },
+    'worker started',
+  );
+}
+
+main().catch((e) => {
+  process.stderr.write(`otp-gateway worker failed to start: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.exit(1);
+});

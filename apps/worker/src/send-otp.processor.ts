@@ -1,0 +1,112 @@
+import {
+  type Logger,
+  type OtpKeys,
+  ProviderError,
+  type ProviderId,
+  type SendJobData,
+  type SmsProvider,
+  decryptCode,
+  isProviderError,
+  maskPhone,
+} from '@otp-gateway/core';
+import { renderOtpMessage } from '@otp-gateway/providers';
+import type { DeliveryRepo } from '@otp-gateway/store';
+import { DelayedError, type Job, UnrecoverableError } from 'bullmq';
+import type { WorkerMetrics } from './metrics.js';
+
+export interface SendProcessorDeps {
+  readonly providers: ReadonlyMap<ProviderId, SmsProvider>;
+  readonly order: readonly ProviderId[];
+  readonly delivery: DeliveryRepo;
+  readonly keys: OtpKeys;
+  readonly log: Logger & { child(b: object): Logger };
+  readonly metrics: WorkerMetrics;
+  /** Aborted when the worker must stop: in-flight provider calls end. */
+  readonly shutdown: AbortSignal;
+  /** An SMS is not sent when the OTP has less life than this left. */
+  readonly minLifeMs: number;
+  readonly now?: () => number;
+}
+
+/**
+ * Takes a send job: picks the provider (first in order whose circuit is closed), records the attempt,
+ * sends, and records the outcome. Throws to make BullMQ retry (ProviderError), to park the job until a
+ * provider is free (DelayedError), or to fail it for good (UnrecoverableError, the OTP then reads `failed`).
+ */
+export function createSendProcessor(deps: SendProcessorDeps) {
+  const { providers, order, delivery, keys, metrics } = deps;
+  const now = deps.now ?? Date.now;
+
+  const giveUp = async (job: Job<SendJobData>, log: Logger, why: string) => {
+    if (await delivery.giveUp(job.data.otpId, now())) {
+      metrics.funnel.inc({ stage: 'failed', provider: 'none', cc: job.data.callingCode });
+      log.error({ reason: why }, 'otp failed: no provider could send it');
+    }
+    throw new UnrecoverableError(`no provider could send the code: ${why}`);
+  };
+
+  return async (job: Job<SendJobData>, token?: string): Promise<void> => {
+    const d = job.data;
+    const log = deps.log.child({ otpId: d.otpId, jobId: job.id });
+    const begun = await delivery.begin(d.otpId, order, now(), deps.minLifeMs);
+
+    if (begun.kind === 'stop') {
+      if (begun.reason === 'too_late' || begun.reason === 'exhausted') return giveUp(job, log, begun.reason);
+      log.debug({ reason: begun.reason }, 'nothing to send');
+      return;
+    }
+    if (begun.kind === 'wait') {
+      const at = now() + begun.ms;
+      if (at + deps.minLifeMs >= d.expiresAt) return giveUp(job, log, 'every provider unavailable until expiry');
+      log.info({ waitMs: begun.ms }, 'no provider free now; job parked');
+      await job.moveToDelayed(at, token);
+      throw new DelayedError();
+    }
+
+    const { attempt, provider: providerId } = begun;
+    const provider = providers.get(providerId);
+    if (!provider) return giveUp(job, log, `provider ${providerId} is not configured on this worker`);
+    if (attempt > 1) metrics.retries.inc({ provider: providerId });
+
+    let body: string;
+    try {
+      const code = decryptCode(keys, d.otpId, d.sealedCode);
+      body = renderOtpMessage({ code, ttlSeconds: Math.max(60, Math.round((d.expiresAt - now()) / 1000)), locale: d.locale });
+    } catch {
+      await delivery.failed(d.otpId, attempt, providerId, 'permanent', 'sealed_code_unreadable', now());
+      log.error({ attempt }, 'job data cannot be decrypted (OTP_SECRET changed or data tampered)');
+      throw new UnrecoverableError('sealed code unreadable');
+    }
+
+    const stopTimer = metrics.latency.startTimer({ provider: providerId });
+    try {
+      const res = await provider.send(
+        { otpId: d.otpId, attemptId: `${d.otpId}-${attempt}`, to: d.to, body, expiresAt: d.expiresAt },
+        { signal: deps.shutdown, log },
+      );
+      stopTimer({ outcome: 'accepted' });
+      await delivery.accepted(d.otpId, attempt, providerId, res.messageId, res.providerStatus ?? '', now());
+      metrics.funnel.inc({ stage: 'sent', provider: providerId, cc: d.callingCode });
+      if (attempt > 1) metrics.failovers.inc({ provider: providerId });
+      log.info({ provider: providerId, attempt, to: maskPhone(d.to), messageId: res.messageId }, 'sms accepted by provider');
+    } catch (e) {
+      const err = isProviderError(e)
+        ? e
+        : new ProviderError(e instanceof Error ? e.message : 'unknown failure', 'retryable', 'internal');
+      stopTimer({ outcome: err.kind });
+      const circuit = await delivery.failed(d.otpId, attempt, providerId, err.kind, err.code, now(), err.retryAfterMs);
+      metrics.attemptFailures.inc({ provider: providerId, kind: err.kind });
+      if (circuit === 'open') metrics.circuitOpened.inc({ provider: providerId });
+      log.warn(
+        { provider: providerId, attempt, kind: err.kind, errorCode: err.code, circuit, to: maskPhone(d.to) },
+        'sms attempt failed',
+      );
+      if (err.kind === 'permanent') {
+        metrics.funnel.inc({ stage: 'failed', provider: providerId, cc: d.callingCode });
+        throw new UnrecoverableError(`${providerId} refused the number (${err.code})`);
+      }
+      if (job.attemptsMade + 1 >= (job.opts.attempts ?? 1)) return giveUp(job, log, 'retries exhausted');
+      throw err;
+    }
+  };
+}

@@ -1,0 +1,119 @@
+import type { ProviderErrorKind, ProviderId } from '@otp-gateway/core';
+import type { Redis } from 'ioredis';
+import { RETENTION_MS, keys } from './keys.js';
+import { ACCEPT_LUA, BEGIN_LUA, FAIL_LUA, GIVE_UP_LUA } from './delivery.scripts.js';
+
+/** Provider health settings, shared by every worker through Redis. */
+export interface CircuitSettings {
+  readonly failureThreshold: number;
+  readonly cooldownMs: number;
+}
+
+export type BeginOutcome =
+  | { kind: 'go'; attempt: number; provider: ProviderId; resumed: boolean }
+  | { kind: 'wait'; ms: number }
+  | {
+      kind: 'stop';
+      reason: 'gone' | 'approved' | 'expired' | 'locked' | 'failed' | 'done' | 'too_late' | 'exhausted';
+    };
+
+/** The worker's view of an OTP's delivery: begin an attempt, settle it, give up. Each call is one round trip. */
+export interface DeliveryRepo {
+  begin(otpId: string, order: readonly ProviderId[], now: number, minLifeMs: number): Promise<BeginOutcome>;
+  accepted(
+    otpId: string,
+    attempt: number,
+    provider: ProviderId,
+    messageId: string,
+    providerStatus: string,
+    now: number,
+  ): Promise<string[]>;
+  failed(
+    otpId: string,
+    attempt: number,
+    provider: ProviderId,
+    kind: ProviderErrorKind,
+    errorCode: string,
+    now: number,
+    pauseMs?: number,
+  ): Promise<'open' | 'closed'>;
+  /** Ends a pending OTP that never went out as `failed`. True when it did. */
+  giveUp(otpId: string, now: number): Promise<boolean>;
+}
+
+interface ScriptRedis extends Redis {
+  otpBegin(...args: (string | number)[]): Promise<unknown[]>;
+  otpAccept(...args: (string | number)[]): Promise<string[]>;
+  otpFail(...args: (string | number)[]): Promise<string>;
+  otpGiveUp(...args: (string | number)[]): Promise<number>;
+}
+
+const rateKey = (p: ProviderId, now: number) => `${keys.circuit(p)}:rate:${Math.floor(now / 1000)}`;
+
+export function createDeliveryRepo(
+  redis: Redis,
+  circuit: CircuitSettings,
+  ratePerSecond: Readonly<Record<ProviderId, number>>,
+): DeliveryRepo {
+  const r = redis as ScriptRedis;
+  if (typeof r.otpBegin !== 'function') {
+    r.defineCommand('otpBegin', { lua: BEGIN_LUA });
+    r.defineCommand('otpAccept', { numberOfKeys: 4, lua: ACCEPT_LUA });
+    r.defineCommand('otpFail', { numberOfKeys: 2, lua: FAIL_LUA });
+    r.defineCommand('otpGiveUp', { numberOfKeys: 1, lua: GIVE_UP_LUA });
+  }
+  return {
+    async begin(otpId, order, now, minLifeMs) {
+      const n = order.length;
+      const res = await r.otpBegin(
+        1 + 2 * n,
+        keys.otp(otpId),
+        ...order.map((p) => keys.circuit(p)),
+        ...order.map((p) => rateKey(p, now)),
+        now,
+        minLifeMs,
+        n,
+        ...order,
+        ...order.map((p) => ratePerSecond[p] ?? 0),
+        circuit.failureThreshold,
+        circuit.cooldownMs,
+      );
+      if (res[0] === 'go') {
+        return { kind: 'go', attempt: Number(res[1]), provider: res[2] as ProviderId, resumed: res[3] === 'resume' };
+      }
+      if (res[0] === 'wait') return { kind: 'wait', ms: Math.max(1, Number(res[1])) };
+      return { kind: 'stop', reason: res[1] as Extract<BeginOutcome, { kind: 'stop' }>['reason'] };
+    },
+    async accepted(otpId, attempt, provider, messageId, providerStatus, now) {
+      return r.otpAccept(
+        keys.otp(otpId),
+        keys.message(provider, messageId),
+        keys.circuit(provider),
+        keys.earlyCallbacks(provider, messageId),
+        now,
+        attempt,
+        provider,
+        messageId,
+        providerStatus,
+        RETENTION_MS,
+      );
+    },
+    async failed(otpId, attempt, provider, kind, errorCode, now, pauseMs = 1000) {
+      const state = await r.otpFail(
+        keys.otp(otpId),
+        keys.circuit(provider),
+        now,
+        attempt,
+        kind,
+        errorCode,
+        circuit.failureThreshold,
+        circuit.cooldownMs,
+        pauseMs,
+      );
+      return state === 'open' ? 'open' : 'closed';
+    },
+    async giveUp(otpId, now) {
+      return (await r.otpGiveUp(keys.otp(otpId), now)) === 1;
+    },
+  };
+}
