@@ -1,7 +1,7 @@
 import 'dotenv/config';
-import { ConfigError, QUEUES, type SendJobData, deriveKeys, loadConfig } from '@otp-gateway/core';
+import { ConfigError, type ProviderId, QUEUES, type SendJobData, deriveKeys, loadConfig } from '@otp-gateway/core';
 import { createProviders } from '@otp-gateway/providers';
-import { createDeliveryRepo, createRedis } from '@otp-gateway/store';
+import { createDeliveryRepo, createRedis, createSendQueue } from '@otp-gateway/store';
 import { Worker } from 'bullmq';
 import { pino } from 'pino';
 import { otpBackoff } from './backoff.js';
@@ -36,6 +36,19 @@ async function main() {
     },
     config.providers.ratePerSecond,
   );
+  const queue = createSendQueue(redis);
+  const timeoutMs = config.worker.deliveryTimeoutSeconds * 1000;
+  const minLifeMs = 5000;
+  // Receipts are expected only when the callbacks process is reachable by the providers.
+  const scheduleReceiptCheck = config.webhooks.publicBaseUrl
+    ? async (data: SendJobData, attempt: number, provider: ProviderId) => {
+        if (data.expiresAt - Date.now() - timeoutMs < minLifeMs + 10_000) return;
+        await queue.add('send', { ...data, checkReceiptOf: { attempt, provider } }, {
+          jobId: `${data.otpId}-t${attempt}`,
+          delay: timeoutMs,
+        });
+      }
+    : null;
   const processor = createSendProcessor({
     providers,
     order: config.providers.order,
@@ -44,7 +57,8 @@ async function main() {
     log,
     metrics,
     shutdown: shutdown.signal,
-    minLifeMs: 5000,
+    minLifeMs,
+    scheduleReceiptCheck,
   });
 
   const worker = new Worker<SendJobData>(QUEUES.send, processor, {
@@ -83,6 +97,7 @@ async function main() {
     }, config.worker.shutdownTimeoutMs);
     await worker.close();
     clearTimeout(deadline);
+    await queue.close().catch(() => {});
     health?.close();
     redis.disconnect();
     log.info('worker stopped');

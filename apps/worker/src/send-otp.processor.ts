@@ -25,6 +25,13 @@ export interface SendProcessorDeps {
   readonly shutdown: AbortSignal;
   /** An SMS is not sent when the OTP has less life than this left. */
   readonly minLifeMs: number;
+  /**
+   * After an accepted attempt, schedules the check that resends through the next provider when no final
+   * receipt came in time; null when receipts are not expected (no callbacks configured).
+   */
+  readonly scheduleReceiptCheck: ((data: SendJobData, attempt: number, provider: ProviderId) => Promise<void>) | null;
+  /** Applies delivery reports that arrived before the message id was recorded. */
+  readonly applyEarlyReports?: (reports: string[], log: Logger) => Promise<void>;
   readonly now?: () => number;
 }
 
@@ -48,6 +55,12 @@ export function createSendProcessor(deps: SendProcessorDeps) {
   return async (job: Job<SendJobData>, token?: string): Promise<void> => {
     const d = job.data;
     const log = deps.log.child({ otpId: d.otpId, jobId: job.id });
+    if (d.checkReceiptOf) {
+      const { attempt, provider } = d.checkReceiptOf;
+      if (!(await delivery.receiptTimedOut(d.otpId, attempt, provider, now(), deps.minLifeMs))) return;
+      metrics.attemptFailures.inc({ provider, kind: 'no_receipt' });
+      log.warn({ provider, attempt }, 'no delivery receipt in time; sending through the next provider');
+    }
     const begun = await delivery.begin(d.otpId, order, now(), deps.minLifeMs);
 
     if (begun.kind === 'stop') {
@@ -85,7 +98,12 @@ export function createSendProcessor(deps: SendProcessorDeps) {
         { signal: deps.shutdown, log },
       );
       stopTimer({ outcome: 'accepted' });
-      await delivery.accepted(d.otpId, attempt, providerId, res.messageId, res.providerStatus ?? '', now());
+      const early = await delivery.accepted(d.otpId, attempt, providerId, res.messageId, res.providerStatus ?? '', now());
+      if (early.length > 0 && deps.applyEarlyReports) await deps.applyEarlyReports(early, log);
+      if (deps.scheduleReceiptCheck) {
+        const { checkReceiptOf: _prev, ...data } = d;
+        await deps.scheduleReceiptCheck(data, attempt, providerId);
+      }
       metrics.funnel.inc({ stage: 'sent', provider: providerId, cc: d.callingCode });
       if (attempt > 1) metrics.failovers.inc({ provider: providerId });
       log.info({ provider: providerId, attempt, to: maskPhone(d.to), messageId: res.messageId }, 'sms accepted by provider');

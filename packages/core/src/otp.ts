@@ -56,4 +56,9 @@ export interface SendJobData {
   readonly expiresAt: number;
   /** Country calling code, for metrics. */
   readonly callingCode: string;
+  /**
+   * Set on a delivery-timeout check (job id `{otpId}-t{n}`): when attempt n still has no final receipt,
+   * the code goes out through the next provider.
+   */
+  readonly checkReceiptOf?: { readonly attempt: number; readonly provider: ProviderId };
 }

@@ -1,7 +1,7 @@
 import type { ProviderErrorKind, ProviderId } from '@otp-gateway/core';
 import type { Redis } from 'ioredis';
 import { RETENTION_MS, keys } from './keys.js';
-import { ACCEPT_LUA, BEGIN_LUA, FAIL_LUA, GIVE_UP_LUA } from './delivery.scripts.js';
+import { ACCEPT_LUA, BEGIN_LUA, FAIL_LUA, GIVE_UP_LUA, RECEIPT_TIMEOUT_LUA } from './delivery.scripts.js';
 
 /** Provider health settings, shared by every worker through Redis. */
 export interface CircuitSettings {
@@ -39,6 +39,11 @@ export interface DeliveryRepo {
   ): Promise<'open' | 'closed'>;
   /** Ends a pending OTP that never went out as `failed`. True when it did. */
   giveUp(otpId: string, now: number): Promise<boolean>;
+  /**
+   * No final receipt came for `attempt`: when it still counts and the OTP can still be used, marks it
+   * `no_receipt` so the code may go out through another provider. True when it did.
+   */
+  receiptTimedOut(otpId: string, attempt: number, provider: ProviderId, now: number, minLifeMs: number): Promise<boolean>;
 }
 
 interface ScriptRedis extends Redis {
@@ -46,6 +51,7 @@ interface ScriptRedis extends Redis {
   otpAccept(...args: (string | number)[]): Promise<string[]>;
   otpFail(...args: (string | number)[]): Promise<string>;
   otpGiveUp(...args: (string | number)[]): Promise<number>;
+  otpReceiptTimeout(...args: (string | number)[]): Promise<number>;
 }
 
 const rateKey = (p: ProviderId, now: number) => `${keys.circuit(p)}:rate:${Math.floor(now / 1000)}`;
@@ -61,6 +67,7 @@ export function createDeliveryRepo(
     r.defineCommand('otpAccept', { numberOfKeys: 4, lua: ACCEPT_LUA });
     r.defineCommand('otpFail', { numberOfKeys: 2, lua: FAIL_LUA });
     r.defineCommand('otpGiveUp', { numberOfKeys: 1, lua: GIVE_UP_LUA });
+    r.defineCommand('otpReceiptTimeout', { numberOfKeys: 2, lua: RECEIPT_TIMEOUT_LUA });
   }
   return {
     async begin(otpId, order, now, minLifeMs) {
@@ -114,6 +121,9 @@ export function createDeliveryRepo(
     },
     async giveUp(otpId, now) {
       return (await r.otpGiveUp(keys.otp(otpId), now)) === 1;
+    },
+    async receiptTimedOut(otpId, attempt, provider, now, minLifeMs) {
+      return (await r.otpReceiptTimeout(keys.otp(otpId), keys.circuit(provider), now, attempt, minLifeMs)) === 1;
     },
   };
 }

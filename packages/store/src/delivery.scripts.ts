@@ -139,3 +139,20 @@ redis.call('HSET', KEYS[1], 'status', 'failed', 'ds', 'failed', 'endedAt', ARGV[
 redis.call('HDEL', KEYS[1], 'hash', 'sealed')
 return 1
 `;
+
+/**
+ * No final delivery report came for attempt n in time. KEYS: 1 otp, 2 circuit of its provider.
+ * ARGV: 1 now, 2 n, 3 min life ms. When n is still the attempt that counts, only accepted, and the OTP pending
+ * with enough life left: the attempt becomes `no_receipt`, the OTP may be sent through another provider
+ * (returns 1), and the provider's health takes a failure.
+ */
+export const RECEIPT_TIMEOUT_LUA = `
+local now = tonumber(ARGV[1])
+local f = 'a' .. ARGV[2]
+local o = redis.call('HMGET', KEYS[1], 'status', 'exp', 'acc', f .. '.o')
+if o[1] ~= 'pending' or o[3] ~= ARGV[2] or o[4] ~= 'accepted' then return 0 end
+if tonumber(o[2]) - now < tonumber(ARGV[3]) then return 0 end
+redis.call('HSET', KEYS[1], f .. '.o', 'no_receipt', f .. '.u', now, 'acc', '')
+redis.call('HINCRBY', KEYS[2], 'fails', 1)
+return 1
+`;
