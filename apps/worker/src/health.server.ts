@@ -1,4 +1,4 @@
-import { type Server, createServer } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { Registry } from 'prom-client';
 
 /** A small HTTP port for the worker: /healthz, /readyz (Redis answers), /metrics. */
@@ -17,7 +17,9 @@ export function startHealthServer(opts: {
     if (path === '/healthz') return json(200, { status: 'ok' });
     if (path === '/readyz') {
       const ok = await opts.ready().catch(() => false);
-      return ok ? json(200, { status: 'ready' }) : json(503, { error: { code: 'store_unavailable', message: 'Redis does not answer' } });
+      return ok
+        ? json(200, { status: 'ready' })
+        : json(503, { error: { code: 'store_unavailable', message: 'Redis does not answer' } });
     }
     if (path === '/metrics') {
       res.writeHead(200, { 'content-type': opts.registry.contentType });

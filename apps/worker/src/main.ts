@@ -1,5 +1,5 @@
 import 'dotenv/config';
-import { ConfigError, type ProviderId, QUEUES, type SendJobData, deriveKeys, loadConfig } from '@otp-gateway/core';
+import { ConfigError, deriveKeys, loadConfig, type ProviderId, QUEUES, type SendJobData } from '@otp-gateway/core';
 import { createProviders } from '@otp-gateway/providers';
 import { createDeliveryRepo, createRedis, createSendQueue } from '@otp-gateway/store';
 import { Worker } from 'bullmq';
@@ -43,10 +43,14 @@ async function main() {
   const scheduleReceiptCheck = config.webhooks.publicBaseUrl
     ? async (data: SendJobData, attempt: number, provider: ProviderId) => {
         if (data.expiresAt - Date.now() - timeoutMs < minLifeMs + 10_000) return;
-        await queue.add('send', { ...data, checkReceiptOf: { attempt, provider } }, {
-          jobId: `${data.otpId}-t${attempt}`,
-          delay: timeoutMs,
-        });
+        await queue.add(
+          'send',
+          { ...data, checkReceiptOf: { attempt, provider } },
+          {
+            jobId: `${data.otpId}-t${attempt}`,
+            delay: timeoutMs,
+          },
+        );
       }
     : null;
   const processor = createSendProcessor({
@@ -107,7 +111,11 @@ async function main() {
   process.on('SIGINT', () => void stop('SIGINT'));
   await worker.waitUntilReady();
   log.info(
-    { providers: config.providers.order, concurrency: config.worker.concurrency, metricsPort: config.worker.metricsPort },
+    {
+      providers: config.providers.order,
+      concurrency: config.worker.concurrency,
+      metricsPort: config.worker.metricsPort,
+    },
     'worker started',
   );
 }

@@ -1,4 +1,4 @@
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, collectDefaultMetrics, Histogram, Registry } from 'prom-client';
 
 /** The worker's Prometheus metrics. Labels never hold a phone number or a code. */
 export interface WorkerMetrics {
@@ -18,7 +18,12 @@ export function createWorkerMetrics(): WorkerMetrics {
   const registers = [registry];
   return {
     registry,
-    funnel: new Counter({ name: 'otp_funnel_total', help: 'OTP funnel events', labelNames: ['stage', 'provider', 'cc'], registers }),
+    funnel: new Counter({
+      name: 'otp_funnel_total',
+      help: 'OTP funnel events',
+      labelNames: ['stage', 'provider', 'cc'],
+      registers,
+    }),
     latency: new Histogram({
       name: 'otp_provider_request_seconds',
       help: 'Provider send call latency',
@@ -32,7 +37,12 @@ export function createWorkerMetrics(): WorkerMetrics {
       labelNames: ['provider', 'kind'],
       registers,
     }),
-    retries: new Counter({ name: 'otp_send_retries_total', help: 'Attempts after the first', labelNames: ['provider'], registers }),
+    retries: new Counter({
+      name: 'otp_send_retries_total',
+      help: 'Attempts after the first',
+      labelNames: ['provider'],
+      registers,
+    }),
     failovers: new Counter({
       name: 'otp_failovers_total',
       help: 'Codes that went out on a later attempt',

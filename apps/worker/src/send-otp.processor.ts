@@ -1,17 +1,18 @@
 import {
+  decryptCode,
+  isProviderError,
   type Logger,
+  maskPhone,
   type OtpKeys,
   ProviderError,
   type ProviderId,
   type SendJobData,
   type SmsProvider,
-  decryptCode,
-  isProviderError,
-  maskPhone,
 } from '@otp-gateway/core';
 import { renderOtpMessage } from '@otp-gateway/providers';
 import type { DeliveryRepo } from '@otp-gateway/store';
 import { DelayedError, type Job, UnrecoverableError } from 'bullmq';
+import { otpBackoff } from './backoff.js';
 import type { WorkerMetrics } from './metrics.js';
 
 export interface SendProcessorDeps {
@@ -84,7 +85,11 @@ export function createSendProcessor(deps: SendProcessorDeps) {
     let body: string;
     try {
       const code = decryptCode(keys, d.otpId, d.sealedCode);
-      body = renderOtpMessage({ code, ttlSeconds: Math.max(60, Math.round((d.expiresAt - now()) / 1000)), locale: d.locale });
+      body = renderOtpMessage({
+        code,
+        ttlSeconds: Math.max(60, Math.round((d.expiresAt - now()) / 1000)),
+        locale: d.locale,
+      });
     } catch {
       await delivery.failed(d.otpId, attempt, providerId, 'permanent', 'sealed_code_unreadable', now());
       log.error({ attempt }, 'job data cannot be decrypted (OTP_SECRET changed or data tampered)');
@@ -98,7 +103,14 @@ export function createSendProcessor(deps: SendProcessorDeps) {
         { signal: deps.shutdown, log },
       );
       stopTimer({ outcome: 'accepted' });
-      const early = await delivery.accepted(d.otpId, attempt, providerId, res.messageId, res.providerStatus ?? '', now());
+      const early = await delivery.accepted(
+        d.otpId,
+        attempt,
+        providerId,
+        res.messageId,
+        res.providerStatus ?? '',
+        now(),
+      );
       if (early.length > 0 && deps.applyEarlyReports) await deps.applyEarlyReports(early, log);
       if (deps.scheduleReceiptCheck) {
         const { checkReceiptOf: _prev, ...data } = d;
@@ -106,7 +118,10 @@ export function createSendProcessor(deps: SendProcessorDeps) {
       }
       metrics.funnel.inc({ stage: 'sent', provider: providerId, cc: d.callingCode });
       if (attempt > 1) metrics.failovers.inc({ provider: providerId });
-      log.info({ provider: providerId, attempt, to: maskPhone(d.to), messageId: res.messageId }, 'sms accepted by provider');
+      log.info(
+        { provider: providerId, attempt, to: maskPhone(d.to), messageId: res.messageId },
+        'sms accepted by provider',
+      );
     } catch (e) {
       const err = isProviderError(e)
         ? e
@@ -124,7 +139,9 @@ export function createSendProcessor(deps: SendProcessorDeps) {
         throw new UnrecoverableError(`${providerId} refused the number (${err.code})`);
       }
       if (job.attemptsMade + 1 >= (job.opts.attempts ?? 1)) return giveUp(job, log, 'retries exhausted');
-      throw err;
+      const retryDelayMs = otpBackoff(job.attemptsMade + 1, 'otp', err);
+      if (now() + retryDelayMs + deps.minLifeMs >= d.expiresAt) return giveUp(job, log, 'no time left to retry');
+      throw Object.assign(err, { retryDelayMs });
     }
   };
 }

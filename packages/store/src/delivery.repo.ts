@@ -1,7 +1,7 @@
 import type { ProviderErrorKind, ProviderId } from '@otp-gateway/core';
 import type { Redis } from 'ioredis';
-import { RETENTION_MS, keys } from './keys.js';
 import { ACCEPT_LUA, BEGIN_LUA, FAIL_LUA, GIVE_UP_LUA, RECEIPT_TIMEOUT_LUA } from './delivery.scripts.js';
+import { keys, RETENTION_MS } from './keys.js';
 
 /** Provider health settings, shared by every worker through Redis. */
 export interface CircuitSettings {
@@ -43,7 +43,13 @@ export interface DeliveryRepo {
    * No final receipt came for `attempt`: when it still counts and the OTP can still be used, marks it
    * `no_receipt` so the code may go out through another provider. True when it did.
    */
-  receiptTimedOut(otpId: string, attempt: number, provider: ProviderId, now: number, minLifeMs: number): Promise<boolean>;
+  receiptTimedOut(
+    otpId: string,
+    attempt: number,
+    provider: ProviderId,
+    now: number,
+    minLifeMs: number,
+  ): Promise<boolean>;
 }
 
 interface ScriptRedis extends Redis {

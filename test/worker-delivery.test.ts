@@ -1,0 +1,111 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { eventually } from './support/processes.js';
+import { codeIn, type Stack, startStack } from './support/stack.js';
+
+// Real processes over loopback HTTP: simulator (fake Twilio and Octopush), API, worker, one Redis db.
+let stack: Stack;
+let n = 0;
+const phone = () => `+3367${String(process.pid % 1000).padStart(3, '0')}${String(++n).padStart(4, '0')}`;
+
+beforeAll(async () => {
+  stack = await startStack({
+    env: { OTP_TTL_SECONDS: '30' },
+    workerEnv: { CIRCUIT_FAILURE_THRESHOLD: '50', CIRCUIT_COOLDOWN_SECONDS: '2' },
+  });
+});
+afterAll(async () => stack?.stop());
+afterEach(async () => {
+  await fetch(`${stack.simUrl}/_sim/reset`, { method: 'POST' });
+  await stack.redis.del('otp:cir:twilio', 'otp:cir:octopush');
+});
+
+const settled = (id: string, pred: (otp: any) => boolean, ms = 15_000) =>
+  eventually(
+    async () => {
+      const otp = await stack.otp(id);
+      return pred(otp) ? otp : undefined;
+    },
+    ms,
+    `otp ${id} to settle`,
+  );
+
+describe('send worker', () => {
+  it('delivers a sent code to the phone through the first provider, and the code verifies', async () => {
+    const to = phone();
+    const sent = await stack.send(to);
+    expect(sent.status).toBe(202);
+    const otp = await settled(sent.body.id, (o) => o.deliveryStatus === 'sent');
+    expect(otp.provider).toBe('twilio');
+    expect(otp.attempts).toHaveLength(1);
+    expect(otp.attempts[0]).toMatchObject({ provider: 'twilio', outcome: 'accepted' });
+    expect(otp.attempts[0].messageId).toMatch(/^SM[0-9a-f]{32}$/);
+    const inbox = await stack.inbox(to);
+    expect(inbox).toHaveLength(1);
+    expect(inbox[0]!.provider).toBe('twilio');
+    const code = codeIn(inbox[0]!.body);
+    expect(code).toMatch(/^\d{6}$/);
+    const v = await stack.verify({ id: sent.body.id, code: code! });
+    expect(v).toMatchObject({ status: 200, body: { status: 'approved' } });
+  });
+
+  it('fails over to Octopush when Twilio is down, with the same code', async () => {
+    await stack.faults('twilio', { down: true });
+    const to = phone();
+    const sent = await stack.send(to);
+    const otp = await settled(sent.body.id, (o) => o.deliveryStatus === 'sent');
+    expect(otp.provider).toBe('octopush');
+    expect(otp.attempts[0]).toMatchObject({ provider: 'twilio', outcome: 'retryable' });
+    expect(otp.attempts.at(-1)).toMatchObject({ provider: 'octopush', outcome: 'accepted' });
+    const inbox = await stack.inbox(to);
+    expect(inbox.map((m) => m.provider)).toEqual(['octopush']);
+    const v = await stack.verify({ phoneNumber: to, code: codeIn(inbox[0]!.body)! });
+    expect(v.status).toBe(200);
+  });
+
+  it('stops without failover when the number is invalid for the provider', async () => {
+    await stack.faults('twilio', { failNext: { count: 1, kind: 'invalid_number' } });
+    const to = phone();
+    const sent = await stack.send(to);
+    const otp = await settled(sent.body.id, (o) => o.status === 'failed');
+    expect(otp.deliveryStatus).toBe('failed');
+    expect(otp.attempts).toHaveLength(1);
+    expect(otp.attempts[0]).toMatchObject({ provider: 'twilio', outcome: 'permanent', errorCode: '21211' });
+    await new Promise((r) => setTimeout(r, 500));
+    expect(await stack.inbox(to)).toHaveLength(0);
+  });
+
+  it('honours a 429 from Twilio without stalling Octopush', async () => {
+    await stack.faults('twilio', { rateLimitRate: 1, retryAfterSeconds: 30 });
+    const phones = Array.from({ length: 6 }, phone);
+    const started = Date.now();
+    const ids = await Promise.all(phones.map(async (p) => (await stack.send(p)).body.id as string));
+    const otps = await Promise.all(ids.map((id) => settled(id, (o) => o.deliveryStatus === 'sent')));
+    // Twilio asked for 30 s; everything went out through Octopush well before that.
+    expect(Date.now() - started).toBeLessThan(10_000);
+    for (const o of otps) expect(o.provider).toBe('octopush');
+    // The pause is shared by all workers: after the first 429 Twilio is not asked again for each OTP.
+    const twilioAttempts = otps.flatMap((o) => o.attempts).filter((a: any) => a.provider === 'twilio');
+    expect(twilioAttempts.length).toBeLessThan(otps.length);
+    for (const a of twilioAttempts) expect(a.outcome).toBe('rate_limited');
+    expect(Number(await stack.redis.hget('otp:cir:twilio', 'pausedUntil'))).toBeGreaterThan(Date.now() + 20_000);
+  });
+
+  it('ends the OTP failed when both providers are down, and sends nothing later', async () => {
+    await stack.faults('twilio', { down: true });
+    await stack.faults('octopush', { down: true });
+    const to = phone();
+    const sent = await stack.send(to);
+    // 30 s TTL is the shortest allowed; the worker gives up once no provider can send before expiry.
+    const otp = await settled(sent.body.id, (o) => o.status === 'failed', 40_000);
+    expect(otp.deliveryStatus).toBe('failed');
+    expect(otp.attempts.length).toBeGreaterThanOrEqual(2);
+    expect(new Set(otp.attempts.map((a: any) => a.provider))).toEqual(new Set(['twilio', 'octopush']));
+    expect(Date.parse(otp.attempts.at(-1).updatedAt)).toBeLessThan(Date.parse(otp.expiresAt));
+    // Providers come back: the failed OTP is not sent, and it cannot be verified.
+    await fetch(`${stack.simUrl}/_sim/reset`, { method: 'POST' });
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(await stack.inbox(to)).toHaveLength(0);
+    const v = await stack.verify({ id: sent.body.id, code: '000000' });
+    expect(v.body.error.code).toBe('otp_failed');
+  }, 60_000);
+});
