@@ -1,7 +1,14 @@
 import 'dotenv/config';
 import { ConfigError, deriveKeys, loadConfig, type ProviderId, QUEUES, type SendJobData } from '@otp-gateway/core';
 import { createProviders } from '@otp-gateway/providers';
-import { createDeliveryRepo, createRedis, createSendQueue } from '@otp-gateway/store';
+import {
+  createCallbackRepo,
+  createDeliveryRepo,
+  createRedis,
+  createSendQueue,
+  parseDeliveryReport,
+  resendJobId,
+} from '@otp-gateway/store';
 import { Worker } from 'bullmq';
 import { pino } from 'pino';
 import { otpBackoff } from './backoff.js';
@@ -53,6 +60,18 @@ async function main() {
         );
       }
     : null;
+  const callbacks = createCallbackRepo(redis);
+  const applyEarlyReports = async (reports: string[], jobLog: Logger) => {
+    for (const raw of reports) {
+      const report = parseDeliveryReport(raw);
+      if (!report) continue;
+      const r = await callbacks.apply(report, Date.now());
+      jobLog.info({ provider: report.provider, status: report.status, result: r.kind }, 'early delivery report applied');
+      if (r.kind === 'applied' && r.resend) {
+        await queue.add('send', r.resend, { jobId: resendJobId(r.otpId, r.attempt) });
+      }
+    }
+  };
   const processor = createSendProcessor({
     providers,
     order: config.providers.order,
@@ -63,6 +82,7 @@ async function main() {
     shutdown: shutdown.signal,
     minLifeMs,
     scheduleReceiptCheck,
+    applyEarlyReports,
   });
 
   const worker = new Worker<SendJobData>(QUEUES.send, processor, {

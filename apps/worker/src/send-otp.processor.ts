@@ -58,9 +58,12 @@ export function createSendProcessor(deps: SendProcessorDeps) {
     const log = deps.log.child({ otpId: d.otpId, jobId: job.id });
     if (d.checkReceiptOf) {
       const { attempt, provider } = d.checkReceiptOf;
-      if (!(await delivery.receiptTimedOut(d.otpId, attempt, provider, now(), deps.minLifeMs))) return;
-      metrics.attemptFailures.inc({ provider, kind: 'no_receipt' });
-      log.warn({ provider, attempt }, 'no delivery receipt in time; sending through the next provider');
+      // When the receipt came (or the OTP ended) this is a no-op: begin() below answers `done` while an
+      // attempt still counts. It still runs, as the safety net for a resend the callbacks app failed to queue.
+      if (await delivery.receiptTimedOut(d.otpId, attempt, provider, now(), deps.minLifeMs)) {
+        metrics.attemptFailures.inc({ provider, kind: 'no_receipt' });
+        log.warn({ provider, attempt }, 'no delivery receipt in time; sending through the next provider');
+      }
     }
     const begun = await delivery.begin(d.otpId, order, now(), deps.minLifeMs);
 

@@ -82,7 +82,8 @@ if redis.call('INCR', KEYS[1 + n + idx]) == 1 then redis.call('PEXPIRE', KEYS[1 
 na = na + 1
 local f = 'a' .. na
 redis.call('HSET', KEYS[1], 'na', na, f .. '.p', chosen, f .. '.o', 'sending', f .. '.t', now, f .. '.u', now)
-if o[5] == 'queued' then redis.call('HSET', KEYS[1], 'ds', 'sending') end
+-- a new attempt that will count: after a failover the status starts again from sending
+if o[5] ~= 'sending' then redis.call('HSET', KEYS[1], 'ds', 'sending') end
 return {'go', na, chosen, 'new'}
 `;
 
@@ -96,7 +97,7 @@ local f = 'a' .. ARGV[2]
 redis.call('HSET', KEYS[1], f .. '.o', 'accepted', f .. '.m', ARGV[4], f .. '.s', ARGV[5], f .. '.u', ARGV[1],
   'acc', ARGV[2], 'provider', ARGV[3])
 local ds = redis.call('HGET', KEYS[1], 'ds')
-if ds == 'queued' or ds == 'sending' then redis.call('HSET', KEYS[1], 'ds', 'sent') end
+if ds ~= 'sent' and ds ~= 'delivered' then redis.call('HSET', KEYS[1], 'ds', 'sent') end
 redis.call('SET', KEYS[2], redis.call('HGET', KEYS[1], 'id') .. ':' .. ARGV[2], 'PX', ARGV[6])
 redis.call('HSET', KEYS[3], 'fails', 0, 'openUntil', 0)
 local early = redis.call('LRANGE', KEYS[4], 0, -1)

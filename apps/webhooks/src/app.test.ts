@@ -1,0 +1,162 @@
+import { createHmac } from 'node:crypto';
+import { Writable } from 'node:stream';
+import { loadConfig } from '@otp-gateway/core';
+import type { ApplyResult, CallbackRepo, DeliveryReport } from '@otp-gateway/store';
+import { describe, expect, it } from 'vitest';
+import { buildWebhooks, loggableUrl, webhooksLoggerOptions } from './app.js';
+import { octopushStatusToDelivery, twilioStatusToDelivery } from './status-maps.js';
+
+const TOKEN = 'twilio-auth-token-0123456789abcdef';
+const OCTO = 'octo-hook-token-9f8e7d6c5b4a3210';
+
+async function build(env: Record<string, string>, apply: (r: DeliveryReport) => Promise<ApplyResult>) {
+  const config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'info', ...env }, 'webhooks');
+  const reports: DeliveryReport[] = [];
+  const callbacks: CallbackRepo = {
+    apply: (r) => {
+      reports.push(r);
+      return apply(r);
+    },
+  };
+  const lines: string[] = [];
+  const stream = new Writable({
+    write(c, _e, cb) {
+      lines.push(String(c));
+      cb();
+    },
+  });
+  const app = await buildWebhooks({
+    config,
+    callbacks,
+    queue: { add: async () => ({}) as never },
+    redis: { ping: async () => 'PONG' },
+    logger: { ...(webhooksLoggerOptions(config) as object), stream } as never,
+  });
+  return { app, reports, logs: () => lines.join('') };
+}
+
+const sign = (url: string, params: Record<string, string>) =>
+  createHmac('sha1', TOKEN)
+    .update(
+      Object.keys(params)
+        .sort()
+        .reduce((a, k) => a + k + params[k], url),
+    )
+    .digest('base64');
+
+const form = { 'content-type': 'application/x-www-form-urlencoded' };
+
+describe('status maps', () => {
+  it('maps every Twilio status named by its docs, and nothing else', () => {
+    expect(
+      [
+        'accepted',
+        'scheduled',
+        'queued',
+        'sending',
+        'sent',
+        'delivered',
+        'read',
+        'undelivered',
+        'failed',
+        'canceled',
+      ].map(twilioStatusToDelivery),
+    ).toEqual([
+      'queued',
+      'queued',
+      'queued',
+      'sending',
+      'sent',
+      'delivered',
+      'delivered',
+      'undelivered',
+      'failed',
+      'failed',
+    ]);
+    expect(twilioStatusToDelivery('receiving')).toBeNull();
+  });
+
+  it('maps Octopush final negatives to failed and NOT_DELIVERED to undelivered', () => {
+    expect(
+      [
+        'DELIVERED',
+        'NOT_DELIVERED',
+        'BAD_DESTINATION',
+        'BLACKLISTED_NUMBER',
+        'EXPIRED',
+        'REJECTED',
+        'ERROR',
+        'ACK',
+        'SENT',
+      ].map(octopushStatusToDelivery),
+    ).toEqual(['delivered', 'undelivered', 'failed', 'failed', 'failed', 'failed', 'failed', 'sent', 'sent']);
+    expect(octopushStatusToDelivery('SOMETHING_NEW')).toBeNull();
+  });
+});
+
+describe('callbacks app', () => {
+  it('answers 404 not_configured for a provider without its secret', async () => {
+    const { app, reports } = await build({}, async () => ({ kind: 'deferred' }));
+    const t = await app.inject({ method: 'POST', url: '/webhooks/twilio/status', headers: form, payload: 'a=b' });
+    const o = await app.inject({ method: 'POST', url: `/webhooks/octopush/delivery/${OCTO}`, payload: {} });
+    expect([t.statusCode, t.json().error.code, o.statusCode, o.json().error.code]).toEqual([
+      404,
+      'not_configured',
+      404,
+      'not_configured',
+    ]);
+    expect(reports).toHaveLength(0);
+    await app.close();
+  });
+
+  it('checks the signature against the public URL with the query string Twilio called', async () => {
+    const env = { TWILIO_AUTH_TOKEN: TOKEN, PUBLIC_WEBHOOK_BASE_URL: 'https://otp.example.com/' };
+    const { app, reports } = await build(env, async () => ({ kind: 'deferred' }));
+    const params = { MessageSid: 'SM1', MessageStatus: 'sent' };
+    const signature = sign('https://otp.example.com/webhooks/twilio/status?x=1', params);
+    const res = await app.inject({
+      method: 'POST',
+      url: '/webhooks/twilio/status?x=1',
+      headers: { ...form, 'x-twilio-signature': signature },
+      payload: new URLSearchParams(params).toString(),
+    });
+    expect(res.statusCode).toBe(200);
+    expect(reports).toEqual([
+      {
+        provider: 'twilio',
+        messageId: 'SM1',
+        status: 'sent',
+        providerStatus: 'sent',
+        errorCode: null,
+        at: expect.any(Number),
+      },
+    ]);
+    await app.close();
+  });
+
+  it('answers 200 to an unknown Octopush status without recording it, and 503 when the store fails', async () => {
+    let fail = false;
+    const { app, reports, logs } = await build({ OCTOPUSH_WEBHOOK_TOKEN: OCTO }, async () => {
+      if (fail) throw new Error('Connection is closed.');
+      return { kind: 'deferred' };
+    });
+    const url = `/webhooks/octopush/delivery/${OCTO}`;
+    const payload = { message_id: 'm1', number: '+33612345678', status: 'SOMETHING_NEW' };
+    expect((await app.inject({ method: 'POST', url, payload })).statusCode).toBe(200);
+    expect(reports).toHaveLength(0);
+    fail = true;
+    const down = await app.inject({ method: 'POST', url, payload: { ...payload, status: 'DELIVERED' } });
+    expect([down.statusCode, down.json().error.code]).toEqual([503, 'store_unavailable']);
+    expect(logs()).toContain('unknown delivery status ignored');
+    expect(logs()).not.toContain(OCTO);
+    expect(logs()).not.toContain('+33612345678');
+    await app.close();
+  });
+
+  it('redacts the token segment of any Octopush URL it logs', () => {
+    expect(loggableUrl(`/webhooks/octopush/delivery/${OCTO}?a=1`)).toBe('/webhooks/octopush/delivery/[redacted]?a=1');
+    expect(loggableUrl(`/webhooks/octopush/delivery/${OCTO}/extra`)).toBe(
+      '/webhooks/octopush/delivery/[redacted]/extra',
+    );
+  });
+});

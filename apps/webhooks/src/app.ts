@@ -1,0 +1,93 @@
+import formbody from '@fastify/formbody';
+import type { Config } from '@otp-gateway/core';
+import type { CallbackRepo, SendQueue } from '@otp-gateway/store';
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import type { Redis } from 'ioredis';
+import { createWebhookMetrics, type WebhookMetrics } from './metrics.js';
+import { OCTOPUSH_DELIVERY_PREFIX, octopushRoutes } from './octopush.routes.js';
+import { twilioRoutes } from './twilio.routes.js';
+import { refuse } from './webhook.errors.js';
+
+export interface WebhooksDeps {
+  readonly config: Config;
+  readonly callbacks: CallbackRepo;
+  /** Where resends go (the send queue; SEND_JOB_OPTIONS are its defaults). */
+  readonly queue: Pick<SendQueue, 'add'>;
+  /** The connection /readyz pings. */
+  readonly redis: Pick<Redis, 'ping'>;
+  readonly logger?: FastifyServerOptions['logger'] | false;
+  readonly metrics?: WebhookMetrics;
+  readonly now?: () => number;
+}
+
+const TOKEN_SEGMENT = new RegExp(`(${OCTOPUSH_DELIVERY_PREFIX.replaceAll('/', '\\/')})[^/?#]*`);
+
+/** A URL as it may be logged: the Octopush token segment replaced. */
+export const loggableUrl = (url: string): string => url.replace(TOKEN_SEGMENT, '$1[redacted]');
+
+/** Log options: JSON lines; no token, signature or credential; only method, redacted URL and client address. */
+export function webhooksLoggerOptions(config: Config): FastifyServerOptions['logger'] {
+  return {
+    level: config.logLevel,
+    serializers: {
+      req: (req: { method: string; url: string; ip?: string }) => ({
+        method: req.method,
+        url: loggableUrl(req.url),
+        remoteAddress: req.ip,
+      }),
+    },
+  };
+}
+
+/** Builds the callbacks app without listening: tests use inject(), main.ts listens. */
+export async function buildWebhooks(deps: WebhooksDeps): Promise<FastifyInstance> {
+  const { config, redis } = deps;
+  const metrics = deps.metrics ?? createWebhookMetrics();
+  const now = deps.now ?? Date.now;
+  const app = Fastify({
+    logger: deps.logger === undefined ? webhooksLoggerOptions(config) : deps.logger,
+    bodyLimit: 32 * 1024,
+    requestIdHeader: 'x-request-id',
+    // the token segment of the Octopush route is long and random
+    routerOptions: { maxParamLength: 256 },
+  });
+
+  app.setErrorHandler((err: FastifyError, req, reply) => {
+    const status = err.statusCode ?? 500;
+    if (status >= 400 && status < 500) {
+      const code = status === 415 ? 'unsupported_media_type' : status === 413 ? 'body_too_large' : 'invalid_request';
+      return refuse(reply, status, code, err.message);
+    }
+    req.log.error({ err: { type: err.name, message: err.message } }, 'request failed');
+    return refuse(reply, 500, 'internal_error', 'internal error');
+  });
+  app.setNotFoundHandler((req, reply) =>
+    refuse(reply, 404, 'not_found', `no route ${req.method} ${loggableUrl(req.url.split('?')[0] ?? '')}`),
+  );
+  await app.register(formbody);
+
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/readyz', async (_req, reply) => {
+    try {
+      await Promise.race([
+        redis.ping(),
+        new Promise((_, reject) => setTimeout(() => reject(new Error('timeout')), 1000).unref()),
+      ]);
+      return { status: 'ready' };
+    } catch {
+      return refuse(reply, 503, 'store_unavailable', 'Redis does not answer');
+    }
+  });
+  app.get('/metrics', async (_req, reply) =>
+    reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
+  );
+
+  const record = { callbacks: deps.callbacks, queue: deps.queue, metrics, now };
+  await app.register(twilioRoutes, {
+    ...record,
+    authToken: config.webhooks.twilioAuthToken,
+    publicBaseUrl: config.webhooks.publicBaseUrl,
+  });
+  await app.register(octopushRoutes, { ...record, token: config.webhooks.octopushToken });
+  return app;
+}

@@ -1,0 +1,70 @@
+import type { DeliveryReport } from '@otp-gateway/store';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import twilio from 'twilio';
+import type { WebhookMetrics } from './metrics.js';
+import { type RecordDeps, recordReport } from './record-report.js';
+import { twilioStatusToDelivery } from './status-maps.js';
+import { refuse } from './webhook.errors.js';
+
+export const TWILIO_STATUS_PATH = '/webhooks/twilio/status';
+
+export interface TwilioRoutesOptions extends RecordDeps {
+  /** TWILIO_AUTH_TOKEN; null: the route answers 404 not_configured. */
+  readonly authToken: string | null;
+  /** PUBLIC_WEBHOOK_BASE_URL, without a trailing slash. */
+  readonly publicBaseUrl: string | null;
+  readonly metrics: WebhookMetrics;
+}
+
+const str = (v: unknown): string | null => (typeof v === 'string' && v.trim() !== '' ? v.trim() : null);
+
+/**
+ * `POST /webhooks/twilio/status`: Twilio's form-encoded status callback. The `X-Twilio-Signature` is checked with
+ * the twilio library over the public URL Twilio called and every parameter it sent (unknown ones included);
+ * a missing or wrong signature is 403 and changes nothing. An authentic report answers 200 whatever it did.
+ */
+export async function twilioRoutes(app: FastifyInstance, opts: TwilioRoutesOptions): Promise<void> {
+  const { authToken, publicBaseUrl, metrics } = opts;
+
+  app.post(TWILIO_STATUS_PATH, async (req: FastifyRequest, reply: FastifyReply) => {
+    if (!authToken || !publicBaseUrl) {
+      return refuse(reply, 404, 'not_configured', 'Twilio callbacks are not configured (TWILIO_AUTH_TOKEN)');
+    }
+    const params = req.body && typeof req.body === 'object' ? (req.body as Record<string, unknown>) : {};
+    const signature = req.headers['x-twilio-signature'];
+    // Twilio signs the URL it called: the configured public one, with the query string if any.
+    const q = req.url.indexOf('?');
+    const url = publicBaseUrl + TWILIO_STATUS_PATH + (q === -1 ? '' : req.url.slice(q));
+    if (typeof signature !== 'string' || !twilio.validateRequest(authToken, signature, url, params)) {
+      metrics.authFailures.inc({ provider: 'twilio' });
+      metrics.received.inc({ provider: 'twilio', result: 'forbidden' });
+      req.log.warn({ provider: 'twilio', signed: typeof signature === 'string' }, 'callback signature refused');
+      return refuse(reply, 403, 'invalid_signature', 'X-Twilio-Signature does not match this request');
+    }
+
+    const messageId = str(params.MessageSid) ?? str(params.SmsSid);
+    const providerStatus = str(params.MessageStatus) ?? str(params.SmsStatus);
+    if (!messageId || !providerStatus) {
+      metrics.received.inc({ provider: 'twilio', result: 'invalid' });
+      return refuse(reply, 400, 'invalid_request', 'MessageSid and MessageStatus are required');
+    }
+    const status = twilioStatusToDelivery(providerStatus);
+    if (!status) {
+      metrics.received.inc({ provider: 'twilio', result: 'unknown_status' });
+      req.log.warn({ provider: 'twilio', messageId, providerStatus }, 'unknown delivery status ignored');
+      return reply.code(200).send();
+    }
+    const report: DeliveryReport = {
+      provider: 'twilio',
+      messageId,
+      status,
+      providerStatus,
+      errorCode: str(params.ErrorCode),
+      at: opts.now(),
+    };
+    const result = await recordReport(opts, report, req.log);
+    metrics.received.inc({ provider: 'twilio', result });
+    if (result === 'error') return refuse(reply, 503, 'store_unavailable', 'the report could not be recorded');
+    return reply.code(200).send();
+  });
+}

@@ -1,0 +1,86 @@
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort, type LocalRedis, startLocalRedis } from '../../../test/support/redis-server.js';
+import { checkRedisConfig, RedisConfigError } from './redis-check.js';
+import { createRedis } from './redis.js';
+
+function captureLog() {
+  const lines: { obj: Record<string, unknown>; msg: string }[] = [];
+  return { lines, log: { warn: (obj: Record<string, unknown>, msg: string) => lines.push({ obj, msg }) } };
+}
+
+describe('checkRedisConfig against a real redis-server', () => {
+  const servers: LocalRedis[] = [];
+  const clients: Redis[] = [];
+  let evicting: Redis;
+  let durable: Redis;
+  let noConfig: Redis;
+
+  beforeAll(async () => {
+    const [a, b, c] = await Promise.all([
+      startLocalRedis({ args: ['--maxmemory-policy', 'allkeys-lru'] }),
+      startLocalRedis({ args: ['--appendonly', 'yes'] }),
+      // What managed Redis services do: CONFIG renamed away.
+      startLocalRedis({ args: ['--rename-command', 'CONFIG', ''] }),
+    ]);
+    servers.push(a, b, c);
+    evicting = createRedis(a.url, 'request', 'check-test');
+    durable = new Redis(b.url);
+    noConfig = new Redis(c.url);
+    clients.push(evicting, durable, noConfig);
+  });
+
+  afterAll(async () => {
+    for (const c of clients) c.disconnect();
+    await Promise.all(servers.map((s) => s.stop()));
+  });
+
+  it('refuses an evicting maxmemory-policy in production, naming the policy', async () => {
+    const { log } = captureLog();
+    const err = await checkRedisConfig(evicting, { env: 'production', log }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RedisConfigError);
+    expect((err as Error).message).toContain('allkeys-lru');
+    expect((err as Error).message).toContain('noeviction');
+  });
+
+  it('only warns about an evicting policy in development and test, and about persistence being off', async () => {
+    for (const env of ['development', 'test'] as const) {
+      const { lines, log } = captureLog();
+      const report = await checkRedisConfig(evicting, { env, log });
+      expect(report).toMatchObject({ readable: true, maxmemoryPolicy: 'allkeys-lru', persistent: false });
+      expect(lines.map((l) => l.msg).join('\n')).toMatch(/maxmemory-policy is "allkeys-lru"/);
+      expect(lines.some((l) => /persistence is off/.test(l.msg))).toBe(true);
+    }
+  });
+
+  it('says nothing about a noeviction Redis with AOF on, even in production', async () => {
+    const { lines, log } = captureLog();
+    const report = await checkRedisConfig(durable, { env: 'production', log });
+    expect(report).toEqual({
+      readable: true,
+      maxmemoryPolicy: 'noeviction',
+      appendonly: 'yes',
+      save: '',
+      persistent: true,
+    });
+    expect(lines).toEqual([]);
+  });
+
+  it('tolerates CONFIG being disabled (managed Redis) with one warning, even in production', async () => {
+    const { lines, log } = captureLog();
+    const report = await checkRedisConfig(noConfig, { env: 'production', log });
+    expect(report.readable).toBe(false);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]?.msg).toMatch(/cannot read the redis configuration/);
+    expect(String(lines[0]?.obj.reason)).toMatch(/unknown command/i);
+  });
+
+  it('warns and goes on when Redis is unreachable at start', async () => {
+    const { lines, log } = captureLog();
+    const away = createRedis(`redis://127.0.0.1:${await freePort()}`, 'request');
+    clients.push(away);
+    const report = await checkRedisConfig(away, { env: 'production', log, readyTimeoutMs: 300 });
+    expect(report.readable).toBe(false);
+    expect(lines[0]?.msg).toMatch(/unreachable/);
+  });
+});

@@ -1,0 +1,107 @@
+import type { Redis } from 'ioredis';
+
+/** Where a warning goes: pino's and Fastify's loggers fit. */
+export interface RedisCheckLog {
+  warn(obj: Record<string, unknown>, msg: string): void;
+}
+
+/** What checkRedisConfig found. `null` fields could not be read (CONFIG disabled, or Redis unreachable). */
+export interface RedisConfigReport {
+  /** False when CONFIG GET was refused or Redis did not answer: nothing below was checked. */
+  readonly readable: boolean;
+  readonly maxmemoryPolicy: string | null;
+  readonly appendonly: string | null;
+  readonly save: string | null;
+  /** AOF or RDB snapshots are on (null: unknown). */
+  readonly persistent: boolean | null;
+}
+
+/** A Redis that would lose queued sends or live OTPs under memory pressure, refused in production. */
+export class RedisConfigError extends Error {
+  override readonly name = 'RedisConfigError';
+}
+
+/**
+ * Checks the Redis settings the gateway relies on, once at start:
+ * - `maxmemory-policy` must be `noeviction`: any other policy lets Redis drop BullMQ's keys or live OTPs
+ *   (the `volatile-*` ones evict exactly the keys with a TTL, which OTPs have). Throws RedisConfigError
+ *   in production; warns in development and test.
+ * - persistence off (`appendonly no` and `save ""`) warns: a restart loses queued sends and live OTPs.
+ *
+ * A managed Redis that disables or renames CONFIG gets one warning and no check. Waits up to
+ * `readyTimeoutMs` (5 s) for the connection; a Redis still unreachable then is warned about and left
+ * to the readiness probe.
+ */
+export async function checkRedisConfig(
+  redis: Redis,
+  opts: { env: 'development' | 'production' | 'test'; log: RedisCheckLog; readyTimeoutMs?: number },
+): Promise<RedisConfigReport> {
+  const unread: RedisConfigReport = {
+    readable: false,
+    maxmemoryPolicy: null,
+    appendonly: null,
+    save: null,
+    persistent: null,
+  };
+  if (!(await waitReady(redis, opts.readyTimeoutMs ?? 5000))) {
+    opts.log.warn({ status: redis.status }, 'redis unreachable at start; its configuration was not checked');
+    return unread;
+  }
+  let settings: Map<string, string>;
+  try {
+    settings = await configGet(redis, ['maxmemory-policy', 'appendonly', 'save']);
+  } catch (e) {
+    opts.log.warn(
+      { reason: e instanceof Error ? e.message : String(e) },
+      'cannot read the redis configuration (CONFIG GET refused, as on some managed Redis): make sure maxmemory-policy is noeviction and persistence is on',
+    );
+    return unread;
+  }
+  const policy = settings.get('maxmemory-policy') ?? null;
+  const appendonly = settings.get('appendonly') ?? null;
+  const save = settings.get('save') ?? null;
+  if (policy === null) {
+    opts.log.warn({}, 'redis did not report maxmemory-policy: make sure it is noeviction');
+  } else if (policy !== 'noeviction') {
+    const message = `Redis maxmemory-policy is "${policy}": it must be "noeviction", or Redis may evict queued send jobs and live OTPs (set maxmemory-policy noeviction in redis.conf or with CONFIG SET)`;
+    if (opts.env === 'production') throw new RedisConfigError(message);
+    opts.log.warn({ maxmemoryPolicy: policy }, `${message}; refused in production`);
+  }
+  const persistent = appendonly === null || save === null ? null : appendonly === 'yes' || save.trim() !== '';
+  if (persistent === false) {
+    opts.log.warn(
+      { appendonly, save },
+      'redis persistence is off (appendonly no, save ""): a redis restart loses queued sends and live OTPs; run it with --appendonly yes',
+    );
+  }
+  return { readable: true, maxmemoryPolicy: policy, appendonly, save, persistent };
+}
+
+async function configGet(redis: Redis, names: string[]): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  for (const name of names) {
+    const reply = (await redis.call('CONFIG', 'GET', name)) as unknown;
+    // RESP2 answers a flat [name, value] list; RESP3 clients may get a map.
+    if (Array.isArray(reply)) {
+      for (let i = 0; i + 1 < reply.length; i += 2) out.set(String(reply[i]), String(reply[i + 1]));
+    } else if (reply && typeof reply === 'object') {
+      for (const [k, v] of Object.entries(reply)) out.set(k, String(v));
+    }
+  }
+  return out;
+}
+
+function waitReady(redis: Redis, timeoutMs: number): Promise<boolean> {
+  if (redis.status === 'ready') return Promise.resolve(true);
+  if (redis.status === 'wait') void redis.connect().catch(() => {});
+  return new Promise((resolve) => {
+    const done = (ok: boolean) => {
+      clearTimeout(timer);
+      redis.off('ready', onReady);
+      resolve(ok);
+    };
+    const onReady = () => done(true);
+    const timer = setTimeout(() => done(false), timeoutMs);
+    redis.on('ready', onReady);
+  });
+}
