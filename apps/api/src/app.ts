@@ -19,6 +19,14 @@ export interface ApiDeps {
   readonly metrics?: ApiMetrics;
 }
 
+const safeDecode = (v: string): string => {
+  try {
+    return decodeURIComponent(v);
+  } catch {
+    return v;
+  }
+};
+
 /** Log options shared by the HTTP apps: JSON lines, secrets redacted, phone numbers in URLs masked. */
 export function apiLoggerOptions(config: Config): FastifyServerOptions['logger'] {
   return {
@@ -27,10 +35,7 @@ export function apiLoggerOptions(config: Config): FastifyServerOptions['logger']
     serializers: {
       req: (req: { method: string; url: string; ip?: string; id?: string }) => ({
         method: req.method,
-        url: req.url.replace(
-          /(phoneNumber=)([^&]+)/i,
-          (_m, k: string, v: string) => k + maskPhone(decodeURIComponent(v)),
-        ),
+        url: req.url.replace(/(phoneNumber=)([^&]*)/gi, (_m, k: string, v: string) => k + maskPhone(safeDecode(v))),
         remoteAddress: req.ip,
       }),
     },
@@ -95,7 +100,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     try {
       await Promise.race([
         redis.ping(),
-        new Promise((_, reject) => setTimeout(() => reject(new Error('timeout')), 1000).unref()),
+        new Promise((_, reject) => setTimeout(() => reject(new Error('timeout')), 800).unref()),
       ]);
       return { status: 'ready' };
     } catch {

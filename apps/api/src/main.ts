@@ -1,6 +1,13 @@
 import 'dotenv/config';
 import { ConfigError, deriveKeys, loadConfig } from '@otp-gateway/core';
-import { createOtpRepo, createOtpService, createRedis, createSendQueue, limitsFromConfig } from '@otp-gateway/store';
+import {
+  createOtpRepo,
+  createOtpService,
+  createRedis,
+  createSendQueue,
+  limitsFromConfig,
+  startRedisClock,
+} from '@otp-gateway/store';
 import { buildApi } from './app.js';
 
 async function main() {
@@ -17,9 +24,21 @@ async function main() {
   const redis = createRedis(config.redisUrl, 'request', 'otp-api');
   const queue = createSendQueue(redis);
   queue.on('error', () => {});
-  const repo = createOtpRepo(redis, limitsFromConfig(config.otp));
-  const service = createOtpService({ config, keys: deriveKeys(config.otpSecret), repo, queue });
-  const app = await buildApi({ config, service, redis });
+  const clock = startRedisClock(redis);
+  const repo = createOtpRepo(redis, limitsFromConfig(config.otp), { clock, deadlineMs: 500 });
+  let app: Awaited<ReturnType<typeof buildApi>> | undefined;
+  const service = createOtpService({
+    config,
+    keys: deriveKeys(config.otpSecret),
+    repo,
+    queue,
+    onEnqueueFailed: (otpId, err) =>
+      app?.log.warn(
+        { otpId, err: { message: err instanceof Error ? err.message : String(err) } },
+        'otp stored but its send job was not queued; the worker sweep will queue it',
+      ),
+  });
+  app = await buildApi({ config, service, redis });
 
   let closing = false;
   const stop = async (signal: string) => {
@@ -28,6 +47,7 @@ async function main() {
     app.log.info({ signal }, 'api stopping');
     await app.close();
     await queue.close().catch(() => {});
+    clock.stop();
     redis.disconnect();
     process.exit(0);
   };

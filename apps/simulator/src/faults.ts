@@ -1,10 +1,4 @@
-import {
-  FAULT_KINDS,
-  type FaultKind,
-  type FaultSettings,
-  type SimProvider,
-  UNSUPPORTED_KINDS,
-} from './sim.options.js';
+import { FAULT_KINDS, type FaultKind, type FaultSettings, type SimProvider, UNSUPPORTED_KINDS } from './sim.options.js';
 
 /** The faults of both providers, changeable at runtime. */
 export interface FaultState {
@@ -78,10 +72,12 @@ export function parseFaultPatch(
 ): { ok: true; patch: Partial<FaultSettings> } | { ok: false; problems: string[] } {
   const problems: string[] = [];
   const patch: Partial<FaultSettings> = {};
-  if (!input || typeof input !== 'object' || Array.isArray(input)) return { ok: false, problems: ['body must be a JSON object'] };
+  if (!input || typeof input !== 'object' || Array.isArray(input))
+    return { ok: false, problems: ['body must be a JSON object'] };
   for (const [key, value] of Object.entries(input)) {
     if ((RATES as readonly string[]).includes(key)) {
-      if (typeof value !== 'number' || !(value >= 0 && value <= 1)) problems.push(`${key} must be a number from 0 to 1`);
+      if (typeof value !== 'number' || !(value >= 0 && value <= 1))
+        problems.push(`${key} must be a number from 0 to 1`);
       else patch[key as (typeof RATES)[number]] = value;
     } else if ((DURATIONS as readonly string[]).includes(key)) {
       if (!Number.isInteger(value) || (value as number) < 0 || (value as number) > MAX_DURATION) {

@@ -83,13 +83,13 @@ describe('status maps', () => {
         'NOT_DELIVERED',
         'BAD_DESTINATION',
         'BLACKLISTED_NUMBER',
-        'EXPIRED',
-        'REJECTED',
-        'ERROR',
+        'NOT_ALLOWED',
+        'READ',
+        'UNKNOWN_DELIVERY',
         'ACK',
         'SENT',
       ].map(octopushStatusToDelivery),
-    ).toEqual(['delivered', 'undelivered', 'failed', 'failed', 'failed', 'failed', 'failed', 'sent', 'sent']);
+    ).toEqual(['delivered', 'undelivered', 'failed', 'failed', 'failed', 'delivered', 'sent', 'sent', 'sent']);
     expect(octopushStatusToDelivery('SOMETHING_NEW')).toBeNull();
   });
 });

@@ -1,5 +1,13 @@
 import 'dotenv/config';
-import { ConfigError, deriveKeys, loadConfig, type ProviderId, QUEUES, type SendJobData } from '@otp-gateway/core';
+import {
+  ConfigError,
+  deriveKeys,
+  type Logger,
+  loadConfig,
+  type ProviderId,
+  QUEUES,
+  type SendJobData,
+} from '@otp-gateway/core';
 import { createProviders } from '@otp-gateway/providers';
 import {
   createCallbackRepo,
@@ -8,6 +16,7 @@ import {
   createSendQueue,
   parseDeliveryReport,
   resendJobId,
+  sweepUnstarted,
 } from '@otp-gateway/store';
 import { Worker } from 'bullmq';
 import { pino } from 'pino';
@@ -66,7 +75,10 @@ async function main() {
       const report = parseDeliveryReport(raw);
       if (!report) continue;
       const r = await callbacks.apply(report, Date.now());
-      jobLog.info({ provider: report.provider, status: report.status, result: r.kind }, 'early delivery report applied');
+      jobLog.info(
+        { provider: report.provider, status: report.status, result: r.kind },
+        'early delivery report applied',
+      );
       if (r.kind === 'applied' && r.resend) {
         await queue.add('send', r.resend, { jobId: resendJobId(r.otpId, r.attempt) });
       }
@@ -109,10 +121,19 @@ async function main() {
       })
     : null;
 
+  // Accepted OTPs whose job was never added (the API lost Redis or stopped in between) still go out.
+  const sweeper = setInterval(() => {
+    sweepUnstarted(redis, queue, { now: Date.now() })
+      .then((n) => n > 0 && log.warn({ queued: n }, 'queued send jobs that were missing'))
+      .catch((err: Error) => log.warn({ err: { message: err.message } }, 'unstarted sweep failed'));
+  }, 5000);
+  sweeper.unref();
+
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
+    clearInterval(sweeper);
     log.info({ signal, deadlineMs: config.worker.shutdownTimeoutMs }, 'worker stopping; finishing in-flight sends');
     const deadline = setTimeout(() => {
       log.warn('shutdown deadline reached; aborting in-flight sends');

@@ -79,10 +79,11 @@ export function createDeliveryRepo(
     async begin(otpId, order, now, minLifeMs) {
       const n = order.length;
       const res = await r.otpBegin(
-        1 + 2 * n,
+        2 + 2 * n,
         keys.otp(otpId),
         ...order.map((p) => keys.circuit(p)),
         ...order.map((p) => rateKey(p, now)),
+        keys.unstarted(),
         now,
         minLifeMs,
         n,
@@ -90,6 +91,7 @@ export function createDeliveryRepo(
         ...order.map((p) => ratePerSecond[p] ?? 0),
         circuit.failureThreshold,
         circuit.cooldownMs,
+        otpId,
       );
       if (res[0] === 'go') {
         return { kind: 'go', attempt: Number(res[1]), provider: res[2] as ProviderId, resumed: res[3] === 'resume' };

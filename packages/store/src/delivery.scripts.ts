@@ -19,9 +19,10 @@ end
 
 /**
  * Begin an attempt: check the OTP may still be sent, pick the provider, record the attempt as `sending`.
- * KEYS: 1 otp, then for each of N providers its circuit key, then for each its rate key (this second).
+ * KEYS: 1 otp, then for each of N providers its circuit key, then for each its rate key (this second), then the
+ * unstarted set (the job has started: it leaves the set).
  * ARGV: 1 now, 2 min life ms, 3 N, 4..3+N provider ids (in preference order), 4+N..3+2N rate limits per second,
- * 4+2N circuit failure threshold, 5+2N circuit cool-down ms.
+ * 4+2N circuit failure threshold, 5+2N circuit cool-down ms, 6+2N otp id.
  * An open circuit whose cool-down passed lets one probe through (half-open) and stays closed to others until
  * the probe's result is known or another cool-down passes.
  * Returns {'go', n, provider, 'new'|'resume'} | {'wait', ms} | {'stop', reason} where reason is
@@ -29,6 +30,7 @@ end
  */
 export const BEGIN_LUA = `${AVAILABILITY}
 local now = tonumber(ARGV[1])
+redis.call('ZREM', KEYS[#KEYS], ARGV[#ARGV])
 local o = redis.call('HMGET', KEYS[1], 'status', 'exp', 'acc', 'na', 'ds')
 if not o[1] then return {'stop', 'gone'} end
 if o[1] ~= 'pending' then return {'stop', o[1]} end

@@ -26,6 +26,8 @@ export const keys = {
   message: (provider: string, messageId: string) => `${PREFIX}m:${provider}:${messageId}`,
   /** LIST: delivery callbacks that arrived before their message id was recorded. */
   earlyCallbacks: (provider: string, messageId: string) => `${PREFIX}cb:${provider}:${messageId}`,
+  /** ZSET of OTP ids (score: creation ms) whose send job has not started yet; swept for jobs that were lost. */
+  unstarted: () => `${PREFIX}unstarted`,
   /** HASH: a provider's circuit breaker state, shared by all workers. */
   circuit: (provider: string) => `${PREFIX}cir:${provider}`,
 } as const;

@@ -2,6 +2,7 @@ import type { AttemptRecord, DeliveryStatus, OtpStatus, OtpView, ProviderId } fr
 import type { Redis } from 'ioredis';
 import { IDEMPOTENCY_TTL_MS, keys, PREFIX, RETENTION_MS } from './keys.js';
 import { READ_LUA, SEND_LUA, VERIFY_LUA } from './otp.scripts.js';
+import type { RedisClock } from './redis-clock.js';
 
 /** Request rate limits applied inside the scripts. */
 export interface RateLimits {
@@ -81,48 +82,70 @@ const limited = (r: unknown[]): Limited => ({
   retryAfterMs: Math.max(1, Number(r[2])),
 });
 
-/** Builds the OTP repository on a connection (registers its scripts on it). */
-export function createOtpRepo(redis: Redis, limits: RateLimits): OtpRepo {
+/** Thrown when a script ran past its deadline and changed nothing (the caller already gave up on it). */
+export class LateError extends Error {
+  override readonly name = 'LateError';
+}
+
+/**
+ * Builds the OTP repository on a connection (registers its scripts on it). With a clock, every script carries a
+ * deadline `deadlineMs` from its call: run later than that (Redis hung, then woke up), it changes nothing.
+ * Keep it below the connection's command timeout (700 ms), after which the caller has answered 503.
+ */
+export function createOtpRepo(
+  redis: Redis,
+  limits: RateLimits,
+  opts: { clock?: RedisClock; deadlineMs?: number } = {},
+): OtpRepo {
+  const deadline = () => opts.clock?.deadline(opts.deadlineMs ?? 500) ?? 0;
+  const checked = (res: unknown[]) => {
+    if (res[0] === 'late') throw new LateError('script ran past its deadline');
+    return res;
+  };
   const r = redis as ScriptRedis;
   if (typeof r.otpSend !== 'function') {
-    r.defineCommand('otpSend', { numberOfKeys: 8, lua: SEND_LUA });
+    r.defineCommand('otpSend', { numberOfKeys: 9, lua: SEND_LUA });
     r.defineCommand('otpVerify', { numberOfKeys: 4, lua: VERIFY_LUA });
     r.defineCommand('otpRead', { numberOfKeys: 3, lua: READ_LUA });
   }
 
-  return {
+  const repo: OtpRepo = {
     async create(i) {
-      const res = await r.otpSend(
-        keys.ipRate(i.ip, minute(i.now)),
-        keys.keyRate(i.keyName, minute(i.now)),
-        i.idempotency ? keys.idempotency(i.keyName, i.idempotency.key) : keys.idempotency(i.keyName, '-'),
-        keys.numberFailures(i.keyName, i.phone),
-        keys.cooldown(i.keyName, i.phone),
-        keys.sendWindow(i.keyName, i.phone),
-        keys.latest(i.keyName, i.phone),
-        keys.otp(i.id),
-        i.now,
-        limits.ipPerMinute,
-        limits.keyPerMinute,
-        i.idempotency?.fingerprint ?? '',
-        limits.numberMaxFailures,
-        limits.cooldownMs,
-        limits.maxSendsPerNumber,
-        limits.sendWindowMs,
-        i.id,
-        i.keyName,
-        i.phone,
-        i.codeHash,
-        i.expiresAt,
-        i.maxAttempts,
-        i.callingCode,
-        i.locale,
-        RETENTION_MS,
-        IDEMPOTENCY_TTL_MS,
-        i.response,
-        PREFIX,
-        i.sealedCode,
-      );
+      const res = await r
+        .otpSend(
+          keys.ipRate(i.ip, minute(i.now)),
+          keys.keyRate(i.keyName, minute(i.now)),
+          i.idempotency ? keys.idempotency(i.keyName, i.idempotency.key) : keys.idempotency(i.keyName, '-'),
+          keys.numberFailures(i.keyName, i.phone),
+          keys.cooldown(i.keyName, i.phone),
+          keys.sendWindow(i.keyName, i.phone),
+          keys.latest(i.keyName, i.phone),
+          keys.otp(i.id),
+          keys.unstarted(),
+          i.now,
+          limits.ipPerMinute,
+          limits.keyPerMinute,
+          i.idempotency?.fingerprint ?? '',
+          limits.numberMaxFailures,
+          limits.cooldownMs,
+          limits.maxSendsPerNumber,
+          limits.sendWindowMs,
+          i.id,
+          i.keyName,
+          i.phone,
+          i.codeHash,
+          i.expiresAt,
+          i.maxAttempts,
+          i.callingCode,
+          i.locale,
+          RETENTION_MS,
+          IDEMPOTENCY_TTL_MS,
+          i.response,
+          PREFIX,
+          i.sealedCode,
+          deadline(),
+        )
+        .then(checked);
       switch (res[0]) {
         case 'ok':
           return { kind: 'created' };
@@ -143,25 +166,33 @@ export function createOtpRepo(redis: Redis, limits: RateLimits): OtpRepo {
         if (target.by === 'id') id = target.id;
         else {
           const latest = await r.get(keys.latest(keyName, target.phone));
-          if (!latest) return { kind: 'not_found' };
+          if (!latest) {
+            // Count the request like any other (the read script applies the per-IP and per-key limits).
+            const counted = await repo.read(target, keyName, ip, now);
+            if (counted.kind === 'found') continue;
+            return counted.kind === 'limited' ? counted : { kind: 'not_found' };
+          }
           id = latest;
         }
-        const res = await r.otpVerify(
-          keys.ipRate(ip, minute(now)),
-          keys.keyRate(keyName, minute(now)),
-          keys.otp(id),
-          target.by === 'phone' ? keys.latest(keyName, target.phone) : keys.otp(id),
-          now,
-          limits.ipPerMinute,
-          limits.keyPerMinute,
-          limits.numberMaxFailures,
-          limits.numberLockMs,
-          keyName,
-          candidateHash(id),
-          target.by,
-          id,
-          PREFIX,
-        );
+        const res = await r
+          .otpVerify(
+            keys.ipRate(ip, minute(now)),
+            keys.keyRate(keyName, minute(now)),
+            keys.otp(id),
+            target.by === 'phone' ? keys.latest(keyName, target.phone) : keys.otp(id),
+            now,
+            limits.ipPerMinute,
+            limits.keyPerMinute,
+            limits.numberMaxFailures,
+            limits.numberLockMs,
+            keyName,
+            candidateHash(id),
+            target.by,
+            id,
+            PREFIX,
+            deadline(),
+          )
+          .then(checked);
         switch (res[0]) {
           case 'stale':
             continue;
@@ -186,16 +217,19 @@ export function createOtpRepo(redis: Redis, limits: RateLimits): OtpRepo {
     },
 
     async read(target, keyName, ip, now) {
-      const res = await r.otpRead(
-        keys.ipRate(ip, minute(now)),
-        keys.keyRate(keyName, minute(now)),
-        target.by === 'id' ? keys.otp(target.id) : keys.latest(keyName, target.phone),
-        limits.ipPerMinute,
-        limits.keyPerMinute,
-        target.by,
-        keyName,
-        PREFIX,
-      );
+      const res = await r
+        .otpRead(
+          keys.ipRate(ip, minute(now)),
+          keys.keyRate(keyName, minute(now)),
+          target.by === 'id' ? keys.otp(target.id) : keys.latest(keyName, target.phone),
+          limits.ipPerMinute,
+          limits.keyPerMinute,
+          target.by,
+          keyName,
+          PREFIX,
+          deadline(),
+        )
+        .then(checked);
       if (res[0] === 'limited') return limited(res);
       if (res[0] !== 'ok') return { kind: 'not_found' };
       const fields: Record<string, string> = {};
@@ -203,6 +237,7 @@ export function createOtpRepo(redis: Redis, limits: RateLimits): OtpRepo {
       return { kind: 'found', otp: toView(fields, now) };
     },
   };
+  return repo;
 }
 
 /** Maps an OTP hash to its public view; a pending OTP past its expiry reads as expired. */

@@ -1,10 +1,12 @@
+import { LATE_LUA } from './redis-clock.js';
+
 /**
  * Lua scripts for the OTP hot paths: each request is one atomic round trip.
  * Results are flat arrays whose first element names the outcome.
  */
 
 /** Fixed-window counters shared by the scripts: per client IP and per API key, per minute. */
-const RATE = `
+const RATE = `${LATE_LUA}
 local function over(key, limit)
   local n = redis.call('INCR', key)
   if n == 1 then redis.call('PEXPIRE', key, 60000) end
@@ -18,13 +20,15 @@ end
 `;
 
 /**
- * Send. KEYS: 1 ip rate, 2 key rate, 3 idempotency, 4 number failures, 5 cooldown, 6 send window, 7 latest, 8 new otp.
+ * Send. KEYS: 1 ip rate, 2 key rate, 3 idempotency, 4 number failures, 5 cooldown, 6 send window, 7 latest, 8 new otp,
+ * 9 unstarted set.
  * ARGV: 1 now, 2 ip limit, 3 key limit, 4 idempotency fingerprint ('' = none), 5 number max failures,
  * 6 cooldown ms, 7 max sends per window, 8 window ms, 9 id, 10 key name, 11 phone, 12 code hash, 13 expires at,
  * 14 max attempts, 15 calling code, 16 locale, 17 retention ms, 18 idempotency ttl ms, 19 response json, 20 prefix,
- * 21 sealed code (AES-GCM, for resends through another provider).
+ * 21 sealed code (AES-GCM, for resends through another provider), 22 deadline (Redis ms, 0 = none).
  */
 export const SEND_LUA = `${RATE}
+if late(ARGV[22]) then return {'late'} end
 local t = over(KEYS[1], ARGV[2]); if t then return {'limited', 'ip', t} end
 t = over(KEYS[2], ARGV[3]); if t then return {'limited', 'key', t} end
 if ARGV[4] ~= '' then
@@ -58,6 +62,7 @@ redis.call('PEXPIRE', KEYS[8], keep)
 redis.call('SET', KEYS[7], ARGV[9], 'PX', keep)
 if tonumber(ARGV[6]) > 0 then redis.call('SET', KEYS[5], '1', 'PX', ARGV[6]) end
 if redis.call('INCR', KEYS[6]) == 1 then redis.call('PEXPIRE', KEYS[6], ARGV[8]) end
+redis.call('ZADD', KEYS[9], now, ARGV[9])
 if ARGV[4] ~= '' then
   redis.call('HSET', KEYS[3], 'fp', ARGV[4], 'resp', ARGV[19])
   redis.call('PEXPIRE', KEYS[3], ARGV[18])
@@ -68,9 +73,10 @@ return {'ok'}
 /**
  * Verify. KEYS: 1 ip rate, 2 key rate, 3 otp, 4 latest (by phone: must still point at the otp).
  * ARGV: 1 now, 2 ip limit, 3 key limit, 4 number max failures, 5 number lock ms, 6 key name,
- * 7 candidate hash, 8 mode ('id' | 'phone'), 9 id, 10 prefix.
+ * 7 candidate hash, 8 mode ('id' | 'phone'), 9 id, 10 prefix, 11 deadline (Redis ms, 0 = none).
  */
 export const VERIFY_LUA = `${RATE}
+if late(ARGV[11]) then return {'late'} end
 local t = over(KEYS[1], ARGV[2]); if t then return {'limited', 'ip', t} end
 t = over(KEYS[2], ARGV[3]); if t then return {'limited', 'key', t} end
 if ARGV[8] == 'phone' and redis.call('GET', KEYS[4]) ~= ARGV[9] then return {'stale'} end
@@ -110,10 +116,11 @@ return {'wrong', 'pending', left}
 
 /**
  * Read one OTP's record (by id, or the newest for a number). KEYS: 1 ip rate, 2 key rate, 3 otp or latest.
- * ARGV: 1 ip limit, 2 key limit, 3 mode ('id' | 'phone'), 4 key name, 5 prefix.
+ * ARGV: 1 ip limit, 2 key limit, 3 mode ('id' | 'phone'), 4 key name, 5 prefix, 6 deadline (Redis ms, 0 = none).
  * Returns {'ok', field, value, ...} without the code hash.
  */
 export const READ_LUA = `${RATE}
+if late(ARGV[6]) then return {'late'} end
 local t = over(KEYS[1], ARGV[1]); if t then return {'limited', 'ip', t} end
 t = over(KEYS[2], ARGV[2]); if t then return {'limited', 'key', t} end
 local okey = KEYS[3]

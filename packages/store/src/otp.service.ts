@@ -52,10 +52,15 @@ export interface OtpServiceDeps {
   readonly repo: OtpRepo;
   readonly queue: SendQueue;
   readonly now?: () => number;
+  /**
+   * Called when an OTP was stored but its job could not be added. The OTP is accepted all the same: the
+   * workers' sweep (sweepUnstarted) queues its job within seconds.
+   */
+  readonly onEnqueueFailed?: (otpId: string, err: unknown) => void;
 }
 
 /** Redis work is bounded: an unreachable store answers 503 within about a second, never hangs a request. */
-const STORE_DEADLINE_MS = 1000;
+const STORE_DEADLINE_MS = 800;
 
 async function store<T>(work: () => Promise<T>): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -141,16 +146,20 @@ export function createOtpService(deps: OtpServiceDeps): OtpService {
         case 'limited':
           refuse(outcome);
       }
-      await store(() =>
-        enqueueSend(queue, {
-          otpId: id,
-          to: phone.e164,
-          locale,
-          sealedCode,
-          expiresAt,
-          callingCode: phone.callingCode,
-        }),
-      );
+      try {
+        await store(() =>
+          enqueueSend(queue, {
+            otpId: id,
+            to: phone.e164,
+            locale,
+            sealedCode,
+            expiresAt,
+            callingCode: phone.callingCode,
+          }),
+        );
+      } catch (err) {
+        deps.onEnqueueFailed?.(id, err);
+      }
       return answer;
     },
 

@@ -1,8 +1,8 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, type LocalRedis, startLocalRedis } from '../../../test/support/redis-server.js';
-import { checkRedisConfig, RedisConfigError } from './redis-check.js';
 import { createRedis } from './redis.js';
+import { checkRedisConfig, RedisConfigError } from './redis-check.js';
 
 function captureLog() {
   const lines: { obj: Record<string, unknown>; msg: string }[] = [];

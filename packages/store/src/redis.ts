@@ -2,7 +2,7 @@ import { Redis, type RedisOptions } from 'ioredis';
 
 /**
  * How a connection behaves when Redis is away:
- * - `request`: fail fast (no offline queue, 1 s command timeout) so the API answers 503 instead of hanging;
+ * - `request`: fail fast (no offline queue, 700 ms command timeout) so the API answers 503 instead of hanging;
  * - `worker`: wait and retry forever (BullMQ workers need maxRetriesPerRequest null).
  */
 export type ConnectionRole = 'request' | 'worker';
@@ -16,7 +16,7 @@ export function createRedis(url: string, role: ConnectionRole, name?: string): R
   };
   const opts: RedisOptions =
     role === 'request'
-      ? { ...common, enableOfflineQueue: false, maxRetriesPerRequest: 0, commandTimeout: 1000, connectTimeout: 1000 }
+      ? { ...common, enableOfflineQueue: false, maxRetriesPerRequest: 0, commandTimeout: 700, connectTimeout: 1000 }
       : { ...common, maxRetriesPerRequest: null, enableReadyCheck: true };
   const redis = new Redis(url, opts);
   // Errors surface through commands and readiness; without a listener ioredis would log them to stderr.

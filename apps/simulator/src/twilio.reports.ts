@@ -1,0 +1,54 @@
+import type { FastifyBaseLogger } from 'fastify';
+import twilio from 'twilio';
+import { postCallback } from './callbacks.js';
+import type { InboxMessage } from './inbox.js';
+import type { SimContext } from './sim.context.js';
+
+export const API_VERSION = '2010-04-01';
+
+/** Undelivered endings drawn for a message whose delivery fails: Twilio status and ErrorCode. */
+const UNDELIVERED: readonly [string, string][] = [
+  ['undelivered', '30003'], // Unreachable destination handset
+  ['undelivered', '30005'], // Unknown destination handset
+  ['failed', '30008'], // Unknown error
+];
+
+/** Moves the message to `sent`, then to its ending, POSTing each status to StatusCallback, signed as Twilio signs. */
+export function scheduleReports(
+  ctx: SimContext,
+  m: InboxMessage,
+  o: {
+    statusCallback: string | undefined;
+    serviceSid: string | undefined;
+    fate: 'delivered' | 'undelivered' | 'lost_callback';
+  },
+  log: FastifyBaseLogger,
+): void {
+  const delay = ctx.faults.get('twilio').callbackDelayMs;
+  const [finalStatus, errorCode] =
+    o.fate === 'undelivered'
+      ? (UNDELIVERED[Math.floor(ctx.opts.random() * UNDELIVERED.length)] ?? ['undelivered', '30003'])
+      : ['delivered', null];
+  const report = (status: string, code: string | null) => {
+    if (!ctx.inbox.setStatus('twilio', m.messageId, m.to, status, code)) return;
+    if (!o.statusCallback || o.fate === 'lost_callback') return;
+    const params: Record<string, string> = {
+      AccountSid: ctx.opts.twilio.accountSid,
+      ApiVersion: API_VERSION,
+      From: m.from ?? '+15005550006',
+      MessageSid: m.messageId,
+      MessageStatus: status,
+      SmsSid: m.messageId,
+      SmsStatus: status,
+      To: m.to,
+      ...(o.serviceSid ? { MessagingServiceSid: o.serviceSid } : {}),
+      ...(code ? { ErrorCode: code } : {}),
+    };
+    const signature = twilio.getExpectedTwilioSignature(ctx.opts.twilio.authToken, o.statusCallback, params);
+    void postCallback(o.statusCallback, { form: params }, { 'x-twilio-signature': signature }, log, ctx.timing.closing);
+  };
+  ctx.timing.later(delay, () => {
+    report('sent', null);
+    ctx.timing.later(delay, () => report(finalStatus, errorCode));
+  });
+}

@@ -1,0 +1,116 @@
+import { describe, expect, it } from 'vitest';
+import { loadConfig } from './config.js';
+import { ConfigError } from './errors.js';
+
+const SECRET = 'unit-test-secret-0123456789abcdefghijklmnop';
+const API_ENV = { OTP_SECRET: SECRET, API_KEYS: 'shop:shop-secret-0123456789' };
+
+function problems(env: NodeJS.ProcessEnv, app: Parameters<typeof loadConfig>[1] = 'api'): readonly string[] {
+  try {
+    loadConfig(env, app);
+  } catch (e) {
+    if (e instanceof ConfigError) return e.problems;
+    throw e;
+  }
+  return [];
+}
+
+describe('loadConfig', () => {
+  it('parses a minimal API configuration with the documented defaults, frozen', () => {
+    const c = loadConfig(API_ENV, 'api');
+    expect(c.api.keys).toEqual([{ name: 'shop', secret: 'shop-secret-0123456789' }]);
+    expect(c.redisUrl).toBe('redis://127.0.0.1:6379');
+    expect(c.host).toBe('127.0.0.1');
+    expect(c.api.port).toBe(3000);
+    expect(c.otp).toMatchObject({ ttlSeconds: 600, codeLength: 6, maxAttempts: 5 });
+    expect(Object.isFrozen(c)).toBe(true);
+    expect(Object.isFrozen(c.otp)).toBe(true);
+    expect(() => {
+      (c.otp as { ttlSeconds: number }).ttlSeconds = 5;
+    }).toThrow();
+  });
+
+  it('reads the OTP settings and the allowed countries', () => {
+    const c = loadConfig(
+      {
+        ...API_ENV,
+        API_KEYS: 'a:aaaaaaaaaaaaaaaaaaaa, b:bbbbbbbbbbbbbbbbbbbb',
+        OTP_TTL_SECONDS: '120',
+        OTP_CODE_LENGTH: '8',
+        OTP_MAX_ATTEMPTS: '3',
+        OTP_ALLOWED_COUNTRIES: 'fr, be',
+        OTP_RESEND_COOLDOWN_SECONDS: '0',
+        RATE_LIMIT_PER_KEY_PER_MINUTE: '10',
+      },
+      'api',
+    );
+    expect(c.api.keys.map((k) => k.name)).toEqual(['a', 'b']);
+    expect(c.otp).toMatchObject({ ttlSeconds: 120, codeLength: 8, maxAttempts: 3, resendCooldownSeconds: 0 });
+    expect(c.otp.keyRequestsPerMinute).toBe(10);
+    expect([...c.otp.allowedCountries]).toEqual(['FR', 'BE']);
+  });
+
+  it('names every bad variable in one error', () => {
+    const found = problems({
+      OTP_SECRET: 'short',
+      API_KEYS: 'nocolon,x:short',
+      OTP_TTL_SECONDS: '601',
+      OTP_CODE_LENGTH: '5',
+      OTP_MAX_ATTEMPTS: 'many',
+      OTP_ALLOWED_COUNTRIES: 'FRA',
+      REDIS_URL: 'http://localhost:6379',
+      API_PORT: '70000',
+      NODE_ENV: 'staging',
+    });
+    for (const name of [
+      'OTP_SECRET',
+      'API_KEYS',
+      'OTP_TTL_SECONDS',
+      'OTP_CODE_LENGTH',
+      'OTP_MAX_ATTEMPTS',
+      'OTP_ALLOWED_COUNTRIES',
+      'REDIS_URL',
+      'API_PORT',
+      'NODE_ENV',
+    ]) {
+      expect(
+        found.some((p) => p.includes(name)),
+        `${name} in ${JSON.stringify(found)}`,
+      ).toBe(true);
+    }
+    try {
+      loadConfig({ OTP_TTL_SECONDS: '601', OTP_CODE_LENGTH: '11' }, 'api');
+      expect.unreachable();
+    } catch (e) {
+      expect(e).toBeInstanceOf(ConfigError);
+      for (const name of ['OTP_SECRET', 'API_KEYS', 'OTP_TTL_SECONDS', 'OTP_CODE_LENGTH']) {
+        expect((e as Error).message).toContain(name);
+      }
+    }
+  });
+
+  it('bounds the lifetime to 600 s and the code to 6..10 digits', () => {
+    expect(problems({ ...API_ENV, OTP_TTL_SECONDS: '600', OTP_CODE_LENGTH: '10' })).toEqual([]);
+    expect(problems({ ...API_ENV, OTP_CODE_LENGTH: '6' })).toEqual([]);
+    expect(problems({ ...API_ENV, OTP_TTL_SECONDS: '601' })).toHaveLength(1);
+    expect(problems({ ...API_ENV, OTP_TTL_SECONDS: '0' })).toHaveLength(1);
+    expect(problems({ ...API_ENV, OTP_CODE_LENGTH: '5' })).toHaveLength(1);
+    expect(problems({ ...API_ENV, OTP_CODE_LENGTH: '11' })).toHaveLength(1);
+    expect(problems({ ...API_ENV, OTP_CODE_LENGTH: '6.5' })).toHaveLength(1);
+  });
+
+  it('refuses a low-entropy OTP_SECRET and duplicate API keys', () => {
+    expect(problems({ ...API_ENV, OTP_SECRET: 'a'.repeat(64) }).join()).toContain('OTP_SECRET');
+    expect(problems({ ...API_ENV, API_KEYS: 'a:aaaaaaaaaaaaaaaaaaaa,a:bbbbbbbbbbbbbbbbbbbb' }).join()).toContain(
+      'API_KEYS',
+    );
+    expect(problems({ ...API_ENV, API_KEYS: 'a:aaaaaaaaaaaaaaaaaaaa,b:aaaaaaaaaaaaaaaaaaaa' }).join()).toContain(
+      'API_KEYS',
+    );
+  });
+
+  it('asks each process only for its own variables', () => {
+    expect(problems({}, 'webhooks')).toEqual([]);
+    expect(problems({}, 'api').join()).toMatch(/OTP_SECRET[\s\S]*API_KEYS|API_KEYS[\s\S]*OTP_SECRET/);
+  });
+});

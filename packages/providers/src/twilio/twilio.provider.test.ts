@@ -1,0 +1,107 @@
+import { readFileSync } from 'node:fs';
+import type { TwilioConfig } from '@otp-gateway/core';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type StubAnswer, silentLog, startStub } from '../stub-server.test-support.js';
+import { createTwilioProvider, validityPeriodSeconds } from './twilio.provider.js';
+
+const fixture = (name: string) => JSON.parse(readFileSync(new URL(`./fixtures/${name}.json`, import.meta.url), 'utf8'));
+const SID = 'ACsimulator00000000000000000000000';
+
+let stub: Awaited<ReturnType<typeof startStub>> | undefined;
+afterEach(() => stub?.close());
+
+async function setup(answer: StubAnswer, cfg: Partial<TwilioConfig> = {}, statusCallbackUrl: string | null = null) {
+  stub = await startStub(() => answer);
+  const provider = createTwilioProvider(
+    {
+      accountSid: SID,
+      authToken: 'secret-token',
+      from: '+15005550006',
+      messagingServiceSid: null,
+      apiBaseUrl: stub.url,
+      ...cfg,
+    },
+    { timeoutMs: 2000, statusCallbackUrl },
+  );
+  return { provider, requests: stub.requests };
+}
+const sms = {
+  otpId: 'o1',
+  attemptId: 'o1:1',
+  to: '+33612345678',
+  body: 'Your code is 123456',
+  expiresAt: Date.now() + 600_000,
+};
+const ctx = () => ({ signal: new AbortController().signal, log: silentLog });
+
+describe('twilio adapter on the wire', () => {
+  it('posts the form Twilio expects to the configured host and returns the sid', async () => {
+    const { provider, requests } = await setup(
+      { status: 201, body: fixture('message-created') },
+      {},
+      'https://otp.example.com/webhooks/twilio/status',
+    );
+    const result = await provider.send(sms, ctx());
+    expect(result).toEqual({ messageId: 'SM3f9a1c0de2b44a7c9e8d5b6a7f201c4e', providerStatus: 'queued' });
+    const [req] = requests;
+    expect(req?.method).toBe('POST');
+    expect(req?.url).toBe(`/2010-04-01/Accounts/${SID}/Messages.json`);
+    expect(req?.headers.authorization).toBe(`Basic ${Buffer.from(`${SID}:secret-token`).toString('base64')}`);
+    expect(req?.headers['content-type']).toBe('application/x-www-form-urlencoded');
+    const form = Object.fromEntries(new URLSearchParams(req?.body));
+    expect(form).toMatchObject({
+      To: '+33612345678',
+      From: '+15005550006',
+      Body: 'Your code is 123456',
+      StatusCallback: 'https://otp.example.com/webhooks/twilio/status',
+    });
+    expect(Number(form.ValidityPeriod)).toBeGreaterThanOrEqual(598);
+    expect(Number(form.ValidityPeriod)).toBeLessThanOrEqual(600);
+  });
+
+  it('sends MessagingServiceSid instead of From when one is configured, and no StatusCallback without a URL', async () => {
+    const mss = `MG${'0'.repeat(32)}`;
+    const { provider, requests } = await setup(
+      { status: 201, body: fixture('message-created') },
+      { messagingServiceSid: mss },
+    );
+    await provider.send(sms, ctx());
+    const form = Object.fromEntries(new URLSearchParams(requests[0]?.body));
+    expect(form.MessagingServiceSid).toBe(mss);
+    expect(form).not.toHaveProperty('From');
+    expect(form).not.toHaveProperty('StatusCallback');
+  });
+
+  it('throws a ProviderError from a recorded error answer, with Retry-After', async () => {
+    const { provider } = await setup({ status: 429, headers: { 'retry-after': '5' }, body: fixture('error-20429') });
+    await expect(provider.send(sms, ctx())).rejects.toMatchObject({
+      name: 'ProviderError',
+      kind: 'rate_limited',
+      code: '20429',
+      retryAfterMs: 5000,
+    });
+  });
+
+  it('throws permanent for an opted-out recipient', async () => {
+    const { provider } = await setup({ status: 400, body: fixture('error-21610') });
+    await expect(provider.send(sms, ctx())).rejects.toMatchObject({ kind: 'permanent', code: '21610' });
+  });
+
+  it('makes no request with an aborted signal', async () => {
+    const { provider, requests } = await setup({ status: 201, body: fixture('message-created') });
+    await expect(provider.send(sms, { signal: AbortSignal.abort(), log: silentLog })).rejects.toMatchObject({
+      code: 'ABORTED',
+    });
+    expect(requests).toHaveLength(0);
+  });
+});
+
+describe('validityPeriodSeconds', () => {
+  it('is the seconds left, clamped to 1..36000', () => {
+    const now = 1_000_000;
+    expect(validityPeriodSeconds(now + 600_000, now)).toBe(600);
+    expect(validityPeriodSeconds(now + 1500, now)).toBe(1);
+    expect(validityPeriodSeconds(now - 5000, now)).toBe(1);
+    expect(validityPeriodSeconds(now + 48 * 3600_000, now)).toBe(36_000);
+  });
+});

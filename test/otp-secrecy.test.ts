@@ -1,0 +1,126 @@
+import type { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { decryptCode, deriveKeys, type SendJobData } from '../packages/core/src/index.js';
+import { createSendQueue, type SendQueue } from '../packages/store/src/index.js';
+import { type ApiProcess, type HttpAnswer, startApiProcess } from './support/api-process.js';
+import { API_KEYS, dumpRedis, findClear, KEY_A, KEY_B, SEND_QUEUE_PREFIX } from './support/otp-harness.js';
+import { TEST_SECRET } from './support/processes.js';
+import { closeRedisClients, isolatedRedis } from './support/redis.js';
+
+const PHONE = '+33612345670';
+const CODE_LENGTH = 10; // long codes: a chance match of the code inside a timestamp or hash is out of reach
+
+let db: Redis;
+let queue: SendQueue;
+let api: ApiProcess;
+const answers: [string, HttpAnswer][] = [];
+
+beforeAll(async () => {
+  const isolated = await isolatedRedis();
+  db = isolated.redis;
+  queue = createSendQueue(db);
+  api = await startApiProcess(
+    {
+      REDIS_URL: isolated.url,
+      API_KEYS,
+      OTP_CODE_LENGTH: String(CODE_LENGTH),
+      OTP_MAX_ATTEMPTS: '3',
+      OTP_RESEND_COOLDOWN_SECONDS: '0',
+      LOG_LEVEL: 'trace',
+    },
+    KEY_A.secret,
+  );
+});
+
+afterAll(async () => {
+  await api?.stop();
+  await queue?.close();
+  await closeRedisClients(db);
+});
+
+async function call(what: string, ...args: Parameters<ApiProcess['request']>): Promise<HttpAnswer> {
+  const res = await api.request(...args);
+  answers.push([`answer to ${what}`, res]);
+  return res;
+}
+
+describe('the code never appears in clear', () => {
+  it('after send, wrong verify, right verify and status: not in Redis, not in any log line, not in any answer', async () => {
+    const sent = await call('send', 'POST', '/v1/otp/send', {
+      body: { phoneNumber: PHONE },
+      headers: { 'idempotency-key': 'secrecy-flow' },
+    });
+    expect(sent.status).toBe(202);
+    const id = String(sent.body['id']);
+    const job = await queue.getJob(id);
+    expect(job?.id).toBe(id);
+    const sealed = String((job?.data as SendJobData | undefined)?.sealedCode);
+    const code = decryptCode(deriveKeys(TEST_SECRET), id, sealed);
+    expect(code).toMatch(new RegExp(`^\\d{${CODE_LENGTH}}$`));
+    const wrong = code.startsWith('9') ? `0${code.slice(1)}` : `9${code.slice(1)}`;
+
+    await call('replayed send', 'POST', '/v1/otp/send', {
+      body: { phoneNumber: PHONE },
+      headers: { 'idempotency-key': 'secrecy-flow' },
+    });
+    await call('get', 'GET', `/v1/otp/${id}`);
+    expect((await call('wrong verify', 'POST', '/v1/otp/verify', { body: { id, code: wrong } })).status).toBe(422);
+    // The right code under another key, and in a malformed body: refused without echoing it.
+    expect((await call('other key', 'POST', '/v1/otp/verify', { body: { id, code }, key: KEY_B.secret })).status).toBe(
+      404,
+    );
+    expect(
+      (await call('bad body', 'POST', '/v1/otp/verify', { body: { id, code, note: code, phoneNumber: code } })).status,
+    ).toBe(400);
+    expect((await call('bad code', 'POST', '/v1/otp/verify', { body: { id, code: `${code}123456` } })).status).toBe(
+      400,
+    );
+    expect((await call('no key', 'POST', '/v1/otp/verify', { body: { id, code }, key: null })).status).toBe(401);
+    const ok = await call('right verify', 'POST', '/v1/otp/verify', { body: { phoneNumber: PHONE, code } });
+    expect(ok.status).toBe(200);
+    expect((await call('verify again', 'POST', '/v1/otp/verify', { body: { id, code } })).status).toBe(409);
+    const status = await call('status', 'GET', `/v1/otp/status?phoneNumber=${encodeURIComponent(PHONE)}`);
+    expect(status.body).toMatchObject({ id, status: 'approved' });
+    await call('metrics', 'GET', '/metrics', { key: null });
+    await call('openapi', 'GET', '/openapi.json', { key: null });
+
+    // Give the last log lines time to land.
+    await new Promise((r) => setTimeout(r, 200));
+
+    const dump = await dumpRedis(db);
+    // The scan reaches every kind of value, BullMQ's job hash included (where the sealed code is).
+    expect(dump.map((k) => k.key)).toEqual(expect.arrayContaining([`${SEND_QUEUE_PREFIX}${id}`, `otp:o:${id}`]));
+    expect([...new Set(dump.map((k) => k.type))]).toEqual(expect.arrayContaining(['string', 'hash', 'list', 'stream']));
+    expect(JSON.stringify(dump)).toContain(sealed);
+    const logs = api.proc.output().split('\n');
+    expect(logs.filter((l) => l.includes(id)).length).toBeGreaterThan(0);
+
+    const places: [string, string][] = [
+      ...dump.map((k): [string, string] => [`redis ${k.type} ${k.key}`, `${k.key}\n${k.values.join('\n')}`]),
+      ...logs.map((l, i): [string, string] => [`log line ${i}`, l]),
+      ...answers.map(([what, a]): [string, string] => [what, `${JSON.stringify([...a.headers])}\n${a.text}`]),
+    ];
+    expect(findClear(code, places)).toEqual([]);
+    // The check itself finds a code where there is one.
+    expect(findClear(code, [['probe', `x${code}x`]])).toHaveLength(1);
+  });
+});
+
+describe('phone numbers in log lines', () => {
+  it('are masked, even when a query string repeats phoneNumber=', async () => {
+    const first = '+33612345671';
+    const second = '+33612345672';
+    await api.request('GET', `/v1/otp/status?phoneNumber=${encodeURIComponent(first)}`);
+    await api.request('POST', '/v1/otp/send', { body: { phoneNumber: first } });
+    await api.request(
+      'GET',
+      `/v1/otp/status?phoneNumber=${encodeURIComponent(first)}&phoneNumber=${encodeURIComponent(second)}`,
+    );
+    await new Promise((r) => setTimeout(r, 200));
+    const leaks = api.proc
+      .output()
+      .split('\n')
+      .filter((l) => l.includes('12345671') || l.includes('12345672'));
+    expect(leaks).toEqual([]);
+  });
+});
