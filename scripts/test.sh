@@ -5,7 +5,10 @@ cd "$(dirname "$0")/.."
 . scripts/ensure.sh
 ensure_pnpm
 ensure_redis_server
+bash scripts/ensure-browser.sh      # Debian's chromium for the browser test (no browser download)
 install_and_build
+echo "==> validating docker-compose.yml"
+bash scripts/check-compose.sh
 echo "==> lint and typecheck"
 pnpm -s exec biome check .
 pnpm -s typecheck

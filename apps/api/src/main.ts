@@ -1,11 +1,13 @@
 import 'dotenv/config';
-import { ConfigError, deriveKeys, loadConfig } from '@otp-gateway/core';
+import { deriveKeys, loadConfig } from '@otp-gateway/core';
 import {
+  checkRedisConfig,
   createOtpRepo,
   createOtpService,
   createRedis,
   createSendQueue,
   limitsFromConfig,
+  refuseToStart,
   startRedisClock,
 } from '@otp-gateway/store';
 import { buildApi } from './app.js';
@@ -15,11 +17,7 @@ async function main() {
   try {
     config = loadConfig(process.env, 'api');
   } catch (e) {
-    if (e instanceof ConfigError) {
-      process.stderr.write(`otp-gateway api: ${e.message}\n`);
-      process.exit(78);
-    }
-    throw e;
+    refuseToStart('api', e);
   }
   const redis = createRedis(config.redisUrl, 'request', 'otp-api');
   const queue = createSendQueue(redis);
@@ -39,6 +37,9 @@ async function main() {
       ),
   });
   app = await buildApi({ config, service, redis });
+  await checkRedisConfig(redis, { env: config.env, log: app.log, readyTimeoutMs: 2000 }).catch((e) =>
+    refuseToStart('api', e),
+  );
 
   let closing = false;
   const stop = async (signal: string) => {

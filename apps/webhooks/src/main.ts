@@ -1,6 +1,6 @@
 import 'dotenv/config';
-import { ConfigError, loadConfig } from '@otp-gateway/core';
-import { createCallbackRepo, createRedis, createSendQueue } from '@otp-gateway/store';
+import { loadConfig } from '@otp-gateway/core';
+import { checkRedisConfig, createCallbackRepo, createRedis, createSendQueue, refuseToStart } from '@otp-gateway/store';
 import { buildWebhooks } from './app.js';
 
 async function main() {
@@ -8,16 +8,15 @@ async function main() {
   try {
     config = loadConfig(process.env, 'webhooks');
   } catch (e) {
-    if (e instanceof ConfigError) {
-      process.stderr.write(`otp-gateway webhooks: ${e.message}\n`);
-      process.exit(78);
-    }
-    throw e;
+    refuseToStart('webhooks', e);
   }
   const redis = createRedis(config.redisUrl, 'request', 'otp-webhooks');
   const queue = createSendQueue(redis);
   queue.on('error', () => {});
   const app = await buildWebhooks({ config, callbacks: createCallbackRepo(redis), queue, redis });
+  await checkRedisConfig(redis, { env: config.env, log: app.log, readyTimeoutMs: 2000 }).catch((e) =>
+    refuseToStart('webhooks', e),
+  );
   if (!config.webhooks.twilioAuthToken) app.log.warn('TWILIO_AUTH_TOKEN is not set: Twilio callbacks answer 404');
   if (!config.webhooks.octopushToken) app.log.warn('OCTOPUSH_WEBHOOK_TOKEN is not set: Octopush callbacks answer 404');
 

@@ -1,20 +1,14 @@
 import 'dotenv/config';
-import {
-  ConfigError,
-  deriveKeys,
-  type Logger,
-  loadConfig,
-  type ProviderId,
-  QUEUES,
-  type SendJobData,
-} from '@otp-gateway/core';
+import { deriveKeys, type Logger, loadConfig, type ProviderId, QUEUES, type SendJobData } from '@otp-gateway/core';
 import { createProviders } from '@otp-gateway/providers';
 import {
+  checkRedisConfig,
   createCallbackRepo,
   createDeliveryRepo,
   createRedis,
   createSendQueue,
   parseDeliveryReport,
+  refuseToStart,
   resendJobId,
   sweepUnstarted,
 } from '@otp-gateway/store';
@@ -30,14 +24,13 @@ async function main() {
   try {
     config = loadConfig(process.env, 'worker');
   } catch (e) {
-    if (e instanceof ConfigError) {
-      process.stderr.write(`otp-gateway worker: ${e.message}\n`);
-      process.exit(78);
-    }
-    throw e;
+    refuseToStart('worker', e);
   }
   const log = pino({ level: config.logLevel, base: { app: 'worker', pid: process.pid } });
   const redis = createRedis(config.redisUrl, 'worker', 'otp-worker');
+  await checkRedisConfig(redis, { env: config.env, log: log, readyTimeoutMs: 5000 }).catch((e) =>
+    refuseToStart('worker', e),
+  );
   const metrics = createWorkerMetrics();
   const shutdown = new AbortController();
   const list = createProviders(config.providers, {

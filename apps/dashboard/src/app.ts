@@ -1,0 +1,116 @@
+import basicAuth from '@fastify/basic-auth';
+import type { Config } from '@otp-gateway/core';
+import type { Queue } from 'bullmq';
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, LogController } from 'fastify';
+import type { Redis } from 'ioredis';
+import type { LoggerOptions } from 'pino';
+import { createCredentialCheck } from './auth.js';
+import { BOARD_PATH, bullBoardPlugin, REFUSED_BOARD_ROUTES } from './board.js';
+import { createDashboardMetrics, type DashboardMetrics } from './metrics.js';
+
+export { BOARD_PATH } from './board.js';
+
+export interface DashboardDeps {
+  readonly config: Config;
+  /** The connection /readyz pings. */
+  readonly redis: Redis;
+  /** Every queue of the gateway (one per name in QUEUES); opened and closed by the caller. */
+  readonly queues: readonly Queue[];
+  /** A pino logger; none: no logs. */
+  readonly logger?: FastifyBaseLogger;
+  readonly metrics?: DashboardMetrics;
+}
+
+/** pino options of the dashboard: JSON lines, credentials redacted. */
+export function dashboardLoggerOptions(config: Config): LoggerOptions {
+  return {
+    level: config.logLevel,
+    base: { app: 'dashboard', pid: process.pid },
+    redact: { paths: ['req.headers.authorization', 'headers.authorization'], censor: '[redacted]' },
+  };
+}
+
+const errorBody = (code: string, message: string) => ({ error: { code, message } });
+
+/**
+ * Builds the dashboard without listening: Bull Board at /admin/queues behind HTTP basic auth
+ * (DASHBOARD_USER, DASHBOARD_PASSWORD), and /healthz, /readyz, /metrics open as on the other processes.
+ */
+export async function buildDashboard(deps: DashboardDeps): Promise<FastifyInstance> {
+  const { config, redis, queues } = deps;
+  const { user, password } = config.dashboard;
+  if (!user || !password) throw new Error('the dashboard needs DASHBOARD_USER and DASHBOARD_PASSWORD');
+  const app = Fastify({
+    ...(deps.logger ? { loggerInstance: deps.logger } : { logger: false }),
+    // Bull Board polls every few seconds: requests are logged below, refusals and failures only.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: 64 * 1024,
+  });
+  const metrics =
+    deps.metrics ??
+    createDashboardMetrics(queues, {
+      onError: (err) =>
+        app.log.warn({ reason: err instanceof Error ? err.message : String(err) }, 'queue metrics unavailable'),
+    });
+
+  app.setErrorHandler((err: FastifyError, req, reply) => {
+    const status = err.statusCode ?? 500;
+    if (status < 500) return reply.code(status).send(errorBody('invalid_request', err.message));
+    req.log.error({ err: { type: err.name, message: err.message } }, 'request failed');
+    return reply.code(500).send(errorBody('internal_error', 'internal error'));
+  });
+  app.setNotFoundHandler((req, reply) =>
+    reply.code(404).send(errorBody('not_found', `no route ${req.method} ${req.url.split('?')[0]}`)),
+  );
+  app.addHook('onResponse', async (req, reply) => {
+    const fields = { method: req.method, url: req.url.split('?')[0], status: reply.statusCode, remoteAddress: req.ip };
+    if (reply.statusCode === 401) req.log.warn(fields, 'dashboard login refused');
+    else if (reply.statusCode >= 500) req.log.error(fields, 'request failed');
+    else req.log.debug(fields, 'request completed');
+  });
+
+  app.get('/', async (_req, reply) => reply.redirect(BOARD_PATH));
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/readyz', async (_req, reply) => {
+    try {
+      await Promise.race([
+        redis.ping(),
+        new Promise((_, reject) => setTimeout(() => reject(new Error('timeout')), 1000).unref()),
+      ]);
+      return { status: 'ready' };
+    } catch {
+      return reply.code(503).send(errorBody('store_unavailable', 'Redis does not answer'));
+    }
+  });
+  app.get('/metrics', async (_req, reply) =>
+    reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
+  );
+
+  const check = createCredentialCheck({ user, password });
+  await app.register(basicAuth, {
+    authenticate: { realm: 'otp-gateway dashboard' },
+    validate: async (u, p) => {
+      if (!check(u, p)) throw Object.assign(new Error('wrong dashboard user or password'), { statusCode: 401 });
+    },
+  });
+  await app.register(async (scope) => {
+    // Every route of the board, its pages, assets and API, asks for the credentials first.
+    scope.addHook('onRequest', (req, reply, done) => {
+      app.basicAuth(req, reply, (err) => {
+        if (err) {
+          void reply.code(401).send(errorBody('unauthorized', 'dashboard credentials required (HTTP basic auth)'));
+          return;
+        }
+        if (REFUSED_BOARD_ROUTES.has(`${req.method} ${req.routeOptions.url}`)) {
+          void reply
+            .code(403)
+            .send(errorBody('forbidden', 'the dashboard does not add jobs or edit job data; retry the job instead'));
+          return;
+        }
+        done();
+      });
+    });
+    await scope.register(bullBoardPlugin(queues), { prefix: BOARD_PATH });
+  });
+  return app;
+}

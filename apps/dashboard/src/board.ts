@@ -1,0 +1,47 @@
+import { createBullBoard } from '@bull-board/api';
+import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
+import { FastifyAdapter } from '@bull-board/fastify';
+import { QUEUES } from '@otp-gateway/core';
+import type { Queue } from 'bullmq';
+import type { FastifyPluginAsync } from 'fastify';
+import { redactJobData } from './redact.js';
+
+/** Where Bull Board lives (the contract's path). */
+export const BOARD_PATH = '/admin/queues';
+
+const DESCRIPTIONS: Record<string, string> = {
+  [QUEUES.send]: 'SMS sends: one job per OTP (job id = OTP id). The code is sealed and hidden; numbers are masked.',
+};
+
+/**
+ * Bull Board routes that would write job data. Refused: a job whose data an operator edited or
+ * duplicated (say, another `to` with the same sealed code) would send a live code to another number.
+ * Retrying, promoting, cleaning and pausing stay allowed.
+ */
+export const REFUSED_BOARD_ROUTES: ReadonlySet<string> = new Set([
+  `POST ${BOARD_PATH}/api/queues/:queueName/add`,
+  `PATCH ${BOARD_PATH}/api/queues/:queueName/:jobId/update-data`,
+]);
+
+/** Bull Board over `queues`, every job's data redacted (see redact.ts). Register with `{ prefix: BOARD_PATH }`. */
+export function bullBoardPlugin(queues: readonly Queue[]): FastifyPluginAsync {
+  const serverAdapter = new FastifyAdapter();
+  serverAdapter.setBasePath(BOARD_PATH);
+  createBullBoard({
+    queues: queues.map((queue) => {
+      const adapter = new BullMQAdapter(queue, {
+        allowRetries: true,
+        description: DESCRIPTIONS[queue.name] ?? '',
+      });
+      adapter.setFormatter('data', redactJobData);
+      adapter.setFormatter('returnValue', redactJobData);
+      return adapter;
+    }),
+    serverAdapter,
+    options: { uiConfig: { boardTitle: 'OTP gateway' } },
+  });
+  const plugin = serverAdapter.registerPlugin();
+  return async (scope) => {
+    await scope.register(plugin);
+  };
+}

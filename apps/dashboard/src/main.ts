@@ -1,0 +1,48 @@
+import 'dotenv/config';
+import { loadConfig, QUEUES } from '@otp-gateway/core';
+import { checkRedisConfig, createRedis, refuseToStart } from '@otp-gateway/store';
+import { Queue } from 'bullmq';
+import { pino } from 'pino';
+import { BOARD_PATH, buildDashboard, dashboardLoggerOptions } from './app.js';
+
+async function main() {
+  let config: ReturnType<typeof loadConfig>;
+  try {
+    config = loadConfig(process.env, 'dashboard');
+  } catch (e) {
+    refuseToStart('dashboard', e);
+  }
+  const log = pino(dashboardLoggerOptions(config));
+  const redis = createRedis(config.redisUrl, 'request', 'otp-dashboard');
+  await checkRedisConfig(redis, { env: config.env, log }).catch((e) => refuseToStart('dashboard', e));
+  const queues = Object.values(QUEUES).map((name) => {
+    const queue = new Queue(name, { connection: redis });
+    queue.on('error', () => {});
+    return queue;
+  });
+  const app = await buildDashboard({ config, redis, queues, logger: log });
+
+  let closing = false;
+  const stop = async (signal: string) => {
+    if (closing) return;
+    closing = true;
+    log.info({ signal }, 'dashboard stopping');
+    await app.close();
+    await Promise.all(queues.map((q) => q.close().catch(() => {})));
+    redis.disconnect();
+    log.info('dashboard stopped');
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+
+  await app.listen({ port: config.dashboard.port, host: config.host });
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : config.dashboard.port;
+  log.info({ port, path: BOARD_PATH, queues: queues.map((q) => q.name) }, 'dashboard started');
+}
+
+main().catch((e) => {
+  process.stderr.write(`otp-gateway dashboard failed to start: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.exit(1);
+});

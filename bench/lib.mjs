@@ -1,0 +1,404 @@
+// Shared plumbing of the benchmarks: free ports, a private redis-server, the gateway's processes, load
+// generation, cleanup and results. Plain Node ESM; imports nothing from test/ (that would drag vitest in).
+import { spawn } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { createServer } from 'node:net';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+export const BENCH_DIR = join(ROOT, 'bench');
+export const RESULTS_DIR = join(BENCH_DIR, 'results');
+const require = createRequire(join(ROOT, 'package.json'));
+
+/** autocannon, from the root devDependencies. */
+export const autocannon = require('autocannon');
+
+/** Same secrets as the test stack; none of them is real. */
+export const BENCH_SECRET = 'bench-secret-0123456789abcdefghijklmnopqrstuvwxyz';
+export const BENCH_KEY = 'bench-api-key-0123456789abcdef';
+export const OCTOPUSH_TOKEN = 'octopush-webhook-token-0123456789';
+export const SIM_TWILIO = { sid: 'ACsimulator00000000000000000000000', token: 'simulator0twilio0auth0token00000' };
+export const SIM_OCTOPUSH = { key: 'simulator-octopush-api-key', login: 'simulator@example.com' };
+
+/** Log level of the gateway's processes: production's default (info) unless BENCH_LOG_LEVEL says otherwise. */
+export const LOG_LEVEL = process.env.BENCH_LOG_LEVEL || 'info';
+
+/** True when `importMetaUrl` is the script node was started with. */
+export const isMain = (importMetaUrl) =>
+  process.argv[1] !== undefined && importMetaUrl === pathToFileURL(process.argv[1]).href;
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+export function log(...args) {
+  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${args.join(' ')}\n`);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// cleanup: everything started is registered and stopped at the end, on failure, and on SIGINT/SIGTERM
+
+const resources = [];
+let workDir = null;
+
+/** A temporary directory for this run (logs, redis dir); removed at the end unless BENCH_KEEP_LOGS=1. */
+export function runDir() {
+  workDir ??= mkdtempSync(join(tmpdir(), 'otp-bench-'));
+  return workDir;
+}
+
+function track(name, stop, child) {
+  const r = { name, stop, child };
+  resources.push(r);
+  return r;
+}
+
+/** Stops everything still running, newest first. Safe to call more than once. */
+export async function stopAll() {
+  while (resources.length > 0) {
+    const r = resources.pop();
+    try {
+      await r.stop();
+    } catch (e) {
+      log(`could not stop ${r.name}: ${e.message}`);
+    }
+  }
+  if (workDir && process.env.BENCH_KEEP_LOGS !== '1') {
+    rmSync(workDir, { recursive: true, force: true });
+    workDir = null;
+  }
+}
+
+// last resort: a synchronous kill of every child we started when the process goes away
+process.on('exit', () => {
+  for (const r of resources) {
+    try {
+      if (r.child && r.child.exitCode === null && r.child.signalCode === null) r.child.kill('SIGKILL');
+    } catch {}
+  }
+  if (workDir && process.env.BENCH_KEEP_LOGS !== '1') rmSync(workDir, { recursive: true, force: true });
+});
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.once(sig, () => {
+    log(`${sig}: stopping everything`);
+    stopAll().finally(() => process.exit(130));
+  });
+}
+
+/**
+ * Runs `main` (which returns a result object with `ok`), stops everything whatever happens, writes the result
+ * where BENCH_RESULT_FILE says (run.mjs) or bench/results/<name>.json, prints it, and sets the exit code.
+ */
+export async function runBenchmark(name, main) {
+  const started = Date.now();
+  let result;
+  try {
+    result = await main();
+  } catch (e) {
+    result = { ok: false, error: e instanceof Error ? (e.stack ?? e.message) : String(e) };
+  } finally {
+    await stopAll();
+  }
+  result = { name, ...result, startedAt: new Date(started).toISOString(), wallSeconds: round((Date.now() - started) / 1000, 1) };
+  const file = process.env.BENCH_RESULT_FILE || join(RESULTS_DIR, `${name}.json`);
+  mkdirSync(dirname(file), { recursive: true });
+  writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
+  if (!process.env.BENCH_RESULT_FILE) {
+    process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+    log(`written ${file}`);
+  }
+  if (result.error) log(`FAILED: ${result.error}`);
+  else if (!result.ok) log(`FAILED: ${(result.failures ?? []).join('; ')}`);
+  process.exitCode = result.ok ? 0 : 1;
+  return result;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// ports, redis, processes
+
+export async function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+/** A redis-server of our own on a free loopback port, without persistence. */
+export async function startRedis() {
+  const port = await freePort();
+  const dir = join(runDir(), `redis-${port}`);
+  mkdirSync(dir, { recursive: true });
+  const bin = existsSync('/usr/bin/redis-server') ? '/usr/bin/redis-server' : 'redis-server';
+  const child = spawn(
+    bin,
+    ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no',
+      '--maxmemory-policy', 'noeviction', '--loglevel', 'warning'],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  child.stderr.on('data', (d) => (out += d));
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGKILL');
+      await exited;
+    }
+  };
+  track(`redis-server:${port}`, stop, child);
+  const url = `redis://127.0.0.1:${port}`;
+  const { Redis } = require('ioredis');
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`redis-server exited (${child.exitCode}):\n${out}`);
+    const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    probe.on('error', () => {});
+    try {
+      await probe.connect();
+      if ((await probe.ping()) === 'PONG') {
+        probe.disconnect();
+        break;
+      }
+    } catch {}
+    probe.disconnect();
+    if (Date.now() > deadline) throw new Error(`redis-server did not answer on ${port}:\n${out}`);
+    await sleep(50);
+  }
+  return { url, port, pid: child.pid };
+}
+
+/** An ioredis client for the bench's own checks and seeding. */
+export function redisClient(url) {
+  const { Redis } = require('ioredis');
+  const r = new Redis(url, { maxRetriesPerRequest: null });
+  r.on('error', () => {});
+  track(`redis-client`, async () => r.quit().catch(() => r.disconnect()));
+  return r;
+}
+
+/**
+ * Spawns `node [nodeArgs] script` with `env` (PATH only otherwise), stdout and stderr to a log file in the run
+ * directory (a pipe read by this process would steal CPU from the measurement).
+ */
+export function spawnNode(name, script, env, { nodeArgs = [] } = {}) {
+  if (!existsSync(script)) throw new Error(`${script} is missing: run \`pnpm -s build\` first`);
+  const logFile = join(runDir(), `${name}-${Date.now()}-${Math.random().toString(36).slice(2, 6)}.log`);
+  const fd = openSync(logFile, 'a');
+  const child = spawn(process.execPath, [...nodeArgs, script], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '', ...env },
+    stdio: ['ignore', fd, fd],
+  });
+  closeSync(fd);
+  const output = () => {
+    try {
+      return readFileSync(logFile, 'utf8');
+    } catch {
+      return '';
+    }
+  };
+  const logs = () =>
+    output()
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => {
+        try {
+          return JSON.parse(l);
+        } catch {
+          return {};
+        }
+      });
+  const stop = async (signal = 'SIGTERM', graceMs = 15_000) => {
+    if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+    const exited = new Promise((r) => child.once('exit', (code) => r(code)));
+    child.kill(signal);
+    const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+    const code = await exited;
+    clearTimeout(timer);
+    return code;
+  };
+  track(name, () => stop(), child);
+  return {
+    name,
+    child,
+    logFile,
+    output,
+    logs,
+    stop,
+    tail: (n = 30) => output().split('\n').slice(-n).join('\n'),
+    async waitForLog(match, timeoutMs = 20_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const text = output();
+        const hit = text
+          .split('\n')
+          .map((l) => {
+            try {
+              return l.startsWith('{') ? JSON.parse(l) : { raw: l };
+            } catch {
+              return { raw: l };
+            }
+          })
+          .find(match);
+        if (hit) return hit;
+        if (child.exitCode !== null) throw new Error(`${name} exited (${child.exitCode}):\n${text.slice(-4000)}`);
+        if (Date.now() > deadline) throw new Error(`${name}: no expected log line within ${timeoutMs} ms:\n${text.slice(-4000)}`);
+        await sleep(50);
+      }
+    },
+  };
+}
+
+/** Starts one of the gateway's processes from its build (apps/<app>/dist/main.js). */
+export function startApp(app, env, opts) {
+  return spawnNode(app, join(ROOT, 'apps', app, 'dist', 'main.js'), { NODE_ENV: 'production', LOG_LEVEL, ...env }, opts);
+}
+
+/** Waits until `url` answers 200. */
+export async function waitForHttp(url, proc, timeoutMs = 20_000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const r = await fetch(url);
+      if (r.ok) return;
+    } catch {}
+    if (proc && proc.child.exitCode !== null) throw new Error(`${proc.name} exited (${proc.child.exitCode}):\n${proc.tail(40)}`);
+    if (Date.now() > deadline) throw new Error(`${url} did not answer within ${timeoutMs} ms${proc ? `:\n${proc.tail(40)}` : ''}`);
+    await sleep(100);
+  }
+}
+
+/** The bare Fastify baseline server (bench/support/bare-fastify.mjs) on a free port. */
+export async function startBareFastify(opts) {
+  const port = await freePort();
+  const proc = spawnNode('bare-fastify', join(BENCH_DIR, 'support', 'bare-fastify.mjs'), { PORT: String(port) }, opts);
+  const url = `http://127.0.0.1:${port}`;
+  await waitForHttp(`${url}/healthz`, proc);
+  return { proc, url, port };
+}
+
+/** The env every gateway process of a bench gets (the test stack's approach: simulator credentials, loopback). */
+export function gatewayEnv({ redisUrl, simUrl = 'http://127.0.0.1:9', ...ports }) {
+  return {
+    REDIS_URL: redisUrl,
+    OTP_SECRET: BENCH_SECRET,
+    API_KEYS: `bench:${BENCH_KEY}`,
+    HOST: '127.0.0.1',
+    SMS_PROVIDERS: 'twilio,octopush',
+    TWILIO_ACCOUNT_SID: SIM_TWILIO.sid,
+    TWILIO_AUTH_TOKEN: SIM_TWILIO.token,
+    TWILIO_FROM: '+15005550006',
+    TWILIO_API_BASE_URL: simUrl,
+    OCTOPUSH_API_KEY: SIM_OCTOPUSH.key,
+    OCTOPUSH_API_LOGIN: SIM_OCTOPUSH.login,
+    OCTOPUSH_API_BASE_URL: `${simUrl}/v1/public`,
+    OCTOPUSH_WEBHOOK_TOKEN: OCTOPUSH_TOKEN,
+    ...Object.fromEntries(Object.entries(ports).map(([k, v]) => [k, String(v)])),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// load and numbers
+
+/** Valid French mobile numbers (+3361xxxxxxx), unique per call: per-number limits never trigger. */
+export function phoneCounter(start = 0) {
+  let i = start;
+  return () => {
+    const n = i++;
+    if (n >= 10_000_000) throw new Error('phone counter exhausted');
+    return `+3361${String(n).padStart(7, '0')}`;
+  };
+}
+
+/** CPU seconds (user + system) a process has used so far, from /proc; null where /proc is not there. */
+export function cpuSeconds(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in USER_HZ (100 on Linux)
+  } catch {
+    return null;
+  }
+}
+
+/** Busy and total CPU seconds of the whole machine so far, from /proc/stat; null where it is not there. */
+export function machineCpu() {
+  try {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+    const idle = f[3] + (f[4] ?? 0);
+    const total = f.reduce((a, b) => a + b, 0);
+    return { busy: (total - idle) / 100, total: total / 100 };
+  } catch {
+    return null;
+  }
+}
+
+/** Runs autocannon and keeps what the benchmarks report; `watch` ({name: pid}) adds each process's CPU use. */
+export async function cannon({ watch = {}, ...opts }) {
+  const before = Object.fromEntries(Object.entries(watch).map(([k, pid]) => [k, cpuSeconds(pid)]));
+  const self0 = process.cpuUsage();
+  const m0 = machineCpu();
+  const t0 = performance.now();
+  const r = await autocannon({ timeout: 10, ...opts });
+  const wall = (performance.now() - t0) / 1000;
+  const self = process.cpuUsage(self0);
+  const cpu = Object.fromEntries(
+    Object.entries(watch).map(([k, pid]) => {
+      const after = cpuSeconds(pid);
+      return [k, before[k] === null || after === null ? null : round((after - before[k]) / wall, 2)];
+    }),
+  );
+  cpu.loadGenerator = round((self.user + self.system) / 1e6 / wall, 2);
+  const m1 = machineCpu();
+  cpu.wholeMachine = m0 && m1 ? round(m1.busy - m0.busy) / wall : null;
+  if (cpu.wholeMachine !== null) cpu.wholeMachine = round(cpu.wholeMachine, 2);
+  const codes = Object.fromEntries(Object.entries(r.statusCodeStats ?? {}).map(([k, v]) => [k, v.count]));
+  return {
+    connections: opts.connections,
+    durationSeconds: r.duration,
+    requests: r.requests.total,
+    rps: round(r.requests.total / r.duration, 1),
+    latencyMs: {
+      p50: r.latency.p50,
+      p90: r.latency.p90,
+      p99: r.latency.p99,
+      max: r.latency.max,
+      mean: round(r.latency.mean, 2),
+    },
+    statusCodes: codes,
+    /** CPU cores each process kept busy on average during the load (1 = one core). */
+    cpuCores: cpu,
+    errors: r.errors,
+    timeouts: r.timeouts,
+    non2xx: r.non2xx,
+  };
+}
+
+export const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+export const round = (x, d = 3) => (Number.isFinite(x) ? Math.round(x * 10 ** d) / 10 ** d : x);
+export const envInt = (name, def) => {
+  const v = process.env[name];
+  return v === undefined || v === '' ? def : Number.parseInt(v, 10);
+};
+
+/** What machine the figures come from. */
+export function machine() {
+  const c = cpus();
+  return {
+    node: process.version,
+    cpus: c.length,
+    cpuModel: c[0]?.model ?? 'unknown',
+    memGiB: round(totalmem() / 2 ** 30, 1),
+    platform: `${process.platform}-${process.arch}`,
+  };
+}

@@ -1,0 +1,171 @@
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { type Browser, chromium, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { deriveKeys, encryptCode, QUEUES, type SendJobData } from '../packages/core/src/index.js';
+import { type AppProcess, startApp, waitForHttp } from './support/processes.js';
+import { closeRedisClients, isolatedRedis } from './support/redis.js';
+import { freePort } from './support/redis-server.js';
+
+/** Debian's Chromium (scripts/ensure-browser.sh installs it); no browser is downloaded by a test tool. */
+const CHROMIUM = '/usr/bin/chromium';
+// Without the background-networking flags Chromium keeps trying hosts this closed network refuses.
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+/** Set OTP_SCREENSHOT_DIR to keep screenshots of what the browser saw. */
+const SHOTS = process.env.OTP_SCREENSHOT_DIR;
+
+const USER = 'admin';
+const PASSWORD = 'correct-horse-battery';
+const PHONE = '+33612345678';
+
+let browser: Browser;
+
+beforeAll(async () => {
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(`${CHROMIUM} is missing: run bash scripts/ensure-browser.sh (apt-get install -y chromium)`);
+  }
+  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+  if (SHOTS) mkdirSync(SHOTS, { recursive: true });
+});
+
+afterAll(async () => {
+  await browser?.close();
+});
+
+async function shot(page: Page, name: string) {
+  if (SHOTS) await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+}
+
+describe('dashboard in a browser', () => {
+  let admin: Redis;
+  let queue: Queue;
+  let dashboard: AppProcess;
+  let base: string;
+  let sealedCode: string;
+
+  beforeAll(async () => {
+    const isolated = await isolatedRedis();
+    admin = isolated.redis;
+    queue = new Queue(QUEUES.send, { connection: admin });
+    const otpId = 'otp_browser_1';
+    sealedCode = encryptCode(deriveKeys('test-secret-0123456789abcdefghijklmnopqrstuvwxyz'), otpId, '482913');
+    const data: SendJobData = {
+      otpId,
+      to: PHONE,
+      locale: 'fr',
+      sealedCode,
+      expiresAt: Date.now() + 600_000,
+      callingCode: '33',
+    };
+    await queue.add('send', data, { jobId: otpId });
+    const port = await freePort();
+    base = `http://127.0.0.1:${port}`;
+    dashboard = startApp('dashboard', {
+      REDIS_URL: isolated.url,
+      DASHBOARD_USER: USER,
+      DASHBOARD_PASSWORD: PASSWORD,
+      DASHBOARD_PORT: String(port),
+    });
+    await dashboard.waitForLog((l) => l.msg === 'dashboard started');
+  });
+
+  afterAll(async () => {
+    await dashboard?.stop();
+    await queue?.close();
+    await closeRedisClients(admin);
+  });
+
+  it('logs in with the dashboard credentials and shows the otp-send queue with its job', async () => {
+    const context = await browser.newContext({ httpCredentials: { username: USER, password: PASSWORD } });
+    try {
+      const page = await context.newPage();
+      const res = await page.goto(`${base}/admin/queues`);
+      expect(res?.status()).toBe(200);
+      await page.getByText('otp-send').first().waitFor({ timeout: 15_000 });
+      await page.getByText('Loading...').waitFor({ state: 'detached', timeout: 15_000 });
+      await shot(page, 'dashboard-overview');
+
+      await page.goto(`${base}/admin/queues/queue/otp-send?status=waiting`);
+      await page.getByText('otp_browser_1').first().waitFor({ timeout: 15_000 });
+      await page.getByText('+336*****678').first().waitFor({ timeout: 15_000 });
+      await shot(page, 'dashboard-queue');
+      const html = await page.content();
+      expect(html).not.toContain(sealedCode);
+      expect(html).not.toContain(PHONE);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('refuses a wrong password with 401', async () => {
+    const context = await browser.newContext({ httpCredentials: { username: USER, password: 'wrong-password-123' } });
+    try {
+      const page = await context.newPage();
+      const res = await page.goto(`${base}/admin/queues`);
+      expect(res?.status()).toBe(401);
+      expect(await page.content()).not.toContain('otp-send');
+      await shot(page, 'dashboard-wrong-password');
+    } finally {
+      await context.close();
+    }
+  });
+});
+
+describe('simulator inbox in a browser', () => {
+  const ACCOUNT_SID = 'ACbrowser0test000000000000000000000';
+  const AUTH_TOKEN = 'browser-test-twilio-auth-token00';
+  let simulator: AppProcess;
+  let base: string;
+
+  beforeAll(async () => {
+    const port = await freePort();
+    base = `http://127.0.0.1:${port}`;
+    simulator = startApp('simulator', {
+      SIMULATOR_PORT: String(port),
+      SIM_TWILIO_ACCOUNT_SID: ACCOUNT_SID,
+      SIM_TWILIO_AUTH_TOKEN: AUTH_TOKEN,
+    });
+    await waitForHttp(`${base}/inbox`);
+  });
+
+  afterAll(async () => {
+    await simulator?.stop();
+  });
+
+  it('shows a message sent through the fake Twilio API arrive on the open inbox page', async () => {
+    const context = await browser.newContext();
+    try {
+      const page = await context.newPage();
+      await page.goto(`${base}/inbox`);
+      await page.getByText('No messages yet.').first().waitFor({ timeout: 5_000 });
+
+      const res = await fetch(`${base}/2010-04-01/Accounts/${ACCOUNT_SID}/Messages.json`, {
+        method: 'POST',
+        headers: {
+          authorization: `Basic ${Buffer.from(`${ACCOUNT_SID}:${AUTH_TOKEN}`).toString('base64')}`,
+          'content-type': 'application/x-www-form-urlencoded',
+        },
+        body: new URLSearchParams({ To: '+33699887766', From: '+15005550006', Body: 'Your code is 731904' }),
+      });
+      expect(res.status).toBe(201);
+
+      // The page refreshes itself: the message appears without the test reloading it.
+      await page.getByText('Your code is 731904').first().waitFor({ timeout: 10_000 });
+      await page.getByText('+33699887766').first().waitFor({ timeout: 5_000 });
+      await shot(page, 'simulator-inbox');
+    } finally {
+      await context.close();
+    }
+  });
+});

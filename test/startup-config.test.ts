@@ -1,0 +1,59 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startApp } from './support/processes.js';
+import { type LocalRedis, freePort, startLocalRedis } from './support/redis-server.js';
+
+const exitOf = (p: ReturnType<typeof startApp>) =>
+  new Promise<number | null>((resolve) => {
+    if (p.child.exitCode !== null) resolve(p.child.exitCode);
+    else p.child.once('exit', (code) => resolve(code));
+  });
+
+describe('every process refuses a configuration it cannot run with', () => {
+  it.each([
+    ['api', { API_KEYS: 'short', OTP_SECRET: 'tooshort', OTP_TTL_SECONDS: '900', API_PORT: 'x' }, ['API_KEYS', 'OTP_SECRET', 'OTP_TTL_SECONDS', 'API_PORT']],
+    ['worker', { SMS_PROVIDERS: 'twilio,smsbox', OTP_SECRET: '' }, ['SMS_PROVIDERS', 'OTP_SECRET', 'TWILIO_ACCOUNT_SID', 'TWILIO_AUTH_TOKEN']],
+    ['webhooks', { TWILIO_AUTH_TOKEN: 'tok', OCTOPUSH_WEBHOOK_TOKEN: 'short', WEBHOOKS_PORT: '70000' }, ['PUBLIC_WEBHOOK_BASE_URL', 'OCTOPUSH_WEBHOOK_TOKEN', 'WEBHOOKS_PORT']],
+    ['dashboard', { DASHBOARD_USER: '', DASHBOARD_PASSWORD: '' }, ['DASHBOARD_USER', 'DASHBOARD_PASSWORD']],
+  ] as const)('%s names every bad variable in one message and exits 78', async (app, env, names) => {
+    const p = startApp(app, { REDIS_URL: 'redis://127.0.0.1:1', ...env });
+    expect(await exitOf(p)).toBe(78);
+    const out = p.output();
+    expect(out.match(/invalid configuration/g)).toHaveLength(1);
+    for (const n of names) expect(out).toContain(n);
+  });
+});
+
+describe('a Redis that may evict keys', () => {
+  let redis: LocalRedis;
+  beforeAll(async () => {
+    redis = await startLocalRedis({ args: ['--maxmemory-policy', 'allkeys-lru'] });
+  });
+  afterAll(() => redis?.stop());
+
+  it('is refused in production', async () => {
+    const p = startApp('api', {
+      NODE_ENV: 'production',
+      REDIS_URL: redis.url,
+      API_KEYS: 'k:0123456789abcdef0123',
+      API_PORT: String(await freePort()),
+    });
+    expect(await exitOf(p)).toBe(78);
+    expect(p.output()).toMatch(/maxmemory-policy is "allkeys-lru"/);
+  });
+
+  it('is warned about in development, and the process runs', async () => {
+    const p = startApp('api', {
+      NODE_ENV: 'development',
+      REDIS_URL: redis.url,
+      API_KEYS: 'k:0123456789abcdef0123',
+      API_PORT: String(await freePort()),
+    });
+    try {
+      const warn = await p.waitForLog((l) => String(l.msg ?? '').includes('allkeys-lru'));
+      expect(warn.level).toBe(40);
+      await p.waitForLog((l) => String(l.msg ?? '').startsWith('Server listening'));
+    } finally {
+      await p.stop();
+    }
+  });
+});
