@@ -139,8 +139,20 @@ if (!given.REDIS_URL) {
   const redisDir = join(dataDir, 'redis');
   mkdirSync(redisDir, { recursive: true });
   run('redis', 'redis-server', [
-    '--port', String(ports.redis), '--bind', '127.0.0.1', '--dir', redisDir,
-    '--appendonly', 'yes', '--maxmemory-policy', 'noeviction', '--save', '', '--loglevel', 'warning',
+    '--port',
+    String(ports.redis),
+    '--bind',
+    '127.0.0.1',
+    '--dir',
+    redisDir,
+    '--appendonly',
+    'yes',
+    '--maxmemory-policy',
+    'noeviction',
+    '--save',
+    '',
+    '--loglevel',
+    'warning',
   ]);
   await waitPort(ports.redis);
 }
@@ -173,7 +185,8 @@ if (started.includes('webhooks')) lines.push(`  callbacks      ${url(ports.webho
 if (started.includes('dashboard'))
   lines.push(`  dashboard      ${url(ports.dashboard)}/admin/queues   user admin, password ${dev.DASHBOARD_PASSWORD}`);
 if (started.includes('worker')) lines.push(`  worker metrics ${url(ports.workerMetrics)}/metrics`);
-if (started.includes('simulator')) lines.push(`  simulator      ${url(ports.simulator)}/inbox   (no provider credentials: fake Twilio and Octopush)`);
+if (started.includes('simulator'))
+  lines.push(`  simulator      ${url(ports.simulator)}/inbox   (no provider credentials: fake Twilio and Octopush)`);
 lines.push(`  redis          ${env.REDIS_URL}`);
 lines.push('');
 lines.push(`  try: curl -s -X POST ${url(ports.api)}/v1/otp/send -H 'Authorization: Bearer ${dev.API_KEY}' \\`);

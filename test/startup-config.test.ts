@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startApp } from './support/processes.js';
-import { type LocalRedis, freePort, startLocalRedis } from './support/redis-server.js';
+import { freePort, type LocalRedis, startLocalRedis } from './support/redis-server.js';
 
 const exitOf = (p: ReturnType<typeof startApp>) =>
   new Promise<number | null>((resolve) => {
@@ -10,9 +10,21 @@ const exitOf = (p: ReturnType<typeof startApp>) =>
 
 describe('every process refuses a configuration it cannot run with', () => {
   it.each([
-    ['api', { API_KEYS: 'short', OTP_SECRET: 'tooshort', OTP_TTL_SECONDS: '900', API_PORT: 'x' }, ['API_KEYS', 'OTP_SECRET', 'OTP_TTL_SECONDS', 'API_PORT']],
-    ['worker', { SMS_PROVIDERS: 'twilio,smsbox', OTP_SECRET: '' }, ['SMS_PROVIDERS', 'OTP_SECRET', 'TWILIO_ACCOUNT_SID', 'TWILIO_AUTH_TOKEN']],
-    ['webhooks', { TWILIO_AUTH_TOKEN: 'tok', OCTOPUSH_WEBHOOK_TOKEN: 'short', WEBHOOKS_PORT: '70000' }, ['PUBLIC_WEBHOOK_BASE_URL', 'OCTOPUSH_WEBHOOK_TOKEN', 'WEBHOOKS_PORT']],
+    [
+      'api',
+      { API_KEYS: 'short', OTP_SECRET: 'tooshort', OTP_TTL_SECONDS: '900', API_PORT: 'x' },
+      ['API_KEYS', 'OTP_SECRET', 'OTP_TTL_SECONDS', 'API_PORT'],
+    ],
+    [
+      'worker',
+      { SMS_PROVIDERS: 'twilio,smsbox', OTP_SECRET: '' },
+      ['SMS_PROVIDERS', 'OTP_SECRET', 'TWILIO_ACCOUNT_SID', 'TWILIO_AUTH_TOKEN'],
+    ],
+    [
+      'webhooks',
+      { TWILIO_AUTH_TOKEN: 'tok', OCTOPUSH_WEBHOOK_TOKEN: 'short', WEBHOOKS_PORT: '70000' },
+      ['PUBLIC_WEBHOOK_BASE_URL', 'OCTOPUSH_WEBHOOK_TOKEN', 'WEBHOOKS_PORT'],
+    ],
     ['dashboard', { DASHBOARD_USER: '', DASHBOARD_PASSWORD: '' }, ['DASHBOARD_USER', 'DASHBOARD_PASSWORD']],
   ] as const)('%s names every bad variable in one message and exits 78', async (app, env, names) => {
     const p = startApp(app, { REDIS_URL: 'redis://127.0.0.1:1', ...env });

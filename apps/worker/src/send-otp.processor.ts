@@ -80,10 +80,12 @@ export function createSendProcessor(deps: SendProcessorDeps) {
       throw new DelayedError();
     }
 
-    const { attempt, provider: providerId } = begun;
+    const { attempt, provider: providerId, requestAttempt } = begun;
     const provider = providers.get(providerId);
     if (!provider) return giveUp(job, log, `provider ${providerId} is not configured on this worker`);
     if (attempt > 1) metrics.retries.inc({ provider: providerId });
+    if (requestAttempt !== attempt)
+      log.warn({ provider: providerId, attempt, resumes: requestAttempt }, 'resuming an interrupted attempt');
 
     let body: string;
     try {
@@ -102,7 +104,7 @@ export function createSendProcessor(deps: SendProcessorDeps) {
     const stopTimer = metrics.latency.startTimer({ provider: providerId });
     try {
       const res = await provider.send(
-        { otpId: d.otpId, attemptId: `${d.otpId}-${attempt}`, to: d.to, body, expiresAt: d.expiresAt },
+        { otpId: d.otpId, attemptId: `${d.otpId}-${requestAttempt}`, to: d.to, body, expiresAt: d.expiresAt },
         { signal: deps.shutdown, log },
       );
       stopTimer({ outcome: 'accepted' });

@@ -3,6 +3,7 @@ import type { DeliveryStatus, OtpStatus, ProviderId } from './statuses.js';
 /** Outcome of one provider attempt as recorded on the OTP. */
 export type AttemptOutcome =
   | 'sending'
+  | 'interrupted'
   | 'accepted'
   | 'delivered'
   | 'undelivered'

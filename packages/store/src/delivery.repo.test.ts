@@ -38,7 +38,7 @@ describe('delivery repo', () => {
   it('records an attempt, then its acceptance, and indexes the message id', async () => {
     await pendingOtp('otp_1');
     const b = await repo.begin('otp_1', order, T0, 5000);
-    expect(b).toEqual({ kind: 'go', attempt: 1, provider: 'twilio', resumed: false });
+    expect(b).toEqual({ kind: 'go', attempt: 1, provider: 'twilio', requestAttempt: 1 });
     expect((await view('otp_1')).deliveryStatus).toBe('sending');
     expect(await repo.accepted('otp_1', 1, 'twilio', 'SM1', 'queued', T0 + 10)).toEqual([]);
     const v = await view('otp_1');
@@ -57,15 +57,19 @@ describe('delivery repo', () => {
     expect(await repo.begin('otp_1', order, T0 + 20, 5000)).toEqual({ kind: 'stop', reason: 'done' });
   });
 
-  it('resumes an attempt a dead worker left in flight, with the same provider and number', async () => {
+  it('resumes an attempt a dead worker left in flight: a new record, same provider, same request id', async () => {
     await pendingOtp('otp_2');
     await repo.begin('otp_2', order, T0, 5000);
     expect(await repo.begin('otp_2', ['octopush', 'twilio'], T0 + 1, 5000)).toEqual({
       kind: 'go',
-      attempt: 1,
+      attempt: 2,
       provider: 'twilio',
-      resumed: true,
+      requestAttempt: 1,
     });
+    // interrupted again: the request id still comes from the first attempt
+    expect(await repo.begin('otp_2', order, T0 + 2, 5000)).toMatchObject({ attempt: 3, requestAttempt: 1 });
+    const v = await view('otp_2');
+    expect(v.attempts.map((a) => a.outcome)).toEqual(['interrupted', 'interrupted', 'sending']);
   });
 
   it('moves to the next provider after a failure, and skips a provider that refused us', async () => {

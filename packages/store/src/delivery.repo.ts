@@ -10,7 +10,13 @@ export interface CircuitSettings {
 }
 
 export type BeginOutcome =
-  | { kind: 'go'; attempt: number; provider: ProviderId; resumed: boolean }
+  | {
+      kind: 'go';
+      attempt: number;
+      provider: ProviderId;
+      /** The attempt whose request id to send (differs from `attempt` when it resumes an interrupted one). */
+      requestAttempt: number;
+    }
   | { kind: 'wait'; ms: number }
   | {
       kind: 'stop';
@@ -94,7 +100,7 @@ export function createDeliveryRepo(
         otpId,
       );
       if (res[0] === 'go') {
-        return { kind: 'go', attempt: Number(res[1]), provider: res[2] as ProviderId, resumed: res[3] === 'resume' };
+        return { kind: 'go', attempt: Number(res[1]), provider: res[2] as ProviderId, requestAttempt: Number(res[3]) };
       }
       if (res[0] === 'wait') return { kind: 'wait', ms: Math.max(1, Number(res[1])) };
       return { kind: 'stop', reason: res[1] as Extract<BeginOutcome, { kind: 'stop' }>['reason'] };

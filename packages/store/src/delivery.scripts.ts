@@ -25,7 +25,8 @@ end
  * 4+2N circuit failure threshold, 5+2N circuit cool-down ms, 6+2N otp id.
  * An open circuit whose cool-down passed lets one probe through (half-open) and stays closed to others until
  * the probe's result is known or another cool-down passes.
- * Returns {'go', n, provider, 'new'|'resume'} | {'wait', ms} | {'stop', reason} where reason is
+ * Returns {'go', n, provider, request attempt} | {'wait', ms} | {'stop', reason}, where the request attempt is the
+ * attempt whose request id the provider call carries (n itself, or the interrupted attempt it resumes) and reason is
  * gone | approved | expired | locked | failed | done (an attempt already went out) | too_late | exhausted.
  */
 export const BEGIN_LUA = `${AVAILABILITY}
@@ -38,11 +39,20 @@ if o[3] and o[3] ~= '' then return {'stop', 'done'} end
 local na = tonumber(o[4] or '0')
 local lastP, lastO = nil, nil
 if na > 0 then
-  local last = redis.call('HMGET', KEYS[1], 'a' .. na .. '.p', 'a' .. na .. '.o')
+  local last = redis.call('HMGET', KEYS[1], 'a' .. na .. '.p', 'a' .. na .. '.o', 'a' .. na .. '.r')
   lastP, lastO = last[1], last[2]
-  -- A worker died during this attempt: resume it with the same provider and attempt id, so a provider
-  -- that deduplicates by request id (Octopush) cannot send twice.
-  if lastO == 'sending' then return {'go', na, lastP, 'resume'} end
+  -- A worker died during this attempt, so whether it went out is unknown: it is recorded as interrupted and
+  -- a new attempt goes to the same provider with the same request id, so a provider that deduplicates by
+  -- request id (Octopush) cannot send twice.
+  if lastO == 'sending' then
+    local origin = last[3] or tostring(na)
+    redis.call('HSET', KEYS[1], 'a' .. na .. '.o', 'interrupted', 'a' .. na .. '.u', now)
+    na = na + 1
+    local f = 'a' .. na
+    redis.call('HSET', KEYS[1], 'na', na, f .. '.p', lastP, f .. '.o', 'sending', f .. '.t', now, f .. '.u', now,
+      f .. '.r', origin)
+    return {'go', na, lastP, origin}
+  end
 end
 if now + tonumber(ARGV[2]) >= tonumber(o[2]) then return {'stop', 'too_late'} end
 
@@ -83,10 +93,11 @@ end
 if redis.call('INCR', KEYS[1 + n + idx]) == 1 then redis.call('PEXPIRE', KEYS[1 + n + idx], 2000) end
 na = na + 1
 local f = 'a' .. na
-redis.call('HSET', KEYS[1], 'na', na, f .. '.p', chosen, f .. '.o', 'sending', f .. '.t', now, f .. '.u', now)
+redis.call('HSET', KEYS[1], 'na', na, f .. '.p', chosen, f .. '.o', 'sending', f .. '.t', now, f .. '.u', now,
+  f .. '.r', na)
 -- a new attempt that will count: after a failover the status starts again from sending
 if o[5] ~= 'sending' then redis.call('HSET', KEYS[1], 'ds', 'sending') end
-return {'go', na, chosen, 'new'}
+return {'go', na, chosen, tostring(na)}
 `;
 
 /**
