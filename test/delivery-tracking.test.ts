@@ -1,0 +1,93 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { eventually } from './support/processes.js';
+import { type Stack, codeIn, startStack } from './support/stack.js';
+
+// Real processes: simulator (signed Twilio callbacks, Octopush reports), API, worker, callbacks app.
+let stack: Stack;
+let n = 0;
+const phone = () => `+3365${String(++n).padStart(7, '0')}`;
+
+beforeAll(async () => {
+  stack = await startStack({
+    webhooks: true,
+    env: { DELIVERY_TIMEOUT_SECONDS: '5', SIM_CALLBACK_DELAY_MS: '100' },
+  });
+});
+afterAll(async () => stack?.stop());
+afterEach(async () => {
+  await fetch(`${stack.simUrl}/_sim/reset`, { method: 'POST' });
+});
+
+const until = (id: string, pred: (otp: any) => boolean, ms = 15_000) =>
+  eventually(async () => {
+    const otp = await stack.otp(id);
+    return pred(otp) ? otp : undefined;
+  }, ms, `otp ${id}`);
+
+describe('delivery tracking', () => {
+  it('a signed Twilio receipt moves the OTP to delivered', async () => {
+    const to = phone();
+    const { body } = await stack.send(to);
+    const otp = await until(body.id, (o) => o.deliveryStatus === 'delivered');
+    expect(otp.provider).toBe('twilio');
+    expect(otp.attempts).toEqual([
+      expect.objectContaining({ provider: 'twilio', outcome: 'delivered', providerStatus: 'delivered' }),
+    ]);
+    const status = await fetch(`${stack.apiUrl}/v1/otp/status?phoneNumber=${encodeURIComponent(to)}`, {
+      headers: { authorization: `Bearer ${(stack.env.API_KEYS ?? '').split(':')[1]}` },
+    });
+    expect((await status.json()).deliveryStatus).toBe('delivered');
+  });
+
+  it('an Octopush receipt with the right token moves the OTP to delivered', async () => {
+    await stack.faults('twilio', { down: true });
+    const { body } = await stack.send(phone());
+    const otp = await until(body.id, (o) => o.deliveryStatus === 'delivered');
+    expect(otp.provider).toBe('octopush');
+    expect(otp.attempts.at(-1)).toMatchObject({ provider: 'octopush', outcome: 'delivered', providerStatus: 'DELIVERED' });
+  });
+
+  it('an undelivered report from Twilio sends the same code through Octopush', async () => {
+    await stack.faults('twilio', { failNext: { count: 1, kind: 'undelivered' } });
+    const to = phone();
+    const { body } = await stack.send(to);
+    const otp = await until(body.id, (o) => o.provider === 'octopush' && o.deliveryStatus === 'delivered');
+    // The simulator reports non-delivery as Twilio does: `undelivered` (30003, 30005) or `failed` (30008).
+    expect(otp.attempts.map((a: any) => a.provider)).toEqual(['twilio', 'octopush']);
+    expect(['undelivered', 'failed']).toContain(otp.attempts[0].outcome);
+    expect(otp.attempts[0].errorCode).toMatch(/^300\d\d$/);
+    expect(otp.attempts[1].outcome).toBe('delivered');
+    const inbox = await stack.inbox(to);
+    expect(inbox.map((m) => m.provider)).toEqual(['twilio', 'octopush']);
+    expect(codeIn(inbox[0]!.body)).toBe(codeIn(inbox[1]!.body));
+    expect((await stack.verify({ id: body.id, code: codeIn(inbox[1]!.body)! })).status).toBe(200);
+  });
+
+  it('a provider that stays silent past DELIVERY_TIMEOUT_SECONDS gets the code resent through the next one', async () => {
+    await stack.faults('twilio', { failNext: { count: 1, kind: 'lost_callback' } });
+    const to = phone();
+    const { body } = await stack.send(to);
+    await until(body.id, (o) => o.deliveryStatus === 'sent');
+    const otp = await until(body.id, (o) => o.provider === 'octopush' && o.deliveryStatus === 'delivered', 20_000);
+    expect(otp.attempts.map((a: any) => [a.provider, a.outcome])).toEqual([
+      ['twilio', 'no_receipt'],
+      ['octopush', 'delivered'],
+    ]);
+    const inbox = await stack.inbox(to);
+    expect(new Set(inbox.map((m) => codeIn(m.body))).size).toBe(1);
+  }, 30_000);
+
+  it('an approved OTP gets no resend when its receipt never comes', async () => {
+    await stack.faults('twilio', { failNext: { count: 1, kind: 'lost_callback' } });
+    const to = phone();
+    const { body } = await stack.send(to);
+    await until(body.id, (o) => o.deliveryStatus === 'sent');
+    const [sms] = await stack.inbox(to);
+    expect((await stack.verify({ phoneNumber: to, code: codeIn(sms!.body)! })).status).toBe(200);
+    await new Promise((r) => setTimeout(r, 7000));
+    expect(await stack.inbox(to)).toHaveLength(1);
+    const otp = await stack.otp(body.id);
+    expect(otp.status).toBe('approved');
+    expect(otp.attempts.map((a: any) => a.outcome)).toEqual(['accepted']);
+  }, 30_000);
+});
