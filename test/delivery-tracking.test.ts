@@ -1,6 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { eventually } from './support/processes.js';
-import { type Stack, codeIn, startStack } from './support/stack.js';
+import { codeIn, type Stack, startStack } from './support/stack.js';
 
 // Real processes: simulator (signed Twilio callbacks, Octopush reports), API, worker, callbacks app.
 let stack: Stack;
@@ -19,10 +19,14 @@ afterEach(async () => {
 });
 
 const until = (id: string, pred: (otp: any) => boolean, ms = 15_000) =>
-  eventually(async () => {
-    const otp = await stack.otp(id);
-    return pred(otp) ? otp : undefined;
-  }, ms, `otp ${id}`);
+  eventually(
+    async () => {
+      const otp = await stack.otp(id);
+      return pred(otp) ? otp : undefined;
+    },
+    ms,
+    `otp ${id}`,
+  );
 
 describe('delivery tracking', () => {
   it('a signed Twilio receipt moves the OTP to delivered', async () => {
@@ -36,7 +40,7 @@ describe('delivery tracking', () => {
     const status = await fetch(`${stack.apiUrl}/v1/otp/status?phoneNumber=${encodeURIComponent(to)}`, {
       headers: { authorization: `Bearer ${(stack.env.API_KEYS ?? '').split(':')[1]}` },
     });
-    expect((await status.json()).deliveryStatus).toBe('delivered');
+    expect(((await status.json()) as any).deliveryStatus).toBe('delivered');
   });
 
   it('an Octopush receipt with the right token moves the OTP to delivered', async () => {
@@ -44,7 +48,11 @@ describe('delivery tracking', () => {
     const { body } = await stack.send(phone());
     const otp = await until(body.id, (o) => o.deliveryStatus === 'delivered');
     expect(otp.provider).toBe('octopush');
-    expect(otp.attempts.at(-1)).toMatchObject({ provider: 'octopush', outcome: 'delivered', providerStatus: 'DELIVERED' });
+    expect(otp.attempts.at(-1)).toMatchObject({
+      provider: 'octopush',
+      outcome: 'delivered',
+      providerStatus: 'DELIVERED',
+    });
   });
 
   it('an undelivered report from Twilio sends the same code through Octopush', async () => {

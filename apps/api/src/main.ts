@@ -11,6 +11,7 @@ import {
   startRedisClock,
 } from '@otp-gateway/store';
 import { buildApi } from './app.js';
+import { createApiMetrics } from './metrics.js';
 
 async function main() {
   let config: ReturnType<typeof loadConfig>;
@@ -23,6 +24,7 @@ async function main() {
   const queue = createSendQueue(redis);
   queue.on('error', () => {});
   const clock = startRedisClock(redis);
+  const metrics = createApiMetrics();
   const repo = createOtpRepo(redis, limitsFromConfig(config.otp), { clock, deadlineMs: 500 });
   let app: Awaited<ReturnType<typeof buildApi>> | undefined;
   const service = createOtpService({
@@ -30,13 +32,14 @@ async function main() {
     keys: deriveKeys(config.otpSecret),
     repo,
     queue,
+    onFunnel: (e) => metrics.funnel.inc({ stage: e.stage, provider: e.provider, cc: e.callingCode }),
     onEnqueueFailed: (otpId, err) =>
       app?.log.warn(
         { otpId, err: { message: err instanceof Error ? err.message : String(err) } },
         'otp stored but its send job was not queued; the worker sweep will queue it',
       ),
   });
-  app = await buildApi({ config, service, redis });
+  app = await buildApi({ config, service, redis, metrics });
   await checkRedisConfig(redis, { env: config.env, log: app.log, readyTimeoutMs: 2000 }).catch((e) =>
     refuseToStart('api', e),
   );

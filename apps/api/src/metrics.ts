@@ -3,7 +3,8 @@ import { Counter, collectDefaultMetrics, Registry } from 'prom-client';
 /** The API's Prometheus metrics. Labels never hold a phone number or a code. */
 export interface ApiMetrics {
   readonly registry: Registry;
-  readonly requested: Counter;
+  /** OTP funnel stages seen by the API: requested, approved, expired, locked, wrong_code. */
+  readonly funnel: Counter<'stage' | 'provider' | 'cc'>;
   readonly verifications: Counter<'outcome'>;
   readonly refusals: Counter<'code'>;
 }
@@ -13,7 +14,12 @@ export function createApiMetrics(): ApiMetrics {
   collectDefaultMetrics({ register: registry });
   return {
     registry,
-    requested: new Counter({ name: 'otp_requested_total', help: 'OTPs accepted for sending', registers: [registry] }),
+    funnel: new Counter({
+      name: 'otp_funnel_total',
+      help: 'OTP funnel events by stage, provider and country calling code',
+      labelNames: ['stage', 'provider', 'cc'],
+      registers: [registry],
+    }),
     verifications: new Counter({
       name: 'otp_verifications_total',
       help: 'Verification answers by outcome (approved, wrong_code, otp_expired, otp_locked, ...)',

@@ -50,7 +50,6 @@ export const otpRoutes: FastifyPluginAsyncTypebox<OtpRoutesOptions> = async (
         locale: req.body.locale,
         idempotencyKey: req.headers['idempotency-key'],
       });
-      metrics.requested.inc();
       req.log.info({ otpId: answer.id }, 'otp accepted');
       return reply.code(202).send(answer);
     },

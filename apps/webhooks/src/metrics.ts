@@ -15,6 +15,8 @@ export type CallbackResult =
 export interface WebhookMetrics {
   readonly registry: Registry;
   readonly received: Counter<'provider' | 'result'>;
+  /** OTP funnel stages seen by the callbacks app: delivered, undelivered, failed (delivery). */
+  readonly funnel: Counter<'stage' | 'provider' | 'cc'>;
   readonly authFailures: Counter<'provider'>;
   readonly resends: Counter<'provider'>;
   readonly applySeconds: Histogram<'provider'>;
@@ -25,6 +27,12 @@ export function createWebhookMetrics(): WebhookMetrics {
   collectDefaultMetrics({ register: registry });
   return {
     registry,
+    funnel: new Counter({
+      name: 'otp_funnel_total',
+      help: 'OTP funnel events by stage, provider and country calling code',
+      labelNames: ['stage', 'provider', 'cc'],
+      registers: [registry],
+    }),
     received: new Counter({
       name: 'otp_callbacks_received_total',
       help: 'Provider delivery callbacks by provider and result (applied, unchanged, deferred, ignored, unknown_status, invalid, forbidden, error)',

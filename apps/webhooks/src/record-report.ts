@@ -39,7 +39,10 @@ export async function recordReport(
       log.info({ ...fields, reason: res.reason }, 'delivery report ignored');
       return 'ignored';
     }
-    const { otpId, attempt, deliveryStatus, changed, resend } = res;
+    const { otpId, attempt, deliveryStatus, changed, resend, callingCode } = res;
+    if (changed && ['delivered', 'undelivered', 'failed'].includes(report.status)) {
+      deps.metrics.funnel.inc({ stage: report.status, provider, cc: callingCode });
+    }
     log.info(
       { ...fields, errorCode: report.errorCode, otpId, attempt, deliveryStatus, changed },
       changed ? 'delivery report applied' : 'delivery report changed nothing',

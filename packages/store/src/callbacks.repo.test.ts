@@ -122,6 +122,7 @@ describe('callback repo', () => {
       attempt: 1,
       deliveryStatus: 'undelivered',
       changed: true,
+      callingCode: '33',
       resend: {
         otpId: 'otp_d',
         to: '+33612345678',

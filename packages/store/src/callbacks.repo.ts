@@ -39,6 +39,8 @@ export type ApplyResult =
       attempt: number;
       deliveryStatus: DeliveryStatus;
       changed: boolean;
+      /** Country calling code of the OTP's number, for metrics. */
+      callingCode: string;
       resend: SendJobData | null;
     }
   | { kind: 'ignored'; reason: 'unknown_otp' | 'stale' }
@@ -139,6 +141,7 @@ export function createCallbackRepo(redis: Redis, opts: { minResendLifeMs?: numbe
         attempt,
         deliveryStatus: String(res[3]) as DeliveryStatus,
         changed: res[4] === 1,
+        callingCode: String((res[5] === 1 ? res[10] : res[6]) ?? ''),
         resend,
       };
     },

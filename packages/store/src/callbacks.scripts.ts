@@ -54,7 +54,7 @@ if not prev or prev == '' then
 end
 local prevRank = RANK[prev] or 0
 local rank = RANK[report]
-if not rank or rank <= prevRank then return {'applied', otpId, n, ds, 0, 0} end
+if not rank or rank <= prevRank then return {'applied', otpId, n, ds, 0, 0, o[11] or ''} end
 
 local sets = {f .. '.d', report, f .. '.s', ARGV[4], f .. '.u', now}
 if ARGV[5] ~= '' then table.insert(sets, f .. '.e'); table.insert(sets, ARGV[5]) end
@@ -81,5 +81,5 @@ if o[3] == n then
 end
 redis.call('HSET', okey, unpack(sets))
 if resend == 1 then return {'applied', otpId, n, ds, 1, 1, o[8] or '', o[9] or '', o[10], o[2], o[11] or ''} end
-return {'applied', otpId, n, ds, 1, 0}
+return {'applied', otpId, n, ds, 1, 0, o[11] or ''}
 `;

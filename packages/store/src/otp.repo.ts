@@ -47,10 +47,23 @@ export type CreateOutcome = { kind: 'created' } | { kind: 'replay'; response: st
 
 export type VerifyTarget = { by: 'id'; id: string } | { by: 'phone'; phone: string };
 
+/** What metrics may know of an OTP: its number's country calling code and the provider that sent it ('' if none). */
+export interface OtpLabels {
+  readonly callingCode: string;
+  readonly provider: string;
+}
+
 export type VerifyOutcome =
-  | { kind: 'approved'; id: string }
-  | { kind: 'wrong'; id: string; status: 'pending' | 'locked'; attemptsRemaining: number }
-  | { kind: 'ended'; id: string; status: Exclude<OtpStatus, 'pending'>; replacedBy: string | null }
+  | ({ kind: 'approved'; id: string } & OtpLabels)
+  | ({ kind: 'wrong'; id: string; status: 'pending' | 'locked'; attemptsRemaining: number } & OtpLabels)
+  | ({
+      kind: 'ended';
+      id: string;
+      status: Exclude<OtpStatus, 'pending'>;
+      replacedBy: string | null;
+      /** True when this verify is the one that found the OTP expired. */
+      justExpired: boolean;
+    } & OtpLabels)
   | { kind: 'not_found' }
   | Limited;
 
@@ -197,19 +210,29 @@ export function createOtpRepo(
           case 'stale':
             continue;
           case 'ok':
-            return { kind: 'approved', id };
+            return { kind: 'approved', id, callingCode: String(res[1] ?? ''), provider: String(res[2] ?? '') };
           case 'not_found':
             return { kind: 'not_found' };
           case 'limited':
             return limited(res);
           case 'wrong':
-            return { kind: 'wrong', id, status: res[1] as 'pending' | 'locked', attemptsRemaining: Number(res[2]) };
+            return {
+              kind: 'wrong',
+              id,
+              status: res[1] as 'pending' | 'locked',
+              attemptsRemaining: Number(res[2]),
+              callingCode: String(res[3] ?? ''),
+              provider: String(res[4] ?? ''),
+            };
           default:
             return {
               kind: 'ended',
               id,
               status: res[0] as Exclude<OtpStatus, 'pending'>,
               replacedBy: res[1] ? String(res[1]) : null,
+              callingCode: String(res[2] ?? ''),
+              provider: String(res[3] ?? ''),
+              justExpired: res[4] === '1',
             };
         }
       }

@@ -80,19 +80,22 @@ if late(ARGV[11]) then return {'late'} end
 local t = over(KEYS[1], ARGV[2]); if t then return {'limited', 'ip', t} end
 t = over(KEYS[2], ARGV[3]); if t then return {'limited', 'key', t} end
 if ARGV[8] == 'phone' and redis.call('GET', KEYS[4]) ~= ARGV[9] then return {'stale'} end
-local o = redis.call('HMGET', KEYS[3], 'key', 'phone', 'hash', 'status', 'exp', 'left', 'replacedBy')
+local o = redis.call('HMGET', KEYS[3], 'key', 'phone', 'hash', 'status', 'exp', 'left', 'replacedBy', 'cc', 'provider')
+local cc, prov = o[8] or '', o[9] or ''
 if not o[1] or o[1] ~= ARGV[6] then return {'not_found'} end
 local nfkey = ARGV[10] .. 'nf:' .. ARGV[6] .. ':' .. o[2]
 local fails = tonumber(redis.call('GET', nfkey) or '0')
 if fails >= tonumber(ARGV[4]) then return {'limited', 'number_locked', redis.call('PTTL', nfkey)} end
 local now = tonumber(ARGV[1])
 local status = o[4]
+local justEnded = ''
 if status == 'pending' and now >= tonumber(o[5]) then
   status = 'expired'
+  justEnded = '1'
   redis.call('HSET', KEYS[3], 'status', 'expired', 'endedAt', now)
   redis.call('HDEL', KEYS[3], 'hash', 'sealed')
 end
-if status ~= 'pending' then return {status, o[7] or ''} end
+if status ~= 'pending' then return {status, o[7] or '', cc, prov, justEnded} end
 
 local a, b = o[3], ARGV[7]
 local diff = 0
@@ -102,16 +105,16 @@ if diff == 0 then
   redis.call('HSET', KEYS[3], 'status', 'approved', 'endedAt', now)
   redis.call('HDEL', KEYS[3], 'hash', 'sealed')
   redis.call('DEL', nfkey)
-  return {'ok'}
+  return {'ok', cc, prov}
 end
 local left = redis.call('HINCRBY', KEYS[3], 'left', -1)
 if redis.call('INCR', nfkey) >= 1 then redis.call('PEXPIRE', nfkey, ARGV[5]) end
 if left <= 0 then
   redis.call('HSET', KEYS[3], 'status', 'locked', 'endedAt', now)
   redis.call('HDEL', KEYS[3], 'hash', 'sealed')
-  return {'wrong', 'locked', 0}
+  return {'wrong', 'locked', 0, cc, prov}
 end
-return {'wrong', 'pending', left}
+return {'wrong', 'pending', left, cc, prov}
 `;
 
 /**

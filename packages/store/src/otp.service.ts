@@ -10,7 +10,7 @@ import {
   type OtpView,
   parsePhone,
 } from '@otp-gateway/core';
-import type { Limited, OtpRepo, VerifyTarget } from './otp.repo.js';
+import type { Limited, OtpLabels, OtpRepo, VerifyTarget } from './otp.repo.js';
 import { enqueueSend, type SendQueue } from './queues.js';
 
 /** Who is asking: the API key's name (OTPs are scoped to it) and the client's IP. */
@@ -57,6 +57,17 @@ export interface OtpServiceDeps {
    * workers' sweep (sweepUnstarted) queues its job within seconds.
    */
   readonly onEnqueueFailed?: (otpId: string, err: unknown) => void;
+  /** Funnel events for metrics: requested, approved, expired, locked, wrong_code. */
+  readonly onFunnel?: (event: FunnelEvent) => void;
+}
+
+/** One step of an OTP's life, labelled for metrics (never a number or a code). */
+export interface FunnelEvent {
+  readonly stage: 'requested' | 'approved' | 'expired' | 'locked' | 'wrong_code';
+  /** The provider that sent the code, or 'none'. */
+  readonly provider: string;
+  /** Country calling code, e.g. 33. */
+  readonly callingCode: string;
 }
 
 /** Redis work is bounded: an unreachable store answers 503 within about a second, never hangs a request. */
@@ -98,6 +109,8 @@ export function createOtpService(deps: OtpServiceDeps): OtpService {
   const { config, keys, repo, queue } = deps;
   const now = deps.now ?? Date.now;
   const { otp } = config;
+  const funnel = (stage: FunnelEvent['stage'], l: OtpLabels) =>
+    deps.onFunnel?.({ stage, provider: l.provider || 'none', callingCode: l.callingCode });
 
   return {
     async send(caller, req) {
@@ -160,6 +173,7 @@ export function createOtpService(deps: OtpServiceDeps): OtpService {
       } catch (err) {
         deps.onEnqueueFailed?.(id, err);
       }
+      funnel('requested', { callingCode: phone.callingCode, provider: '' });
       return answer;
     },
 
@@ -174,6 +188,9 @@ export function createOtpService(deps: OtpServiceDeps): OtpService {
       const r = await store(() =>
         repo.verify(target, caller.keyName, caller.ip, (id) => hashCode(keys, id, req.code), now()),
       );
+      if (r.kind === 'approved') funnel('approved', r);
+      else if (r.kind === 'wrong') funnel(r.status === 'locked' ? 'locked' : 'wrong_code', r);
+      else if (r.kind === 'ended' && r.justExpired) funnel('expired', r);
       switch (r.kind) {
         case 'approved':
           return { id: r.id, status: 'approved' };
