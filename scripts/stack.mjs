@@ -44,6 +44,8 @@ const publicBase = given.PUBLIC_WEBHOOK_BASE_URL ?? `http://${host}:${ports.webh
 
 const env = {
   NODE_ENV: 'development',
+  // Readable logs in a terminal; JSON lines when the output goes to a file or a collector.
+  LOG_PRETTY: process.stdout.isTTY ? 'true' : 'false',
   OTP_SECRET: dev.OTP_SECRET,
   API_KEYS: `dev:${dev.API_KEY}`,
   DASHBOARD_USER: 'admin',

@@ -1,5 +1,5 @@
 import basicAuth from '@fastify/basic-auth';
-import type { Config } from '@otp-gateway/core';
+import { type Config, logFormat } from '@otp-gateway/core';
 import type { Queue } from 'bullmq';
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, LogController } from 'fastify';
 import type { Redis } from 'ioredis';
@@ -25,6 +25,7 @@ export interface DashboardDeps {
 export function dashboardLoggerOptions(config: Config): LoggerOptions {
   return {
     level: config.logLevel,
+    ...logFormat(config),
     base: { app: 'dashboard', pid: process.pid },
     redact: { paths: ['req.headers.authorization', 'headers.authorization'], censor: '[redacted]' },
   };

@@ -1,5 +1,5 @@
 import formbody from '@fastify/formbody';
-import type { Config } from '@otp-gateway/core';
+import { type Config, logFormat } from '@otp-gateway/core';
 import type { CallbackRepo, SendQueue } from '@otp-gateway/store';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { Redis } from 'ioredis';
@@ -29,6 +29,7 @@ export const loggableUrl = (url: string): string => url.replace(TOKEN_SEGMENT, '
 export function webhooksLoggerOptions(config: Config): FastifyServerOptions['logger'] {
   return {
     level: config.logLevel,
+    ...logFormat(config),
     serializers: {
       req: (req: { method: string; url: string; ip?: string }) => ({
         method: req.method,

@@ -1,5 +1,13 @@
 import 'dotenv/config';
-import { deriveKeys, type Logger, loadConfig, type ProviderId, QUEUES, type SendJobData } from '@otp-gateway/core';
+import {
+  deriveKeys,
+  type Logger,
+  loadConfig,
+  logFormat,
+  type ProviderId,
+  QUEUES,
+  type SendJobData,
+} from '@otp-gateway/core';
 import { createProviders } from '@otp-gateway/providers';
 import {
   checkRedisConfig,
@@ -26,7 +34,7 @@ async function main() {
   } catch (e) {
     refuseToStart('worker', e);
   }
-  const log = pino({ level: config.logLevel, base: { app: 'worker', pid: process.pid } });
+  const log = pino({ level: config.logLevel, base: { app: 'worker', pid: process.pid }, ...logFormat(config) });
   const redis = createRedis(config.redisUrl, 'worker', 'otp-worker');
   await checkRedisConfig(redis, { env: config.env, log: log, readyTimeoutMs: 5000 }).catch((e) =>
     refuseToStart('worker', e),

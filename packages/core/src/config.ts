@@ -28,6 +28,8 @@ export interface OctopushConfig {
 export interface Config {
   readonly env: 'development' | 'production' | 'test';
   readonly logLevel: string;
+  /** Human-readable logs (pino-pretty) instead of JSON lines; development only. */
+  readonly logPretty: boolean;
   readonly host: string;
   readonly redisUrl: string;
   readonly otpSecret: string;
@@ -242,6 +244,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, app: AppName): Config {
   const config: Config = {
     env: nodeEnv as Config['env'],
     logLevel: r.str('LOG_LEVEL') ?? (nodeEnv === 'test' ? 'warn' : 'info'),
+    logPretty: nodeEnv === 'development' && r.bool('LOG_PRETTY', false),
     host: r.str('HOST') ?? DEFAULT_HOST,
     redisUrl,
     otpSecret,
@@ -304,4 +307,11 @@ function deepFreeze<T>(o: T): T {
     Object.freeze(o);
   }
   return o;
+}
+
+/** pino options for the log format: JSON lines, or pino-pretty when `logPretty` (development only). */
+export function logFormat(config: Pick<Config, 'logPretty'>): { transport?: { target: string; options: object } } {
+  return config.logPretty
+    ? { transport: { target: 'pino-pretty', options: { translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' } } }
+    : {};
 }
