@@ -110,6 +110,21 @@ describe('delivery repo', () => {
     expect(await repo.begin('e', ['twilio'], T0 + 10_004, 5000)).toMatchObject({ kind: 'go', provider: 'twilio' });
   });
 
+  it('keeps each provider under its configured sends per second', async () => {
+    const limited = createDeliveryRepo(redis, { failureThreshold: 2, cooldownMs: 10_000 }, { twilio: 2, octopush: 0 });
+    const picks: string[] = [];
+    for (const id of ['q1', 'q2', 'q3', 'q4']) {
+      await pendingOtp(id);
+      const b = await limited.begin(id, order, T0 + 100, 5000);
+      picks.push(b.kind === 'go' ? b.provider : b.kind);
+    }
+    expect(picks).toEqual(['twilio', 'twilio', 'octopush', 'octopush']);
+    // alone, the limited provider makes the job wait for the next second
+    await pendingOtp('q5');
+    expect(await limited.begin('q5', ['twilio'], T0 + 100, 5000)).toEqual({ kind: 'wait', ms: 900 });
+    expect(await limited.begin('q5', ['twilio'], T0 + 1000, 5000)).toMatchObject({ kind: 'go', provider: 'twilio' });
+  });
+
   it('pauses only the provider that answered 429', async () => {
     await pendingOtp('r1');
     await repo.begin('r1', order, T0, 5000);
