@@ -93,14 +93,21 @@ for (const sig of ['SIGINT', 'SIGTERM']) {
 export async function runBenchmark(name, main) {
   const started = Date.now();
   let result;
+  // what the benchmark had measured before a failure, so that a crash still reports it
+  const partial = {};
   try {
-    result = await main();
+    result = await main(partial);
   } catch (e) {
-    result = { ok: false, error: e instanceof Error ? (e.stack ?? e.message) : String(e) };
+    result = { ok: false, error: e instanceof Error ? (e.stack ?? e.message) : String(e), partial };
   } finally {
     await stopAll();
   }
-  result = { name, ...result, startedAt: new Date(started).toISOString(), wallSeconds: round((Date.now() - started) / 1000, 1) };
+  result = {
+    name,
+    ...result,
+    startedAt: new Date(started).toISOString(),
+    wallSeconds: round((Date.now() - started) / 1000, 1),
+  };
   const file = process.env.BENCH_RESULT_FILE || join(RESULTS_DIR, `${name}.json`);
   mkdirSync(dirname(file), { recursive: true });
   writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
@@ -137,8 +144,22 @@ export async function startRedis() {
   const bin = existsSync('/usr/bin/redis-server') ? '/usr/bin/redis-server' : 'redis-server';
   const child = spawn(
     bin,
-    ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no',
-      '--maxmemory-policy', 'noeviction', '--loglevel', 'warning'],
+    [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--dir',
+      dir,
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--maxmemory-policy',
+      'noeviction',
+      '--loglevel',
+      'warning',
+    ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let out = '';
@@ -248,7 +269,8 @@ export function spawnNode(name, script, env, { nodeArgs = [] } = {}) {
           .find(match);
         if (hit) return hit;
         if (child.exitCode !== null) throw new Error(`${name} exited (${child.exitCode}):\n${text.slice(-4000)}`);
-        if (Date.now() > deadline) throw new Error(`${name}: no expected log line within ${timeoutMs} ms:\n${text.slice(-4000)}`);
+        if (Date.now() > deadline)
+          throw new Error(`${name}: no expected log line within ${timeoutMs} ms:\n${text.slice(-4000)}`);
         await sleep(50);
       }
     },
@@ -257,7 +279,12 @@ export function spawnNode(name, script, env, { nodeArgs = [] } = {}) {
 
 /** Starts one of the gateway's processes from its build (apps/<app>/dist/main.js). */
 export function startApp(app, env, opts) {
-  return spawnNode(app, join(ROOT, 'apps', app, 'dist', 'main.js'), { NODE_ENV: 'production', LOG_LEVEL, ...env }, opts);
+  return spawnNode(
+    app,
+    join(ROOT, 'apps', app, 'dist', 'main.js'),
+    { NODE_ENV: 'production', LOG_LEVEL, ...env },
+    opts,
+  );
 }
 
 /** Waits until `url` answers 200. */
@@ -268,8 +295,10 @@ export async function waitForHttp(url, proc, timeoutMs = 20_000) {
       const r = await fetch(url);
       if (r.ok) return;
     } catch {}
-    if (proc && proc.child.exitCode !== null) throw new Error(`${proc.name} exited (${proc.child.exitCode}):\n${proc.tail(40)}`);
-    if (Date.now() > deadline) throw new Error(`${url} did not answer within ${timeoutMs} ms${proc ? `:\n${proc.tail(40)}` : ''}`);
+    if (proc && proc.child.exitCode !== null)
+      throw new Error(`${proc.name} exited (${proc.child.exitCode}):\n${proc.tail(40)}`);
+    if (Date.now() > deadline)
+      throw new Error(`${url} did not answer within ${timeoutMs} ms${proc ? `:\n${proc.tail(40)}` : ''}`);
     await sleep(100);
   }
 }
@@ -356,8 +385,7 @@ export async function cannon({ watch = {}, ...opts }) {
   );
   cpu.loadGenerator = round((self.user + self.system) / 1e6 / wall, 2);
   const m1 = machineCpu();
-  cpu.wholeMachine = m0 && m1 ? round(m1.busy - m0.busy) / wall : null;
-  if (cpu.wholeMachine !== null) cpu.wholeMachine = round(cpu.wholeMachine, 2);
+  cpu.wholeMachine = m0 && m1 ? round((m1.busy - m0.busy) / wall, 2) : null;
   const codes = Object.fromEntries(Object.entries(r.statusCodeStats ?? {}).map(([k, v]) => [k, v.count]));
   return {
     connections: opts.connections,
@@ -385,6 +413,8 @@ export const median = (xs) => {
   const m = Math.floor(s.length / 2);
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 };
+/** gateway / baseline, or null when the baseline is 0 (autocannon's latencies have 1 ms resolution). */
+export const ratio = (x, base, d = 2) => (base > 0 ? round(x / base, d) : null);
 export const round = (x, d = 3) => (Number.isFinite(x) ? Math.round(x * 10 ** d) / 10 ** d : x);
 export const envInt = (name, def) => {
   const v = process.env[name];

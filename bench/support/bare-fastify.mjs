@@ -14,7 +14,8 @@ app.get('/healthz', async () => ({ status: 'ok' }));
 // like POST /v1/otp/send: JSON body in, 202 with the same shape out
 app.post('/v1/otp/send', async (req, reply) => {
   const phoneNumber = req.body?.phoneNumber;
-  if (typeof phoneNumber !== 'string') return reply.code(400).send({ error: { code: 'invalid_request', message: 'phoneNumber' } });
+  if (typeof phoneNumber !== 'string')
+    return reply.code(400).send({ error: { code: 'invalid_request', message: 'phoneNumber' } });
   return reply.code(202).send({
     id: `otp_${randomUUID().replaceAll('-', '')}`,
     status: 'pending',

@@ -4,7 +4,9 @@ import { readFileSync } from 'node:fs';
 
 const pkgDir = (url) => {
   const rest = url.slice(url.lastIndexOf('node_modules/') + 'node_modules/'.length).split('/');
-  return rest[0].startsWith('@') ? [`${rest[0]}/${rest[1]}`, rest.slice(2).join('/')] : [rest[0], rest.slice(1).join('/')];
+  return rest[0].startsWith('@')
+    ? [`${rest[0]}/${rest[1]}`, rest.slice(2).join('/')]
+    : [rest[0], rest.slice(1).join('/')];
 };
 
 /** Short location: package:file, the workspace file, or node's internals. */
@@ -41,15 +43,18 @@ export function topFunctions(file, n = 20, windows = null) {
     t += d;
     times.push(t);
   }
-  const inWindow = (i) => !windows || windows.some(([a, b]) => {
-    const before = (prof.endTime - times[i]) / 1000;
-    return before <= a && before >= b;
-  });
+  const inWindow = (i) =>
+    !windows ||
+    windows.some(([a, b]) => {
+      const before = (prof.endTime - times[i]) / 1000;
+      return before <= a && before >= b;
+    });
   let total = 0;
   let idle = 0;
   const fn = new Map();
   const pkg = new Map();
   const incl = new Map();
+  const charged = new Map();
   const add = (m, k) => m.set(k, (m.get(k) ?? 0) + 1);
   prof.samples.forEach((id, i) => {
     if (!inWindow(i)) return;
@@ -68,6 +73,14 @@ export function topFunctions(file, n = 20, windows = null) {
       seen.add(pkgOf(cf));
     }
     for (const p of seen) add(incl, p);
+    // node's internals and native code charged to the nearest caller in a package or in our code
+    let owner = null;
+    for (let cur = id; cur !== undefined && owner === null; cur = parent.get(cur)) {
+      const cf = byId.get(cur).callFrame;
+      const p = pkgOf(cf);
+      if (p !== 'node internals' && p !== '(native, unattributed)' && cf.functionName !== '(root)') owner = p;
+    }
+    add(charged, owner ?? '(node internals, no caller: event loop, sockets, timers)');
   });
   const busy = total - idle;
   const pct = (c) => Math.round((1000 * c) / busy) / 10;
@@ -82,6 +95,7 @@ export function topFunctions(file, n = 20, windows = null) {
     selfByFunction: top(fn, n),
     selfByPackage: top(pkg, 15),
     inclusiveByPackage: top(incl, 15),
+    chargedToCallerPackage: top(charged, 15),
   };
 }
 

@@ -20,7 +20,9 @@ const worker = new Worker(process.env.QUEUE ?? 'otp-send', async () => {}, {
   stalledInterval: Math.max(1000, Math.floor(lockMs / 2)),
   maxStalledCount: 3,
 });
-worker.on('error', (err) => process.stdout.write(`${JSON.stringify({ level: 50, msg: 'worker error', err: err.message })}\n`));
+worker.on('error', (err) =>
+  process.stdout.write(`${JSON.stringify({ level: 50, msg: 'worker error', err: err.message })}\n`),
+);
 const stop = async () => {
   await worker.close();
   connection.disconnect();
