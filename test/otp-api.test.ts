@@ -218,6 +218,14 @@ describe('GET /v1/otp/{id} and /v1/otp/status', () => {
     expect(res.body).toMatchObject({ id: second, status: 'pending', phoneNumber: phone });
   });
 
+  it('status reads an unencoded + in the query (it arrives as a space) as the + it was', async () => {
+    const phone = frMobile(32);
+    const id = String((await api.send(phone)).body['id']);
+    const res = await api.call('GET', `/v1/otp/status?phoneNumber=${phone}`);
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({ id, phoneNumber: phone });
+  });
+
   it('status refuses a malformed number with 400', async () => {
     expectError(await api.call('GET', '/v1/otp/status?phoneNumber=garbage'), 400, 'invalid_phone_number');
   });

@@ -90,7 +90,8 @@ export const otpRoutes: FastifyPluginAsyncTypebox<OtpRoutesOptions> = async (
         response: { 200: OtpReply, ...errors },
       },
     },
-    async (req) => service.get(caller(req), { by: 'phone', phone: req.query.phoneNumber }),
+    // A `+` left unencoded in a query string arrives as a space: read it back as the + it was.
+    async (req) => service.get(caller(req), { by: 'phone', phone: req.query.phoneNumber.replace(/^ (?=\d)/, '+') }),
   );
 
   app.get(

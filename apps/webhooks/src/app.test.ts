@@ -153,6 +153,22 @@ describe('callbacks app', () => {
     await app.close();
   });
 
+  it('refuses a wrong Octopush token with 403 before reading the body (bad JSON, odd content type)', async () => {
+    const { app, reports } = await build({ OCTOPUSH_WEBHOOK_TOKEN: OCTO }, async () => ({ kind: 'deferred' }));
+    const url = '/webhooks/octopush/delivery/not-the-token-0123456789';
+    const badJson = await app.inject({
+      method: 'POST',
+      url,
+      headers: { 'content-type': 'application/json' },
+      payload: '{"message_id": ',
+    });
+    const oddType = await app.inject({ method: 'POST', url, headers: { 'content-type': 'text/xml' }, payload: '<x/>' });
+    expect([badJson.statusCode, badJson.json().error.code]).toEqual([403, 'invalid_token']);
+    expect([oddType.statusCode, oddType.json().error.code]).toEqual([403, 'invalid_token']);
+    expect(reports).toHaveLength(0);
+    await app.close();
+  });
+
   it('redacts the token segment of any Octopush URL it logs', () => {
     expect(loggableUrl(`/webhooks/octopush/delivery/${OCTO}?a=1`)).toBe('/webhooks/octopush/delivery/[redacted]?a=1');
     expect(loggableUrl(`/webhooks/octopush/delivery/${OCTO}/extra`)).toBe(

@@ -43,7 +43,8 @@ export async function octopushRoutes(app: FastifyInstance, opts: OctopushRoutesO
   const { metrics } = opts;
   const expected = opts.token ? digest(opts.token) : null;
 
-  app.post(`${OCTOPUSH_DELIVERY_PREFIX}:token`, async (req: FastifyRequest, reply: FastifyReply) => {
+  // The token is checked before the body is read: a caller without it gets 403 whatever it sends.
+  const authenticate = async (req: FastifyRequest, reply: FastifyReply) => {
     if (!expected) {
       return refuse(reply, 404, 'not_configured', 'Octopush callbacks are not configured (OCTOPUSH_WEBHOOK_TOKEN)');
     }
@@ -54,7 +55,9 @@ export async function octopushRoutes(app: FastifyInstance, opts: OctopushRoutesO
       req.log.warn({ provider: 'octopush' }, 'callback token refused');
       return refuse(reply, 403, 'invalid_token', 'the callback token is not valid');
     }
+  };
 
+  app.post(`${OCTOPUSH_DELIVERY_PREFIX}:token`, { onRequest: authenticate }, async (req, reply) => {
     const body = req.body && typeof req.body === 'object' ? (req.body as Record<string, unknown>) : {};
     const messageId = str(body.message_id);
     const providerStatus = str(body.status);

@@ -45,12 +45,14 @@ export function createSendProcessor(deps: SendProcessorDeps) {
   const { providers, order, delivery, keys, metrics } = deps;
   const now = deps.now ?? Date.now;
 
-  const giveUp = async (job: Job<SendJobData>, log: Logger, why: string) => {
+  const giveUp = async (job: Job<SendJobData>, log: Logger, why: string): Promise<void> => {
     if (await delivery.giveUp(job.data.otpId, now())) {
       metrics.funnel.inc({ stage: 'failed', provider: 'none', cc: job.data.callingCode });
       log.error({ reason: why }, 'otp failed: no provider could send it');
+      throw new UnrecoverableError(`no provider could send the code: ${why}`);
     }
-    throw new UnrecoverableError(`no provider could send the code: ${why}`);
+    // A message went out before (its receipt was negative or never came): the OTP stays usable.
+    log.info({ reason: why }, 'no other provider can resend the code; the earlier message stands');
   };
 
   return async (job: Job<SendJobData>, token?: string): Promise<void> => {
@@ -71,6 +73,11 @@ export function createSendProcessor(deps: SendProcessorDeps) {
       if (begun.reason === 'too_late' || begun.reason === 'exhausted') return giveUp(job, log, begun.reason);
       log.debug({ reason: begun.reason }, 'nothing to send');
       return;
+    }
+    if (begun.kind === 'busy') {
+      log.debug({ waitMs: begun.ms }, 'another job of this OTP is sending; job parked');
+      await job.moveToDelayed(now() + begun.ms, token);
+      throw new DelayedError();
     }
     if (begun.kind === 'wait') {
       const at = now() + begun.ms;
@@ -128,6 +135,13 @@ export function createSendProcessor(deps: SendProcessorDeps) {
         'sms accepted by provider',
       );
     } catch (e) {
+      if (deps.shutdown.aborted) {
+        // Cut off by our own shutdown: whether it went out is unknown. The attempt stays `sending`; once its
+        // lease ends, the job (taken over by another worker) resumes it with the same request id.
+        stopTimer({ outcome: 'aborted' });
+        log.warn({ provider: providerId, attempt }, 'send cut off by shutdown; it will be resumed');
+        throw e;
+      }
       const err = isProviderError(e)
         ? e
         : new ProviderError(e instanceof Error ? e.message : 'unknown failure', 'retryable', 'internal');

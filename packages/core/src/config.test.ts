@@ -109,6 +109,18 @@ describe('loadConfig', () => {
     );
   });
 
+  it('never echoes a secret in its message (a malformed API key entry, a Redis URL password)', () => {
+    const msg = problems({
+      ...API_ENV,
+      API_KEYS: 'Sup3rS3cretBackendKey_9f8e7d6c,x:short',
+      REDIS_URL: 'redis//:hunter2password@redis.internal:6379',
+    }).join('\n');
+    expect(msg).toContain('API_KEYS entry 1');
+    expect(msg).toContain('API_KEYS entry 2');
+    expect(msg).toContain('REDIS_URL');
+    expect(msg).not.toMatch(/Sup3rS3cret|short|hunter2/);
+  });
+
   it('asks each process only for its own variables', () => {
     expect(problems({}, 'webhooks')).toEqual([]);
     expect(problems({}, 'api').join()).toMatch(/OTP_SECRET[\s\S]*API_KEYS|API_KEYS[\s\S]*OTP_SECRET/);

@@ -125,7 +125,8 @@ class EnvReader {
       if (!/^(https?|rediss?):$/.test(u.protocol)) throw new Error('protocol');
       return raw.replace(/\/+$/, '');
     } catch {
-      this.problems.push(`${name} must be a URL (got "${raw}")`);
+      // never echo credentials the URL may carry
+      this.problems.push(`${name} must be a URL (got "${raw.replace(/\/\/[^/@]*@/, '//***@')}")`);
       return def;
     }
   }
@@ -161,16 +162,18 @@ export function loadConfig(env: NodeJS.ProcessEnv, app: AppName): Config {
   const rawKeys = r.str('API_KEYS');
   if (needs('api')) {
     if (!rawKeys) r.problems.push('API_KEYS is required (comma-separated name:secret pairs)');
-    for (const pair of (rawKeys ?? '').split(',').filter((p) => p.trim())) {
+    for (const [n, pair] of (rawKeys ?? '').split(',').entries()) {
+      if (!pair.trim()) continue;
       const i = pair.indexOf(':');
-      const name = pair.slice(0, i).trim();
+      const name = i > 0 ? pair.slice(0, i).trim() : '';
       const secret = pair.slice(i + 1).trim();
+      // Entries are named by position: their text may be a secret.
       if (i <= 0 || !/^[A-Za-z0-9_.-]{1,64}$/.test(name) || secret.length < 16) {
         r.problems.push(
-          `API_KEYS entry "${name || pair.slice(0, 8)}..." must be name:secret with a name of letters, digits, _.- and a secret of 16+ characters`,
+          `API_KEYS entry ${n + 1} must be name:secret, the name of letters, digits, _.- and the secret of 16+ characters`,
         );
       } else if (keys.some((k) => k.name === name || k.secret === secret)) {
-        r.problems.push(`API_KEYS has a duplicate name or secret ("${name}")`);
+        r.problems.push(`API_KEYS entry ${n + 1} repeats a name or a secret`);
       } else keys.push({ name, secret });
     }
   }

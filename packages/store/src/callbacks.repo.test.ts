@@ -176,6 +176,21 @@ describe('callback repo', () => {
     expect(await otp('otp_g')).toMatchObject({ ds: 'delivered', 'a1.o': 'undelivered', 'a2.o': 'delivered' });
   });
 
+  it('a late delivered receipt for an earlier attempt makes it count again, and lists the resend for the sweep', async () => {
+    const m1 = await acceptedOtp('otp_late');
+    const first = await repo.apply(report(m1, 'undelivered'), NOW);
+    expect(first).toMatchObject({ resend: expect.objectContaining({ otpId: 'otp_late' }) });
+    expect(await redis.zscore('otp:unstarted', 'otp_late')).not.toBeNull();
+    // Twilio changes its mind: undelivered is final, nothing moves
+    await repo.apply(report(m1, 'delivered'), NOW + 1);
+    expect(await otp('otp_late')).toMatchObject({ acc: '', ds: 'undelivered' });
+    // a resend that went out through Octopush is reported delivered later: it counts
+    await redis.hset('otp:o:otp_late', { na: 2, 'a2.p': 'octopush', 'a2.o': 'no_receipt', 'a2.m': 'oct-late' });
+    await redis.set('otp:m:octopush:oct-late', 'otp_late:2');
+    await repo.apply(report('oct-late', 'delivered', { provider: 'octopush', providerStatus: 'DELIVERED' }), NOW + 2);
+    expect(await otp('otp_late')).toMatchObject({ acc: '2', ds: 'delivered', provider: 'octopush' });
+  });
+
   it('ignores a report whose OTP record is gone', async () => {
     await redis.set('otp:m:twilio:SM-gone', 'otp_h:1');
     expect(await repo.apply(report('SM-gone', 'delivered'), NOW)).toEqual({ kind: 'ignored', reason: 'unknown_otp' });

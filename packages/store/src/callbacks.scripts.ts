@@ -42,7 +42,7 @@ local n = string.sub(idx, cut + 1)
 local okey = ARGV[8] .. 'o:' .. otpId
 local f = 'a' .. n
 local o = redis.call('HMGET', okey, 'status', 'exp', 'acc', 'ds', f .. '.o', f .. '.m', f .. '.d',
-  'phone', 'locale', 'sealed', 'cc')
+  'phone', 'locale', 'sealed', 'cc', f .. '.p')
 if not o[1] then return {'ignored', 'unknown_otp'} end
 if not o[5] then return {'ignored', 'stale'} end
 if o[6] and o[6] ~= ARGV[6] then return {'ignored', 'stale'} end
@@ -67,6 +67,13 @@ local negative = newOutcome == 'undelivered' or newOutcome == 'failed'
 if negative then redis.call('HINCRBY', KEYS[3], 'fails', 1) end
 
 local resend = 0
+if report == 'delivered' and o[3] ~= n then
+  -- An earlier attempt turns out delivered after all (a late receipt): it is the one that counts now.
+  o[3] = n
+  table.insert(sets, 'acc'); table.insert(sets, n)
+  table.insert(sets, 'provider'); table.insert(sets, o[12] or '')
+  ds = 'queued'
+end
 if o[3] == n then
   local dsRank = RANK[ds] or 0
   -- a final ds while this attempt was not final belongs to an earlier attempt (failover): replace it
@@ -77,6 +84,8 @@ if o[3] == n then
   if negative and o[1] == 'pending' and o[10] and tonumber(o[2]) - now > tonumber(ARGV[7]) then
     table.insert(sets, 'acc'); table.insert(sets, '')
     resend = 1
+    -- listed as not started until a worker begins the resend: if queueing it fails, the sweep queues it
+    redis.call('ZADD', ARGV[8] .. 'unstarted', now, otpId)
   end
 end
 redis.call('HSET', okey, unpack(sets))

@@ -12,7 +12,11 @@ const order = ['twilio', 'octopush'] as const;
 
 beforeAll(async () => {
   ({ redis } = await isolatedRedis());
-  repo = createDeliveryRepo(redis, { failureThreshold: 2, cooldownMs: 10_000 }, { twilio: 0, octopush: 0 });
+  repo = createDeliveryRepo(
+    redis,
+    { failureThreshold: 2, cooldownMs: 10_000, leaseMs: 7000 },
+    { twilio: 0, octopush: 0 },
+  );
 });
 afterAll(() => closeRedisClients(redis));
 beforeEach(() => redis.flushdb());
@@ -60,16 +64,55 @@ describe('delivery repo', () => {
   it('resumes an attempt a dead worker left in flight: a new record, same provider, same request id', async () => {
     await pendingOtp('otp_2');
     await repo.begin('otp_2', order, T0, 5000);
-    expect(await repo.begin('otp_2', ['octopush', 'twilio'], T0 + 1, 5000)).toEqual({
+    // while the send's lease runs, another job of the OTP waits for its outcome
+    expect(await repo.begin('otp_2', order, T0 + 1, 5000)).toEqual({ kind: 'busy', ms: 6999 });
+    expect(await repo.begin('otp_2', ['octopush', 'twilio'], T0 + 7001, 5000)).toEqual({
       kind: 'go',
       attempt: 2,
       provider: 'twilio',
       requestAttempt: 1,
     });
     // interrupted again: the request id still comes from the first attempt
-    expect(await repo.begin('otp_2', order, T0 + 2, 5000)).toMatchObject({ attempt: 3, requestAttempt: 1 });
+    expect(await repo.begin('otp_2', order, T0 + 14_002, 5000)).toMatchObject({ attempt: 3, requestAttempt: 1 });
     const v = await view('otp_2');
     expect(v.attempts.map((a) => a.outcome)).toEqual(['interrupted', 'interrupted', 'sending']);
+  });
+
+  it('does not resume an interrupted attempt once the OTP is about to expire', async () => {
+    await pendingOtp('otp_x', T0 + 10_000);
+    await repo.begin('otp_x', order, T0, 5000);
+    expect(await repo.begin('otp_x', order, T0 + 7001, 5000)).toEqual({ kind: 'stop', reason: 'too_late' });
+    expect((await view('otp_x', T0)).attempts.map((a) => a.outcome)).toEqual(['interrupted']);
+  });
+
+  it('keeps an OTP usable when its message went out but no provider can resend it', async () => {
+    await pendingOtp('s1');
+    await repo.begin('s1', ['twilio'], T0, 5000);
+    await repo.accepted('s1', 1, 'twilio', 'SMs1', 'queued', T0);
+    expect(await repo.receiptTimedOut('s1', 1, 'twilio', T0 + 120_000, 5000)).toBe(true);
+    expect(await repo.begin('s1', ['twilio'], T0 + 120_001, 5000)).toEqual({ kind: 'stop', reason: 'exhausted' });
+    expect(await repo.giveUp('s1', T0 + 120_002)).toBe(false);
+    const v = await view('s1', T0 + 120_003);
+    expect(v.status).toBe('pending');
+    expect(await redis.hget(keys.otp('s1'), 'acc')).toBe('1');
+    // and a permanent refusal from the next provider does not end it either
+    await pendingOtp('s2');
+    await repo.begin('s2', order, T0, 5000);
+    await repo.accepted('s2', 1, 'twilio', 'SMs2', 'queued', T0);
+    await repo.receiptTimedOut('s2', 1, 'twilio', T0 + 120_000, 5000);
+    await repo.begin('s2', order, T0 + 120_001, 5000);
+    await repo.failed('s2', 2, 'octopush', 'permanent', '117', T0 + 120_002);
+    expect((await view('s2', T0 + 120_003)).status).toBe('pending');
+  });
+
+  it('a refusal (misconfigured) is skipped for the OTP but does not count against the provider', async () => {
+    for (const id of ['m1', 'm2', 'm3']) {
+      await pendingOtp(id);
+      await repo.begin(id, order, T0, 5000);
+      await repo.failed(id, 1, 'twilio', 'misconfigured', '21408', T0);
+    }
+    await pendingOtp('m4');
+    expect(await repo.begin('m4', order, T0 + 1, 5000)).toMatchObject({ kind: 'go', provider: 'twilio' });
   });
 
   it('moves to the next provider after a failure, and skips a provider that refused us', async () => {
@@ -111,7 +154,11 @@ describe('delivery repo', () => {
   });
 
   it('keeps each provider under its configured sends per second', async () => {
-    const limited = createDeliveryRepo(redis, { failureThreshold: 2, cooldownMs: 10_000 }, { twilio: 2, octopush: 0 });
+    const limited = createDeliveryRepo(
+      redis,
+      { failureThreshold: 2, cooldownMs: 10_000, leaseMs: 7000 },
+      { twilio: 2, octopush: 0 },
+    );
     const picks: string[] = [];
     for (const id of ['q1', 'q2', 'q3', 'q4']) {
       await pendingOtp(id);

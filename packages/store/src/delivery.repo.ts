@@ -7,6 +7,8 @@ import { keys, RETENTION_MS } from './keys.js';
 export interface CircuitSettings {
   readonly failureThreshold: number;
   readonly cooldownMs: number;
+  /** How long one provider call may take (its timeout and a margin): another job of the OTP waits that long. */
+  readonly leaseMs: number;
 }
 
 export type BeginOutcome =
@@ -17,7 +19,10 @@ export type BeginOutcome =
       /** The attempt whose request id to send (differs from `attempt` when it resumes an interrupted one). */
       requestAttempt: number;
     }
+  /** No provider is free before `ms`. */
   | { kind: 'wait'; ms: number }
+  /** Another job of this OTP is sending now; its outcome is known within `ms`. */
+  | { kind: 'busy'; ms: number }
   | {
       kind: 'stop';
       reason: 'gone' | 'approved' | 'expired' | 'locked' | 'failed' | 'done' | 'too_late' | 'exhausted';
@@ -43,7 +48,7 @@ export interface DeliveryRepo {
     now: number,
     pauseMs?: number,
   ): Promise<'open' | 'closed'>;
-  /** Ends a pending OTP that never went out as `failed`. True when it did. */
+  /** Ends a pending OTP that never went out as `failed` (true); one that went out once stays usable (false). */
   giveUp(otpId: string, now: number): Promise<boolean>;
   /**
    * No final receipt came for `attempt`: when it still counts and the OTP can still be used, marks it
@@ -97,12 +102,13 @@ export function createDeliveryRepo(
         ...order.map((p) => ratePerSecond[p] ?? 0),
         circuit.failureThreshold,
         circuit.cooldownMs,
+        circuit.leaseMs,
         otpId,
       );
       if (res[0] === 'go') {
         return { kind: 'go', attempt: Number(res[1]), provider: res[2] as ProviderId, requestAttempt: Number(res[3]) };
       }
-      if (res[0] === 'wait') return { kind: 'wait', ms: Math.max(1, Number(res[1])) };
+      if (res[0] === 'wait' || res[0] === 'busy') return { kind: res[0], ms: Math.max(1, Number(res[1])) };
       return { kind: 'stop', reason: res[1] as Extract<BeginOutcome, { kind: 'stop' }>['reason'] };
     },
     async accepted(otpId, attempt, provider, messageId, providerStatus, now) {

@@ -22,10 +22,11 @@ end
  * KEYS: 1 otp, then for each of N providers its circuit key, then for each its rate key (this second), then the
  * unstarted set (the job has started: it leaves the set).
  * ARGV: 1 now, 2 min life ms, 3 N, 4..3+N provider ids (in preference order), 4+N..3+2N rate limits per second,
- * 4+2N circuit failure threshold, 5+2N circuit cool-down ms, 6+2N otp id.
+ * 4+2N circuit failure threshold, 5+2N circuit cool-down ms, 6+2N lease ms (how long a send may take: while
+ * it runs, another job of the same OTP waits instead of taking the attempt for interrupted), 7+2N otp id.
  * An open circuit whose cool-down passed lets one probe through (half-open) and stays closed to others until
  * the probe's result is known or another cool-down passes.
- * Returns {'go', n, provider, request attempt} | {'wait', ms} | {'stop', reason}, where the request attempt is the
+ * Returns {'go', n, provider, request attempt} | {'wait', ms} | {'busy', ms} | {'stop', reason}, where the request attempt is the
  * attempt whose request id the provider call carries (n itself, or the interrupted attempt it resumes) and reason is
  * gone | approved | expired | locked | failed | done (an attempt already went out) | too_late | exhausted.
  */
@@ -37,26 +38,31 @@ if not o[1] then return {'stop', 'gone'} end
 if o[1] ~= 'pending' then return {'stop', o[1]} end
 if o[3] and o[3] ~= '' then return {'stop', 'done'} end
 local na = tonumber(o[4] or '0')
+local n = tonumber(ARGV[3])
 local lastP, lastO = nil, nil
 if na > 0 then
   local last = redis.call('HMGET', KEYS[1], 'a' .. na .. '.p', 'a' .. na .. '.o', 'a' .. na .. '.r')
   lastP, lastO = last[1], last[2]
-  -- A worker died during this attempt, so whether it went out is unknown: it is recorded as interrupted and
-  -- a new attempt goes to the same provider with the same request id, so a provider that deduplicates by
-  -- request id (Octopush) cannot send twice.
   if lastO == 'sending' then
-    local origin = last[3] or tostring(na)
+    -- Another job of this OTP is sending right now (its lease runs): wait for its outcome.
+    local lease = tonumber(redis.call('HGET', KEYS[1], 'lease') or '0')
+    if lease > now then return {'busy', lease - now} end
+    -- The worker that held the lease died during the call, so whether it went out is unknown: the attempt
+    -- is recorded interrupted.
     redis.call('HSET', KEYS[1], 'a' .. na .. '.o', 'interrupted', 'a' .. na .. '.u', now)
+    if now + tonumber(ARGV[2]) >= tonumber(o[2]) then return {'stop', 'too_late'} end
+    -- A new attempt goes to the same provider with the same request id, so a provider that deduplicates
+    -- by request id (Octopush) cannot send twice.
+    local origin = last[3] or tostring(na)
     na = na + 1
     local f = 'a' .. na
     redis.call('HSET', KEYS[1], 'na', na, f .. '.p', lastP, f .. '.o', 'sending', f .. '.t', now, f .. '.u', now,
-      f .. '.r', origin)
+      f .. '.r', origin, 'lease', now + tonumber(ARGV[6 + 2 * n]))
     return {'go', na, lastP, origin}
   end
 end
 if now + tonumber(ARGV[2]) >= tonumber(o[2]) then return {'stop', 'too_late'} end
 
-local n = tonumber(ARGV[3])
 local refused = {}
 for i = 1, na do
   local a = redis.call('HMGET', KEYS[1], 'a' .. i .. '.p', 'a' .. i .. '.o')
@@ -94,7 +100,7 @@ if redis.call('INCR', KEYS[1 + n + idx]) == 1 then redis.call('PEXPIRE', KEYS[1 
 na = na + 1
 local f = 'a' .. na
 redis.call('HSET', KEYS[1], 'na', na, f .. '.p', chosen, f .. '.o', 'sending', f .. '.t', now, f .. '.u', now,
-  f .. '.r', na)
+  f .. '.r', na, 'lease', now + tonumber(ARGV[6 + 2 * n]))
 -- a new attempt that will count: after a failover the status starts again from sending
 if o[5] ~= 'sending' then redis.call('HSET', KEYS[1], 'ds', 'sending') end
 return {'go', na, chosen, tostring(na)}
@@ -108,7 +114,7 @@ return {'go', na, chosen, tostring(na)}
 export const ACCEPT_LUA = `
 local f = 'a' .. ARGV[2]
 redis.call('HSET', KEYS[1], f .. '.o', 'accepted', f .. '.m', ARGV[4], f .. '.s', ARGV[5], f .. '.u', ARGV[1],
-  'acc', ARGV[2], 'provider', ARGV[3])
+  'acc', ARGV[2], 'provider', ARGV[3], 'sent', ARGV[2], 'lease', 0)
 local ds = redis.call('HGET', KEYS[1], 'ds')
 if ds ~= 'sent' and ds ~= 'delivered' then redis.call('HSET', KEYS[1], 'ds', 'sent') end
 redis.call('SET', KEYS[2], redis.call('HGET', KEYS[1], 'id') .. ':' .. ARGV[2], 'PX', ARGV[6])
@@ -127,28 +133,45 @@ return early
 export const FAIL_LUA = `
 local now = tonumber(ARGV[1])
 local f = 'a' .. ARGV[2]
-redis.call('HSET', KEYS[1], f .. '.o', ARGV[3], f .. '.e', ARGV[4], f .. '.u', now)
+redis.call('HSET', KEYS[1], f .. '.o', ARGV[3], f .. '.e', ARGV[4], f .. '.u', now, 'lease', 0)
 local state = 'closed'
 if ARGV[3] == 'rate_limited' then
   redis.call('HSET', KEYS[2], 'pausedUntil', now + tonumber(ARGV[7]))
-elseif ARGV[3] ~= 'permanent' then
+elseif ARGV[3] == 'retryable' then
+  -- Only transport and server failures count against the provider's health: a refusal (auth, sender,
+  -- a region not enabled) is skipped for that OTP and does not close the provider for every destination.
   local fails = redis.call('HINCRBY', KEYS[2], 'fails', 1)
   if fails >= tonumber(ARGV[5]) then
     redis.call('HSET', KEYS[2], 'openUntil', now + tonumber(ARGV[6]))
     state = 'open'
   end
 end
-if ARGV[3] == 'permanent' and redis.call('HGET', KEYS[1], 'status') == 'pending' then
-  redis.call('HSET', KEYS[1], 'status', 'failed', 'ds', 'failed', 'endedAt', now)
-  redis.call('HDEL', KEYS[1], 'hash', 'sealed')
+local st = redis.call('HMGET', KEYS[1], 'status', 'sent')
+if ARGV[3] == 'permanent' and st[1] == 'pending' then
+  if st[2] then
+    -- an earlier message went out: the code may have arrived, that attempt counts again
+    redis.call('HSET', KEYS[1], 'acc', st[2])
+  else
+    redis.call('HSET', KEYS[1], 'status', 'failed', 'ds', 'failed', 'endedAt', now)
+    redis.call('HDEL', KEYS[1], 'hash', 'sealed')
+  end
 end
 return state
 `;
 
-/** No provider could send before expiry: the OTP ends failed. KEYS: 1 otp. ARGV: 1 now. */
+/**
+ * No provider can send it before expiry: the OTP ends failed, unless a message already went out once (then it
+ * stays usable, and 0 is returned). KEYS: 1 otp. ARGV: 1 now. Returns 1 when it ended the OTP.
+ */
 export const GIVE_UP_LUA = `
-local o = redis.call('HMGET', KEYS[1], 'status', 'acc')
+local o = redis.call('HMGET', KEYS[1], 'status', 'acc', 'sent')
 if o[1] ~= 'pending' or (o[2] and o[2] ~= '') then return 0 end
+-- A message went out before (its receipt said otherwise, or never came): the code may well have arrived,
+-- so the OTP stays usable; the last accepted attempt counts again.
+if o[3] then
+  redis.call('HSET', KEYS[1], 'acc', o[3])
+  return 0
+end
 redis.call('HSET', KEYS[1], 'status', 'failed', 'ds', 'failed', 'endedAt', ARGV[1])
 redis.call('HDEL', KEYS[1], 'hash', 'sealed')
 return 1

@@ -109,6 +109,7 @@ export function createOtpService(deps: OtpServiceDeps): OtpService {
   const { config, keys, repo, queue } = deps;
   const now = deps.now ?? Date.now;
   const { otp } = config;
+  const codeFormat = new RegExp(`^\\d{${otp.codeLength}}$`);
   const funnel = (stage: FunnelEvent['stage'], l: OtpLabels) =>
     deps.onFunnel?.({ stage, provider: l.provider || 'none', callingCode: l.callingCode });
 
@@ -182,7 +183,7 @@ export function createOtpService(deps: OtpServiceDeps): OtpService {
       if (req.id) target = { by: 'id', id: req.id };
       else if (req.phoneNumber) target = { by: 'phone', phone: parsePhone(req.phoneNumber).e164 };
       else throw new GatewayError(400, 'invalid_request', 'give either id or phoneNumber with the code');
-      if (!new RegExp(`^\\d{${otp.codeLength}}$`).test(req.code)) {
+      if (!codeFormat.test(req.code)) {
         throw new GatewayError(400, 'invalid_code_format', `code must be ${otp.codeLength} digits`);
       }
       const r = await store(() =>

@@ -105,7 +105,8 @@ export function describeProviderContract(
       await faults({ failNext: { count: 1, kind: 'server_error' } });
       await refusal(make().send(message, c));
       const logged = JSON.stringify(c.log.lines);
-      expect(c.log.lines.length).toBeGreaterThanOrEqual(2);
+      // The provider logs its refusals (the worker logs acceptances, with the attempt): at least one line here.
+      expect(c.log.lines.length).toBeGreaterThanOrEqual(1);
       expect(logged).not.toContain(message.body.match(/\d{6}/)?.[0]);
       expect(logged).not.toContain(message.to);
     });

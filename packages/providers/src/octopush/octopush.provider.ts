@@ -32,7 +32,12 @@ export function createOctopushProvider(
 ): SmsProvider {
   const client =
     deps.http ??
-    axios.create({ httpAgent: new http.Agent({ keepAlive: true }), httpsAgent: new https.Agent({ keepAlive: true }) });
+    axios.create({
+      httpAgent: new http.Agent({ keepAlive: true }),
+      httpsAgent: new https.Agent({ keepAlive: true }),
+      // No redirects on a send API; also keeps axios on node's http directly instead of follow-redirects.
+      maxRedirects: 0,
+    });
   const url = `${cfg.apiBaseUrl.replace(/\/+$/, '')}/sms-campaign/send`;
   const headers = { 'api-key': cfg.apiKey, 'api-login': cfg.apiLogin, 'Content-Type': 'application/json' };
 
@@ -61,13 +66,12 @@ export function createOctopushProvider(
         });
       } catch (err) {
         const e = transportError('octopush', err, signals);
-        log.warn({ ...fields, kind: e.kind, code: e.code }, 'sms refused by provider');
+        log.debug({ ...fields, kind: e.kind, code: e.code }, 'sms refused by provider');
         throw e;
       }
 
       const ticket = (res.data as { sms_ticket?: unknown } | null)?.sms_ticket;
       if (res.status >= 200 && res.status < 300 && typeof ticket === 'string' && ticket) {
-        log.info({ ...fields, messageId: ticket }, 'sms accepted by provider');
         return { messageId: ticket };
       }
       if (res.status === 400 && octopushCode(res.data) === OCTOPUSH_DUPLICATE_REQUEST) {
@@ -80,7 +84,7 @@ export function createOctopushProvider(
         res.status >= 200 && res.status < 300
           ? new ProviderError('octopush answered without an sms_ticket', 'retryable', 'BAD_RESPONSE')
           : classifyOctopushResponse(res.status, res.data, res.headers['retry-after']);
-      log.warn({ ...fields, kind: e.kind, code: e.code, retryAfterMs: e.retryAfterMs }, 'sms refused by provider');
+      log.debug({ ...fields, kind: e.kind, code: e.code, retryAfterMs: e.retryAfterMs }, 'sms refused by provider');
       throw e;
     },
   };

@@ -1,3 +1,5 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { Agent as HttpAgent } from 'node:http';
 import https from 'node:https';
 import { maskPhone, type SmsProvider, type TwilioConfig } from '@otp-gateway/core';
 import twilio from 'twilio';
@@ -19,20 +21,50 @@ export function validityPeriodSeconds(expiresAt: number, now = Date.now()): numb
   return Math.min(MAX_VALIDITY_SECONDS, Math.max(1, Math.floor((expiresAt - now) / 1000)));
 }
 
+/** What one send carries through the shared client: its abort signal, and the answer's headers once known. */
+interface SendScope {
+  readonly signal: AbortSignal;
+  response?: { statusCode: number; headers?: Record<string, unknown> };
+}
+
 /**
  * Twilio through the official library (`messages.create`), against `cfg.apiBaseUrl`.
  *
  * How the library is steered (twilio 6):
+ * - one client and one `RequestClient` (the library's axios client) for all sends, with keep-alive agents for
+ *   http and https: building them per send costs a new connection and most of a send's CPU;
  * - host: the `api` domain's `baseUrl` is set to `cfg.apiBaseUrl`, so requests go to
  *   `${apiBaseUrl}/2010-04-01/Accounts/{sid}/Messages.json`; `edge`/`region` are set empty so the
  *   library's TWILIO_EDGE/TWILIO_REGION lookups never rewrite that host;
- * - timeout and abort: each send gets its own `RequestClient` (the library's axios client) with
- *   `timeout` = timeoutMs and an interceptor that adds the send's AbortSignal; the library never retries
- *   (autoRetry off), and its `lastResponse` keeps the headers a RestException drops (Retry-After).
+ * - timeout and abort: `timeout` = timeoutMs on the client, and an interceptor adds the current send's
+ *   AbortSignal, found through AsyncLocalStorage (sends run concurrently on the one client); another keeps
+ *   the answer's headers for that send, since a RestException drops them (Retry-After). The library never
+ *   retries (autoRetry off).
  */
 export function createTwilioProvider(cfg: TwilioConfig, opts: TwilioProviderOptions): SmsProvider {
-  // One keep-alive pool for all sends (each RequestClient would otherwise open its own TLS connections).
-  const httpsAgent = new https.Agent({ keepAlive: true });
+  const scope = new AsyncLocalStorage<SendScope>();
+  const http = new twilio.RequestClient({ timeout: opts.timeoutMs, keepAlive: true });
+  http.axios.defaults.httpAgent = new HttpAgent({ keepAlive: true });
+  // With HTTP_PROXY set the library uses its proxy agent; keep it then.
+  if (!process.env.HTTP_PROXY) http.axios.defaults.httpsAgent = new https.Agent({ keepAlive: true });
+  http.axios.interceptors.request.use((config) => {
+    const current = scope.getStore();
+    if (current) config.signal = current.signal;
+    return config;
+  });
+  http.axios.interceptors.response.use((res) => {
+    const current = scope.getStore();
+    if (current) current.response = { statusCode: res.status, headers: res.headers as Record<string, unknown> };
+    return res;
+  });
+  const client = twilio(cfg.accountSid, cfg.authToken, {
+    httpClient: http,
+    edge: '',
+    region: '',
+    autoRetry: false,
+    logLevel: 'info',
+  });
+  client.api.baseUrl = cfg.apiBaseUrl;
   const sender = cfg.messagingServiceSid ? { messagingServiceSid: cfg.messagingServiceSid } : { from: cfg.from ?? '' };
 
   return {
@@ -40,36 +72,21 @@ export function createTwilioProvider(cfg: TwilioConfig, opts: TwilioProviderOpti
     async send(sms, { signal, log }) {
       if (signal.aborted) throw abortedError('twilio');
       const signals = sendSignals(signal, opts.timeoutMs);
-      const http = new twilio.RequestClient({ timeout: opts.timeoutMs, keepAlive: true });
-      // With HTTP_PROXY set the library uses its proxy agent; keep it then.
-      if (!process.env.HTTP_PROXY) http.axios.defaults.httpsAgent = httpsAgent;
-      http.axios.interceptors.request.use((config) => {
-        config.signal = signals.combined;
-        return config;
-      });
-      const client = twilio(cfg.accountSid, cfg.authToken, {
-        httpClient: http,
-        edge: '',
-        region: '',
-        autoRetry: false,
-        logLevel: 'info',
-      });
-      client.api.baseUrl = cfg.apiBaseUrl;
-
-      const fields = { otpId: sms.otpId, attemptId: sms.attemptId, provider: 'twilio', to: maskPhone(sms.to) };
+      const current: SendScope = { signal: signals.combined };
       try {
-        const message = await client.messages.create({
-          to: sms.to,
-          ...sender,
-          body: sms.body,
-          ...(opts.statusCallbackUrl ? { statusCallback: opts.statusCallbackUrl } : {}),
-          validityPeriod: validityPeriodSeconds(sms.expiresAt),
-        });
-        log.info({ ...fields, messageId: message.sid, providerStatus: message.status }, 'sms accepted by provider');
+        const message = await scope.run(current, () =>
+          client.messages.create({
+            to: sms.to,
+            ...sender,
+            body: sms.body,
+            ...(opts.statusCallbackUrl ? { statusCallback: opts.statusCallbackUrl } : {}),
+            validityPeriod: validityPeriodSeconds(sms.expiresAt),
+          }),
+        );
         return { messageId: message.sid, providerStatus: message.status };
       } catch (err) {
-        const e = classifyTwilioFailure(err, signals, http.lastResponse);
-        log.warn({ ...fields, kind: e.kind, code: e.code, retryAfterMs: e.retryAfterMs }, 'sms refused by provider');
+        const e = classifyTwilioFailure(err, signals, current.response);
+        log.debug({ provider: 'twilio', to: maskPhone(sms.to), kind: e.kind, code: e.code }, 'sms refused by provider');
         throw e;
       }
     },
