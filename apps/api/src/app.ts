@@ -2,7 +2,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { type TypeBoxTypeProvider, TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox';
 import { type Config, isGatewayError, logFormat, maskPhone } from '@otp-gateway/core';
-import type { OtpService } from '@otp-gateway/store';
+import { type OtpService, redisAnswers } from '@otp-gateway/store';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { Redis } from 'ioredis';
 import { createAuthenticator } from './auth.js';
@@ -98,15 +98,8 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
   app.get('/readyz', { schema: { hide: true } }, async (_req, reply) => {
-    try {
-      await Promise.race([
-        redis.ping(),
-        new Promise((_, reject) => setTimeout(() => reject(new Error('timeout')), 800).unref()),
-      ]);
-      return { status: 'ready' };
-    } catch {
-      return reply.code(503).send({ error: { code: 'store_unavailable', message: 'Redis does not answer' } });
-    }
+    if (await redisAnswers(redis)) return { status: 'ready' };
+    return reply.code(503).send({ error: { code: 'store_unavailable', message: 'Redis does not answer' } });
   });
   app.get('/metrics', { schema: { hide: true } }, async (_req, reply) =>
     reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),

@@ -1,5 +1,6 @@
 import basicAuth from '@fastify/basic-auth';
 import { type Config, logFormat } from '@otp-gateway/core';
+import { redisAnswers } from '@otp-gateway/store';
 import type { Queue } from 'bullmq';
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, LogController } from 'fastify';
 import type { Redis } from 'ioredis';
@@ -73,15 +74,8 @@ export async function buildDashboard(deps: DashboardDeps): Promise<FastifyInstan
   app.get('/', async (_req, reply) => reply.redirect(BOARD_PATH));
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_req, reply) => {
-    try {
-      await Promise.race([
-        redis.ping(),
-        new Promise((_, reject) => setTimeout(() => reject(new Error('timeout')), 1000).unref()),
-      ]);
-      return { status: 'ready' };
-    } catch {
-      return reply.code(503).send(errorBody('store_unavailable', 'Redis does not answer'));
-    }
+    if (await redisAnswers(redis)) return { status: 'ready' };
+    return reply.code(503).send(errorBody('store_unavailable', 'Redis does not answer'));
   });
   app.get('/metrics', async (_req, reply) =>
     reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),

@@ -1,6 +1,6 @@
 import formbody from '@fastify/formbody';
 import { type Config, logFormat } from '@otp-gateway/core';
-import type { CallbackRepo, SendQueue } from '@otp-gateway/store';
+import { type CallbackRepo, redisAnswers, type SendQueue } from '@otp-gateway/store';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { Redis } from 'ioredis';
 import { createWebhookMetrics, type WebhookMetrics } from './metrics.js';
@@ -69,15 +69,8 @@ export async function buildWebhooks(deps: WebhooksDeps): Promise<FastifyInstance
 
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_req, reply) => {
-    try {
-      await Promise.race([
-        redis.ping(),
-        new Promise((_, reject) => setTimeout(() => reject(new Error('timeout')), 1000).unref()),
-      ]);
-      return { status: 'ready' };
-    } catch {
-      return refuse(reply, 503, 'store_unavailable', 'Redis does not answer');
-    }
+    if (await redisAnswers(redis)) return { status: 'ready' };
+    return refuse(reply, 503, 'store_unavailable', 'Redis does not answer');
   });
   app.get('/metrics', async (_req, reply) =>
     reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),

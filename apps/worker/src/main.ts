@@ -1,6 +1,6 @@
 import 'dotenv/config';
 import { loadConfig, logFormat } from '@otp-gateway/core';
-import { checkRedisConfig, createRedis, refuseToStart } from '@otp-gateway/store';
+import { checkRedisConfig, createRedis, redisAnswers, refuseToStart } from '@otp-gateway/store';
 import { pino } from 'pino';
 import { startHealthServer } from './health.server.js';
 import { startSendWorker } from './send.worker.js';
@@ -24,7 +24,7 @@ async function main() {
         port: config.worker.metricsPort,
         host: config.host,
         registry: sender.metrics.registry,
-        ready: async () => (await redis.ping()) === 'PONG' && sender.worker.isRunning(),
+        ready: async () => (await redisAnswers(redis)) && sender.worker.isRunning(),
       })
     : null;
 

@@ -23,3 +23,21 @@ export function createRedis(url: string, role: ConnectionRole, name?: string): R
   redis.on('error', () => {});
   return redis;
 }
+
+/** Readiness: true when Redis answers a PING within `timeoutMs` (a hung Redis is not ready). */
+export async function redisAnswers(redis: Pick<Redis, 'ping'>, timeoutMs = 800): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const pong = await Promise.race([
+      redis.ping(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error('timeout')), timeoutMs);
+      }),
+    ]);
+    return pong === 'PONG';
+  } catch {
+    return false;
+  } finally {
+    clearTimeout(timer);
+  }
+}
