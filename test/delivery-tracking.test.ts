@@ -1,6 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { eventually } from './support/processes.js';
-import { codeIn, type Stack, startStack } from './support/stack.js';
+import { codeIn, OCTOPUSH_TOKEN, SIM_OCTOPUSH, type Stack, startStack } from './support/stack.js';
 
 // Real processes: simulator (signed Twilio callbacks, Octopush reports), API, worker, callbacks app.
 let stack: Stack;
@@ -99,3 +99,61 @@ describe('delivery tracking', () => {
     expect(otp.attempts.map((a: any) => a.outcome)).toEqual(['accepted']);
   }, 30_000);
 });
+
+describe('a receipt that arrives before the worker recorded the message id', () => {
+  let early: Stack;
+  beforeAll(async () => {
+    early = await startStack({ workers: 0, webhooks: true, env: { SMS_PROVIDERS: 'octopush' } });
+  });
+  afterAll(async () => early?.stop());
+
+  it('is kept, and applied once the id is recorded', async () => {
+    const to = '+33655500001';
+    const { body } = await early.send(to);
+    // Octopush gives the same sms_ticket to a repeated request_id: learn the ticket the worker's first attempt
+    // (request_id `{otpId}-1`) will get, and have its delivery report arrive before any worker ran.
+    const ask = await fetch(`${early.simUrl}/v1/public/sms-campaign/send`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'api-key': SIM_OCTOPUSH.key, 'api-login': SIM_OCTOPUSH.login },
+      body: JSON.stringify({
+        recipients: [{ phone_number: to }],
+        text: 'hello',
+        type: 'sms_premium',
+        purpose: 'alert',
+        sender: 'OTP',
+        request_id: `${body.id}-1`,
+      }),
+    });
+    const ticket = ((await ask.json()) as { sms_ticket: string }).sms_ticket;
+    const report = await fetch(`${early.webhooksUrl}/webhooks/octopush/delivery/${OCTOPUSH_TOKEN}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        message_id: ticket,
+        number: to,
+        status: 'DELIVERED',
+        delivery_date: new Date().toISOString(),
+      }),
+    });
+    expect(report.status).toBe(200);
+    expect((await early.otp(body.id)).deliveryStatus).toBe('queued');
+    expect(await early.redis.llen(`otp:cb:octopush:${ticket}`)).toBeGreaterThanOrEqual(1);
+
+    await early.startWorker();
+    const otp = await until2(early, body.id, (o) => o.deliveryStatus === 'delivered');
+    expect(otp.attempts).toEqual([
+      expect.objectContaining({ provider: 'octopush', messageId: ticket, outcome: 'delivered' }),
+    ]);
+    expect(await early.redis.exists(`otp:cb:octopush:${ticket}`)).toBe(0);
+  });
+});
+
+const until2 = (s: Stack, id: string, pred: (otp: any) => boolean, ms = 15_000) =>
+  eventually(
+    async () => {
+      const otp = await s.otp(id);
+      return pred(otp) ? otp : undefined;
+    },
+    ms,
+    `otp ${id}`,
+  );

@@ -25,7 +25,7 @@ export function parsePhone(input: string, allowedCountries: ReadonlySet<string> 
     throw new GatewayError(400, 'invalid_phone_number', 'phoneNumber must be in E.164 format, e.g. +33612345678');
   }
   const parsed = parsePhoneNumberFromString(trimmed);
-  if (!parsed || !parsed.isValid() || !parsed.country) {
+  if (!parsed?.isValid() || !parsed.country) {
     throw new GatewayError(400, 'invalid_phone_number', 'phoneNumber is not a valid phone number');
   }
   const type = parsed.getType();
