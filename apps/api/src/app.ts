@@ -3,7 +3,7 @@ import swaggerUi from '@fastify/swagger-ui';
 import { type TypeBoxTypeProvider, TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox';
 import { type Config, isGatewayError, logFormat, maskPhone } from '@otp-gateway/core';
 import { type OtpService, redisAnswers } from '@otp-gateway/store';
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions, LogController } from 'fastify';
 import type { Redis } from 'ioredis';
 import { createAuthenticator } from './auth.js';
 import { type ApiMetrics, createApiMetrics } from './metrics.js';
@@ -52,10 +52,25 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     trustProxy: config.api.trustProxy,
     bodyLimit: 16 * 1024,
     requestIdHeader: 'x-request-id',
+    // One log line per request (below) instead of Fastify's two, with the OTP it concerns.
+    logController: new LogController({ disableRequestLogging: true }),
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
   app.setValidatorCompiler(TypeBoxValidatorCompiler);
   app.addSchema(ErrorBody);
+
+  app.addHook('onResponse', async (req, reply) => {
+    const otpId = (req as { otpId?: string | null }).otpId;
+    req.log.info(
+      {
+        req,
+        ...(otpId ? { otpId } : {}),
+        res: { statusCode: reply.statusCode },
+        responseTime: Math.round(reply.elapsedTime * 10) / 10,
+      },
+      'request completed',
+    );
+  });
 
   app.setErrorHandler((err: FastifyError, req, reply) => {
     if (isGatewayError(err)) {

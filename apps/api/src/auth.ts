@@ -24,5 +24,7 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** The calling API key's name, set by the auth hook on /v1 routes. */
     apiKeyName: string;
+    /** The OTP a request created or approved, for its log line. */
+    otpId: string | null;
   }
 }

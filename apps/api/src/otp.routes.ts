@@ -27,6 +27,7 @@ export const otpRoutes: FastifyPluginAsyncTypebox<OtpRoutesOptions> = async (
   { service, metrics, authenticate },
 ) => {
   app.decorateRequest('apiKeyName', '');
+  app.decorateRequest('otpId', null);
   app.addHook('onRequest', async (req) => {
     req.apiKeyName = authenticate(req);
   });
@@ -50,7 +51,7 @@ export const otpRoutes: FastifyPluginAsyncTypebox<OtpRoutesOptions> = async (
         locale: req.body.locale,
         idempotencyKey: req.headers['idempotency-key'],
       });
-      req.log.info({ otpId: answer.id }, 'otp accepted');
+      req.otpId = answer.id;
       return reply.code(202).send(answer);
     },
   );
@@ -70,7 +71,7 @@ export const otpRoutes: FastifyPluginAsyncTypebox<OtpRoutesOptions> = async (
       try {
         const r = await service.verify(caller(req), req.body);
         metrics.verifications.inc({ outcome: 'approved' });
-        req.log.info({ otpId: r.id }, 'otp approved');
+        req.otpId = r.id;
         return r;
       } catch (e) {
         metrics.verifications.inc({ outcome: (e as { code?: string }).code ?? 'error' });
