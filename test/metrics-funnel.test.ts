@@ -95,6 +95,15 @@ describe('metrics follow the OTP funnel', () => {
       (await sample(hooks, 'otp_funnel_total', { stage: 'failed', provider: 'twilio' }));
     expect(negative).toBe(1);
 
+    expect(await sample(workerMetrics, 'otp_circuit_state', { provider: 'twilio', state: 'closed' })).toBe(1);
+
+    // 6. Twilio asks to slow down: the circuit state says paused, and the code goes out through Octopush
+    await stack.faults('twilio', { retryAfterSeconds: 30, failNext: { count: 1, kind: 'rate_limit' } });
+    const e = await stack.send('+33640000005');
+    await eventually(async () => ((await stack.otp(e.body.id)).provider === 'octopush' ? true : undefined));
+    expect(await sample(workerMetrics, 'otp_circuit_state', { provider: 'twilio', state: 'paused' })).toBe(1);
+    expect(await sample(workerMetrics, 'otp_circuit_state', { provider: 'octopush', state: 'closed' })).toBe(1);
+
     // No label or sample carries a phone number.
     for (const url of [api, workerMetrics, hooks]) expect(await (await fetch(url)).text()).not.toMatch(/3364000000\d/);
   }, 60_000);

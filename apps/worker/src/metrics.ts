@@ -1,4 +1,4 @@
-import { Counter, collectDefaultMetrics, Histogram, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
 /** The worker's Prometheus metrics. Labels never hold a phone number or a code. */
 export interface WorkerMetrics {
@@ -12,10 +12,35 @@ export interface WorkerMetrics {
   readonly circuitOpened: Counter<'provider'>;
 }
 
-export function createWorkerMetrics(): WorkerMetrics {
+/**
+ * The worker's metrics; with `circuits`, a gauge `otp_circuit_state{provider,state}` read from Redis at each scrape
+ * (the state every worker shares): 1 for the provider's current state (closed, open, paused).
+ */
+export function createWorkerMetrics(
+  circuits?: () => Promise<Record<string, { open: boolean; paused: boolean }>>,
+): WorkerMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const registers = [registry];
+  if (circuits) {
+    new Gauge({
+      name: 'otp_circuit_state',
+      help: 'Provider circuit state shared by all workers: 1 for the current state (closed, open, paused after a 429)',
+      labelNames: ['provider', 'state'],
+      registers,
+      async collect() {
+        this.reset();
+        try {
+          for (const [provider, c] of Object.entries(await circuits())) {
+            const state = c.open ? 'open' : c.paused ? 'paused' : 'closed';
+            for (const s of ['closed', 'open', 'paused']) this.set({ provider, state: s }, s === state ? 1 : 0);
+          }
+        } catch {
+          // Redis away: no sample rather than a stale one
+        }
+      },
+    });
+  }
   return {
     registry,
     funnel: new Counter({

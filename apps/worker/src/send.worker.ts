@@ -45,7 +45,7 @@ export interface SendWorker {
 /** Wires and starts the send worker on a connection (built apart from main.ts, which handles process concerns). */
 export async function startSendWorker(deps: SendWorkerDeps): Promise<SendWorker> {
   const { config, redis, log } = deps;
-  const metrics = deps.metrics ?? createWorkerMetrics();
+
   const shutdown = new AbortController();
   const list =
     deps.providers ??
@@ -64,6 +64,7 @@ export async function startSendWorker(deps: SendWorkerDeps): Promise<SendWorker>
     },
     config.providers.ratePerSecond,
   );
+  const metrics = deps.metrics ?? createWorkerMetrics(() => delivery.circuits(config.providers.order, Date.now()));
   const queue = createSendQueue(redis);
   const timeoutMs = config.worker.deliveryTimeoutSeconds * 1000;
   // Receipts are expected only when the callbacks process is reachable by the providers.

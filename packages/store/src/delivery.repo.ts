@@ -61,6 +61,8 @@ export interface DeliveryRepo {
     now: number,
     minLifeMs: number,
   ): Promise<boolean>;
+  /** Each provider's shared health: circuit open (no sends until the cool-down), paused (after a 429). */
+  circuits(providers: readonly ProviderId[], now: number): Promise<Record<string, { open: boolean; paused: boolean }>>;
 }
 
 interface ScriptRedis extends Redis {
@@ -141,6 +143,15 @@ export function createDeliveryRepo(
     },
     async giveUp(otpId, now) {
       return (await r.otpGiveUp(keys.otp(otpId), now)) === 1;
+    },
+    async circuits(providers, now) {
+      const rows = await Promise.all(providers.map((p) => r.hmget(keys.circuit(p), 'openUntil', 'pausedUntil')));
+      return Object.fromEntries(
+        providers.map((p, i) => [
+          p,
+          { open: Number(rows[i]?.[0] ?? 0) > now, paused: Number(rows[i]?.[1] ?? 0) > now },
+        ]),
+      );
     },
     async receiptTimedOut(otpId, attempt, provider, now, minLifeMs) {
       return (await r.otpReceiptTimeout(keys.otp(otpId), keys.circuit(provider), now, attempt, minLifeMs)) === 1;

@@ -1,0 +1,172 @@
+import { isOtpGatewayError, type OtpGatewayError } from './errors.js';
+import { type Answer, apiError, errorOf, exchange, successBody } from './http.js';
+import type {
+  FetchLike,
+  HealthResult,
+  OtpClient,
+  OtpClientOptions,
+  OtpStatus,
+  OtpView,
+  SendResult,
+  VerifyRefused,
+  VerifyResult,
+} from './types.js';
+
+/** Longest wait before the one retry of a send, whatever `Retry-After` says: a backend request is waiting. */
+export const MAX_RETRY_DELAY_MS = 2000;
+/** Wait before retrying a send after a network error or a timeout, or a 503 without `Retry-After`. */
+export const RETRY_DELAY_MS = 200;
+
+/** The HTTP statuses under which the gateway refuses a code it checked (or could not find). */
+const REFUSAL_STATUSES = new Set([404, 409, 410, 422, 423, 429]);
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/**
+ * Creates a client of the gateway at `baseUrl` under one API key. Holds no connection or timer: make one at
+ * start-up and share it. Never logs. Throws a `TypeError` for an invalid `baseUrl`, an empty `apiKey` or a bad
+ * `timeoutMs`.
+ *
+ * ```ts
+ * const otp = createOtpClient({ baseUrl: 'https://otp.internal', apiKey: process.env.OTP_API_KEY! });
+ * const { id } = await otp.send('+33612345678', { locale: 'fr' });
+ * const result = await otp.verify({ id }, typedCode);
+ * if (!result.ok) console.warn(result.code, result.attemptsRemaining);
+ * ```
+ */
+export function createOtpClient(options: OtpClientOptions): OtpClient {
+  const base = normalizeBaseUrl(options.baseUrl);
+  if (typeof options.apiKey !== 'string' || options.apiKey.trim() === '') {
+    throw new TypeError('createOtpClient: apiKey must be a non-empty string');
+  }
+  const timeoutMs = options.timeoutMs ?? 5000;
+  if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) {
+    throw new TypeError('createOtpClient: timeoutMs must be a positive number');
+  }
+  const fetchFn: FetchLike = options.fetch ?? ((url, init) => globalThis.fetch(url, init));
+  if (!options.fetch && typeof globalThis.fetch !== 'function') {
+    throw new TypeError('createOtpClient: no global fetch in this runtime; pass options.fetch');
+  }
+  const authorization = `Bearer ${options.apiKey}`;
+
+  const call = (
+    method: 'GET' | 'POST',
+    path: string,
+    what: string,
+    opts: { body?: unknown; headers?: Record<string, string>; auth?: boolean } = {},
+  ): Promise<Answer> => {
+    const headers: Record<string, string> = { accept: 'application/json', ...opts.headers };
+    if (opts.auth !== false) headers['authorization'] = authorization;
+    if (opts.body !== undefined) headers['content-type'] = 'application/json';
+    const body = opts.body === undefined ? undefined : JSON.stringify(opts.body);
+    return exchange(
+      fetchFn,
+      base + path,
+      body === undefined ? { method, headers } : { method, headers, body },
+      timeoutMs,
+      what,
+    );
+  };
+
+  return Object.freeze({
+    async send(phoneNumber, sendOptions = {}) {
+      const what = 'POST /v1/otp/send';
+      const body = sendOptions.locale === undefined ? { phoneNumber } : { phoneNumber, locale: sendOptions.locale };
+      // One key for both tries: if the first reached the gateway, the retry gets its answer and sends nothing new.
+      const headers = { 'idempotency-key': sendOptions.idempotencyKey ?? randomKey() };
+      for (let attempt = 1; ; attempt++) {
+        let answer: Answer | undefined;
+        let failure: OtpGatewayError | undefined;
+        try {
+          answer = await call('POST', '/v1/otp/send', what, { body, headers });
+        } catch (e) {
+          if (!isOtpGatewayError(e)) throw e;
+          failure = e;
+        }
+        const transient = answer
+          ? answer.status === 503
+          : failure?.code === 'network_error' || failure?.code === 'timeout';
+        if (attempt > 1 || !transient) {
+          if (failure) throw failure;
+          return successBody<SendResult>(answer!, what);
+        }
+        const asked = answer?.retryAfterSeconds;
+        await sleep(asked === undefined ? RETRY_DELAY_MS : Math.min(asked * 1000, MAX_RETRY_DELAY_MS));
+      }
+    },
+
+    async verify(target, code) {
+      const what = 'POST /v1/otp/verify';
+      let body: Record<string, string>;
+      if (typeof target?.id === 'string') body = { id: target.id, code };
+      else if (typeof target?.phoneNumber === 'string') body = { phoneNumber: target.phoneNumber, code };
+      else throw new TypeError('verify: give { id } or { phoneNumber }');
+      const answer = await call('POST', '/v1/otp/verify', what, { body });
+      if (answer.status >= 200 && answer.status < 300) {
+        const ok = successBody<{ id: string }>(answer, what);
+        return { ok: true, id: ok.id, status: 'approved' } satisfies VerifyResult;
+      }
+      const refusal = refusalOf(answer);
+      if (refusal) return refusal;
+      throw errorOf(answer, what);
+    },
+
+    async get(id) {
+      const what = 'GET /v1/otp/{id}';
+      return successBody<OtpView>(await call('GET', `/v1/otp/${encodeURIComponent(id)}`, what), what);
+    },
+
+    async status(phoneNumber) {
+      const what = 'GET /v1/otp/status';
+      const path = `/v1/otp/status?phoneNumber=${encodeURIComponent(phoneNumber)}`;
+      return successBody<OtpView>(await call('GET', path, what), what);
+    },
+
+    async health() {
+      const what = 'GET /readyz';
+      // Unauthenticated on the gateway: the key is not sent where it is not needed.
+      successBody<unknown>(await call('GET', '/readyz', what, { auth: false }), what);
+      return { status: 'ready' } satisfies HealthResult;
+    },
+  } satisfies OtpClient);
+}
+
+/** A verify answer the gateway documents as a refusal of the code, or undefined for any other failure. */
+function refusalOf(answer: Answer): VerifyRefused | undefined {
+  const e = apiError(answer.body);
+  if (!e || !REFUSAL_STATUSES.has(answer.status)) return undefined;
+  // A 404 other than otp_not_found is a wrong route (a misconfigured baseUrl), not an unknown OTP.
+  if (answer.status === 404 && e.error.code !== 'otp_not_found') return undefined;
+  return {
+    ok: false,
+    code: e.error.code,
+    message: e.error.message,
+    ...(typeof e.id === 'string' ? { id: e.id } : {}),
+    ...(typeof e.status === 'string' ? { status: e.status as OtpStatus } : {}),
+    ...(typeof e.attemptsRemaining === 'number' ? { attemptsRemaining: e.attemptsRemaining } : {}),
+    ...(answer.retryAfterSeconds === undefined ? {} : { retryAfterSeconds: answer.retryAfterSeconds }),
+  };
+}
+
+function normalizeBaseUrl(baseUrl: string): string {
+  let url: URL;
+  try {
+    url = new URL(baseUrl);
+  } catch {
+    throw new TypeError('createOtpClient: baseUrl must be an absolute http(s) URL');
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new TypeError('createOtpClient: baseUrl must be an absolute http(s) URL');
+  }
+  if (url.username || url.password) throw new TypeError('createOtpClient: baseUrl must not hold credentials');
+  if (url.search || url.hash) throw new TypeError('createOtpClient: baseUrl must not have a query or a fragment');
+  return url.href.replace(/\/+$/, '');
+}
+
+function randomKey(): string {
+  const c = globalThis.crypto;
+  if (typeof c?.randomUUID !== 'function') {
+    throw new TypeError('send: this runtime has no crypto.randomUUID; pass options.idempotencyKey');
+  }
+  return c.randomUUID();
+}
