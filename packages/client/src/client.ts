@@ -31,7 +31,7 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
  * const otp = createOtpClient({ baseUrl: 'https://otp.internal', apiKey: process.env.OTP_API_KEY! });
  * const { id } = await otp.send('+33612345678', { locale: 'fr' });
  * const result = await otp.verify({ id }, typedCode);
- * if (!result.ok) console.warn(result.code, result.attemptsRemaining);
+ * if (!result.ok) return { retry: result.code === 'wrong_code', left: result.attemptsRemaining };
  * ```
  */
 export function createOtpClient(options: OtpClientOptions): OtpClient {
