@@ -1,3 +1,4 @@
+import { FUNNEL_METRIC } from '@otp-gateway/core';
 import { Counter, collectDefaultMetrics, Registry } from 'prom-client';
 
 /** The API's Prometheus metrics. Labels never hold a phone number or a code. */
@@ -14,12 +15,7 @@ export function createApiMetrics(): ApiMetrics {
   collectDefaultMetrics({ register: registry });
   return {
     registry,
-    funnel: new Counter({
-      name: 'otp_funnel_total',
-      help: 'OTP funnel events by stage, provider and country calling code',
-      labelNames: ['stage', 'provider', 'cc'],
-      registers: [registry],
-    }),
+    funnel: new Counter({ ...FUNNEL_METRIC, labelNames: [...FUNNEL_METRIC.labelNames], registers: [registry] }),
     verifications: new Counter({
       name: 'otp_verifications_total',
       help: 'Verification answers by outcome (approved, wrong_code, otp_expired, otp_locked, ...)',

@@ -1,3 +1,4 @@
+import { FUNNEL_METRIC } from '@otp-gateway/core';
 import { Counter, collectDefaultMetrics, Histogram, Registry } from 'prom-client';
 
 /** What became of one callback request (the `result` label). */
@@ -27,12 +28,7 @@ export function createWebhookMetrics(): WebhookMetrics {
   collectDefaultMetrics({ register: registry });
   return {
     registry,
-    funnel: new Counter({
-      name: 'otp_funnel_total',
-      help: 'OTP funnel events by stage, provider and country calling code',
-      labelNames: ['stage', 'provider', 'cc'],
-      registers: [registry],
-    }),
+    funnel: new Counter({ ...FUNNEL_METRIC, labelNames: [...FUNNEL_METRIC.labelNames], registers: [registry] }),
     received: new Counter({
       name: 'otp_callbacks_received_total',
       help: 'Provider delivery callbacks by provider and result (applied, unchanged, deferred, ignored, unknown_status, invalid, forbidden, error)',

@@ -1,3 +1,4 @@
+import { FUNNEL_METRIC } from '@otp-gateway/core';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
 /** The worker's Prometheus metrics. Labels never hold a phone number or a code. */
@@ -43,12 +44,7 @@ export function createWorkerMetrics(
   }
   return {
     registry,
-    funnel: new Counter({
-      name: 'otp_funnel_total',
-      help: 'OTP funnel events',
-      labelNames: ['stage', 'provider', 'cc'],
-      registers,
-    }),
+    funnel: new Counter({ ...FUNNEL_METRIC, labelNames: [...FUNNEL_METRIC.labelNames], registers }),
     latency: new Histogram({
       name: 'otp_provider_request_seconds',
       help: 'Provider send call latency',

@@ -29,3 +29,15 @@ export const deliveryMovesForward = (current: DeliveryStatus, next: DeliveryStat
   DELIVERY_RANK[next] > DELIVERY_RANK[current];
 
 export const isFinalDelivery = (s: DeliveryStatus): boolean => DELIVERY_RANK[s] === 3;
+
+/**
+ * The OTP funnel metric, one definition for every process that counts a stage of it (the API: requested,
+ * approved, expired, locked, wrong_code; the worker: sent, failed; the callbacks app: delivered, undelivered,
+ * failed). Labels are a stage, a provider ('none' before any) and the number's country calling code: never a
+ * number or a code.
+ */
+export const FUNNEL_METRIC = Object.freeze({
+  name: 'otp_funnel_total',
+  help: 'OTP funnel events by stage, provider and country calling code',
+  labelNames: ['stage', 'provider', 'cc'] as const,
+});
