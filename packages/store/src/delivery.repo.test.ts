@@ -3,7 +3,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { closeRedisClients, isolatedRedis } from '../../../test/support/redis.js';
 import { createDeliveryRepo, type DeliveryRepo } from './delivery.repo.js';
 import { keys } from './keys.js';
-import { toView } from './otp.repo.js';
+import { toView } from './otp.view.js';
 
 let redis: Redis;
 let repo: DeliveryRepo;

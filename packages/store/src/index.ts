@@ -3,6 +3,7 @@ export * from './delivery.repo.js';
 export * from './keys.js';
 export * from './otp.repo.js';
 export * from './otp.service.js';
+export * from './otp.view.js';
 export * from './queues.js';
 export * from './redis.js';
 export * from './redis-check.js';
