@@ -62,7 +62,7 @@ export function createSendProcessor(deps: SendProcessorDeps) {
       const { attempt, provider } = d.checkReceiptOf;
       // When the receipt came (or the OTP ended) this is a no-op: begin() below answers `done` while an
       // attempt still counts. It still runs, as the safety net for a resend the callbacks app failed to queue.
-      if (await delivery.receiptTimedOut(d.otpId, attempt, provider, now(), deps.minLifeMs)) {
+      if (await delivery.receiptTimedOut(d.otpId, attempt, provider, now())) {
         metrics.attemptFailures.inc({ provider, kind: 'no_receipt' });
         log.warn({ provider, attempt }, 'no delivery receipt in time; sending through the next provider');
       }

@@ -12,6 +12,7 @@ import {
   createCallbackRepo,
   createDeliveryRepo,
   createSendQueue,
+  MIN_RESEND_LIFE_MS,
   parseDeliveryReport,
   resendJobId,
   sweepUnstarted,
@@ -70,7 +71,7 @@ export async function startSendWorker(deps: SendWorkerDeps): Promise<SendWorker>
   // Receipts are expected only when the callbacks process is reachable by the providers.
   const scheduleReceiptCheck = config.webhooks.publicBaseUrl
     ? async (data: SendJobData, attempt: number, provider: ProviderId) => {
-        if (data.expiresAt - Date.now() - timeoutMs < MIN_LIFE_MS + 10_000) return;
+        if (data.expiresAt - Date.now() - timeoutMs <= MIN_RESEND_LIFE_MS) return;
         await queue.add(
           'send',
           { ...data, checkReceiptOf: { attempt, provider } },

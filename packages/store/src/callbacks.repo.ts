@@ -7,7 +7,7 @@ import {
 } from '@otp-gateway/core';
 import type { Redis } from 'ioredis';
 import { APPLY_REPORT_LUA } from './callbacks.scripts.js';
-import { keys, PREFIX } from './keys.js';
+import { keys, MIN_RESEND_LIFE_MS, PREFIX } from './keys.js';
 
 /** One delivery report from a provider, mapped onto the gateway's DeliveryStatus. */
 export interface DeliveryReport {
@@ -51,8 +51,6 @@ export interface CallbackRepo {
   apply(report: DeliveryReport, now: number): Promise<ApplyResult>;
 }
 
-/** An OTP is resent through another provider only when it has more life left than this. */
-export const MIN_RESEND_LIFE_MS = 15_000;
 /** Early reports kept per message id, newest last. */
 export const EARLY_REPORTS_CAP = 20;
 /** How long early reports wait for their message id. */

@@ -89,7 +89,7 @@ describe('delivery repo', () => {
     await pendingOtp('s1');
     await repo.begin('s1', ['twilio'], T0, 5000);
     await repo.accepted('s1', 1, 'twilio', 'SMs1', 'queued', T0);
-    expect(await repo.receiptTimedOut('s1', 1, 'twilio', T0 + 120_000, 5000)).toBe(true);
+    expect(await repo.receiptTimedOut('s1', 1, 'twilio', T0 + 120_000)).toBe(true);
     expect(await repo.begin('s1', ['twilio'], T0 + 120_001, 5000)).toEqual({ kind: 'stop', reason: 'exhausted' });
     expect(await repo.giveUp('s1', T0 + 120_002)).toBe(false);
     const v = await view('s1', T0 + 120_003);
@@ -99,7 +99,7 @@ describe('delivery repo', () => {
     await pendingOtp('s2');
     await repo.begin('s2', order, T0, 5000);
     await repo.accepted('s2', 1, 'twilio', 'SMs2', 'queued', T0);
-    await repo.receiptTimedOut('s2', 1, 'twilio', T0 + 120_000, 5000);
+    await repo.receiptTimedOut('s2', 1, 'twilio', T0 + 120_000);
     await repo.begin('s2', order, T0 + 120_001, 5000);
     await repo.failed('s2', 2, 'octopush', 'permanent', '117', T0 + 120_002);
     expect((await view('s2', T0 + 120_003)).status).toBe('pending');
@@ -207,15 +207,15 @@ describe('delivery repo', () => {
     await pendingOtp('t1');
     await repo.begin('t1', order, T0, 5000);
     await repo.accepted('t1', 1, 'twilio', 'SMt', 'queued', T0);
-    expect(await repo.receiptTimedOut('t1', 1, 'twilio', T0 + 120_000, 5000)).toBe(true);
-    expect(await repo.receiptTimedOut('t1', 1, 'twilio', T0 + 120_001, 5000)).toBe(false);
+    expect(await repo.receiptTimedOut('t1', 1, 'twilio', T0 + 120_000)).toBe(true);
+    expect(await repo.receiptTimedOut('t1', 1, 'twilio', T0 + 120_001)).toBe(false);
     expect(await repo.begin('t1', order, T0 + 120_002, 5000)).toMatchObject({
       kind: 'go',
       attempt: 2,
       provider: 'octopush',
     });
     await repo.accepted('t1', 2, 'octopush', 'tk', '', T0 + 120_003);
-    expect(await repo.receiptTimedOut('t1', 2, 'octopush', T0 + 240_000, 5000)).toBe(true);
+    expect(await repo.receiptTimedOut('t1', 2, 'octopush', T0 + 240_000)).toBe(true);
     expect(await repo.begin('t1', order, T0 + 240_001, 5000)).toEqual({ kind: 'stop', reason: 'exhausted' });
   });
 

@@ -1,7 +1,7 @@
 import type { ProviderErrorKind, ProviderId } from '@otp-gateway/core';
 import type { Redis } from 'ioredis';
 import { ACCEPT_LUA, BEGIN_LUA, FAIL_LUA, GIVE_UP_LUA, RECEIPT_TIMEOUT_LUA } from './delivery.scripts.js';
-import { keys, RETENTION_MS } from './keys.js';
+import { keys, MIN_RESEND_LIFE_MS, RETENTION_MS } from './keys.js';
 
 /** Provider health settings, shared by every worker through Redis. */
 export interface CircuitSettings {
@@ -54,13 +54,7 @@ export interface DeliveryRepo {
    * No final receipt came for `attempt`: when it still counts and the OTP can still be used, marks it
    * `no_receipt` so the code may go out through another provider. True when it did.
    */
-  receiptTimedOut(
-    otpId: string,
-    attempt: number,
-    provider: ProviderId,
-    now: number,
-    minLifeMs: number,
-  ): Promise<boolean>;
+  receiptTimedOut(otpId: string, attempt: number, provider: ProviderId, now: number): Promise<boolean>;
   /** Each provider's shared health: circuit open (no sends until the cool-down), paused (after a 429). */
   circuits(providers: readonly ProviderId[], now: number): Promise<Record<string, { open: boolean; paused: boolean }>>;
 }
@@ -153,8 +147,10 @@ export function createDeliveryRepo(
         ]),
       );
     },
-    async receiptTimedOut(otpId, attempt, provider, now, minLifeMs) {
-      return (await r.otpReceiptTimeout(keys.otp(otpId), keys.circuit(provider), now, attempt, minLifeMs)) === 1;
+    async receiptTimedOut(otpId, attempt, provider, now) {
+      return (
+        (await r.otpReceiptTimeout(keys.otp(otpId), keys.circuit(provider), now, attempt, MIN_RESEND_LIFE_MS)) === 1
+      );
     },
   };
 }

@@ -34,5 +34,10 @@ export const keys = {
 
 /** How long an OTP's record stays readable after it expires, for status polling and audits. */
 export const RETENTION_MS = 24 * 3600 * 1000;
+/**
+ * An OTP is resent through another provider (after a non-delivery, a missing receipt, or a lost resend job)
+ * only when it has more life left than this: one rule for the callbacks app, the receipt check and the sweep.
+ */
+export const MIN_RESEND_LIFE_MS = 15_000;
 /** How long an Idempotency-Key answer is kept. */
 export const IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000;

@@ -2,7 +2,7 @@ import type { SendJobData } from '@otp-gateway/core';
 import type { Redis } from 'ioredis';
 import { resendJobId } from './callbacks.repo.js';
 import type { DeliveryRepo } from './delivery.repo.js';
-import { keys } from './keys.js';
+import { keys, MIN_RESEND_LIFE_MS } from './keys.js';
 import { enqueueSend, type SendQueue } from './queues.js';
 
 /**
@@ -17,7 +17,7 @@ export async function sweepUnstarted(
   queue: SendQueue,
   opts: { now: number; delivery: Pick<DeliveryRepo, 'giveUp'>; graceMs?: number; minLifeMs?: number; batch?: number },
 ): Promise<number> {
-  const { now, delivery, graceMs = 10_000, minLifeMs = 15_000, batch = 200 } = opts;
+  const { now, delivery, graceMs = 10_000, minLifeMs = MIN_RESEND_LIFE_MS, batch = 200 } = opts;
   const ids = await redis.zrangebyscore(keys.unstarted(), '-inf', now - graceMs, 'LIMIT', 0, batch);
   let queued = 0;
   for (const id of ids) {
