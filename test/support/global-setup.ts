@@ -1,29 +1,37 @@
 import type { TestProject } from 'vitest/node';
-import { type LocalRedis, startLocalRedis } from './redis-server.js';
-
-declare module 'vitest' {
-  export interface ProvidedContext {
-    /** A Redis for integration tests; each test file takes its own database (see redis.ts). */
-    redisUrl: string;
-  }
-}
+import type { TestRedisTopology } from './redis.js';
+import { startLocalCluster } from './redis-cluster.js';
+import { startLocalRedis } from './redis-server.js';
 
 /**
- * One Redis for the run: REDIS_URL when given, else a testcontainers Redis when a Docker engine answers,
- * else a local redis-server on a free port, stopped after the run.
+ * The suite's Redis, one for the run; each test file takes its own key prefix (redis.ts).
+ * - `OTP_TEST_REDIS=cluster`: a 3-master Redis Cluster started from redis-server (REDIS_CLUSTER_NODES to use one
+ *   of your own);
+ * - otherwise one Redis: REDIS_URL when given, else a testcontainers Redis when a Docker engine answers, else a
+ *   local redis-server on a free port. Stopped after the run.
  */
 export default async function setup(project: TestProject) {
+  const provide = (t: TestRedisTopology) => project.provide('redisTopology', t);
+  if (process.env.OTP_TEST_REDIS === 'cluster') {
+    if (process.env.REDIS_CLUSTER_NODES) {
+      provide({ mode: 'cluster', nodes: process.env.REDIS_CLUSTER_NODES });
+      return;
+    }
+    const cluster = await startLocalCluster({ masters: 3 });
+    provide({ mode: 'cluster', nodes: cluster.nodesEnv });
+    return () => cluster.stop();
+  }
   if (process.env.REDIS_URL) {
-    project.provide('redisUrl', process.env.REDIS_URL);
+    provide({ mode: 'single', url: process.env.REDIS_URL });
     return;
   }
   const container = await tryContainer();
   if (container) {
-    project.provide('redisUrl', container.url);
+    provide({ mode: 'single', url: container.url });
     return () => container.stop();
   }
-  const local: LocalRedis = await startLocalRedis();
-  project.provide('redisUrl', local.url);
+  const local = await startLocalRedis();
+  provide({ mode: 'single', url: local.url });
   return () => local.stop();
 }
 
@@ -36,7 +44,7 @@ async function tryContainer(): Promise<{ url: string; stop(): Promise<unknown> }
       new Promise((_, reject) => setTimeout(() => reject(new Error('docker timeout')), 5000)),
     ]);
     const c = await new GenericContainer('redis:7-alpine')
-      .withCommand(['redis-server', '--databases', '128', '--save', '', '--appendonly', 'no'])
+      .withCommand(['redis-server', '--save', '', '--appendonly', 'no'])
       .withExposedPorts(6379)
       .withWaitStrategy(Wait.forLogMessage('Ready to accept connections'))
       .start();

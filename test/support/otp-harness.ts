@@ -1,25 +1,22 @@
 import { createHash } from 'node:crypto';
-import type { Redis } from 'ioredis';
 import { buildApi } from '../../apps/api/src/app.js';
+import { type Config, decryptCode, deriveKeys, loadConfig, type OtpKeys } from '../../packages/core/src/index.js';
+import { createOtpService } from '../../packages/service/src/index.js';
 import {
-  type Config,
-  decryptCode,
-  deriveKeys,
-  loadConfig,
-  type OtpKeys,
-  QUEUES,
-  type SendJobData,
-} from '../../packages/core/src/index.js';
-import {
+  connectStore,
+  createIdempotencyStore,
   createOtpRepo,
-  createOtpService,
-  createRedis,
-  createSendQueue,
-  limitsFromConfig,
-  type SendQueue,
+  createRequestLimiter,
+  createSendQueues,
+  numberRules,
+  readSealedCode,
+  type RedisClient,
+  requestLimits,
+  type SendQueues,
+  waitReady,
 } from '../../packages/store/src/index.js';
 import { TEST_SECRET } from './processes.js';
-import { closeRedisClients, isolatedRedis } from './redis.js';
+import { closeRedisClients, type IsolatedStore, isolatedRedis, keysUnder } from './redis.js';
 
 /** Two API keys: OTPs created under one must be invisible under the other. */
 export const KEY_A = { name: 'alpha', secret: 'alpha-secret-0123456789abcdef' } as const;
@@ -46,61 +43,51 @@ export interface CallOptions {
   ip?: string;
 }
 
-/** The API built in-process on a real Redis and a real BullMQ queue, wired as apps/api/src/main.ts does. */
+/** The API built in-process on a real Redis and real BullMQ queues, wired as apps/api/src/main.ts does. */
 export interface TestApi {
   readonly config: Config;
   readonly keys: OtpKeys;
-  readonly url: string;
-  /** An admin client on the same database, for inspecting and comparing state. */
-  readonly db: Redis;
-  readonly queue: SendQueue;
-  /** Milliseconds added to the real time the OTP service sees; starts 1 s into a fresh minute. */
+  /** This API's share of Redis (its key prefix), and an admin client on it, for inspecting and comparing state. */
+  readonly store: IsolatedStore;
+  readonly db: RedisClient;
+  readonly queues: SendQueues;
+  /** Milliseconds added to the real time the OTP scripts see; starts 1 s into a fresh minute. */
   offsetMs: number;
   now(): number;
   call(method: 'GET' | 'POST', url: string, opts?: CallOptions): Promise<Answer>;
   send(phoneNumber: string, opts?: CallOptions): Promise<Answer>;
   verify(body: Record<string, unknown>, opts?: CallOptions): Promise<Answer>;
-  /** The code of an OTP, learned the only way a test can: decrypting its send job's sealedCode. */
+  /** The code of an OTP, learned the only way a test can: decrypting the sealed code the workers send. */
   codeOf(otpId: string): Promise<string>;
+  /** Every key of this API's prefix. */
+  keys_(): Promise<string[]>;
   close(): Promise<void>;
 }
 
-/** Waits until an ioredis client is connected (request connections refuse commands before). */
-export async function waitReady(redis: Redis): Promise<void> {
-  if (redis.status === 'ready') return;
-  await new Promise<void>((resolve) => redis.once('ready', () => resolve()));
-}
-
 /**
- * Builds the API in-process with `env` on top of a test default (two keys, the test secret). Pass `db` to share
- * a database with another instance (two API replicas); otherwise a fresh isolated database is taken.
+ * Builds the API in-process with `env` on top of a test default (two keys, the test secret). Pass `shared` to share
+ * a store with another instance (two API replicas); otherwise a fresh isolated prefix is taken.
  */
-export async function startTestApi(
-  env: Record<string, string> = {},
-  shared?: { url: string; db: Redis },
-): Promise<TestApi> {
-  let own: { url: string; db: Redis };
-  if (shared) own = shared;
-  else {
-    const isolated = await isolatedRedis();
-    own = { url: isolated.url, db: isolated.redis };
-  }
+export async function startTestApi(env: Record<string, string> = {}, shared?: IsolatedStore): Promise<TestApi> {
+  const store = shared ?? (await isolatedRedis());
   const config = loadConfig(
-    { NODE_ENV: 'test', REDIS_URL: own.url, OTP_SECRET: TEST_SECRET, API_KEYS, LOG_LEVEL: 'silent', ...env },
+    { NODE_ENV: 'test', ...store.env, OTP_SECRET: TEST_SECRET, API_KEYS, LOG_LEVEL: 'silent', ...env },
     'api',
   );
   const keys = deriveKeys(config.otpSecret);
-  const redis = createRedis(config.redisUrl, 'request', 'otp-api-test');
-  const queue = createSendQueue(redis);
-  queue.on('error', () => {});
-  const repo = createOtpRepo(redis, limitsFromConfig(config.otp));
+  const { redis, ks } = connectStore(config, 'request', 'otp-api-test');
+  const queues = createSendQueues(redis, ks, config.queues);
+  const repo = createOtpRepo(redis, ks, {
+    rules: numberRules(config.otp),
+    retentionMs: config.otp.recordRetentionSeconds * 1000,
+  });
   const nextMinute = Math.ceil(Date.now() / 60_000) * 60_000;
   const api: TestApi = {
     config,
     keys,
-    url: own.url,
-    db: own.db,
-    queue,
+    store,
+    db: store.redis,
+    queues,
     offsetMs: nextMinute + 1000 - Date.now(),
     now: () => Date.now() + api.offsetMs,
     call: async () => {
@@ -109,17 +96,26 @@ export async function startTestApi(
     send: (phoneNumber, opts = {}) => api.call('POST', '/v1/otp/send', { body: { phoneNumber }, ...opts }),
     verify: (body, opts = {}) => api.call('POST', '/v1/otp/verify', { body, ...opts }),
     async codeOf(otpId) {
-      const job = await queue.getJob(otpId);
-      if (!job) throw new Error(`no send job ${otpId}`);
-      return decryptCode(keys, otpId, (job.data as SendJobData).sealedCode);
+      const sealed = await readSealedCode(store.redis, ks, otpId);
+      if (!sealed) throw new Error(`no sealed code for ${otpId}`);
+      return decryptCode(keys, otpId, sealed);
     },
+    keys_: () => keysUnder(store.redis, store.prefix),
     async close() {
       await app.close();
-      await queue.close().catch(() => {});
-      await closeRedisClients(redis, shared ? undefined : own.db);
+      await queues.close();
+      await closeRedisClients(redis, shared ? undefined : store.redis);
     },
   };
-  const service = createOtpService({ config, keys, repo, queue, now: () => api.now() });
+  const service = createOtpService({
+    config,
+    keys,
+    repo,
+    limiter: createRequestLimiter(redis, ks, requestLimits(config.otp)),
+    idempotency: createIdempotencyStore(redis, ks),
+    queues,
+    now: () => api.now(),
+  });
   const app = await buildApi({ config, service, redis, logger: false });
   api.call = async (method, url, opts = {}) => {
     const headers: Record<string, string> = { ...opts.headers };
@@ -136,8 +132,8 @@ export async function startTestApi(
     } catch {}
     return { status: res.statusCode, body, headers: res.headers, text: res.body };
   };
-  await waitReady(redis);
-  await queue.waitUntilReady();
+  await waitReady(redis, 10_000);
+  await Promise.all(queues.shards.map((q) => q.waitUntilReady()));
   return api;
 }
 
@@ -148,17 +144,11 @@ export interface DumpedKey {
   readonly values: readonly string[];
 }
 
-/** Reads every key of the client's database (SCAN), whatever its type: strings, hashes, lists, sets, zsets, streams. */
-export async function dumpRedis(redis: Redis): Promise<DumpedKey[]> {
-  const names = new Set<string>();
-  let cursor = '0';
-  do {
-    const [next, batch] = await redis.scan(cursor, 'COUNT', 1000);
-    for (const k of batch) names.add(k);
-    cursor = next;
-  } while (cursor !== '0');
+/** Reads every key under a prefix (all masters), whatever its type: strings, hashes, lists, sets, zsets, streams. */
+export async function dumpRedis(redis: RedisClient, prefix: string): Promise<DumpedKey[]> {
+  const names = await keysUnder(redis, prefix);
   const out: DumpedKey[] = [];
-  for (const key of [...names].sort()) {
+  for (const key of names) {
     const type = await redis.type(key);
     let values: string[] = [];
     if (type === 'string') values = [(await redis.get(key)) ?? ''];
@@ -176,9 +166,9 @@ export async function dumpRedis(redis: Redis): Promise<DumpedKey[]> {
   return out;
 }
 
-/** The whole database as one comparable string (no TTLs): equal snapshots mean nothing changed. */
-export async function snapshot(redis: Redis): Promise<string> {
-  return JSON.stringify(await dumpRedis(redis));
+/** Everything under a prefix as one comparable string (no TTLs): equal snapshots mean nothing changed. */
+export async function snapshot(redis: RedisClient, prefix: string): Promise<string> {
+  return JSON.stringify(await dumpRedis(redis, prefix));
 }
 
 /** The forms in which a code counts as "in clear": itself, and unkeyed digests or encodings anyone can reverse. */
@@ -204,5 +194,8 @@ export function findClear(code: string, texts: Iterable<[where: string, text: st
   return hits;
 }
 
-/** The send queue's name as BullMQ spells its keys. */
-export const SEND_QUEUE_PREFIX = `bull:${QUEUES.send}:`;
+/** The key of an OTP's first send job, as BullMQ spells it. */
+export function sendJobKey(api: Pick<TestApi, 'queues'>, otpId: string): string {
+  const q = api.queues.forOtp(otpId);
+  return `${q.opts.prefix}:${q.name}:${otpId}`;
+}

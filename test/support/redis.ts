@@ -1,24 +1,74 @@
-import { Redis } from 'ioredis';
+import { EnvReader, type RedisConfig, readRedisConfig } from '../../packages/core/src/index.js';
+import {
+  connectStore,
+  createKeyspace,
+  type Keyspace,
+  masters,
+  type RedisClient,
+  waitReady,
+} from '../../packages/store/src/index.js';
 import { inject } from 'vitest';
 
-let counter: Redis | undefined;
+declare module 'vitest' {
+  export interface ProvidedContext {
+    /** The suite's Redis (see global-setup.ts): one server, or a cluster when OTP_TEST_REDIS=cluster. */
+    redisTopology: TestRedisTopology;
+  }
+}
 
-/**
- * A Redis database of its own for the calling test file, flushed first, so files can run in parallel.
- * Returns its URL (with the db number) and a client on it.
- */
-export async function isolatedRedis(): Promise<{ url: string; redis: Redis }> {
-  const base = inject('redisUrl');
-  counter ??= new Redis(base, { lazyConnect: false });
-  const n = await counter.incr('otp-tests:db-counter');
-  const db = 1 + ((n - 1) % 126);
-  const url = `${base.replace(/\/\d*$/, '')}/${db}`;
-  const redis = new Redis(url);
-  await redis.flushdb();
-  return { url, redis };
+/** Where the suite's Redis is. */
+export type TestRedisTopology = { mode: 'single'; url: string } | { mode: 'cluster'; nodes: string };
+
+/** A test file's own share of the suite's Redis: its own key prefix, so files run in parallel on one server or cluster. */
+export interface IsolatedStore {
+  /** What a gateway process needs: REDIS_URL or REDIS_CLUSTER_NODES, and this file's REDIS_KEY_PREFIX. */
+  readonly env: Record<string, string>;
+  readonly prefix: string;
+  readonly ks: Keyspace;
+  readonly redisConfig: RedisConfig;
+  /** An admin client (a cluster client in cluster mode) for inspecting state. */
+  readonly redis: RedisClient;
+  /** True on a cluster. */
+  readonly cluster: boolean;
+}
+
+let counter: RedisClient | undefined;
+
+/** The connection variables of the suite's Redis, without a prefix. */
+export function topologyEnv(): Record<string, string> {
+  const t = inject('redisTopology');
+  return t.mode === 'cluster' ? { REDIS_CLUSTER_NODES: t.nodes } : { REDIS_URL: t.url };
+}
+
+/** A key prefix of its own for the calling test file (or for one test that wants a clean slate). */
+export async function isolatedRedis(): Promise<IsolatedStore> {
+  const base = topologyEnv();
+  const baseConfig = readRedisConfig(new EnvReader(base));
+  counter ??= connectStore({ redis: baseConfig }, 'worker', 'otp-tests').redis;
+  const n = await counter.incr('otp-tests:prefix-counter');
+  const prefix = `t${n}`;
+  const env = { ...base, REDIS_KEY_PREFIX: prefix };
+  const redisConfig: RedisConfig = { ...baseConfig, keyPrefix: prefix };
+  const { redis } = connectStore({ redis: redisConfig }, 'worker', 'otp-tests-admin');
+  await waitReady(redis, 10_000);
+  return { env, prefix, ks: createKeyspace(prefix), redisConfig, redis, cluster: base.REDIS_CLUSTER_NODES !== undefined };
+}
+
+/** Every key under a prefix, over every master. */
+export async function keysUnder(redis: RedisClient, prefix: string): Promise<string[]> {
+  const names = new Set<string>();
+  for (const node of masters(redis)) {
+    let cursor = '0';
+    do {
+      const [next, batch] = await node.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+      for (const k of batch) names.add(k);
+      cursor = next;
+    } while (cursor !== '0');
+  }
+  return [...names].sort();
 }
 
 /** Closes the clients isolatedRedis opened. */
-export async function closeRedisClients(...clients: (Redis | undefined)[]): Promise<void> {
+export async function closeRedisClients(...clients: (RedisClient | undefined)[]): Promise<void> {
   await Promise.all(clients.map((c) => c?.quit().catch(() => c.disconnect())));
 }

@@ -1,6 +1,6 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../../packages/store/src/index.js';
 import { type AppProcess, startApp, TEST_SECRET, waitForHttp } from './processes.js';
-import { isolatedRedis } from './redis.js';
+import { type IsolatedStore, isolatedRedis } from './redis.js';
 import { freePort } from './redis-server.js';
 
 export const STACK_KEY = 'stack-test-secret-0123456789';
@@ -16,10 +16,11 @@ export interface InboxMessage {
   [k: string]: unknown;
 }
 
-/** Real processes on loopback: simulator, API, N workers and optionally the callbacks app, on an isolated Redis db. */
+/** Real processes on loopback: simulator, API, N workers and optionally the callbacks app, on an isolated key prefix. */
 export interface Stack {
-  readonly redis: Redis;
-  readonly redisUrl: string;
+  /** An admin client on the stack's Redis, and its share of it (key prefix). */
+  readonly redis: RedisClient;
+  readonly store: IsolatedStore;
   readonly apiUrl: string;
   readonly simUrl: string;
   readonly webhooksUrl: string | null;
@@ -38,13 +39,14 @@ export interface Stack {
 export async function startStack(
   opts: { workers?: number; webhooks?: boolean; env?: Record<string, string>; workerEnv?: Record<string, string> } = {},
 ): Promise<Stack> {
-  const { url: redisUrl, redis } = await isolatedRedis();
+  const store = await isolatedRedis();
+  const { redis } = store;
   const [apiPort, simPort, hookPort] = await Promise.all([freePort(), freePort(), freePort()]);
   const apiUrl = `http://127.0.0.1:${apiPort}`;
   const simUrl = `http://127.0.0.1:${simPort}`;
   const webhooksUrl = opts.webhooks ? `http://127.0.0.1:${hookPort}` : null;
   const env: Record<string, string> = {
-    REDIS_URL: redisUrl,
+    ...store.env,
     OTP_SECRET: TEST_SECRET,
     API_KEYS: `test:${STACK_KEY}`,
     API_PORT: String(apiPort),
@@ -97,7 +99,7 @@ export async function startStack(
   const auth = { authorization: `Bearer ${STACK_KEY}`, 'content-type': 'application/json' };
   return {
     redis,
-    redisUrl,
+    store,
     apiUrl,
     simUrl,
     webhooksUrl,

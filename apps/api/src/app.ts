@@ -2,9 +2,9 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { type TypeBoxTypeProvider, TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox';
 import { type Config, isGatewayError, logFormat, maskPhone } from '@otp-gateway/core';
-import { type OtpService, redisAnswers } from '@otp-gateway/store';
+import type { OtpService } from '@otp-gateway/service';
+import { type RedisClient, redisAnswers } from '@otp-gateway/store';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions, LogController } from 'fastify';
-import type { Redis } from 'ioredis';
 import { createAuthenticator } from './auth.js';
 import { type ApiMetrics, createApiMetrics } from './metrics.js';
 import { otpRoutes } from './otp.routes.js';
@@ -14,7 +14,7 @@ export interface ApiDeps {
   readonly config: Config;
   readonly service: OtpService;
   /** The connection /readyz pings. */
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly logger?: FastifyServerOptions['logger'] | false;
   readonly metrics?: ApiMetrics;
 }

@@ -1,13 +1,15 @@
 import 'dotenv/config';
 import { deriveKeys, loadConfig } from '@otp-gateway/core';
+import { createOtpService, refuseToStart } from '@otp-gateway/service';
 import {
   checkRedisConfig,
+  connectStore,
+  createIdempotencyStore,
   createOtpRepo,
-  createOtpService,
-  createRedis,
-  createSendQueue,
-  limitsFromConfig,
-  refuseToStart,
+  createRequestLimiter,
+  createSendQueues,
+  numberRules,
+  requestLimits,
   startRedisClock,
 } from '@otp-gateway/store';
 import { buildApi } from './app.js';
@@ -20,18 +22,24 @@ async function main() {
   } catch (e) {
     refuseToStart('api', e);
   }
-  const redis = createRedis(config.redisUrl, 'request', 'otp-api');
-  const queue = createSendQueue(redis);
-  queue.on('error', () => {});
+  const { redis, ks } = connectStore(config, 'request', 'otp-api');
+  const queues = createSendQueues(redis, ks, config.queues);
   const clock = startRedisClock(redis);
   const metrics = createApiMetrics();
-  const repo = createOtpRepo(redis, limitsFromConfig(config.otp), { clock, deadlineMs: 500 });
+  const repo = createOtpRepo(
+    redis,
+    ks,
+    { rules: numberRules(config.otp), retentionMs: config.otp.recordRetentionSeconds * 1000 },
+    { clock, deadlineMs: 500 },
+  );
   let app: Awaited<ReturnType<typeof buildApi>> | undefined;
   const service = createOtpService({
     config,
     keys: deriveKeys(config.otpSecret),
     repo,
-    queue,
+    limiter: createRequestLimiter(redis, ks, requestLimits(config.otp)),
+    idempotency: createIdempotencyStore(redis, ks),
+    queues,
     onFunnel: (e) => metrics.funnel.inc({ stage: e.stage, provider: e.provider, cc: e.callingCode }),
     onEnqueueFailed: (otpId, err) =>
       app?.log.warn(
@@ -50,7 +58,7 @@ async function main() {
     closing = true;
     app.log.info({ signal }, 'api stopping');
     await app.close();
-    await queue.close().catch(() => {});
+    await queues.close();
     clock.stop();
     redis.disconnect();
     process.exit(0);

@@ -1,5 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import type { OtpService } from '@otp-gateway/store';
+import type { OtpService } from '@otp-gateway/service';
 import type { ApiMetrics } from './metrics.js';
 import {
   errors,

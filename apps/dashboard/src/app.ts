@@ -1,9 +1,8 @@
 import basicAuth from '@fastify/basic-auth';
 import { type Config, logFormat } from '@otp-gateway/core';
-import { redisAnswers } from '@otp-gateway/store';
+import { type RedisClient, redisAnswers } from '@otp-gateway/store';
 import type { Queue } from 'bullmq';
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, LogController } from 'fastify';
-import type { Redis } from 'ioredis';
 import type { LoggerOptions } from 'pino';
 import { createCredentialCheck } from './auth.js';
 import { BOARD_PATH, bullBoardPlugin, REFUSED_BOARD_ROUTES } from './board.js';
@@ -14,8 +13,8 @@ export { BOARD_PATH } from './board.js';
 export interface DashboardDeps {
   readonly config: Config;
   /** The connection /readyz pings. */
-  readonly redis: Redis;
-  /** Every queue of the gateway (one per name in QUEUES); opened and closed by the caller. */
+  readonly redis: RedisClient;
+  /** Every queue of the gateway (each send queue shard); opened and closed by the caller. */
   readonly queues: readonly Queue[];
   /** A pino logger; none: no logs. */
   readonly logger?: FastifyBaseLogger;

@@ -1,7 +1,6 @@
 import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
-import { QUEUES } from '@otp-gateway/core';
 import type { Queue } from 'bullmq';
 import type { FastifyPluginAsync } from 'fastify';
 import { redactJobData } from './redact.js';
@@ -9,9 +8,11 @@ import { redactJobData } from './redact.js';
 /** Where Bull Board lives (the contract's path). */
 export const BOARD_PATH = '/admin/queues';
 
-const DESCRIPTIONS: Record<string, string> = {
-  [QUEUES.send]: 'SMS sends: one job per OTP (job id = OTP id). The code is sealed and hidden; numbers are masked.',
-};
+/** What an operator reads under each queue's name. */
+const describe = (name: string): string =>
+  name.startsWith('otp-send-')
+    ? `SMS sends, shard ${name.slice('otp-send-'.length)}: one job per OTP (job id = OTP id; resends <id>-r<attempt>). Jobs hold the OTP id only.`
+    : '';
 
 /**
  * Bull Board routes that would write job data. Refused: a job whose data an operator edited or
@@ -31,7 +32,7 @@ export function bullBoardPlugin(queues: readonly Queue[]): FastifyPluginAsync {
     queues: queues.map((queue) => {
       const adapter = new BullMQAdapter(queue, {
         allowRetries: true,
-        description: DESCRIPTIONS[queue.name] ?? '',
+        description: describe(queue.name),
       });
       adapter.setFormatter('data', redactJobData);
       adapter.setFormatter('returnValue', redactJobData);

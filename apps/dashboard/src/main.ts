@@ -1,7 +1,7 @@
 import 'dotenv/config';
-import { loadConfig, QUEUES } from '@otp-gateway/core';
-import { checkRedisConfig, createRedis, refuseToStart } from '@otp-gateway/store';
-import { Queue } from 'bullmq';
+import { loadConfig } from '@otp-gateway/core';
+import { refuseToStart } from '@otp-gateway/service';
+import { checkRedisConfig, connectStore, createSendQueues } from '@otp-gateway/store';
 import { pino } from 'pino';
 import { BOARD_PATH, buildDashboard, dashboardLoggerOptions } from './app.js';
 
@@ -13,13 +13,11 @@ async function main() {
     refuseToStart('dashboard', e);
   }
   const log = pino(dashboardLoggerOptions(config));
-  const redis = createRedis(config.redisUrl, 'request', 'otp-dashboard');
+  const { redis, ks } = connectStore(config, 'request', 'otp-dashboard');
   await checkRedisConfig(redis, { env: config.env, log }).catch((e) => refuseToStart('dashboard', e));
-  const queues = Object.values(QUEUES).map((name) => {
-    const queue = new Queue(name, { connection: redis });
-    queue.on('error', () => {});
-    return queue;
-  });
+  // Every shard of the send queue, each shown on the board and in the metrics.
+  const sendQueues = createSendQueues(redis, ks, config.queues);
+  const queues = sendQueues.shards;
   const app = await buildDashboard({ config, redis, queues, logger: log });
 
   let closing = false;
@@ -28,7 +26,7 @@ async function main() {
     closing = true;
     log.info({ signal }, 'dashboard stopping');
     await app.close();
-    await Promise.all(queues.map((q) => q.close().catch(() => {})));
+    await sendQueues.close();
     redis.disconnect();
     log.info('dashboard stopped');
     process.exit(0);

@@ -1,8 +1,7 @@
 import formbody from '@fastify/formbody';
 import { type Config, logFormat } from '@otp-gateway/core';
-import { type CallbackRepo, redisAnswers, type SendQueue } from '@otp-gateway/store';
+import { type RedisClient, type ReportRepo, redisAnswers, type SendQueues } from '@otp-gateway/store';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions } from 'fastify';
-import type { Redis } from 'ioredis';
 import { createWebhookMetrics, type WebhookMetrics } from './metrics.js';
 import { OCTOPUSH_DELIVERY_PREFIX, octopushRoutes } from './octopush.routes.js';
 import { twilioRoutes } from './twilio.routes.js';
@@ -10,14 +9,13 @@ import { refuse } from './webhook.errors.js';
 
 export interface WebhooksDeps {
   readonly config: Config;
-  readonly callbacks: CallbackRepo;
-  /** Where resends go (the send queue; SEND_JOB_OPTIONS are its defaults). */
-  readonly queue: Pick<SendQueue, 'add'>;
-  /** The connection /readyz pings. */
-  readonly redis: Pick<Redis, 'ping'>;
+  readonly reports: ReportRepo;
+  /** Where resends go. */
+  readonly queues: SendQueues;
+  /** The connection /readyz checks. */
+  readonly redis: RedisClient;
   readonly logger?: FastifyServerOptions['logger'] | false;
   readonly metrics?: WebhookMetrics;
-  readonly now?: () => number;
 }
 
 const TOKEN_SEGMENT = new RegExp(`(${OCTOPUSH_DELIVERY_PREFIX.replaceAll('/', '\\/')})[^/?#]*`);
@@ -44,7 +42,6 @@ export function webhooksLoggerOptions(config: Config): FastifyServerOptions['log
 export async function buildWebhooks(deps: WebhooksDeps): Promise<FastifyInstance> {
   const { config, redis } = deps;
   const metrics = deps.metrics ?? createWebhookMetrics();
-  const now = deps.now ?? Date.now;
   const app = Fastify({
     logger: deps.logger === undefined ? webhooksLoggerOptions(config) : deps.logger,
     bodyLimit: 32 * 1024,
@@ -76,7 +73,7 @@ export async function buildWebhooks(deps: WebhooksDeps): Promise<FastifyInstance
     reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
   );
 
-  const record = { callbacks: deps.callbacks, queue: deps.queue, metrics, now };
+  const record = { reports: deps.reports, queues: deps.queues, metrics };
   await app.register(twilioRoutes, {
     ...record,
     authToken: config.webhooks.twilioAuthToken,

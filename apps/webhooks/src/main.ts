@@ -1,6 +1,15 @@
 import 'dotenv/config';
 import { loadConfig } from '@otp-gateway/core';
-import { checkRedisConfig, createCallbackRepo, createRedis, createSendQueue, refuseToStart } from '@otp-gateway/store';
+import { refuseToStart } from '@otp-gateway/service';
+import {
+  checkRedisConfig,
+  circuitSettings,
+  connectStore,
+  createCircuits,
+  createMessageIndex,
+  createReportRepo,
+  createSendQueues,
+} from '@otp-gateway/store';
 import { buildWebhooks } from './app.js';
 
 async function main() {
@@ -10,10 +19,15 @@ async function main() {
   } catch (e) {
     refuseToStart('webhooks', e);
   }
-  const redis = createRedis(config.redisUrl, 'request', 'otp-webhooks');
-  const queue = createSendQueue(redis);
-  queue.on('error', () => {});
-  const app = await buildWebhooks({ config, callbacks: createCallbackRepo(redis), queue, redis });
+  const { redis, ks } = connectStore(config, 'request', 'otp-webhooks');
+  const queues = createSendQueues(redis, ks, config.queues);
+  const reports = createReportRepo({
+    redis,
+    ks,
+    messages: createMessageIndex(redis, ks),
+    circuits: createCircuits(redis, ks, circuitSettings(config)),
+  });
+  const app = await buildWebhooks({ config, reports, queues, redis });
   await checkRedisConfig(redis, { env: config.env, log: app.log, readyTimeoutMs: 2000 }).catch((e) =>
     refuseToStart('webhooks', e),
   );
@@ -26,7 +40,7 @@ async function main() {
     closing = true;
     app.log.info({ signal }, 'webhooks stopping');
     await app.close();
-    await queue.close().catch(() => {});
+    await queues.close();
     redis.disconnect();
     process.exit(0);
   };

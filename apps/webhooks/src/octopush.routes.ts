@@ -81,7 +81,7 @@ export async function octopushRoutes(app: FastifyInstance, opts: OctopushRoutesO
       status,
       providerStatus: providerStatus.toUpperCase(),
       errorCode: null,
-      at: reportTime(body.delivery_date, opts.now()),
+      at: reportTime(body.delivery_date, Date.now()),
     };
     const result = await recordReport(opts, report, req.log);
     metrics.received.inc({ provider: 'octopush', result });

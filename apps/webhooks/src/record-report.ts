@@ -1,20 +1,18 @@
-import { maskPhone } from '@otp-gateway/core';
-import { type CallbackRepo, type DeliveryReport, resendJobId, type SendQueue } from '@otp-gateway/store';
+import { type DeliveryReport, enqueueResend, type ReportRepo, type SendQueues } from '@otp-gateway/store';
 import type { FastifyBaseLogger } from 'fastify';
 import type { CallbackResult, WebhookMetrics } from './metrics.js';
 
-/** What recording a report needs: the repository, the send queue for resends, metrics, a clock. */
+/** What recording a report needs: the repository, the send queues for resends, metrics. */
 export interface RecordDeps {
-  readonly callbacks: CallbackRepo;
-  readonly queue: Pick<SendQueue, 'add'>;
+  readonly reports: ReportRepo;
+  readonly queues: SendQueues;
   readonly metrics: WebhookMetrics;
-  readonly now: () => number;
 }
 
 /**
- * Records one authentic report: one Redis round trip, plus one enqueue when the message that counted was not
- * delivered and the OTP can still go out through another provider. Returns 'error' when Redis fails (the caller
- * answers 503) and never throws.
+ * Records one authentic report: the message lookup and the OTP's update (two round trips in two slots), plus one
+ * enqueue when the message that counted was not delivered and the OTP can still go out through another provider.
+ * Returns 'error' when Redis fails (the caller answers 503, the provider retries) and never throws.
  */
 export async function recordReport(
   deps: RecordDeps,
@@ -30,7 +28,7 @@ export async function recordReport(
     providerStatus: report.providerStatus,
   };
   try {
-    const res = await deps.callbacks.apply(report, deps.now());
+    const res = await deps.reports.apply(report);
     if (res.kind === 'deferred') {
       log.info(fields, 'delivery report kept until its message id is recorded');
       return 'deferred';
@@ -49,15 +47,13 @@ export async function recordReport(
     );
     if (resend) {
       try {
-        await deps.queue.add('send', resend, { jobId: resendJobId(otpId, attempt) });
+        await enqueueResend(deps.queues, resend.otpId, resend.after);
+        deps.metrics.resends.inc({ provider });
+        log.info({ otpId, attempt, provider }, 'resend queued after non-delivery');
       } catch (e) {
-        // acc is cleared but no job will send the code: the OTP stays pending without an SMS until it expires
-        // (a repeated callback cannot help, it changes nothing). Loud on purpose.
-        log.error({ otpId, attempt, provider, err: (e as Error).message }, 'resend could not be queued');
-        return 'error';
+        // The report is recorded and the OTP listed as waiting for its resend: the workers' sweep queues it.
+        log.warn({ otpId, attempt, provider, err: (e as Error).message }, 'resend not queued; the sweep will queue it');
       }
-      deps.metrics.resends.inc({ provider });
-      log.info({ otpId, attempt, provider, to: maskPhone(resend.to) }, 'resend queued after non-delivery');
     }
     return changed ? 'applied' : 'unchanged';
   } catch (e) {

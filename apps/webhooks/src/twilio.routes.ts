@@ -60,7 +60,7 @@ export async function twilioRoutes(app: FastifyInstance, opts: TwilioRoutesOptio
       status,
       providerStatus,
       errorCode: str(params.ErrorCode),
-      at: opts.now(),
+      at: Date.now(),
     };
     const result = await recordReport(opts, report, req.log);
     metrics.received.inc({ provider: 'twilio', result });

@@ -1,6 +1,7 @@
 import 'dotenv/config';
 import { loadConfig, logFormat } from '@otp-gateway/core';
-import { checkRedisConfig, createRedis, redisAnswers, refuseToStart } from '@otp-gateway/store';
+import { refuseToStart } from '@otp-gateway/service';
+import { checkRedisConfig, connectStore, redisAnswers } from '@otp-gateway/store';
 import { pino } from 'pino';
 import { startHealthServer } from './health.server.js';
 import { startSendWorker } from './send.worker.js';
@@ -13,18 +14,18 @@ async function main() {
     refuseToStart('worker', e);
   }
   const log = pino({ level: config.logLevel, base: { app: 'worker', pid: process.pid }, ...logFormat(config) });
-  const redis = createRedis(config.redisUrl, 'worker', 'otp-worker');
+  const { redis, ks } = connectStore(config, 'worker', 'otp-worker');
   await checkRedisConfig(redis, { env: config.env, log, readyTimeoutMs: 5000 }).catch((e) =>
     refuseToStart('worker', e),
   );
-  const sender = await startSendWorker({ config, redis, log });
+  const sender = await startSendWorker({ config, redis, ks, log });
 
   const health = config.worker.metricsPort
     ? await startHealthServer({
         port: config.worker.metricsPort,
         host: config.host,
         registry: sender.metrics.registry,
-        ready: async () => (await redisAnswers(redis)) && sender.worker.isRunning(),
+        ready: async () => (await redisAnswers(redis)) && sender.isRunning(),
       })
     : null;
 
@@ -45,6 +46,7 @@ async function main() {
     {
       providers: config.providers.order,
       concurrency: config.worker.concurrency,
+      queueShards: config.queues.sendShards,
       metricsPort: config.worker.metricsPort,
     },
     'worker started',

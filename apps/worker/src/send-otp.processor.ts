@@ -6,11 +6,10 @@ import {
   type OtpKeys,
   ProviderError,
   type ProviderId,
-  type SendJobData,
   type SmsProvider,
 } from '@otp-gateway/core';
 import { renderOtpMessage } from '@otp-gateway/providers';
-import type { DeliveryRepo } from '@otp-gateway/store';
+import { type DeliveryRepo, MIN_SEND_LIFE_MS, type SendJobData, type SendJobKind, worthSending } from '@otp-gateway/store';
 import { DelayedError, type Job, UnrecoverableError } from 'bullmq';
 import { otpBackoff } from './backoff.js';
 import type { WorkerMetrics } from './metrics.js';
@@ -24,30 +23,27 @@ export interface SendProcessorDeps {
   readonly metrics: WorkerMetrics;
   /** Aborted when the worker must stop: in-flight provider calls end. */
   readonly shutdown: AbortSignal;
-  /** An SMS is not sent when the OTP has less life than this left. */
-  readonly minLifeMs: number;
-  /**
-   * After an accepted attempt, schedules the check that resends through the next provider when no final
-   * receipt came in time; null when receipts are not expected (no callbacks configured).
-   */
-  readonly scheduleReceiptCheck: ((data: SendJobData, attempt: number, provider: ProviderId) => Promise<void>) | null;
   /** Applies delivery reports that arrived before the message id was recorded. */
   readonly applyEarlyReports?: (reports: string[], log: Logger) => Promise<void>;
   readonly now?: () => number;
 }
 
+type SendJob = Job<SendJobData, void, SendJobKind>;
+
 /**
- * Takes a send job: picks the provider (first in order whose circuit is closed), records the attempt,
- * sends, and records the outcome. Throws to make BullMQ retry (ProviderError), to park the job until a
- * provider is free (DelayedError), or to fail it for good (UnrecoverableError, the OTP then reads `failed`).
+ * Takes a send job (a first send or a resend: the same work, the OTP's record says what is left to do): plans the
+ * attempt (the first provider in order whose circuit lets it through), sends, and records the outcome. Throws to
+ * make BullMQ retry (ProviderError), to park the job until a provider is free (DelayedError), or to fail it for
+ * good (UnrecoverableError, the OTP then reads `failed`).
  */
 export function createSendProcessor(deps: SendProcessorDeps) {
   const { providers, order, delivery, keys, metrics } = deps;
   const now = deps.now ?? Date.now;
 
-  const giveUp = async (job: Job<SendJobData>, log: Logger, why: string): Promise<void> => {
-    if (await delivery.giveUp(job.data.otpId, now())) {
-      metrics.funnel.inc({ stage: 'failed', provider: 'none', cc: job.data.callingCode });
+  const giveUp = async (otpId: string, log: Logger, why: string): Promise<void> => {
+    const r = await delivery.giveUp(otpId);
+    if (r.ended) {
+      metrics.funnel.inc({ stage: 'failed', provider: 'none', cc: r.callingCode });
       log.error({ reason: why }, 'otp failed: no provider could send it');
       throw new UnrecoverableError(`no provider could send the code: ${why}`);
     }
@@ -55,22 +51,13 @@ export function createSendProcessor(deps: SendProcessorDeps) {
     log.info({ reason: why }, 'no other provider can resend the code; the earlier message stands');
   };
 
-  return async (job: Job<SendJobData>, token?: string): Promise<void> => {
-    const d = job.data;
-    const log = deps.log.child({ otpId: d.otpId, jobId: job.id });
-    if (d.checkReceiptOf) {
-      const { attempt, provider } = d.checkReceiptOf;
-      // When the receipt came (or the OTP ended) this is a no-op: begin() below answers `done` while an
-      // attempt still counts. It still runs, as the safety net for a resend the callbacks app failed to queue.
-      if (await delivery.receiptTimedOut(d.otpId, attempt, provider, now())) {
-        metrics.attemptFailures.inc({ provider, kind: 'no_receipt' });
-        log.warn({ provider, attempt }, 'no delivery receipt in time; sending through the next provider');
-      }
-    }
-    const begun = await delivery.begin(d.otpId, order, now(), deps.minLifeMs);
+  return async (job: SendJob, token?: string): Promise<void> => {
+    const { otpId } = job.data;
+    const log = deps.log.child({ otpId, jobId: job.id });
+    const begun = await delivery.begin(otpId, order, MIN_SEND_LIFE_MS);
 
     if (begun.kind === 'stop') {
-      if (begun.reason === 'too_late' || begun.reason === 'exhausted') return giveUp(job, log, begun.reason);
+      if (begun.reason === 'too_late' || begun.reason === 'exhausted') return giveUp(otpId, log, begun.reason);
       log.debug({ reason: begun.reason }, 'nothing to send');
       return;
     }
@@ -81,57 +68,56 @@ export function createSendProcessor(deps: SendProcessorDeps) {
     }
     if (begun.kind === 'wait') {
       const at = now() + begun.ms;
-      if (at + deps.minLifeMs >= d.expiresAt) return giveUp(job, log, 'every provider unavailable until expiry');
+      if (!worthSending(at, begun.expiresAt)) return giveUp(otpId, log, 'every provider unavailable until expiry');
       log.info({ waitMs: begun.ms }, 'no provider free now; job parked');
       await job.moveToDelayed(at, token);
       throw new DelayedError();
     }
 
-    const { attempt, provider: providerId, requestAttempt } = begun;
+    const { attempt, provider: providerId, requestAttempt, otp } = begun;
     const provider = providers.get(providerId);
-    if (!provider) return giveUp(job, log, `provider ${providerId} is not configured on this worker`);
+    if (!provider) return giveUp(otpId, log, `provider ${providerId} is not configured on this worker`);
     if (attempt > 1) metrics.retries.inc({ provider: providerId });
     if (requestAttempt !== attempt)
       log.warn({ provider: providerId, attempt, resumes: requestAttempt }, 'resuming an interrupted attempt');
 
     let body: string;
     try {
-      const code = decryptCode(keys, d.otpId, d.sealedCode);
+      const code = decryptCode(keys, otpId, otp.sealedCode);
       body = renderOtpMessage({
         code,
-        ttlSeconds: Math.max(60, Math.round((d.expiresAt - now()) / 1000)),
-        locale: d.locale,
+        ttlSeconds: Math.max(60, Math.round((otp.expiresAt - now()) / 1000)),
+        locale: otp.locale,
       });
     } catch {
-      await delivery.failed(d.otpId, attempt, providerId, 'permanent', 'sealed_code_unreadable', now());
-      log.error({ attempt }, 'job data cannot be decrypted (OTP_SECRET changed or data tampered)');
+      await delivery.failed(otpId, attempt, providerId, 'permanent', 'sealed_code_unreadable');
+      log.error({ attempt }, 'sealed code cannot be decrypted (OTP_SECRET changed or data tampered)');
       throw new UnrecoverableError('sealed code unreadable');
     }
 
     const stopTimer = metrics.latency.startTimer({ provider: providerId });
     try {
       const res = await provider.send(
-        { otpId: d.otpId, attemptId: `${d.otpId}-${requestAttempt}`, to: d.to, body, expiresAt: d.expiresAt },
+        {
+          otpId,
+          attemptId: `${otpId}-${requestAttempt}`,
+          to: otp.phoneNumber,
+          body,
+          expiresAt: otp.expiresAt,
+        },
         { signal: deps.shutdown, log },
       );
       stopTimer({ outcome: 'accepted' });
-      const early = await delivery.accepted(
-        d.otpId,
-        attempt,
-        providerId,
-        res.messageId,
-        res.providerStatus ?? '',
-        now(),
-      );
+      const early = await delivery.accepted(otpId, attempt, providerId, {
+        messageId: res.messageId,
+        providerStatus: res.providerStatus ?? '',
+        hadFailures: begun.hadFailures,
+      });
       if (early.length > 0 && deps.applyEarlyReports) await deps.applyEarlyReports(early, log);
-      if (deps.scheduleReceiptCheck) {
-        const { checkReceiptOf: _prev, ...data } = d;
-        await deps.scheduleReceiptCheck(data, attempt, providerId);
-      }
-      metrics.funnel.inc({ stage: 'sent', provider: providerId, cc: d.callingCode });
+      metrics.funnel.inc({ stage: 'sent', provider: providerId, cc: otp.callingCode });
       if (attempt > 1) metrics.failovers.inc({ provider: providerId });
       log.info(
-        { provider: providerId, attempt, to: maskPhone(d.to), messageId: res.messageId },
+        { provider: providerId, attempt, to: maskPhone(otp.phoneNumber), messageId: res.messageId },
         'sms accepted by provider',
       );
     } catch (e) {
@@ -146,20 +132,20 @@ export function createSendProcessor(deps: SendProcessorDeps) {
         ? e
         : new ProviderError(e instanceof Error ? e.message : 'unknown failure', 'retryable', 'internal');
       stopTimer({ outcome: err.kind });
-      const circuit = await delivery.failed(d.otpId, attempt, providerId, err.kind, err.code, now(), err.retryAfterMs);
+      const { circuit, ended } = await delivery.failed(otpId, attempt, providerId, err.kind, err.code, err.retryAfterMs);
       metrics.attemptFailures.inc({ provider: providerId, kind: err.kind });
       if (circuit === 'open') metrics.circuitOpened.inc({ provider: providerId });
       log.warn(
-        { provider: providerId, attempt, kind: err.kind, errorCode: err.code, circuit, to: maskPhone(d.to) },
+        { provider: providerId, attempt, kind: err.kind, errorCode: err.code, circuit, to: maskPhone(otp.phoneNumber) },
         'sms attempt failed',
       );
       if (err.kind === 'permanent') {
-        metrics.funnel.inc({ stage: 'failed', provider: providerId, cc: d.callingCode });
+        if (ended) metrics.funnel.inc({ stage: 'failed', provider: providerId, cc: otp.callingCode });
         throw new UnrecoverableError(`${providerId} refused the number (${err.code})`);
       }
-      if (job.attemptsMade + 1 >= (job.opts.attempts ?? 1)) return giveUp(job, log, 'retries exhausted');
+      if (job.attemptsMade + 1 >= (job.opts.attempts ?? 1)) return giveUp(otpId, log, 'retries exhausted');
       const retryDelayMs = otpBackoff(job.attemptsMade + 1, 'otp', err);
-      if (now() + retryDelayMs + deps.minLifeMs >= d.expiresAt) return giveUp(job, log, 'no time left to retry');
+      if (!worthSending(now() + retryDelayMs, otp.expiresAt)) return giveUp(otpId, log, 'no time left to retry');
       throw Object.assign(err, { retryDelayMs });
     }
   };

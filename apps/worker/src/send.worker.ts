@@ -1,51 +1,47 @@
-import {
-  type Config,
-  deriveKeys,
-  type Logger,
-  type ProviderId,
-  QUEUES,
-  type SendJobData,
-  type SmsProvider,
-} from '@otp-gateway/core';
+import { type Config, deriveKeys, type Logger, type SmsProvider } from '@otp-gateway/core';
 import { createProviders } from '@otp-gateway/providers';
 import {
-  createCallbackRepo,
+  circuitSettings,
+  createCircuits,
   createDeliveryRepo,
-  createSendQueue,
-  MIN_RESEND_LIFE_MS,
+  createMessageIndex,
+  createReportRepo,
+  createSendQueues,
+  enqueueResend,
+  type Keyspace,
   parseDeliveryReport,
-  resendJobId,
-  sweepUnstarted,
+  type RedisClient,
+  type SendJobData,
+  type SendJobKind,
+  startSweeper,
 } from '@otp-gateway/store';
 import { Worker } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { otpBackoff } from './backoff.js';
 import { createWorkerMetrics, type WorkerMetrics } from './metrics.js';
 import { createSendProcessor } from './send-otp.processor.js';
 
-/** An SMS is not sent when the OTP has less life than this left. */
-const MIN_LIFE_MS = 5000;
-
 export interface SendWorkerDeps {
   readonly config: Config;
-  readonly redis: Redis;
+  readonly redis: RedisClient;
+  readonly ks: Keyspace;
   readonly log: Logger & { child(b: object): Logger };
   /** The providers to send through; by default built from the configuration (SMS_PROVIDERS). */
   readonly providers?: readonly SmsProvider[];
   readonly metrics?: WorkerMetrics;
 }
 
-/** A running send worker: the BullMQ worker, its metrics, and how to stop it. */
+/** A running send worker: one BullMQ worker per queue shard, its metrics, and how to stop it. */
 export interface SendWorker {
-  readonly worker: Worker<SendJobData>;
+  readonly workers: readonly Worker<SendJobData, void, SendJobKind>[];
   readonly metrics: WorkerMetrics;
+  isRunning(): boolean;
   /** Lets in-flight sends finish, aborting them past `deadlineMs`; closes what it opened (not the connection). */
   close(deadlineMs: number): Promise<void>;
 }
 
 /** Wires and starts the send worker on a connection (built apart from main.ts, which handles process concerns). */
 export async function startSendWorker(deps: SendWorkerDeps): Promise<SendWorker> {
-  const { config, redis, log } = deps;
+  const { config, redis, ks, log } = deps;
 
   const shutdown = new AbortController();
   const list =
@@ -56,42 +52,27 @@ export async function startSendWorker(deps: SendWorkerDeps): Promise<SendWorker>
         : null,
     });
   const providers = new Map(list.map((p) => [p.id, p]));
+  const circuits = createCircuits(redis, ks, circuitSettings(config));
+  const messages = createMessageIndex(redis, ks);
   const delivery = createDeliveryRepo(
-    redis,
+    { redis, ks, circuits, messages },
     {
-      failureThreshold: config.worker.circuitFailureThreshold,
-      cooldownMs: config.worker.circuitCooldownSeconds * 1000,
       leaseMs: config.providers.timeoutMs + 2000,
+      // Receipts are expected only when the callbacks process is reachable by the providers.
+      receiptAfterMs: config.webhooks.publicBaseUrl ? config.worker.deliveryTimeoutSeconds * 1000 : 0,
+      messageTtlMs: (config.otp.ttlSeconds + config.otp.recordRetentionSeconds) * 1000,
     },
-    config.providers.ratePerSecond,
   );
-  const metrics = deps.metrics ?? createWorkerMetrics(() => delivery.circuits(config.providers.order, Date.now()));
-  const queue = createSendQueue(redis);
-  const timeoutMs = config.worker.deliveryTimeoutSeconds * 1000;
-  // Receipts are expected only when the callbacks process is reachable by the providers.
-  const scheduleReceiptCheck = config.webhooks.publicBaseUrl
-    ? async (data: SendJobData, attempt: number, provider: ProviderId) => {
-        if (data.expiresAt - Date.now() - timeoutMs <= MIN_RESEND_LIFE_MS) return;
-        await queue.add(
-          'send',
-          { ...data, checkReceiptOf: { attempt, provider } },
-          { jobId: `${data.otpId}-t${attempt}`, delay: timeoutMs },
-        );
-      }
-    : null;
-  const callbacks = createCallbackRepo(redis);
-  const applyEarlyReports = async (reports: string[], jobLog: Logger) => {
-    for (const raw of reports) {
-      const report = parseDeliveryReport(raw);
+  const metrics = deps.metrics ?? createWorkerMetrics(() => circuits.states(config.providers.order));
+  const queues = createSendQueues(redis, ks, config.queues);
+  const reports = createReportRepo({ redis, ks, messages, circuits });
+  const applyEarlyReports = async (raw: string[], jobLog: Logger) => {
+    for (const json of raw) {
+      const report = parseDeliveryReport(json);
       if (!report) continue;
-      const r = await callbacks.apply(report, Date.now());
-      jobLog.info(
-        { provider: report.provider, status: report.status, result: r.kind },
-        'early delivery report applied',
-      );
-      if (r.kind === 'applied' && r.resend) {
-        await queue.add('send', r.resend, { jobId: resendJobId(r.otpId, r.attempt) });
-      }
+      const r = await reports.apply(report);
+      jobLog.info({ provider: report.provider, status: report.status, result: r.kind }, 'early delivery report applied');
+      if (r.kind === 'applied' && r.resend) await enqueueResend(queues, r.resend.otpId, r.resend.after);
     }
   };
   const processor = createSendProcessor({
@@ -102,48 +83,63 @@ export async function startSendWorker(deps: SendWorkerDeps): Promise<SendWorker>
     log,
     metrics,
     shutdown: shutdown.signal,
-    minLifeMs: MIN_LIFE_MS,
-    scheduleReceiptCheck,
     applyEarlyReports,
   });
 
-  const worker = new Worker<SendJobData>(QUEUES.send, processor, {
-    connection: redis,
-    concurrency: config.worker.concurrency,
-    lockDuration: config.worker.lockMs,
-    stalledInterval: Math.max(1000, Math.floor(config.worker.lockMs / 2)),
-    maxStalledCount: 3,
-    settings: { backoffStrategy: otpBackoff },
-  });
-  worker.on('error', (err) => log.error({ err: { message: err.message } }, 'worker error'));
-  worker.on('failed', (job, err) => {
-    if (job && job.attemptsMade >= (job.opts.attempts ?? 1)) {
-      log.warn({ otpId: job.data.otpId, reason: err.message }, 'send job failed for good');
-    }
+  // Every shard is consumed; the configured concurrency is shared among them.
+  const perShard = Math.max(1, Math.ceil(config.worker.concurrency / queues.shards.length));
+  const workers = queues.shards.map((queue) => {
+    const worker = new Worker<SendJobData, void, SendJobKind>(queue.name, processor, {
+      connection: redis,
+      prefix: queue.opts.prefix,
+      concurrency: perShard,
+      lockDuration: config.worker.lockMs,
+      stalledInterval: Math.max(1000, Math.floor(config.worker.lockMs / 2)),
+      maxStalledCount: 3,
+      settings: { backoffStrategy: otpBackoff },
+    });
+    worker.on('error', (err) => log.error({ queue: queue.name, err: { message: err.message } }, 'worker error'));
+    worker.on('failed', (job, err) => {
+      if (job && job.attemptsMade >= (job.opts.attempts ?? 1)) {
+        log.warn({ otpId: job.data.otpId, reason: err.message }, 'send job failed for good');
+      }
+    });
+    return worker;
   });
 
-  // Accepted OTPs whose job was never added (the API lost Redis or stopped in between) still go out.
-  const sweeper = setInterval(() => {
-    sweepUnstarted(redis, queue, { now: Date.now(), delivery })
-      .then((n) => n > 0 && log.warn({ queued: n }, 'queued send jobs that were missing'))
-      .catch((err: Error) => log.warn({ err: { message: err.message } }, 'unstarted sweep failed'));
-  }, 5000);
-  sweeper.unref();
-  await worker.waitUntilReady();
+  // The safety net: jobs that never started, receipts that never came (see the store's sweep).
+  const sweeper = startSweeper(
+    {
+      redis,
+      ks,
+      queues,
+      circuits,
+      onFailed: (_otpId, cc) => metrics.funnel.inc({ stage: 'failed', provider: 'none', cc }),
+      onNoReceipt: (provider) => metrics.attemptFailures.inc({ provider, kind: 'no_receipt' }),
+    },
+    {
+      onRound: (r) => {
+        if (r.queued > 0 || r.gaveUp > 0 || r.receiptTimeouts > 0) log.warn({ ...r }, 'sweep queued or ended OTPs');
+      },
+      onError: (err) => log.warn({ err: { message: err instanceof Error ? err.message : String(err) } }, 'sweep failed'),
+    },
+  );
+  await Promise.all(workers.map((w) => w.waitUntilReady()));
 
   return {
-    worker,
+    workers,
     metrics,
+    isRunning: () => workers.every((w) => w.isRunning()),
     async close(deadlineMs) {
-      clearInterval(sweeper);
+      sweeper.stop();
       const deadline = setTimeout(() => {
         log.warn({ deadlineMs }, 'shutdown deadline reached; aborting in-flight sends');
         shutdown.abort();
-        void worker.close(true);
+        for (const w of workers) void w.close(true);
       }, deadlineMs);
-      await worker.close();
+      await Promise.all(workers.map((w) => w.close()));
       clearTimeout(deadline);
-      await queue.close().catch(() => {});
+      await queues.close();
     },
   };
 }

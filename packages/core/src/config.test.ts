@@ -19,7 +19,9 @@ describe('loadConfig', () => {
   it('parses a minimal API configuration with the documented defaults, frozen', () => {
     const c = loadConfig(API_ENV, 'api');
     expect(c.api.keys).toEqual([{ name: 'shop', secret: 'shop-secret-0123456789' }]);
-    expect(c.redisUrl).toBe('redis://127.0.0.1:6379');
+    expect(c.redis).toEqual({ keyPrefix: 'otp', connection: { mode: 'single', url: 'redis://127.0.0.1:6379' } });
+    expect(c.queues.sendShards).toBe(1);
+    expect(c.otp.recordRetentionSeconds).toBe(86400);
     expect(c.host).toBe('127.0.0.1');
     expect(c.api.port).toBe(3000);
     expect(c.otp).toMatchObject({ ttlSeconds: 600, codeLength: 6, maxAttempts: 5 });
@@ -124,5 +126,55 @@ describe('loadConfig', () => {
   it('asks each process only for its own variables', () => {
     expect(problems({}, 'webhooks')).toEqual([]);
     expect(problems({}, 'api').join()).toMatch(/OTP_SECRET[\s\S]*API_KEYS|API_KEYS[\s\S]*OTP_SECRET/);
+  });
+});
+
+describe('Redis connection modes', () => {
+  it('reads a cluster, with credentials, TLS and a NAT map', () => {
+    const c = loadConfig(
+      {
+        ...API_ENV,
+        REDIS_CLUSTER_NODES: '10.0.0.1:6379, 10.0.0.2:6380',
+        REDIS_PASSWORD: 'pw',
+        REDIS_TLS: 'true',
+        REDIS_NAT_MAP: '10.0.0.1:6379=127.0.0.1:7001',
+        SEND_QUEUE_SHARDS: '6',
+      },
+      'api',
+    );
+    expect(c.redis.connection).toEqual({
+      mode: 'cluster',
+      nodes: [
+        { host: '10.0.0.1', port: 6379 },
+        { host: '10.0.0.2', port: 6380 },
+      ],
+      username: null,
+      password: 'pw',
+      tls: true,
+      natMap: { '10.0.0.1:6379': { host: '127.0.0.1', port: 7001 } },
+    });
+    expect(c.queues.sendShards).toBe(6);
+  });
+
+  it('reads a Sentinel set and requires the primary name', () => {
+    const c = loadConfig({ ...API_ENV, REDIS_SENTINELS: 's1:26379,s2:26379', REDIS_SENTINEL_NAME: 'main' }, 'api');
+    expect(c.redis.connection).toMatchObject({ mode: 'sentinel', name: 'main', sentinels: [{ host: 's1', port: 26379 }, { host: 's2', port: 26379 }] });
+    expect(problems({ ...API_ENV, REDIS_SENTINELS: 's1:26379' })).toEqual([
+      'REDIS_SENTINEL_NAME is required with REDIS_SENTINELS (the name of the monitored primary)',
+    ]);
+  });
+
+  it('refuses two modes at once, and bad nodes, naming each variable', () => {
+    expect(
+      problems({ ...API_ENV, REDIS_URL: 'redis://x:6379', REDIS_CLUSTER_NODES: 'a:1', REDIS_KEY_PREFIX: '{bad}' }),
+    ).toEqual([
+      'REDIS_KEY_PREFIX must be 1 to 32 letters, digits, _ . or - (no braces: they are hash tags)',
+      'set exactly one of REDIS_URL, REDIS_CLUSTER_NODES and REDIS_SENTINELS (got REDIS_URL and REDIS_CLUSTER_NODES)',
+    ]);
+    expect(problems({ ...API_ENV, REDIS_CLUSTER_NODES: 'nohost,x:99999' })).toEqual([
+      'REDIS_CLUSTER_NODES entry "nohost" is not host:port',
+      'REDIS_CLUSTER_NODES entry "x:99999" is not host:port',
+      'REDIS_CLUSTER_NODES must list at least one host:port',
+    ]);
   });
 });

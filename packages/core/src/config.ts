@@ -1,4 +1,6 @@
+import { EnvReader } from './env-reader.js';
 import { ConfigError } from './errors.js';
+import { type RedisConfig, readRedisConfig } from './redis.config.js';
 import { isProviderId, type ProviderId } from './statuses.js';
 
 /** Which process is loading: each requires its own variables. */
@@ -31,7 +33,16 @@ export interface Config {
   /** Human-readable logs (pino-pretty) instead of JSON lines; development only. */
   readonly logPretty: boolean;
   readonly host: string;
-  readonly redisUrl: string;
+  /** Where Redis is (one server, a cluster or a Sentinel set) and the prefix of every key the gateway writes. */
+  readonly redis: RedisConfig;
+  /** The send queues (see SEND_QUEUE_SHARDS) and how long finished jobs are kept. */
+  readonly queues: {
+    readonly sendShards: number;
+    /** Completed jobs kept per queue (a count: memory stays flat however many OTPs go out). */
+    readonly keepCompleted: number;
+    /** How long failed jobs stay visible in the dashboard. */
+    readonly keepFailedSeconds: number;
+  };
   readonly otpSecret: string;
   readonly api: {
     readonly port: number;
@@ -40,6 +51,8 @@ export interface Config {
   };
   readonly otp: {
     readonly ttlSeconds: number;
+    /** How long an OTP's record stays readable after it ends (status polling, audits). */
+    readonly recordRetentionSeconds: number;
     readonly codeLength: number;
     readonly maxAttempts: number;
     readonly allowedCountries: ReadonlySet<string>;
@@ -82,56 +95,6 @@ export interface Config {
   };
 }
 
-class EnvReader {
-  readonly problems: string[] = [];
-  constructor(private readonly env: NodeJS.ProcessEnv) {}
-
-  str(name: string): string | null {
-    const v = this.env[name]?.trim();
-    return v ? v : null;
-  }
-
-  required(name: string, why: string): string {
-    const v = this.str(name);
-    if (v === null) this.problems.push(`${name} is required (${why})`);
-    return v ?? '';
-  }
-
-  int(name: string, def: number, min: number, max: number): number {
-    const raw = this.str(name);
-    if (raw === null) return def;
-    const n = Number(raw);
-    if (!Number.isInteger(n) || n < min || n > max) {
-      this.problems.push(`${name} must be a whole number from ${min} to ${max} (got "${raw}")`);
-      return def;
-    }
-    return n;
-  }
-
-  bool(name: string, def: boolean): boolean {
-    const raw = this.str(name)?.toLowerCase();
-    if (raw === undefined || raw === null) return def;
-    if (['1', 'true', 'yes', 'on'].includes(raw)) return true;
-    if (['0', 'false', 'no', 'off'].includes(raw)) return false;
-    this.problems.push(`${name} must be true or false (got "${raw}")`);
-    return def;
-  }
-
-  url(name: string, def: string | null): string | null {
-    const raw = this.str(name) ?? def;
-    if (raw === null) return null;
-    try {
-      const u = new URL(raw);
-      if (!/^(https?|rediss?):$/.test(u.protocol)) throw new Error('protocol');
-      return raw.replace(/\/+$/, '');
-    } catch {
-      // never echo credentials the URL may carry
-      this.problems.push(`${name} must be a URL (got "${raw.replace(/\/\/[^/@]*@/, '//***@')}")`);
-      return def;
-    }
-  }
-}
-
 const DEFAULT_HOST = '127.0.0.1';
 
 /**
@@ -146,8 +109,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, app: AppName): Config {
   }
   const needs = (...apps: AppName[]) => apps.includes(app);
 
-  const redisUrl = r.url('REDIS_URL', 'redis://127.0.0.1:6379') ?? 'redis://127.0.0.1:6379';
-  if (!/^rediss?:/.test(redisUrl)) r.problems.push('REDIS_URL must start with redis:// or rediss://');
+  const redis = readRedisConfig(r);
 
   let otpSecret = r.str('OTP_SECRET') ?? '';
   if (needs('api', 'worker')) {
@@ -249,7 +211,12 @@ export function loadConfig(env: NodeJS.ProcessEnv, app: AppName): Config {
     logLevel: r.str('LOG_LEVEL') ?? (nodeEnv === 'test' ? 'warn' : 'info'),
     logPretty: nodeEnv === 'development' && r.bool('LOG_PRETTY', false),
     host: r.str('HOST') ?? DEFAULT_HOST,
-    redisUrl,
+    redis,
+    queues: {
+      sendShards: r.int('SEND_QUEUE_SHARDS', 1, 1, 256),
+      keepCompleted: r.int('JOBS_KEEP_COMPLETED', 100, 0, 1_000_000),
+      keepFailedSeconds: r.int('JOBS_KEEP_FAILED_SECONDS', 7 * 86400, 60, 90 * 86400),
+    },
     otpSecret,
     api: {
       port: r.int('API_PORT', 3000, 0, 65535),
@@ -258,6 +225,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, app: AppName): Config {
     },
     otp: {
       ttlSeconds: r.int('OTP_TTL_SECONDS', 600, 30, 600),
+      recordRetentionSeconds: r.int('OTP_RECORD_RETENTION_SECONDS', 86400, 60, 30 * 86400),
       codeLength: r.int('OTP_CODE_LENGTH', 6, 6, 10),
       maxAttempts: r.int('OTP_MAX_ATTEMPTS', 5, 1, 20),
       allowedCountries: allowed,

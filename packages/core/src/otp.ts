@@ -41,25 +41,3 @@ export interface OtpView {
   readonly createdAt: string;
   readonly attempts: readonly AttemptRecord[];
 }
-
-/** Queue names: the only place they are spelled. */
-export const QUEUES = Object.freeze({ send: 'otp-send' });
-
-/** Data of a send job. The code travels only encrypted (`sealedCode`, see secrets.ts). */
-export interface SendJobData {
-  readonly otpId: string;
-  /** E.164 */
-  readonly to: string;
-  readonly locale: string;
-  /** AES-256-GCM sealed code, bound to otpId. */
-  readonly sealedCode: string;
-  /** Epoch ms */
-  readonly expiresAt: number;
-  /** Country calling code, for metrics. */
-  readonly callingCode: string;
-  /**
-   * Set on a delivery-timeout check (job id `{otpId}-t{n}`): when attempt n still has no final receipt,
-   * the code goes out through the next provider.
-   */
-  readonly checkReceiptOf?: { readonly attempt: number; readonly provider: ProviderId };
-}

@@ -5,13 +5,20 @@ export interface OtpKeys {
   readonly hashKey: Buffer;
   readonly encKey: Buffer;
   readonly idemKey: Buffer;
+  /** Keys the number token (see numberToken): which partition of the store a number's OTPs live in. */
+  readonly numberKey: Buffer;
 }
 
 /** Derives the hashing, encryption and idempotency keys from the server secret (HKDF-SHA256). */
 export function deriveKeys(secret: string): OtpKeys {
   const ikm = Buffer.from(secret, 'utf8');
   const derive = (info: string) => Buffer.from(hkdfSync('sha256', ikm, 'otp-gateway/v1', info, 32));
-  return Object.freeze({ hashKey: derive('code-hmac'), encKey: derive('job-aes-gcm'), idemKey: derive('idempotency') });
+  return Object.freeze({
+    hashKey: derive('code-hmac'),
+    encKey: derive('job-aes-gcm'),
+    idemKey: derive('idempotency'),
+    numberKey: derive('number-token'),
+  });
 }
 
 /** A uniformly random code of `length` digits (leading zeros allowed). */
@@ -66,3 +73,23 @@ export function decryptCode(keys: OtpKeys, otpId: string, sealed: string): strin
 export function fingerprint(keys: OtpKeys, value: string): string {
   return createHmac('sha256', keys.idemKey).update(value).digest('hex');
 }
+
+/**
+ * The token of a phone number under an API key: 16 hex digits of a keyed HMAC. It names the number's record in
+ * the store without the number in clear, and its first three digits are the store partition of every OTP of that
+ * number (see newOtpId). Keyed, so nobody can choose numbers to aim traffic at one partition.
+ */
+export function numberToken(keys: OtpKeys, keyName: string, phoneNumber: string): string {
+  return createHmac('sha256', keys.numberKey).update(keyName).update('\0').update(phoneNumber).digest('hex').slice(0, 16);
+}
+
+/** A new OTP id: `otp_` + its number token + 16 random hex digits, so the id alone tells where the OTP lives. */
+export function newOtpId(token: string): string {
+  return `otp_${token}${randomBytes(8).toString('hex')}`;
+}
+
+/** The shape of an OTP id (32 lower-case hex digits after `otp_`). */
+export const OTP_ID_PATTERN = /^otp_[0-9a-f]{32}$/;
+
+/** The number token carried by an OTP id. */
+export const tokenOfOtpId = (otpId: string): string => otpId.slice(4, 20);

@@ -1,11 +1,24 @@
-export * from './callbacks.repo.js';
-export * from './delivery.repo.js';
-export * from './keys.js';
-export * from './otp.repo.js';
-export * from './otp.service.js';
-export * from './otp.view.js';
-export * from './queues.js';
-export * from './redis.js';
-export * from './redis-check.js';
-export * from './redis-clock.js';
-export * from './unstarted.sweeper.js';
+// Redis: connections for each mode, the clock, the start-up checks, named scripts.
+export * from './redis/check.js';
+export * from './redis/clock.js';
+export * from './redis/connection.js';
+export * from './redis/script.js';
+// The key space: prefixes, hash tags, partitions, shards.
+export * from './keyspace.js';
+// OTP records: the owner file, the request-path scripts, limiters, idempotency.
+export * from './otp/idempotency.js';
+export * from './otp/otp.record.js';
+export * from './otp/otp.repo.js';
+export * from './otp/otp.view.js';
+export * from './otp/request-limits.js';
+// Delivery: attempts, circuits, the message index, reports, the sweep.
+export * from './delivery/circuit.js';
+export * from './delivery/delivery.repo.js';
+export * from './delivery/life-left.js';
+export * from './delivery/messages.js';
+export * from './delivery/reports.js';
+export * from './delivery/sweep.js';
+// Jobs: every kind of send job.
+export * from './jobs/send-jobs.js';
+// Wiring from the configuration.
+export * from './settings.js';

@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import { masters, type RedisClient, waitReady } from './connection.js';
 
 /** Where a warning goes: pino's and Fastify's loggers fit. */
 export interface RedisCheckLog {
@@ -22,7 +23,7 @@ export class RedisConfigError extends Error {
 }
 
 /**
- * Checks the Redis settings the gateway relies on, once at start:
+ * Checks the Redis settings the gateway relies on, once at start, on every master of a cluster:
  * - `maxmemory-policy` must be `noeviction`: any other policy lets Redis drop BullMQ's keys or live OTPs
  *   (the `volatile-*` ones evict exactly the keys with a TTL, which OTPs have). Throws RedisConfigError
  *   in production; warns in development and test.
@@ -33,7 +34,7 @@ export class RedisConfigError extends Error {
  * to the readiness probe.
  */
 export async function checkRedisConfig(
-  redis: Redis,
+  redis: RedisClient,
   opts: { env: 'development' | 'production' | 'test'; log: RedisCheckLog; readyTimeoutMs?: number },
 ): Promise<RedisConfigReport> {
   const unread: RedisConfigReport = {
@@ -47,9 +48,10 @@ export async function checkRedisConfig(
     opts.log.warn({ status: redis.status }, 'redis unreachable at start; its configuration was not checked');
     return unread;
   }
+  // Every master holds OTPs and jobs: each must be safe. A node that answers worse than another decides.
   let settings: Map<string, string>;
   try {
-    settings = await configGet(redis, ['maxmemory-policy', 'appendonly', 'save']);
+    settings = worst(await Promise.all(masters(redis).map((m) => configGet(m, ['maxmemory-policy', 'appendonly', 'save']))));
   } catch (e) {
     opts.log.warn(
       { reason: e instanceof Error ? e.message : String(e) },
@@ -91,30 +93,12 @@ async function configGet(redis: Redis, names: string[]): Promise<Map<string, str
   return out;
 }
 
-function waitReady(redis: Redis, timeoutMs: number): Promise<boolean> {
-  if (redis.status === 'ready') return Promise.resolve(true);
-  if (redis.status === 'wait') void redis.connect().catch(() => {});
-  return new Promise((resolve) => {
-    const done = (ok: boolean) => {
-      clearTimeout(timer);
-      redis.off('ready', onReady);
-      resolve(ok);
-    };
-    const onReady = () => done(true);
-    const timer = setTimeout(() => done(false), timeoutMs);
-    redis.on('ready', onReady);
-  });
-}
-
-/**
- * For a process's entry point: a configuration the process must not run with (ConfigError from loadConfig,
- * RedisConfigError from checkRedisConfig) is printed as one clear message and ends the process with 78
- * (EX_CONFIG). Anything else is thrown on.
- */
-export function refuseToStart(app: string, e: unknown): never {
-  if (e instanceof Error && (e.name === 'ConfigError' || e.name === 'RedisConfigError')) {
-    process.stderr.write(`otp-gateway ${app}: ${e.message}\n`);
-    process.exit(78);
-  }
-  throw e;
+/** Of several masters' settings, the one to judge by: an evicting policy, or persistence off, anywhere wins. */
+function worst(all: Map<string, string>[]): Map<string, string> {
+  return (
+    all.find((m) => m.get('maxmemory-policy') !== undefined && m.get('maxmemory-policy') !== 'noeviction') ??
+    all.find((m) => m.get('appendonly') === 'no' && (m.get('save') ?? '').trim() === '') ??
+    all[0] ??
+    new Map()
+  );
 }

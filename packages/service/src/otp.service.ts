@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import {
   type Config,
   encryptCode,
@@ -6,12 +5,22 @@ import {
   GatewayError,
   generateCode,
   hashCode,
+  newOtpId,
+  numberToken,
   type OtpKeys,
   type OtpView,
   parsePhone,
 } from '@otp-gateway/core';
-import type { Limited, OtpLabels, OtpRepo, VerifyTarget } from './otp.repo.js';
-import { enqueueSend, type SendQueue } from './queues.js';
+import {
+  enqueueSend,
+  type IdempotencyStore,
+  type Limited,
+  type OtpLabels,
+  type OtpRepo,
+  type OtpTarget,
+  type RequestLimiter,
+  type SendQueues,
+} from '@otp-gateway/store';
 
 /** Who is asking: the API key's name (OTPs are scoped to it) and the client's IP. */
 export interface Caller {
@@ -39,22 +48,28 @@ export interface VerifyRequest {
   readonly code: string;
 }
 
+/** An OTP by id, or the newest of a phone number (as the client gives it). */
+export type OtpLookup = { by: 'id'; id: string } | { by: 'phone'; phone: string };
+
 /** The OTP use cases, independent of HTTP. Refusals are GatewayErrors carrying the contract's codes. */
 export interface OtpService {
   send(caller: Caller, req: SendRequest): Promise<SendAnswer>;
   verify(caller: Caller, req: VerifyRequest): Promise<{ id: string; status: 'approved' }>;
-  get(caller: Caller, target: VerifyTarget): Promise<OtpView>;
+  get(caller: Caller, target: OtpLookup): Promise<OtpView>;
 }
 
 export interface OtpServiceDeps {
   readonly config: Config;
   readonly keys: OtpKeys;
   readonly repo: OtpRepo;
-  readonly queue: SendQueue;
+  readonly limiter: RequestLimiter;
+  readonly idempotency: IdempotencyStore;
+  readonly queues: SendQueues;
+  /** Tests that move time: the clock the store's scripts use instead of Redis's. */
   readonly now?: () => number;
   /**
    * Called when an OTP was stored but its job could not be added. The OTP is accepted all the same: the
-   * workers' sweep (sweepUnstarted) queues its job within seconds.
+   * workers' sweep queues its job within seconds.
    */
   readonly onEnqueueFailed?: (otpId: string, err: unknown) => void;
   /** Funnel events for metrics: requested, approved, expired, locked, wrong_code. */
@@ -106,89 +121,104 @@ const notFound = () => new GatewayError(404, 'otp_not_found', 'no such OTP for t
 
 /** Builds the OTP service. */
 export function createOtpService(deps: OtpServiceDeps): OtpService {
-  const { config, keys, repo, queue } = deps;
-  const now = deps.now ?? Date.now;
+  const { config, keys, repo, limiter, queues } = deps;
+  const now = () => deps.now?.();
   const { otp } = config;
   const codeFormat = new RegExp(`^\\d{${otp.codeLength}}$`);
   const funnel = (stage: FunnelEvent['stage'], l: OtpLabels) =>
     deps.onFunnel?.({ stage, provider: l.provider || 'none', callingCode: l.callingCode });
+  const counted = async (caller: Caller) => {
+    const l = await store(() => limiter.hit(caller.ip, caller.keyName));
+    if (l) refuse(l);
+  };
+  const enqueue = async (id: string) => {
+    try {
+      await store(() => enqueueSend(queues, id));
+    } catch (err) {
+      deps.onEnqueueFailed?.(id, err);
+    }
+  };
+  /** By phone number: the number's token under the caller's key names its record. */
+  const targetOf = (caller: Caller, lookup: OtpLookup): OtpTarget =>
+    lookup.by === 'id'
+      ? lookup
+      : { by: 'phone', token: numberToken(keys, caller.keyName, parsePhone(lookup.phone).e164) };
+  /** The answer to a retried Idempotency-Key, from the OTP it created; its job queued again if never started. */
+  const replay = async (caller: Caller, id: string): Promise<SendAnswer | null> => {
+    const found = await store(() => repo.read({ by: 'id', id }, caller.keyName, now()));
+    if (found.kind !== 'found') return null;
+    const o = found.otp;
+    if (o.status === 'pending' && o.attempts.length === 0) await enqueue(id);
+    return { id, status: 'pending', deliveryStatus: 'queued', phoneNumber: o.phoneNumber, expiresAt: o.expiresAt };
+  };
 
   return {
     async send(caller, req) {
       const phone = parsePhone(req.phoneNumber, otp.allowedCountries);
       const locale = req.locale ?? 'en';
-      const t = now();
-      const id = `otp_${randomUUID().replaceAll('-', '')}`;
-      const code = generateCode(otp.codeLength);
-      const expiresAt = t + otp.ttlSeconds * 1000;
-      const sealedCode = encryptCode(keys, id, code);
-      const answer: SendAnswer = {
-        id,
-        status: 'pending',
-        deliveryStatus: 'queued',
-        phoneNumber: phone.e164,
-        expiresAt: new Date(expiresAt).toISOString(),
-      };
-      const outcome = await store(() =>
-        repo.create({
-          id,
-          keyName: caller.keyName,
-          ip: caller.ip,
-          phone: phone.e164,
-          codeHash: hashCode(keys, id, code),
-          sealedCode,
-          expiresAt,
-          maxAttempts: otp.maxAttempts,
-          callingCode: phone.callingCode,
-          locale,
-          idempotency: req.idempotencyKey
-            ? { key: req.idempotencyKey, fingerprint: fingerprint(keys, `${phone.e164}\n${locale}`) }
-            : null,
-          response: JSON.stringify(answer),
-          now: t,
-        }),
-      );
-      switch (outcome.kind) {
-        case 'replay':
-          return JSON.parse(outcome.response) as SendAnswer;
-        case 'conflict':
+      await counted(caller);
+      let id = newOtpId(numberToken(keys, caller.keyName, phone.e164));
+      if (req.idempotencyKey) {
+        const print = fingerprint(keys, `${phone.e164}\n${locale}`);
+        const claim = await store(() => deps.idempotency.claim(caller.keyName, req.idempotencyKey!, print, id));
+        if (claim.kind === 'conflict') {
           throw new GatewayError(
             422,
             'idempotency_key_reused',
             'this Idempotency-Key was already used with a different request body',
           );
-        case 'limited':
-          refuse(outcome);
+        }
+        if (claim.kind === 'replay') {
+          // The first request with this key got this id; it created the OTP, or it never got that far.
+          const answer = await replay(caller, claim.otpId);
+          if (answer) return answer;
+          id = claim.otpId;
+        }
       }
-      try {
-        await store(() =>
-          enqueueSend(queue, {
-            otpId: id,
-            to: phone.e164,
-            locale,
-            sealedCode,
-            expiresAt,
+      const code = generateCode(otp.codeLength);
+      const outcome = await store(() =>
+        repo.create(
+          {
+            id,
+            keyName: caller.keyName,
+            phoneNumber: phone.e164,
+            codeHash: hashCode(keys, id, code),
+            sealedCode: encryptCode(keys, id, code),
+            ttlMs: otp.ttlSeconds * 1000,
+            maxAttempts: otp.maxAttempts,
             callingCode: phone.callingCode,
-          }),
-        );
-      } catch (err) {
-        deps.onEnqueueFailed?.(id, err);
+            locale,
+          },
+          now(),
+        ),
+      );
+      if (outcome.kind === 'limited') refuse(outcome);
+      if (outcome.kind === 'exists') {
+        const answer = await replay(caller, id);
+        if (answer) return answer;
+        throw notFound();
       }
+      await enqueue(id);
       funnel('requested', { callingCode: phone.callingCode, provider: '' });
-      return answer;
+      return {
+        id,
+        status: 'pending',
+        deliveryStatus: 'queued',
+        phoneNumber: phone.e164,
+        expiresAt: new Date(outcome.expiresAt).toISOString(),
+      };
     },
 
     async verify(caller, req) {
-      let target: VerifyTarget;
+      let target: OtpTarget;
       if (req.id) target = { by: 'id', id: req.id };
-      else if (req.phoneNumber) target = { by: 'phone', phone: parsePhone(req.phoneNumber).e164 };
+      else if (req.phoneNumber) target = targetOf(caller, { by: 'phone', phone: req.phoneNumber });
       else throw new GatewayError(400, 'invalid_request', 'give either id or phoneNumber with the code');
       if (!codeFormat.test(req.code)) {
         throw new GatewayError(400, 'invalid_code_format', `code must be ${otp.codeLength} digits`);
       }
-      const r = await store(() =>
-        repo.verify(target, caller.keyName, caller.ip, (id) => hashCode(keys, id, req.code), now()),
-      );
+      await counted(caller);
+      const r = await store(() => repo.verify(target, caller.keyName, (id) => hashCode(keys, id, req.code), now()));
       if (r.kind === 'approved') funnel('approved', r);
       else if (r.kind === 'wrong') funnel(r.status === 'locked' ? 'locked' : 'wrong_code', r);
       else if (r.kind === 'ended' && r.justExpired) funnel('expired', r);
@@ -210,14 +240,15 @@ export function createOtpService(deps: OtpServiceDeps): OtpService {
       }
     },
 
-    async get(caller, target) {
-      if (target.by === 'phone') target = { by: 'phone', phone: parsePhone(target.phone).e164 };
-      const r = await store(() => repo.read(target, caller.keyName, caller.ip, now()));
-      if (r.kind === 'limited') refuse(r);
+    async get(caller, lookup) {
+      const target = targetOf(caller, lookup);
+      await counted(caller);
+      const r = await store(() => repo.read(target, caller.keyName, now()));
       if (r.kind === 'not_found') throw notFound();
       const { keyName: _owner, ...view } = r.otp;
       return view;
     },
+
   };
 }
 

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './connection.js';
 
 /**
  * The offset between this process's clock and Redis's, so a script can refuse to act past a deadline
@@ -12,7 +12,7 @@ export interface RedisClock {
 }
 
 /** Calibrates against Redis TIME now and every `everyMs` (midpoint of the round trip). */
-export function startRedisClock(redis: Redis, everyMs = 15_000): RedisClock {
+export function startRedisClock(redis: RedisClient, everyMs = 15_000): RedisClock {
   let offset: number | null = null;
   const calibrate = async () => {
     try {

@@ -1,0 +1,2 @@
+export * from './otp.service.js';
+export * from './startup.js';

@@ -1,0 +1,151 @@
+import type { ProviderId } from '@otp-gateway/core';
+import type { Keyspace } from '../keyspace.js';
+import type { RedisClient } from '../redis/connection.js';
+import { CLOCK_LUA, defineScript } from '../redis/script.js';
+
+/**
+ * The provider circuit breaker: the whole policy is in this file. Every provider's state is one hash in the
+ * `{cir}` slot, shared by every worker and the callbacks app:
+ * `fails` (failures since the last success), `openUntil` (no sends before, ms), `pausedUntil` (a 429 asked us
+ * to wait), `rateSec`/`rateN` (sends in the current second, for the per-provider rate limit).
+ *
+ * - Transport and server failures (`retryable`) count, and at `threshold` the circuit opens for `cooldownMs`.
+ * - Messages reported undelivered, or that never got a receipt, count too, without opening it at once: the next
+ *   pick of that provider does (below). Refusals (`misconfigured`, `permanent`) do not count: they concern one
+ *   number or one route, not the provider's health.
+ * - A 429 (`rate_limited`) pauses only that provider for the time it asked.
+ * - Half-open: once the cool-down passed, the next pick of a provider whose failures are still at the threshold
+ *   goes through as the one probe, and the circuit is open again to the others for another cool-down, or until
+ *   the probe succeeds (success resets `fails` and closes it).
+ */
+const FIELDS = `local FAILS, OPEN, PAUSED, RATE_SEC, RATE_N = 'fails', 'openUntil', 'pausedUntil', 'rateSec', 'rateN'`;
+
+const PICK = defineScript({
+  name: 'otpCircuitPick',
+  doc: 'take the first provider (in the given order) free to send now, or say how long until one is',
+  keys: [],
+  restKeys: 'circuits',
+  args: ['now', 'threshold', 'cooldownMs'],
+  restArgs: 'ratePerSecond',
+  lib: `${CLOCK_LUA}${FIELDS}`,
+  body: `
+local now = clock(A.now)
+local sec = math.floor(now / 1000)
+local minWait = nil
+for i = 1, #K.circuits do
+  local key = K.circuits[i]
+  local c = redis.call('HMGET', key, FAILS, OPEN, PAUSED, RATE_SEC, RATE_N)
+  local wait = math.max(tonumber(c[2] or '0'), tonumber(c[3] or '0')) - now
+  local sent = 0
+  if tonumber(c[4] or '-1') == sec then sent = tonumber(c[5] or '0') end
+  local limit = tonumber(A.ratePerSecond[i])
+  if wait <= 0 and limit > 0 and sent >= limit then wait = 1000 - (now % 1000) end
+  if wait <= 0 then
+    local fails = tonumber(c[1] or '0')
+    if fails >= tonumber(A.threshold) then redis.call('HSET', key, OPEN, now + tonumber(A.cooldownMs)) end
+    redis.call('HSET', key, RATE_SEC, sec, RATE_N, sent + 1)
+    return {'picked', 'index', i, 'fails', fails}
+  end
+  if not minWait or wait < minWait then minWait = wait end
+end
+return {'wait', 'ms', minWait or 1000}
+`,
+});
+
+const FAILURE = defineScript({
+  name: 'otpCircuitFailure',
+  doc: 'count a failure against a provider; open or pause its circuit as the policy says',
+  keys: ['circuit'],
+  args: ['now', 'kind', 'threshold', 'cooldownMs', 'pauseMs'],
+  lib: `${CLOCK_LUA}${FIELDS}`,
+  body: `
+local now = clock(A.now)
+if A.kind == 'rate_limited' then
+  redis.call('HSET', K.circuit, PAUSED, now + tonumber(A.pauseMs))
+  return {'paused'}
+end
+local fails = redis.call('HINCRBY', K.circuit, FAILS, 1)
+if A.kind == 'retryable' and fails >= tonumber(A.threshold) then
+  redis.call('HSET', K.circuit, OPEN, now + tonumber(A.cooldownMs))
+  return {'open'}
+end
+return {'counted'}
+`,
+});
+
+const STATES = defineScript({
+  name: 'otpCircuitStates',
+  doc: 'each provider: open (cool-down running) and paused (after a 429)',
+  keys: [],
+  restKeys: 'circuits',
+  args: ['now'],
+  lib: `${CLOCK_LUA}${FIELDS}`,
+  body: `
+local now = clock(A.now)
+local out = {'states'}
+for i = 1, #K.circuits do
+  local c = redis.call('HMGET', K.circuits[i], OPEN, PAUSED)
+  out[#out + 1] = 'open' .. i; out[#out + 1] = (tonumber(c[1] or '0') > now) and 1 or 0
+  out[#out + 1] = 'paused' .. i; out[#out + 1] = (tonumber(c[2] or '0') > now) and 1 or 0
+end
+return out
+`,
+});
+
+/** What counts against a provider. */
+export type CircuitFailure = 'retryable' | 'rate_limited' | 'undelivered' | 'no_receipt';
+
+export interface CircuitSettings {
+  readonly failureThreshold: number;
+  readonly cooldownMs: number;
+  /** Messages per second per provider; 0 or absent means unlimited. */
+  readonly ratePerSecond: Readonly<Partial<Record<ProviderId, number>>>;
+}
+
+export type PickOutcome = { kind: 'picked'; provider: ProviderId; hadFailures: boolean } | { kind: 'wait'; ms: number };
+
+export interface Circuits {
+  /** Takes the first of `candidates` free to send now (a rate slot, or the half-open probe). */
+  pick(candidates: readonly ProviderId[], now?: number): Promise<PickOutcome>;
+  /** Counts a failure; 'open' when this one opened the circuit. */
+  failure(provider: ProviderId, kind: CircuitFailure, opts?: { pauseMs?: number; now?: number }): Promise<'open' | 'closed'>;
+  /** A provider accepted a message: failures forgotten, circuit closed. */
+  success(provider: ProviderId): Promise<void>;
+  states(providers: readonly ProviderId[], now?: number): Promise<Record<string, { open: boolean; paused: boolean }>>;
+}
+
+export function createCircuits(redis: RedisClient, ks: Keyspace, settings: CircuitSettings): Circuits {
+  const key = (p: ProviderId) => ks.key('cir', p);
+  const policy = { threshold: settings.failureThreshold, cooldownMs: settings.cooldownMs };
+  return {
+    async pick(candidates, now = 0) {
+      const r = await PICK.run(
+        redis,
+        {},
+        { now, ...policy },
+        { keys: candidates.map(key), args: candidates.map((p) => settings.ratePerSecond[p] ?? 0) },
+      );
+      if (r.outcome === 'wait') return { kind: 'wait', ms: Math.max(1, Number(r.ms)) };
+      const provider = candidates[Number(r.index) - 1] as ProviderId;
+      return { kind: 'picked', provider, hadFailures: Number(r.fails) > 0 };
+    },
+    async failure(provider, kind, opts = {}) {
+      const r = await FAILURE.run(
+        redis,
+        { circuit: key(provider) },
+        { now: opts.now ?? 0, kind, ...policy, pauseMs: opts.pauseMs ?? 1000 },
+      );
+      return r.outcome === 'open' ? 'open' : 'closed';
+    },
+    async success(provider) {
+      await redis.hset(key(provider), 'fails', 0, 'openUntil', 0);
+    },
+    async states(providers, now = 0) {
+      if (providers.length === 0) return {};
+      const r = await STATES.run(redis, {}, { now }, { keys: providers.map(key) });
+      return Object.fromEntries(
+        providers.map((p, i) => [p, { open: r[`open${i + 1}`] === '1', paused: r[`paused${i + 1}`] === '1' }]),
+      );
+    },
+  };
+}

@@ -1,0 +1,167 @@
+import type { ProviderErrorKind, ProviderId } from '@otp-gateway/core';
+import type { Keyspace } from '../keyspace.js';
+import { otpKeys } from '../otp/otp.record.js';
+import type { RedisClient } from '../redis/connection.js';
+import { ACCEPT, FAIL, GIVE_UP, PLAN, START } from './attempts.scripts.js';
+import type { Circuits } from './circuit.js';
+import { MIN_RESEND_LIFE_MS } from './life-left.js';
+import type { MessageIndex } from './messages.js';
+
+/** What a worker needs to send an OTP: read from its record when the job starts (the job holds only the id). */
+export interface OutboundOtp {
+  readonly phoneNumber: string;
+  readonly locale: string;
+  /** The code sealed with AES-GCM, bound to the OTP id. */
+  readonly sealedCode: string;
+  readonly expiresAt: number;
+  readonly callingCode: string;
+}
+
+export type BeginOutcome =
+  | {
+      kind: 'go';
+      attempt: number;
+      provider: ProviderId;
+      /** The attempt whose request id to send (differs from `attempt` when it resumes an interrupted one). */
+      requestAttempt: number;
+      otp: OutboundOtp;
+      /** The provider's circuit had failures: a success closes it. */
+      hadFailures: boolean;
+    }
+  /** No provider is free before `ms`. */
+  | { kind: 'wait'; ms: number; expiresAt: number }
+  /** Another job of this OTP is sending now; its outcome is known within `ms`. */
+  | { kind: 'busy'; ms: number }
+  | {
+      kind: 'stop';
+      reason: 'gone' | 'approved' | 'expired' | 'locked' | 'failed' | 'done' | 'too_late' | 'exhausted';
+    };
+
+/** The worker's view of an OTP's delivery: begin an attempt, settle it, give up. */
+export interface DeliveryRepo {
+  /**
+   * Begins an attempt: the OTP's plan (may it go out, through which providers), the circuits' pick among them,
+   * then the attempt recorded `sending` under a lease. Three steps in two slots; a job of the same OTP that
+   * moved in between makes the last one answer `busy`.
+   */
+  begin(otpId: string, order: readonly ProviderId[], minLifeMs: number): Promise<BeginOutcome>;
+  /** A provider accepted attempt n. Returns the delivery reports that arrived before (JSON), to apply now. */
+  accepted(
+    otpId: string,
+    attempt: number,
+    provider: ProviderId,
+    result: { messageId: string; providerStatus: string; hadFailures: boolean },
+  ): Promise<string[]>;
+  /** Attempt n failed; says whether the provider's circuit opened and whether the OTP ended (permanent). */
+  failed(
+    otpId: string,
+    attempt: number,
+    provider: ProviderId,
+    kind: ProviderErrorKind,
+    errorCode: string,
+    pauseMs?: number,
+  ): Promise<{ circuit: 'open' | 'closed'; ended: boolean }>;
+  /**
+   * Ends a pending OTP that never went out as `failed` (`ended`); one that went out once stays usable. With its
+   * calling code, for metrics.
+   */
+  giveUp(otpId: string): Promise<{ ended: boolean; callingCode: string }>;
+}
+
+export interface DeliverySettings {
+  /** How long one provider call may take (its timeout and a margin): another job of the OTP waits that long. */
+  readonly leaseMs: number;
+  /** When a final receipt is due after a provider accepted; 0 when receipts are not expected (no callbacks). */
+  readonly receiptAfterMs: number;
+  /** How long the message index is kept: as long as OTP records. */
+  readonly messageTtlMs: number;
+}
+
+export function createDeliveryRepo(
+  deps: { redis: RedisClient; ks: Keyspace; circuits: Circuits; messages: MessageIndex; now?: () => number },
+  settings: DeliverySettings,
+): DeliveryRepo {
+  const { redis, ks, circuits, messages } = deps;
+  const now = () => deps.now?.() ?? 0;
+  return {
+    async begin(otpId, order, minLifeMs) {
+      const keys = otpKeys(ks, otpId);
+      const plan = await PLAN.run(
+        redis,
+        keys,
+        { now: now(), id: otpId, minLifeMs, leaseMs: settings.leaseMs },
+        { args: order },
+      );
+      if (plan.outcome === 'go') return go(plan, false);
+      if (plan.outcome === 'busy') return { kind: 'busy', ms: Math.max(1, Number(plan.ms)) };
+      if (plan.outcome === 'stop') return { kind: 'stop', reason: plan.reason as StopReason };
+      const candidates = String(plan.candidates).split(',') as ProviderId[];
+      const picked = await circuits.pick(candidates, now() || undefined);
+      if (picked.kind === 'wait') return { kind: 'wait', ms: picked.ms, expiresAt: Number(plan.exp) };
+      const started = await START.run(redis, keys, {
+        now: now(),
+        id: otpId,
+        attempts: Number(plan.attempts),
+        provider: picked.provider,
+        leaseMs: settings.leaseMs,
+      });
+      if (started.outcome === 'go') return go(started, picked.hadFailures);
+      if (started.outcome === 'busy') return { kind: 'busy', ms: Math.max(1, Number(started.ms)) };
+      return { kind: 'stop', reason: started.reason as StopReason };
+    },
+
+    async accepted(otpId, attempt, provider, result) {
+      const keys = otpKeys(ks, otpId);
+      await ACCEPT.run(redis, keys, {
+        now: now(),
+        id: otpId,
+        attempt,
+        provider,
+        messageId: result.messageId,
+        providerStatus: result.providerStatus,
+        receiptAfterMs: settings.receiptAfterMs,
+        minLifeMs: MIN_RESEND_LIFE_MS,
+      });
+      // Recorded on the OTP first: a report can only find the attempt once it counts. A crash between the two
+      // leaves the message unindexed: its reports wait unapplied, and the receipt check resends in time.
+      const [early] = await Promise.all([
+        messages.record(provider, result.messageId, { otpId, attempt }, settings.messageTtlMs),
+        result.hadFailures ? circuits.success(provider) : Promise.resolve(),
+      ]);
+      return early;
+    },
+
+    async failed(otpId, attempt, provider, kind, errorCode, pauseMs) {
+      const r = await FAIL.run(redis, otpKeys(ks, otpId), { now: now(), attempt, outcome: kind, errorCode });
+      const circuit =
+        kind === 'retryable' || kind === 'rate_limited'
+          ? await circuits.failure(provider, kind, { pauseMs: pauseMs ?? 1000 })
+          : 'closed';
+      return { circuit, ended: r.outcome === 'ended' };
+    },
+
+    async giveUp(otpId) {
+      const r = await GIVE_UP.run(redis, otpKeys(ks, otpId), { now: now() });
+      return { ended: r.outcome === 'ended', callingCode: r.cc ?? '' };
+    },
+  };
+}
+
+type StopReason = Extract<BeginOutcome, { kind: 'stop' }>['reason'];
+
+function go(r: Record<string, string | undefined>, hadFailures: boolean): BeginOutcome {
+  return {
+    kind: 'go',
+    attempt: Number(r.attempt),
+    provider: r.provider as ProviderId,
+    requestAttempt: Number(r.requestAttempt),
+    hadFailures,
+    otp: {
+      phoneNumber: r.phone ?? '',
+      locale: r.locale || 'en',
+      sealedCode: r.sealed ?? '',
+      expiresAt: Number(r.exp),
+      callingCode: r.cc ?? '',
+    },
+  };
+}

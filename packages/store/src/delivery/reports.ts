@@ -1,0 +1,117 @@
+import { DELIVERY_STATUSES, type DeliveryStatus, isProviderId, type ProviderId } from '@otp-gateway/core';
+import type { Keyspace } from '../keyspace.js';
+import { otpKeys, SWEEP_GRACE_MS } from '../otp/otp.record.js';
+import type { RedisClient } from '../redis/connection.js';
+import { APPLY_REPORT } from './attempts.scripts.js';
+import type { Circuits } from './circuit.js';
+import { MIN_RESEND_LIFE_MS } from './life-left.js';
+import type { MessageIndex } from './messages.js';
+
+/** One delivery report from a provider, mapped onto the gateway's DeliveryStatus. */
+export interface DeliveryReport {
+  readonly provider: ProviderId;
+  readonly messageId: string;
+  readonly status: DeliveryStatus;
+  /** The provider's own status (Twilio `undelivered`, Octopush `NOT_DELIVERED`), kept on the attempt. */
+  readonly providerStatus: string;
+  readonly errorCode: string | null;
+  /** When the provider says it happened, epoch ms. */
+  readonly at: number;
+}
+
+/**
+ * What applying a report did:
+ * - `applied`: the report belongs to attempt `attempt` of `otpId`; `changed` is false for a duplicate or a late
+ *   report (statuses only move forward). `deliveryStatus` is the OTP's after the report. `resend` is set when the
+ *   attempt that counted was not delivered and the OTP can still go out through another provider: the caller
+ *   queues it (enqueueResend; the due set has it listed until a worker starts it, so the sweep covers a lost add).
+ * - `ignored`: the OTP is gone (`unknown_otp`) or the message no longer matches its attempt (`stale`).
+ * - `deferred`: the message id is not recorded yet (the report beat the worker); it is kept and handed to the
+ *   worker when it records the id. A report for a message the gateway never sent just expires.
+ */
+export type ApplyResult =
+  | {
+      kind: 'applied';
+      otpId: string;
+      attempt: number;
+      deliveryStatus: DeliveryStatus;
+      changed: boolean;
+      /** Country calling code of the OTP's number, for metrics. */
+      callingCode: string;
+      resend: { otpId: string; after: number } | null;
+    }
+  | { kind: 'ignored'; reason: 'unknown_otp' | 'stale' }
+  | { kind: 'deferred' };
+
+/** Records provider delivery reports on OTPs: the message lookup, then the OTP (and the circuit on a failure). */
+export interface ReportRepo {
+  apply(report: DeliveryReport): Promise<ApplyResult>;
+}
+
+/** Parses a report kept before its message id was recorded; null when it is not one. */
+export function parseDeliveryReport(json: string): DeliveryReport | null {
+  try {
+    const r = JSON.parse(json) as Partial<Record<keyof DeliveryReport, unknown>>;
+    if (
+      typeof r.provider !== 'string' ||
+      !isProviderId(r.provider) ||
+      typeof r.messageId !== 'string' ||
+      typeof r.status !== 'string' ||
+      !(DELIVERY_STATUSES as readonly string[]).includes(r.status) ||
+      typeof r.providerStatus !== 'string' ||
+      !(r.errorCode === null || typeof r.errorCode === 'string') ||
+      typeof r.at !== 'number'
+    ) {
+      return null;
+    }
+    return r as DeliveryReport;
+  } catch {
+    return null;
+  }
+}
+
+export function createReportRepo(deps: {
+  redis: RedisClient;
+  ks: Keyspace;
+  messages: MessageIndex;
+  circuits: Circuits;
+  now?: () => number;
+}): ReportRepo {
+  const { redis, ks, messages, circuits } = deps;
+  return {
+    async apply(report) {
+      const json = JSON.stringify({
+        provider: report.provider,
+        messageId: report.messageId,
+        status: report.status,
+        providerStatus: report.providerStatus,
+        errorCode: report.errorCode,
+        at: report.at,
+      } satisfies DeliveryReport);
+      const ref = await messages.lookup(report.provider, report.messageId, json);
+      if (!ref) return { kind: 'deferred' };
+      const r = await APPLY_REPORT.run(redis, otpKeys(ks, ref.otpId), {
+        now: deps.now?.() ?? 0,
+        id: ref.otpId,
+        attempt: ref.attempt,
+        status: report.status,
+        providerStatus: report.providerStatus,
+        errorCode: report.errorCode ?? '',
+        messageId: report.messageId,
+        minLifeMs: MIN_RESEND_LIFE_MS,
+        sweepAfterMs: SWEEP_GRACE_MS,
+      });
+      if (r.outcome === 'ignored') return { kind: 'ignored', reason: r.reason === 'unknown_otp' ? 'unknown_otp' : 'stale' };
+      if (r.negative === '1') await circuits.failure(report.provider, 'undelivered');
+      return {
+        kind: 'applied',
+        otpId: ref.otpId,
+        attempt: ref.attempt,
+        deliveryStatus: r.ds as DeliveryStatus,
+        changed: r.changed === '1',
+        callingCode: r.cc ?? '',
+        resend: r.resend === '1' ? { otpId: ref.otpId, after: ref.attempt } : null,
+      };
+    },
+  };
+}

@@ -1,0 +1,142 @@
+import { randomBytes } from 'node:crypto';
+import type { ProviderId } from '@otp-gateway/core';
+import { type Keyspace, PARTITIONS, partitionTagOf } from '../keyspace.js';
+import { DUE, otpKeys, SWEEP_GRACE_MS } from '../otp/otp.record.js';
+import type { RedisClient } from '../redis/connection.js';
+import { CLOCK_LUA, defineScript } from '../redis/script.js';
+import { enqueueResend, enqueueSend, type SendQueues } from '../jobs/send-jobs.js';
+import { RECEIPT_TIMEOUT, SWEEP_UNSTARTED } from './attempts.scripts.js';
+import type { Circuits } from './circuit.js';
+import { MIN_RESEND_LIFE_MS } from './life-left.js';
+
+/**
+ * The sweep: the workers' safety net, run every few seconds by one worker at a time (a lock in the `{sweep}`
+ * slot). It reads what is due in each partition's due set (otp.record.ts) and, per entry, runs the OTP's own
+ * script (keys built from the entry's id here, never inside a script):
+ * - `s:<id>`, an OTP whose job never started (the API stopped, or lost Redis, between storing the OTP and adding
+ *   its job; a resend the callbacks app could not queue): its job is queued again (same job id, so a job merely
+ *   waiting is not doubled), or, too close to expiry, the OTP is given up;
+ * - `r:<id>:<n>`, attempt n waiting for its delivery receipt: when no final receipt came and the attempt still
+ *   counts, it becomes `no_receipt`, the provider's circuit takes a failure, and the code goes out through the
+ *   next provider.
+ * Reading 4096 partitions is 4096 cheap reads per round, spread over the cluster's masters.
+ */
+const DUE_NOW = defineScript({
+  name: 'otpDueNow',
+  doc: 'entries of a due set whose time has come (by this node clock)',
+  keys: ['due'],
+  args: ['now', 'limit'],
+  lib: CLOCK_LUA,
+  body: `
+local due = redis.call('ZRANGEBYSCORE', K.due, '-inf', clock(A.now), 'LIMIT', 0, tonumber(A.limit))
+local out = {'due', 'count', #due}
+for i, m in ipairs(due) do out[#out + 1] = 'm' .. i; out[#out + 1] = m end
+return out
+`,
+});
+
+export interface SweepReport {
+  readonly queued: number;
+  readonly gaveUp: number;
+  readonly receiptTimeouts: number;
+}
+
+export interface SweepDeps {
+  readonly redis: RedisClient;
+  readonly ks: Keyspace;
+  readonly queues: SendQueues;
+  readonly circuits: Circuits;
+  /** Each OTP that ends failed here, with its calling code (for the funnel metric). */
+  readonly onFailed?: (otpId: string, callingCode: string) => void;
+  /** Each receipt that never came, by provider. */
+  readonly onNoReceipt?: (provider: ProviderId) => void;
+  readonly now?: () => number;
+}
+
+/** One round over every partition (or the given ones); entries per partition are bounded by `batch`. */
+export async function sweepDue(
+  deps: SweepDeps,
+  opts: { partitions?: readonly number[]; batch?: number; concurrency?: number } = {},
+): Promise<SweepReport> {
+  const parts = opts.partitions ?? Array.from({ length: PARTITIONS }, (_, i) => i);
+  const now = () => deps.now?.() ?? 0;
+  const totals = { queued: 0, gaveUp: 0, receiptTimeouts: 0 };
+  const step = opts.concurrency ?? 512;
+  for (let i = 0; i < parts.length; i += step) {
+    const chunk = parts.slice(i, i + step);
+    const due = await Promise.all(
+      chunk.map((p) => DUE_NOW.run(deps.redis, { due: deps.ks.key(partitionTagOf(p), 'due') }, { now: now(), limit: opts.batch ?? 100 })),
+    );
+    for (const r of due) {
+      for (let m = 1; m <= Number(r.count); m++) await sweepEntry(deps, String(r[`m${m}`]), now(), totals);
+    }
+  }
+  return totals;
+}
+
+async function sweepEntry(deps: SweepDeps, member: string, now: number, totals: { queued: number; gaveUp: number; receiptTimeouts: number }) {
+  if (member.startsWith(DUE.unstarted)) {
+    const otpId = member.slice(DUE.unstarted.length);
+    const r = await SWEEP_UNSTARTED.run(deps.redis, otpKeys(deps.ks, otpId), {
+      now,
+      id: otpId,
+      minLifeMs: MIN_RESEND_LIFE_MS,
+      sweepAfterMs: SWEEP_GRACE_MS,
+    });
+    if (r.outcome === 'enqueue') {
+      if (r.kind === 'send') await enqueueSend(deps.queues, otpId);
+      else await enqueueResend(deps.queues, otpId, Number(r.after));
+      totals.queued++;
+    } else if (r.outcome === 'gave_up' && r.failed === '1') {
+      totals.gaveUp++;
+      deps.onFailed?.(otpId, r.cc ?? '');
+    }
+    return;
+  }
+  if (member.startsWith(DUE.receipt)) {
+    const [otpId = '', attempt = '0'] = member.slice(DUE.receipt.length).split(':');
+    const r = await RECEIPT_TIMEOUT.run(deps.redis, otpKeys(deps.ks, otpId), {
+      now,
+      id: otpId,
+      attempt,
+      minLifeMs: MIN_RESEND_LIFE_MS,
+      sweepAfterMs: SWEEP_GRACE_MS,
+    });
+    if (r.outcome !== 'resend') return;
+    totals.receiptTimeouts++;
+    const provider = r.provider as ProviderId;
+    deps.onNoReceipt?.(provider);
+    await deps.circuits.failure(provider, 'no_receipt');
+    await enqueueResend(deps.queues, otpId, Number(attempt));
+    totals.queued++;
+  }
+}
+
+/**
+ * Runs the sweep every `everyMs`, one round per period whatever the number of workers: the worker that takes the
+ * period's lock (it expires with the period) sweeps. Errors are reported, never thrown.
+ */
+export function startSweeper(
+  deps: SweepDeps,
+  opts: { everyMs?: number; onRound?: (r: SweepReport) => void; onError?: (e: unknown) => void } = {},
+): { stop(): void } {
+  const lock = deps.ks.key('sweep', 'lock');
+  const token = randomBytes(8).toString('hex');
+  const everyMs = opts.everyMs ?? 5000;
+  let running = false;
+  const round = async () => {
+    if (running) return;
+    running = true;
+    try {
+      if ((await deps.redis.set(lock, token, 'PX', Math.max(1000, everyMs - 200), 'NX')) !== 'OK') return;
+      opts.onRound?.(await sweepDue(deps));
+    } catch (e) {
+      opts.onError?.(e);
+    } finally {
+      running = false;
+    }
+  };
+  const timer = setInterval(() => void round(), everyMs);
+  timer.unref();
+  return { stop: () => clearInterval(timer) };
+}

@@ -1,0 +1,134 @@
+import { tokenOfOtpId } from '@otp-gateway/core';
+import { type Keyspace, partitionTag } from '../keyspace.js';
+
+/**
+ * The OTP records, owned here: their keys, their field names, their lifetimes. Scripts get the field names as
+ * the Lua tables `F` (an OTP), `AF` (an attempt's fields, suffixes of `a<n>.`) and `NF` (a number), views read
+ * them through the same constants: nobody else spells a field.
+ *
+ * Three keys per partition tag `{p<xyz>}` (the first three hex digits of the number token, so an OTP's keys and
+ * its number's record share one slot, and the id alone tells which):
+ * - `o:<otpId>` HASH, one OTP (fields OTP_FIELDS, and per attempt n the ATTEMPT_FIELDS under `a<n>.`);
+ *   it lives until `exp` + the record retention.
+ * - `n:<token>` HASH, one number under one API key (NUMBER_FIELDS): its current OTP, send counters, wrong-code
+ *   lockout. The current OTP replaces older ones: an OTP whose number points elsewhere is expired (replaced).
+ * - `due` ZSET of work to look at after a time (score ms): `s:<otpId>` an OTP whose send job has not started,
+ *   `r:<otpId>:<n>` attempt n waiting for its delivery receipt. The workers' sweep reads it (delivery/sweep.ts).
+ */
+export const OTP_FIELDS = Object.freeze({
+  /** API key name that created it (OTPs are scoped to their key). */
+  key: 'key',
+  phone: 'phone',
+  /** HMAC of the code bound to the id; deleted once the OTP ends. */
+  hash: 'hash',
+  /** The code sealed with AES-GCM (bound to the id), for the workers; deleted once the OTP ends. */
+  sealed: 'sealed',
+  status: 'status',
+  /** Delivery status of the attempt that counts. */
+  ds: 'ds',
+  /** Provider of the attempt that counts ('' before any). */
+  provider: 'provider',
+  /** Expiry, epoch ms. */
+  exp: 'exp',
+  created: 'created',
+  endedAt: 'endedAt',
+  /** Wrong codes still allowed. */
+  left: 'left',
+  /** Country calling code, for metrics. */
+  cc: 'cc',
+  locale: 'locale',
+  /** Number of attempts. */
+  na: 'na',
+  /** The attempt that counts (accepted, not known undelivered); '' when none. */
+  acc: 'acc',
+  /** The last attempt a provider accepted (it may have arrived even if a later one is tried). */
+  sent: 'sent',
+  /** Until when (ms) the attempt being sent holds the OTP: another job waits. */
+  lease: 'lease',
+  /** The OTP that replaced this one. */
+  replacedBy: 'replacedBy',
+});
+
+/** Fields of attempt n, stored as `a<n>.<suffix>`. */
+export const ATTEMPT_FIELDS = Object.freeze({
+  provider: 'p',
+  /** sending | interrupted | accepted | delivered | undelivered | failed | no_receipt | retryable | ... */
+  outcome: 'o',
+  errorCode: 'e',
+  providerStatus: 's',
+  messageId: 'm',
+  startedAt: 't',
+  updatedAt: 'u',
+  /** The attempt whose request id this one carries (it differs when resuming an interrupted attempt). */
+  requestAttempt: 'r',
+  /** Last delivery status reported for it (moves forward only). */
+  delivery: 'd',
+});
+
+export const NUMBER_FIELDS = Object.freeze({
+  /** The number's current OTP id. */
+  current: 'cur',
+  /** Consecutive wrong codes, and until when (ms) they count. */
+  failures: 'nf',
+  failuresUntil: 'nfUntil',
+  /** No new send before (ms). */
+  cooldownUntil: 'cdUntil',
+  /** Sends in the current window, and when it ends (ms). */
+  windowSends: 'sw',
+  windowUntil: 'swUntil',
+});
+
+/** How long an OTP may stay listed as not started before the sweep queues its job again. */
+export const SWEEP_GRACE_MS = 10_000;
+
+/** Member prefixes of the due set. */
+export const DUE = Object.freeze({ unstarted: 's:', receipt: 'r:' });
+
+/** The keys of one OTP (and of its number and partition), from its id alone. */
+export interface OtpKeys {
+  readonly otp: string;
+  readonly number: string;
+  readonly due: string;
+}
+
+export function otpKeys(ks: Keyspace, otpId: string): OtpKeys {
+  const token = tokenOfOtpId(otpId);
+  const tag = partitionTag(token);
+  return { otp: ks.key(tag, `o:${otpId}`), number: ks.key(tag, `n:${token}`), due: ks.key(tag, 'due') };
+}
+
+/** The number record of a token (for lookups by phone number). */
+export const numberKey = (ks: Keyspace, token: string): string => ks.key(partitionTag(token), `n:${token}`);
+
+const luaTable = (name: string, fields: Readonly<Record<string, string>>) =>
+  `local ${name} = {${Object.entries(fields)
+    .map(([k, v]) => `${k} = '${v}'`)
+    .join(', ')}}`;
+
+/**
+ * Lua shared by the scripts of this record: the field tables, `af(n, part)` (an attempt's field name), and
+ * `settle(okey, numkey, id, status, exp, now)`: the status as it stands, ending (as `expired`) a pending OTP past
+ * its expiry or replaced by a newer one for its number.
+ */
+export const RECORD_LUA = `
+${luaTable('F', OTP_FIELDS)}
+${luaTable('AF', ATTEMPT_FIELDS)}
+${luaTable('NF', NUMBER_FIELDS)}
+local DUE_UNSTARTED, DUE_RECEIPT = '${DUE.unstarted}', '${DUE.receipt}'
+local function af(n, part) return 'a' .. n .. '.' .. part end
+-- Ends an OTP: a final status, the time, and the code's hash and sealed form gone.
+local function end_otp(okey, status, now, replacedBy)
+  redis.call('HSET', okey, F.status, status, F.endedAt, now)
+  if replacedBy then redis.call('HSET', okey, F.replacedBy, replacedBy) end
+  redis.call('HDEL', okey, F.hash, F.sealed)
+end
+-- The status as it stands now, and true when this call ended it: a pending OTP past its expiry, or replaced
+-- by a newer one for its number, is ended here and then.
+local function settle(okey, numkey, id, status, exp, now)
+  if status ~= 'pending' then return status, false end
+  local cur = redis.call('HGET', numkey, NF.current)
+  if cur and cur ~= id then end_otp(okey, 'expired', now, cur); return 'expired', true end
+  if now >= tonumber(exp) then end_otp(okey, 'expired', now, nil); return 'expired', true end
+  return status, false
+end
+`;

@@ -1,0 +1,118 @@
+import type { RedisConnection } from '@otp-gateway/core';
+import { Cluster, type ClusterOptions, Redis, type RedisOptions } from 'ioredis';
+
+/** A connection in any of the three modes: scripts, queues and repositories take either. */
+export type RedisClient = Redis | Cluster;
+
+/**
+ * How a connection behaves when Redis is away:
+ * - `request`: fail fast (no offline queue, 700 ms command timeout) so the API answers 503 instead of hanging;
+ * - `worker`: wait and retry forever (BullMQ workers need maxRetriesPerRequest null).
+ */
+export type ConnectionRole = 'request' | 'worker';
+
+const retryStrategy = (times: number) => Math.min(100 * 2 ** Math.min(times, 5), 2000);
+
+function roleOptions(role: ConnectionRole): RedisOptions {
+  return role === 'request'
+    ? { enableOfflineQueue: false, maxRetriesPerRequest: 0, commandTimeout: 700, connectTimeout: 1000 }
+    : { maxRetriesPerRequest: null, enableReadyCheck: true };
+}
+
+/**
+ * Opens a connection for `role` in the configured mode; it reconnects by itself with a capped backoff.
+ * - single: `REDIS_URL`;
+ * - cluster: ioredis `Cluster` over the seed nodes, reads and writes on masters. With TLS the node addresses are
+ *   used as given (no DNS lookup), which is what managed services with TLS certificates for their hostnames need;
+ *   `natMap` maps the addresses the nodes announce to reachable ones;
+ * - sentinel: ioredis asks the sentinels for the current primary and follows failovers.
+ */
+export function createRedis(conn: RedisConnection, role: ConnectionRole, name?: string): RedisClient {
+  const common: RedisOptions = { connectionName: name, retryStrategy, ...roleOptions(role) };
+  let client: RedisClient;
+  if (conn.mode === 'single') {
+    client = new Redis(conn.url, { ...common, enableAutoPipelining: role === 'request' });
+  } else if (conn.mode === 'cluster') {
+    const opts: ClusterOptions = {
+      redisOptions: {
+        ...common,
+        ...(conn.username ? { username: conn.username } : {}),
+        ...(conn.password ? { password: conn.password } : {}),
+        ...(conn.tls ? { tls: {} } : {}),
+      },
+      scaleReads: 'master',
+      enableAutoPipelining: role === 'request',
+      enableOfflineQueue: role === 'worker',
+      clusterRetryStrategy: retryStrategy,
+      slotsRefreshTimeout: 2000,
+      ...(conn.natMap ? { natMap: { ...conn.natMap } } : {}),
+      ...(conn.tls ? { dnsLookup: (address, callback) => callback(null, address) } : {}),
+    };
+    client = new Cluster(
+      conn.nodes.map((n) => ({ host: n.host, port: n.port })),
+      opts,
+    );
+  } else {
+    client = new Redis({
+      ...common,
+      sentinels: conn.sentinels.map((s) => ({ host: s.host, port: s.port })),
+      name: conn.name,
+      ...(conn.sentinelPassword ? { sentinelPassword: conn.sentinelPassword } : {}),
+      ...(conn.username ? { username: conn.username } : {}),
+      ...(conn.password ? { password: conn.password } : {}),
+      ...(conn.tls ? { tls: {}, enableTLSForSentinelMode: true } : {}),
+      enableAutoPipelining: role === 'request',
+    });
+  }
+  // Errors surface through commands and readiness; without a listener ioredis would log them to stderr.
+  client.on('error', () => {});
+  return client;
+}
+
+/** The masters of a cluster, or the one server (or current primary) otherwise: where keys live. */
+export function masters(redis: RedisClient): Redis[] {
+  return redis instanceof Cluster ? redis.nodes('master') : [redis];
+}
+
+/**
+ * Readiness: true when the store answers within `timeoutMs` (a hung Redis is not ready). One server or a
+ * Sentinel's primary: PING. A cluster: `CLUSTER INFO` says `cluster_state:ok` (every slot served).
+ */
+export async function redisAnswers(redis: RedisClient, timeoutMs = 800): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const check = async () => {
+    if (redis instanceof Cluster) {
+      const info = String(await redis.cluster('INFO'));
+      return /cluster_state:ok/.test(info);
+    }
+    return (await redis.ping()) === 'PONG';
+  };
+  try {
+    return await Promise.race([
+      check(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error('timeout')), timeoutMs);
+      }),
+    ]);
+  } catch {
+    return false;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Resolves once the client is connected (cluster: slots known), or false after `timeoutMs`. */
+export function waitReady(redis: RedisClient, timeoutMs: number): Promise<boolean> {
+  if (redis.status === 'ready') return Promise.resolve(true);
+  if (redis.status === 'wait') void redis.connect().catch(() => {});
+  return new Promise((resolve) => {
+    const done = (ok: boolean) => {
+      clearTimeout(timer);
+      redis.off('ready', onReady);
+      resolve(ok);
+    };
+    const onReady = () => done(true);
+    const timer = setTimeout(() => done(false), timeoutMs);
+    redis.on('ready', onReady);
+  });
+}
