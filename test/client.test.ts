@@ -1,4 +1,3 @@
-import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createOtpClient,
@@ -7,37 +6,39 @@ import {
   type OtpClient,
   OtpGatewayError,
 } from '../packages/client/src/index.js';
-import { decryptCode, deriveKeys, type SendJobData } from '../packages/core/src/index.js';
-import { createSendQueue, type SendQueue } from '../packages/store/src/index.js';
-import { frMobile } from './support/otp-harness.js';
-import { type AppProcess, startApp, TEST_SECRET, waitForHttp } from './support/processes.js';
-import { closeRedisClients, isolatedRedis } from './support/redis.js';
+import { createSendQueues, type SendQueues } from '../packages/store/src/index.js';
+import { codeFromStore, frMobile } from './support/otp-harness.js';
+import { type AppProcess, startApp, waitForHttp } from './support/processes.js';
+import { closeRedisClients, type IsolatedStore, isolatedRedis } from './support/redis.js';
 import { freePort } from './support/redis-server.js';
 
 // The client against the real API process (apps/api/dist/main.js): what a backend that installs
-// @otp-gateway/client sees. No worker runs, so each send job stays in the queue and the test reads its code there.
+// @otp-gateway/client sees. No worker runs, so each send job stays queued; the test reads codes from the store.
 
 const KEY = 'client-test-secret-0123456789';
 const OTHER_KEY = 'client-other-secret-0123456789';
 const MAX_ATTEMPTS = 3;
 const OTP_ID = /^otp_[0-9a-f]{32}$/;
 
-let db: Redis;
-let queue: SendQueue;
+let store: IsolatedStore;
+let queues: SendQueues;
 let api: AppProcess;
 let baseUrl: string;
 let otp: OtpClient;
 
 beforeAll(async () => {
-  const isolated = await isolatedRedis();
-  db = isolated.redis;
-  queue = createSendQueue(db);
+  store = await isolatedRedis();
+  queues = createSendQueues(store.redis, store.ks, {
+    sendShards: Number(store.env.SEND_QUEUE_SHARDS ?? 1),
+    keepCompleted: 100,
+    keepFailedSeconds: 3600,
+  });
   const port = await freePort();
   baseUrl = `http://127.0.0.1:${port}`;
   api = startApp('api', {
     HOST: '127.0.0.1',
     API_PORT: String(port),
-    REDIS_URL: isolated.url,
+    ...store.env,
     API_KEYS: `backend:${KEY},other:${OTHER_KEY}`,
     OTP_MAX_ATTEMPTS: String(MAX_ATTEMPTS),
     OTP_RESEND_COOLDOWN_SECONDS: '0',
@@ -48,15 +49,15 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await api?.stop();
-  await queue?.close();
-  await closeRedisClients(db);
+  await queues?.close();
+  await closeRedisClients(store?.redis);
 });
 
-/** The code of an OTP, learned the only way a test can: decrypting its send job's sealedCode. */
+/** The code of an OTP, learned the only way a test can: decrypting the sealed code the workers send. */
 async function codeOf(id: string): Promise<string> {
-  const job = await queue.getJob(id);
-  if (!job) throw new Error(`no send job ${id}`);
-  return decryptCode(deriveKeys(TEST_SECRET), id, (job.data as SendJobData).sealedCode);
+  const code = await codeFromStore(store, id);
+  if (!code) throw new Error(`no sealed code for ${id}`);
+  return code;
 }
 
 async function caught(p: Promise<unknown>): Promise<OtpGatewayError> {
@@ -148,8 +149,10 @@ describe('@otp-gateway/client against the real API', () => {
     expect(calls).toBe(2);
     expect(created).toEqual([sent.id]);
     expect((await otp.status(phone)).id).toBe(sent.id);
-    const jobs = await queue.getJobs(['waiting', 'delayed', 'prioritized']);
-    expect(jobs.filter((j) => j.data.to === phone).map((j) => j.id)).toEqual([sent.id]);
+    const jobs = (await Promise.all(queues.shards.map((q) => q.getJobs(['waiting', 'delayed', 'prioritized'])))).flat();
+    const forPhone = [];
+    for (const j of jobs) if ((await otp.get(j.data.otpId)).phoneNumber === phone) forPhone.push(j.id);
+    expect(forPhone).toEqual([sent.id]);
   });
 
   it('refusals of a code are results: unknown OTP, and out of attempts even for the right code', async () => {

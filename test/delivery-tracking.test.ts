@@ -1,4 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { messageKeys } from '../packages/store/src/index.js';
 import { eventually } from './support/processes.js';
 import { codeIn, OCTOPUSH_TOKEN, SIM_OCTOPUSH, type Stack, startStack } from './support/stack.js';
 
@@ -137,14 +138,14 @@ describe('a receipt that arrives before the worker recorded the message id', () 
     });
     expect(report.status).toBe(200);
     expect((await early.otp(body.id)).deliveryStatus).toBe('queued');
-    expect(await early.redis.llen(`otp:cb:octopush:${ticket}`)).toBeGreaterThanOrEqual(1);
+    expect(await early.redis.llen(messageKeys(early.store.ks, 'octopush', ticket).early)).toBeGreaterThanOrEqual(1);
 
     await early.startWorker();
     const otp = await until2(early, body.id, (o) => o.deliveryStatus === 'delivered');
     expect(otp.attempts).toEqual([
       expect.objectContaining({ provider: 'octopush', messageId: ticket, outcome: 'delivered' }),
     ]);
-    expect(await early.redis.exists(`otp:cb:octopush:${ticket}`)).toBe(0);
+    expect(await early.redis.exists(messageKeys(early.store.ks, 'octopush', ticket).early)).toBe(0);
   });
 });
 

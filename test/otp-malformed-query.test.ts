@@ -1,16 +1,16 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../packages/store/src/index.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ApiProcess, startApiProcess } from './support/api-process.js';
 import { API_KEYS, KEY_A } from './support/otp-harness.js';
 import { closeRedisClients, isolatedRedis } from './support/redis.js';
 
-let db: Redis;
+let db: RedisClient;
 let api: ApiProcess;
 
 beforeAll(async () => {
   const isolated = await isolatedRedis();
   db = isolated.redis;
-  api = await startApiProcess({ REDIS_URL: isolated.url, API_KEYS }, KEY_A.secret);
+  api = await startApiProcess({ ...isolated.env, API_KEYS }, KEY_A.secret);
 });
 
 afterAll(async () => {

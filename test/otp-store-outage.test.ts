@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { decryptCode, deriveKeys, type SendJobData } from '../packages/core/src/index.js';
-import { createSendQueue } from '../packages/store/src/index.js';
+import { decryptCode, deriveKeys } from '../packages/core/src/index.js';
+import { createKeyspace, createSendQueues, readSealedCode } from '../packages/store/src/index.js';
 import { type ApiProcess, type HttpAnswer, startApiProcess } from './support/api-process.js';
 import { API_KEYS, frMobile, KEY_A } from './support/otp-harness.js';
 import { eventually, TEST_SECRET } from './support/processes.js';
@@ -27,6 +27,9 @@ afterAll(async () => {
   for (const x of started.splice(0).reverse()) await x.stop().catch(() => {});
 });
 
+// These tests own their redis-server: the default key prefix and one send queue.
+const ks = createKeyspace('otp');
+const ONE_SHARD = { sendShards: 1, keepCompleted: 100, keepFailedSeconds: 3600 };
 const env = (redisUrl: string) => ({ REDIS_URL: redisUrl, API_KEYS, OTP_RESEND_COOLDOWN_SECONDS: '0' });
 
 /** 503 store_unavailable with the contract body, answered within a second. */
@@ -72,15 +75,15 @@ async function expectRecovered(api: ApiProcess, redisUrl: string, phone: string)
   );
   const id = String(sent.body['id']);
   const redis = new Redis(redisUrl);
-  const queue = createSendQueue(redis);
+  const queues = createSendQueues(redis, ks, ONE_SHARD);
   try {
-    const job = await queue.getJob(id);
+    const job = await queues.forOtp(id).getJob(id);
     expect(job?.id).toBe(id);
-    const code = decryptCode(deriveKeys(TEST_SECRET), id, String((job?.data as SendJobData | undefined)?.sealedCode));
+    const code = decryptCode(deriveKeys(TEST_SECRET), id, String(await readSealedCode(redis, ks, id)));
     const ok = await api.request('POST', '/v1/otp/verify', { body: { id, code } });
     expect(ok.status).toBe(200);
   } finally {
-    await queue.close();
+    await queues.close();
     await redis.quit();
   }
 }
@@ -155,17 +158,17 @@ describe('when Redis is unreachable', () => {
  */
 async function expectNoCodeWithoutSms(api: ApiProcess, redisUrl: string, phone: string) {
   const redis = new Redis(redisUrl);
-  const queue = createSendQueue(redis);
+  const queues = createSendQueues(redis, ks, ONE_SHARD);
   try {
     const status = await api.request('GET', `/v1/otp/status?phoneNumber=${encodeURIComponent(phone)}`);
     if (status.status === 200) {
       const id = String(status.body['id']);
-      expect.soft(await queue.getJob(id), `OTP ${id} answered 503 but created, without a send job`).toBeTruthy();
+      expect.soft(await queues.forOtp(id).getJob(id), `OTP ${id} answered 503 but created, without a send job`).toBeTruthy();
     }
     const retry = await api.request('POST', '/v1/otp/send', { body: { phoneNumber: phone } });
     expect(retry.status, `the retry after the 503: ${retry.text}`).toBe(202);
   } finally {
-    await queue.close();
+    await queues.close();
     await redis.quit();
   }
 }

@@ -23,7 +23,7 @@ beforeAll(async () => {
       OTP_MAX_ATTEMPTS: '3',
       OTP_TTL_SECONDS: '60',
     },
-    { url: api.url, db: api.db },
+    api.store,
   );
   strict = await startTestApi({
     OTP_RESEND_COOLDOWN_SECONDS: '0',

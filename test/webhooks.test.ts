@@ -1,13 +1,13 @@
 import { createHmac } from 'node:crypto';
-import { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { messageKeys, resendJobId } from '../packages/store/src/index.js';
+import { type OtpFixtures, otpFixtures } from './support/otp-fixtures.js';
 import { type AppProcess, startApp, waitForHttp } from './support/processes.js';
-import { closeRedisClients, isolatedRedis } from './support/redis.js';
+import { closeRedisClients, type IsolatedStore, isolatedRedis } from './support/redis.js';
 import { freePort } from './support/redis-server.js';
 
-// The built callbacks process (pnpm --filter @otp-gateway/webhooks build first) over real HTTP, on its own Redis database. OTPs are laid out in Redis the way the
-// API's SEND and the worker's BEGIN + ACCEPT scripts leave them (attempt 1 accepted, message id indexed).
+// The built callbacks process over real HTTP, on its own key prefix. OTPs are laid out by the store's own scripts
+// the way the API and a worker leave them (attempt 1 accepted, message id indexed).
 
 const TWILIO_TOKEN = 'twilio-auth-token-0123456789abcdef';
 const OCTOPUSH_TOKEN = 'octo-hook-token-9f8e7d6c5b4a3210';
@@ -15,17 +15,18 @@ const PUBLIC_BASE = 'https://otp.example.com';
 const TWILIO_URL = `${PUBLIC_BASE}/webhooks/twilio/status`;
 
 let app: AppProcess;
-let redis: Redis;
+let store: IsolatedStore;
+let fixtures: OtpFixtures;
 let base: string;
 let n = 0;
 
 beforeAll(async () => {
-  const db = await isolatedRedis();
-  redis = db.redis;
+  store = await isolatedRedis();
+  fixtures = otpFixtures(store);
   const port = await freePort();
   base = `http://127.0.0.1:${port}`;
   app = startApp('webhooks', {
-    REDIS_URL: db.url,
+    ...store.env,
     HOST: '127.0.0.1',
     WEBHOOKS_PORT: String(port),
     PUBLIC_WEBHOOK_BASE_URL: PUBLIC_BASE,
@@ -37,44 +38,18 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await app?.stop();
-  await closeRedisClients(redis);
+  await fixtures?.close();
+  await closeRedisClients(store?.redis);
 });
 
 /** A pending OTP whose attempt 1 went out through `provider` as message `messageId`. */
 async function acceptedOtp(provider: 'twilio' | 'octopush' = 'twilio') {
-  const id = `otp_wh${++n}`;
-  const messageId = provider === 'twilio' ? `SM${String(n).padStart(32, '0')}` : `oct-${n}`;
-  const now = Date.now();
-  await redis.hset(`otp:o:${id}`, {
-    id,
-    key: 'k',
-    phone: '+33612345678',
-    hash: 'h',
-    status: 'pending',
-    ds: 'sent',
-    provider,
-    exp: now + 300_000,
-    created: now,
-    left: 5,
-    max: 5,
-    cc: '33',
-    locale: 'fr',
-    na: 1,
-    sealed: 'sealed-code-blob',
-    acc: 1,
-    'a1.p': provider,
-    'a1.o': 'accepted',
-    'a1.m': messageId,
-    'a1.s': 'queued',
-    'a1.t': now,
-    'a1.u': now,
-  });
-  await redis.pexpire(`otp:o:${id}`, 600_000);
-  await redis.set(`otp:m:${provider}:${messageId}`, `${id}:1`, 'PX', 600_000);
-  return { id, messageId, exp: now + 300_000 };
+  const messageId = provider === 'twilio' ? `SM${String(++n).padStart(32, '0')}` : `oct-${++n}`;
+  const o = await fixtures.accepted(provider, messageId, { phoneNumber: '+33612345678' });
+  return { ...o, messageId };
 }
 
-const otp = (id: string) => redis.hgetall(`otp:o:${id}`);
+const otp = (id: string) => fixtures.record(id);
 
 /** Twilio's recipe: HMAC-SHA1 over the URL then each parameter name and value sorted by name, base64. */
 function sign(params: Record<string, string>, token = TWILIO_TOKEN, url = TWILIO_URL): string {
@@ -145,7 +120,7 @@ describe('Twilio status callbacks', () => {
       expect(res.body.error.code).toBe('invalid_signature');
     }
     expect(await otp(o.id)).toEqual(before);
-    expect(await redis.exists(`otp:cb:twilio:${o.messageId}`)).toBe(0);
+    expect(await store.redis.exists(messageKeys(store.ks, 'twilio', o.messageId).early)).toBe(0);
   });
 
   it('accepts a signed report carrying a parameter the gateway does not know', async () => {
@@ -164,26 +139,14 @@ describe('Twilio status callbacks', () => {
     expect(await otp(o.id)).toMatchObject({ ds: 'delivered', 'a1.o': 'delivered', 'a1.s': 'delivered' });
   });
 
-  it('an undelivered report queues the resend {otpId}-r1 with the OTP data', async () => {
+  it('an undelivered report queues the resend {otpId}-r1', async () => {
     const o = await acceptedOtp();
     const params = statusParams(o.messageId, 'undelivered', { ErrorCode: '30003' });
     expect((await twilioPost(params, sign(params))).status).toBe(200);
     expect(await otp(o.id)).toMatchObject({ ds: 'undelivered', acc: '', 'a1.o': 'undelivered', 'a1.e': '30003' });
-    const queue = new Queue('otp-send', { connection: redis.duplicate() });
-    try {
-      const job = await queue.getJob(`${o.id}-r1`);
-      expect(job?.name).toBe('send');
-      expect(job?.data).toEqual({
-        otpId: o.id,
-        to: '+33612345678',
-        locale: 'fr',
-        sealedCode: 'sealed-code-blob',
-        expiresAt: o.exp,
-        callingCode: '33',
-      });
-    } finally {
-      await queue.close();
-    }
+    const job = await fixtures.queues.forOtp(o.id).getJob(resendJobId(o.id, 1));
+    expect(job?.name).toBe('resend');
+    expect(job?.data).toEqual({ otpId: o.id, after: 1 });
   });
 });
 

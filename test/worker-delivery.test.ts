@@ -1,8 +1,9 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { circuitKey } from '../packages/store/src/index.js';
 import { eventually } from './support/processes.js';
 import { codeIn, type Stack, startStack } from './support/stack.js';
 
-// Real processes over loopback HTTP: simulator (fake Twilio and Octopush), API, worker, one Redis db.
+// Real processes over loopback HTTP: simulator (fake Twilio and Octopush), API, worker, one key prefix.
 let stack: Stack;
 let n = 0;
 const phone = () => `+3367${String(process.pid % 1000).padStart(3, '0')}${String(++n).padStart(4, '0')}`;
@@ -16,7 +17,7 @@ beforeAll(async () => {
 afterAll(async () => stack?.stop());
 afterEach(async () => {
   await fetch(`${stack.simUrl}/_sim/reset`, { method: 'POST' });
-  await stack.redis.del('otp:cir:twilio', 'otp:cir:octopush');
+  await Promise.all(['twilio', 'octopush'].map((p) => stack.redis.del(circuitKey(stack.store.ks, p as 'twilio'))));
 });
 
 const settled = (id: string, pred: (otp: any) => boolean, ms = 15_000) =>
@@ -87,7 +88,7 @@ describe('send worker', () => {
     const twilioAttempts = otps.flatMap((o) => o.attempts).filter((a: any) => a.provider === 'twilio');
     expect(twilioAttempts.length).toBeLessThan(otps.length);
     for (const a of twilioAttempts) expect(a.outcome).toBe('rate_limited');
-    expect(Number(await stack.redis.hget('otp:cir:twilio', 'pausedUntil'))).toBeGreaterThan(Date.now() + 20_000);
+    expect(Number(await stack.redis.hget(circuitKey(stack.store.ks, 'twilio'), 'pausedUntil'))).toBeGreaterThan(Date.now() + 20_000);
   });
 
   it('ends the OTP failed when both providers are down, and sends nothing later', async () => {

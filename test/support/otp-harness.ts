@@ -61,6 +61,10 @@ export interface TestApi {
   codeOf(otpId: string): Promise<string>;
   /** Every key of this API's prefix. */
   keys_(): Promise<string[]>;
+  /** Jobs in every state over every send queue shard. */
+  jobTotal(): Promise<number>;
+  /** The first send job of an OTP, if queued. */
+  job(otpId: string): Promise<import('bullmq').Job | undefined>;
   close(): Promise<void>;
 }
 
@@ -101,6 +105,11 @@ export async function startTestApi(env: Record<string, string> = {}, shared?: Is
       return decryptCode(keys, otpId, sealed);
     },
     keys_: () => keysUnder(store.redis, store.prefix),
+    async jobTotal() {
+      const counts = await Promise.all(queues.shards.map((q) => q.getJobCounts()));
+      return counts.flatMap((c) => Object.values(c)).reduce((sum, n) => sum + n, 0);
+    },
+    job: (otpId) => queues.forOtp(otpId).getJob(otpId),
     async close() {
       await app.close();
       await queues.close();
@@ -198,4 +207,13 @@ export function findClear(code: string, texts: Iterable<[where: string, text: st
 export function sendJobKey(api: Pick<TestApi, 'queues'>, otpId: string): string {
   const q = api.queues.forOtp(otpId);
   return `${q.opts.prefix}:${q.name}:${otpId}`;
+}
+
+/**
+ * The code of an OTP, learned the only way a test can: decrypting the sealed code the workers send, from the
+ * OTP's record (null once the OTP ended: its sealed code is gone).
+ */
+export async function codeFromStore(store: IsolatedStore, otpId: string, secret = TEST_SECRET): Promise<string | null> {
+  const sealed = await readSealedCode(store.redis, store.ks, otpId);
+  return sealed ? decryptCode(deriveKeys(secret), otpId, sealed) : null;
 }

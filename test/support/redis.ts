@@ -37,13 +37,15 @@ let counter: RedisClient | undefined;
 /** The connection variables of the suite's Redis, without a prefix. */
 export function topologyEnv(): Record<string, string> {
   const t = inject('redisTopology');
-  return t.mode === 'cluster' ? { REDIS_CLUSTER_NODES: t.nodes } : { REDIS_URL: t.url };
+  // On a cluster the send queue has a shard per master, so the suite exercises every one.
+  return t.mode === 'cluster' ? { REDIS_CLUSTER_NODES: t.nodes, SEND_QUEUE_SHARDS: '3' } : { REDIS_URL: t.url };
 }
 
 /** A key prefix of its own for the calling test file (or for one test that wants a clean slate). */
 export async function isolatedRedis(): Promise<IsolatedStore> {
   const base = topologyEnv();
   const baseConfig = readRedisConfig(new EnvReader(base));
+  const cluster = baseConfig.connection.mode === 'cluster';
   counter ??= connectStore({ redis: baseConfig }, 'worker', 'otp-tests').redis;
   const n = await counter.incr('otp-tests:prefix-counter');
   const prefix = `t${n}`;
@@ -51,7 +53,7 @@ export async function isolatedRedis(): Promise<IsolatedStore> {
   const redisConfig: RedisConfig = { ...baseConfig, keyPrefix: prefix };
   const { redis } = connectStore({ redis: redisConfig }, 'worker', 'otp-tests-admin');
   await waitReady(redis, 10_000);
-  return { env, prefix, ks: createKeyspace(prefix), redisConfig, redis, cluster: base.REDIS_CLUSTER_NODES !== undefined };
+  return { env, prefix, ks: createKeyspace(prefix), redisConfig, redis, cluster };
 }
 
 /** Every key under a prefix, over every master. */

@@ -1,7 +1,7 @@
 import { createHmac } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { loadConfig } from '@otp-gateway/core';
-import type { ApplyResult, CallbackRepo, DeliveryReport } from '@otp-gateway/store';
+import type { ApplyResult, DeliveryReport, RedisClient, ReportRepo, SendQueues } from '@otp-gateway/store';
 import { describe, expect, it } from 'vitest';
 import { buildWebhooks, loggableUrl, webhooksLoggerOptions } from './app.js';
 import { octopushStatusToDelivery, twilioStatusToDelivery } from './status-maps.js';
@@ -12,8 +12,8 @@ const OCTO = 'octo-hook-token-9f8e7d6c5b4a3210';
 async function build(env: Record<string, string>, apply: (r: DeliveryReport) => Promise<ApplyResult>) {
   const config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'info', ...env }, 'webhooks');
   const reports: DeliveryReport[] = [];
-  const callbacks: CallbackRepo = {
-    apply: (r) => {
+  const reportRepo: ReportRepo = {
+    apply: (r: DeliveryReport) => {
       reports.push(r);
       return apply(r);
     },
@@ -27,9 +27,9 @@ async function build(env: Record<string, string>, apply: (r: DeliveryReport) => 
   });
   const app = await buildWebhooks({
     config,
-    callbacks,
-    queue: { add: async () => ({}) as never },
-    redis: { ping: async () => 'PONG' },
+    reports: reportRepo,
+    queues: { shards: [], forOtp: () => ({ add: async () => ({}) }) as never, close: async () => {} } as SendQueues,
+    redis: { ping: async () => 'PONG' } as unknown as RedisClient,
     logger: { ...(webhooksLoggerOptions(config) as object), stream } as never,
   });
   return { app, reports, logs: () => lines.join('') };

@@ -114,8 +114,11 @@ export interface Circuits {
   states(providers: readonly ProviderId[], now?: number): Promise<Record<string, { open: boolean; paused: boolean }>>;
 }
 
+/** The key of a provider's circuit (all in the `{cir}` slot). */
+export const circuitKey = (ks: Keyspace, provider: ProviderId): string => ks.key('cir', provider);
+
 export function createCircuits(redis: RedisClient, ks: Keyspace, settings: CircuitSettings): Circuits {
-  const key = (p: ProviderId) => ks.key('cir', p);
+  const key = (p: ProviderId) => circuitKey(ks, p);
   const policy = { threshold: settings.failureThreshold, cooldownMs: settings.cooldownMs };
   return {
     async pick(candidates, now = 0) {

@@ -1,8 +1,8 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, type LocalRedis, startLocalRedis } from '../../../test/support/redis-server.js';
-import { createRedis } from './redis.js';
-import { checkRedisConfig, RedisConfigError } from './redis-check.js';
+import { freePort, type LocalRedis, startLocalRedis } from '../../../../test/support/redis-server.js';
+import { createRedis, type RedisClient } from './connection.js';
+import { checkRedisConfig, RedisConfigError } from './check.js';
 
 function captureLog() {
   const lines: { obj: Record<string, unknown>; msg: string }[] = [];
@@ -11,8 +11,8 @@ function captureLog() {
 
 describe('checkRedisConfig against a real redis-server', () => {
   const servers: LocalRedis[] = [];
-  const clients: Redis[] = [];
-  let evicting: Redis;
+  const clients: RedisClient[] = [];
+  let evicting: RedisClient;
   let durable: Redis;
   let noConfig: Redis;
 
@@ -24,7 +24,7 @@ describe('checkRedisConfig against a real redis-server', () => {
       startLocalRedis({ args: ['--rename-command', 'CONFIG', ''] }),
     ]);
     servers.push(a, b, c);
-    evicting = createRedis(a.url, 'request', 'check-test');
+    evicting = createRedis({ mode: 'single', url: a.url }, 'request', 'check-test');
     durable = new Redis(b.url);
     noConfig = new Redis(c.url);
     clients.push(evicting, durable, noConfig);
@@ -77,7 +77,7 @@ describe('checkRedisConfig against a real redis-server', () => {
 
   it('warns and goes on when Redis is unreachable at start', async () => {
     const { lines, log } = captureLog();
-    const away = createRedis(`redis://127.0.0.1:${await freePort()}`, 'request');
+    const away = createRedis({ mode: 'single', url: `redis://127.0.0.1:${await freePort()}` }, 'request');
     clients.push(away);
     const report = await checkRedisConfig(away, { env: 'production', log, readyTimeoutMs: 300 });
     expect(report.readable).toBe(false);
