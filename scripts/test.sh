@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite on a fresh machine: installs pnpm and redis-server when missing, builds, checks, tests.
+# The whole test suite on a fresh machine: installs pnpm and redis-server when missing, builds, checks, and runs
+# the tests twice: on one Redis, then on a Redis Cluster.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/ensure.sh
@@ -12,5 +13,9 @@ bash scripts/check-compose.sh
 echo "==> lint and typecheck"
 pnpm -s exec biome check .
 pnpm -s typecheck
-echo "==> tests"
+echo "==> tests on one Redis"
 pnpm -s exec vitest run "$@"
+# The same suite on a 3-master Redis Cluster that the test setup starts from redis-server (each file on its own
+# key prefix, the send queue in 3 shards): every script must stay in one slot, every master must get work.
+echo "==> tests on a 3-master Redis Cluster"
+OTP_TEST_REDIS=cluster pnpm -s exec vitest run "$@"

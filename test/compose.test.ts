@@ -31,7 +31,10 @@ describe('docker-compose.yml', () => {
 describe('.env.example', () => {
   const example = read('.env.example');
   const documented = new Set([...example.matchAll(/^#?([A-Z][A-Z0-9_]+)=/gm)].map((m) => m[1] ?? ''));
-  const gateway = variablesRead(read('packages/core/src/config.ts'));
+  const gateway = new Set([
+    ...variablesRead(read('packages/core/src/config.ts')),
+    ...variablesRead(read('packages/core/src/redis.config.ts')),
+  ]);
   const simSource = read('apps/simulator/src/sim.config.ts');
   const simulator = [...variablesRead(simSource), ...simulatorFaultVariables(simSource)];
   /** Read by docker-compose.yml only. */

@@ -76,7 +76,10 @@ describe('dashboard (built in process, real Redis)', () => {
     expect(page.headers['content-type']).toMatch(/text\/html/);
     expect(page.body).toContain('<base href="/admin/queues/"');
 
-    const api = await app.inject({ url: '/admin/queues/api/queues?activeQueue=otp-send-0&status=latest', headers: AUTH });
+    const api = await app.inject({
+      url: '/admin/queues/api/queues?activeQueue=otp-send-0&status=latest',
+      headers: AUTH,
+    });
     expect(api.statusCode).toBe(200);
     const body = api.json() as { queues: { name: string; counts: Record<string, number>; jobs: unknown[] }[] };
     expect(body.queues.map((q) => q.name)).toEqual(queues.shards.map((q) => q.name));
@@ -119,9 +122,7 @@ describe('dashboard (built in process, real Redis)', () => {
     expect(await queue.getJob(idOnShard0('evil'))).toBeUndefined();
     expect((await queue.getJob(DASH_1))?.data).toEqual({ otpId: DASH_1 });
     // Without credentials the refusal is the login challenge, not a hint about the route.
-    expect((await app.inject({ method: 'POST', url: '/admin/queues/api/queues/otp-send-0/add' })).statusCode).toBe(
-      401,
-    );
+    expect((await app.inject({ method: 'POST', url: '/admin/queues/api/queues/otp-send-0/add' })).statusCode).toBe(401);
   });
 
   it('still lets an operator retry a failed job', async () => {
@@ -166,7 +167,8 @@ describe('dashboard (built in process, real Redis)', () => {
   it('exports queue depth per state and the wait of the oldest waiting job, read at scrape time', async () => {
     await queue.obliterate({ force: true });
     const t0 = Date.now();
-    const add = (name: string, opts: object) => queue.add('send', sendJobData(idOnShard0(name)), { jobId: idOnShard0(name), ...opts });
+    const add = (name: string, opts: object) =>
+      queue.add('send', sendJobData(idOnShard0(name)), { jobId: idOnShard0(name), ...opts });
     await add('old', { timestamp: t0 - 60_000 });
     await add('new', { timestamp: t0 - 10_000 });
     await add('later', { delay: 60_000 });

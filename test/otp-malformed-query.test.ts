@@ -1,5 +1,5 @@
-import type { RedisClient } from '../packages/store/src/index.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RedisClient } from '../packages/store/src/index.js';
 import { type ApiProcess, startApiProcess } from './support/api-process.js';
 import { API_KEYS, KEY_A } from './support/otp-harness.js';
 import { closeRedisClients, isolatedRedis } from './support/redis.js';

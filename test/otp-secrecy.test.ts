@@ -1,5 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Keyspace, otpKeys, type RedisClient, sendQueueName, sendQueuePrefix, shardOf } from '../packages/store/src/index.js';
+import {
+  type Keyspace,
+  otpKeys,
+  type RedisClient,
+  sendQueueName,
+  sendQueuePrefix,
+  shardOf,
+} from '../packages/store/src/index.js';
 import { type ApiProcess, type HttpAnswer, startApiProcess } from './support/api-process.js';
 import { API_KEYS, codeFromStore, dumpRedis, findClear, KEY_A, KEY_B } from './support/otp-harness.js';
 import { closeRedisClients, type IsolatedStore, isolatedRedis } from './support/redis.js';
@@ -86,7 +93,9 @@ describe('the code never appears in clear', () => {
     const shards = Number(store.env.SEND_QUEUE_SHARDS ?? 1);
     const shard = shardOf(id, shards);
     const jobKey = `${sendQueuePrefix(ks, shard, shards)}:${sendQueueName(shard)}:${id}`;
-    expect(dump.map((k) => k.key)).toEqual(expect.arrayContaining([jobKey, otpKeys(ks, id).otp, otpKeys(ks, id).number]));
+    expect(dump.map((k) => k.key)).toEqual(
+      expect.arrayContaining([jobKey, otpKeys(ks, id).otp, otpKeys(ks, id).number]),
+    );
     expect([...new Set(dump.map((k) => k.type))]).toEqual(expect.arrayContaining(['string', 'hash', 'list', 'stream']));
     const logs = api.proc.output().split('\n');
     expect(logs.filter((l) => l.includes(id)).length).toBeGreaterThan(0);

@@ -163,7 +163,9 @@ async function expectNoCodeWithoutSms(api: ApiProcess, redisUrl: string, phone: 
     const status = await api.request('GET', `/v1/otp/status?phoneNumber=${encodeURIComponent(phone)}`);
     if (status.status === 200) {
       const id = String(status.body['id']);
-      expect.soft(await queues.forOtp(id).getJob(id), `OTP ${id} answered 503 but created, without a send job`).toBeTruthy();
+      expect
+        .soft(await queues.forOtp(id).getJob(id), `OTP ${id} answered 503 but created, without a send job`)
+        .toBeTruthy();
     }
     const retry = await api.request('POST', '/v1/otp/send', { body: { phoneNumber: phone } });
     expect(retry.status, `the retry after the 503: ${retry.text}`).toBe(202);

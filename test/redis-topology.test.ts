@@ -37,6 +37,10 @@ describe.skipIf(!hasRedisServer)('local Redis Cluster (3 masters, 1 replica each
     await cluster?.stop();
   });
 
+  it('fails with what redis-server said when a node cannot start', async () => {
+    await expect(startLocalCluster({ masters: 1, args: ['--no-such-option', 'x'] })).rejects.toThrow(/no-such-option/);
+  });
+
   it('spreads slots evenly over the masters, each with its replica', () => {
     expect(cluster.replicas.map((r) => r.masterPort)).toEqual(cluster.nodes.map((n) => n.port));
     expect([0, 5460, 5461, 10922, 10923, 16383].map((s) => cluster.masterOfSlot(s))).toEqual(
@@ -73,9 +77,11 @@ describe.skipIf(!hasRedisServer)('local Sentinel set (primary, replica, 3 sentin
   beforeAll(async () => {
     set = await startLocalSentinel();
     const sentinels = set.sentinels.map((s) => ({ ...s }));
-    plain = new Redis({ sentinels, name: set.name });
-    // Without the detector a client stays on the old primary until the sentinels demote it (~10 s).
-    detecting = new Redis({ sentinels, name: set.name, failoverDetector: true });
+    // Both are cut when the sentinels reconfigure their node: commands reconnect, the events are expected.
+    plain = new Redis({ sentinels, name: set.name }).on('error', () => {});
+    // Without the detector a client stays on the old primary, and loses what it writes there, until the
+    // sentinels demote it (see LocalSentinel.failover).
+    detecting = new Redis({ sentinels, name: set.name, failoverDetector: true }).on('error', () => {});
   });
   afterAll(async () => {
     plain?.disconnect();

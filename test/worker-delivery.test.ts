@@ -88,7 +88,9 @@ describe('send worker', () => {
     const twilioAttempts = otps.flatMap((o) => o.attempts).filter((a: any) => a.provider === 'twilio');
     expect(twilioAttempts.length).toBeLessThan(otps.length);
     for (const a of twilioAttempts) expect(a.outcome).toBe('rate_limited');
-    expect(Number(await stack.redis.hget(circuitKey(stack.store.ks, 'twilio'), 'pausedUntil'))).toBeGreaterThan(Date.now() + 20_000);
+    expect(Number(await stack.redis.hget(circuitKey(stack.store.ks, 'twilio'), 'pausedUntil'))).toBeGreaterThan(
+      Date.now() + 20_000,
+    );
   });
 
   it('ends the OTP failed when both providers are down, and sends nothing later', async () => {

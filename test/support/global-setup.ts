@@ -1,6 +1,6 @@
 import type { TestProject } from 'vitest/node';
 import type { TestRedisTopology } from './redis.js';
-import { startLocalCluster } from './redis-cluster.js';
+import { type LocalCluster, startLocalCluster } from './redis-cluster.js';
 import { startLocalRedis } from './redis-server.js';
 
 /**
@@ -19,7 +19,15 @@ export default async function setup(project: TestProject) {
     }
     const cluster = await startLocalCluster({ masters: 3 });
     provide({ mode: 'cluster', nodes: cluster.nodesEnv });
-    return () => cluster.stop();
+    return async () => {
+      try {
+        // Only a whole run proves the spread (a subset of files may touch few OTPs).
+        if (!process.argv.some((a) => a.endsWith('.test.ts') || a.startsWith('-t')))
+          await expectWorkOnEveryMaster(cluster);
+      } finally {
+        await cluster.stop();
+      }
+    };
   }
   if (process.env.REDIS_URL) {
     provide({ mode: 'single', url: process.env.REDIS_URL });
@@ -33,6 +41,38 @@ export default async function setup(project: TestProject) {
   const local = await startLocalRedis();
   provide({ mode: 'single', url: local.url });
   return () => local.stop();
+}
+
+/**
+ * After a run on the cluster: every master holds OTP records and at least one send queue shard's keys, so the
+ * suite cannot pass with everything on one node. Fails the run (exit code 1) when one does not.
+ */
+async function expectWorkOnEveryMaster(cluster: LocalCluster): Promise<void> {
+  const { Redis } = await import('ioredis');
+  const missing: string[] = [];
+  for (const node of cluster.nodes) {
+    const redis = new Redis(node.port, node.host);
+    try {
+      const has = async (pattern: string) => {
+        let cursor = '0';
+        do {
+          const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 5000);
+          if (keys.length > 0) return true;
+          cursor = next;
+        } while (cursor !== '0');
+        return false;
+      };
+      if (!(await has('*:{p*}:o:otp_*'))) missing.push(`${node.port} holds no OTP record`);
+      if (!(await has('*:{q*}:otp-send-*'))) missing.push(`${node.port} holds no send queue shard`);
+    } finally {
+      redis.disconnect();
+    }
+  }
+  if (missing.length > 0) {
+    process.exitCode = 1;
+    throw new Error(`the cluster run left masters without work: ${missing.join('; ')}`);
+  }
+  console.log(`cluster spread: every one of ${cluster.nodes.length} masters holds OTP records and a send queue shard`);
 }
 
 async function tryContainer(): Promise<{ url: string; stop(): Promise<unknown> } | null> {

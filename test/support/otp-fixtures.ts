@@ -1,4 +1,11 @@
-import { deriveKeys, encryptCode, hashCode, newOtpId, numberToken, type ProviderId } from '../../packages/core/src/index.js';
+import {
+  deriveKeys,
+  encryptCode,
+  hashCode,
+  newOtpId,
+  numberToken,
+  type ProviderId,
+} from '../../packages/core/src/index.js';
 import {
   createCircuits,
   createDeliveryRepo,
@@ -29,14 +36,24 @@ export interface OtpFixtures {
   ): Promise<{ id: string; exp: number }>;
   /** The OTP's hash as stored. */
   record(id: string): Promise<Record<string, string>>;
+  /** Checks the OTP's right code, as its user would: it ends approved. */
+  approve(id: string): Promise<void>;
   close(): Promise<void>;
 }
 
 let counter = 0;
 /** A distinct valid French mobile number per call. */
-export const nextPhone = () => `+3375${String(process.pid % 1000).padStart(3, '0')}${String(++counter).padStart(4, '0')}`;
+export const nextPhone = () =>
+  `+3375${String(process.pid % 1000).padStart(3, '0')}${String(++counter).padStart(4, '0')}`;
 
-export function otpFixtures(store: IsolatedStore, opts: { keyName?: string; receiptAfterMs?: number } = {}): OtpFixtures {
+/**
+ * `now` (tests that move time): the clock of every script the fixtures run, as the repos under test get it;
+ * absent, the Redis node's TIME.
+ */
+export function otpFixtures(
+  store: IsolatedStore,
+  opts: { keyName?: string; receiptAfterMs?: number; now?: () => number } = {},
+): OtpFixtures {
   const keys = deriveKeys(TEST_SECRET);
   const keyName = opts.keyName ?? 'k';
   const { redis, ks } = store;
@@ -47,7 +64,10 @@ export function otpFixtures(store: IsolatedStore, opts: { keyName?: string; rece
   const circuits = createCircuits(redis, ks, { failureThreshold: 1000, cooldownMs: 1000, ratePerSecond: {} });
   const messages = createMessageIndex(redis, ks);
   const deliveryWith = (receiptAfterMs: number) =>
-    createDeliveryRepo({ redis, ks, circuits, messages }, { leaseMs: 5000, receiptAfterMs, messageTtlMs: 600_000 });
+    createDeliveryRepo(
+      { redis, ks, circuits, messages, now: opts.now },
+      { leaseMs: 5000, receiptAfterMs, messageTtlMs: 600_000 },
+    );
   const delivery = deliveryWith(opts.receiptAfterMs ?? 0);
   const queues = createSendQueues(redis, ks, {
     sendShards: Number(store.env.SEND_QUEUE_SHARDS ?? 1),
@@ -70,7 +90,7 @@ export function otpFixtures(store: IsolatedStore, opts: { keyName?: string; rece
         callingCode: '33',
         locale: 'fr',
       },
-      o.now,
+      o.now ?? opts.now?.(),
     );
     if (r.kind !== 'created') throw new Error(`fixture OTP not created: ${JSON.stringify(r)}`);
     return { id, exp: r.expiresAt };
@@ -89,6 +109,10 @@ export function otpFixtures(store: IsolatedStore, opts: { keyName?: string; rece
       return otp;
     },
     record: (id) => redis.hgetall(otpKeys(ks, id).otp),
+    async approve(id) {
+      const r = await repo.verify({ by: 'id', id }, keyName, (otpId) => hashCode(keys, otpId, '123456'), opts.now?.());
+      if (r.kind !== 'approved') throw new Error(`fixture OTP not approved: ${JSON.stringify(r)}`);
+    },
     close: () => queues.close(),
   };
 }

@@ -37,13 +37,27 @@ export async function freePorts(n: number): Promise<number[]> {
 }
 
 /**
- * Runs `redis-server args` and resolves once its log shows `readyLine` (a sentinel never logs "Ready to
- * accept connections", so it passes its own line). Rejects with the log if it exits or is slow.
+ * Runs `redis-server args`, adds it to `owned` at once (so whoever stops `owned` also stops a process still
+ * starting), and resolves once its log shows `readyLine`: a sentinel never logs "Ready to accept
+ * connections", so it passes its own line. Rejects with the log if it exits or is slow.
  */
-export async function spawnRedis(port: number, args: string[], readyLine = 'Ready to accept'): Promise<RedisProcess> {
+export async function spawnRedis(
+  port: number,
+  args: string[],
+  owned: RedisProcess[],
+  readyLine = 'Ready to accept',
+): Promise<RedisProcess> {
   const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const kill = async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGKILL');
+    await exited;
+  };
+  const proc = { port, child, kill };
+  owned.push(proc);
   let output = '';
-  const ready = new Promise<void>((resolve, reject) => {
+  await new Promise<void>((resolve, reject) => {
     const onData = (d: Buffer) => {
       if (output.includes(readyLine)) return; // keep draining the pipe, stop keeping the log
       output += d;
@@ -55,17 +69,7 @@ export async function spawnRedis(port: number, args: string[], readyLine = 'Read
     child.once('exit', (code) => reject(new Error(`redis-server on ${port} exited with ${code}:\n${output}`)));
     setTimeout(() => reject(new Error(`redis-server on ${port} not ready after 10 s:\n${output}`)), 10_000).unref();
   });
-  const kill = async () => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise((r) => child.once('exit', r));
-    child.kill('SIGKILL');
-    await exited;
-  };
-  await ready.catch(async (e) => {
-    await kill();
-    throw e;
-  });
-  return { port, child, kill };
+  return proc;
 }
 
 /** Polls `ok` every 50 ms until it returns true; on timeout the error carries `what` and `state()`. */
@@ -83,7 +87,10 @@ export function adminClients(): { admin(port: number): Redis; closeAdmin(): void
   const clients = new Map<number, Redis>();
   return {
     admin(port) {
-      const c = clients.get(port) ?? new Redis({ host: '127.0.0.1', port, maxRetriesPerRequest: 1 });
+      // Failovers cut these connections (a sentinel kills clients of the nodes it reconfigures): commands
+      // fail and are retried by waitFor, so the error events are not news.
+      const c =
+        clients.get(port) ?? new Redis({ host: '127.0.0.1', port, maxRetriesPerRequest: 1 }).on('error', () => {});
       clients.set(port, c);
       return c;
     },
@@ -120,11 +127,9 @@ export async function startLocalCluster(
     const ports = await freePorts(total * 2);
     // Node i listens on ports[2i] with its bus on ports[2i+1]; masters come first, then their replicas.
     const nodes = Array.from({ length: total }, (_, i) => ({ port: ports[2 * i]!, bus: ports[2 * i + 1]! }));
-    const spawned = await Promise.allSettled(
-      nodes.map(({ port, bus }) => spawnRedis(port, [...nodeArgs(dir, port, bus), ...(opts.args ?? [])])),
+    await Promise.all(
+      nodes.map((n) => spawnRedis(n.port, [...nodeArgs(dir, n.port, n.bus), ...(opts.args ?? [])], procs)),
     );
-    for (const r of spawned) if (r.status === 'fulfilled') procs.push(r.value);
-    for (const r of spawned) if (r.status === 'rejected') throw r.reason;
 
     const shards: Shard[] = Array.from({ length: masters }, (_, i) => ({
       start: Math.round((i * 16384) / masters),

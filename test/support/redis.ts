@@ -1,3 +1,4 @@
+import { inject } from 'vitest';
 import { EnvReader, type RedisConfig, readRedisConfig } from '../../packages/core/src/index.js';
 import {
   connectStore,
@@ -7,7 +8,6 @@ import {
   type RedisClient,
   waitReady,
 } from '../../packages/store/src/index.js';
-import { inject } from 'vitest';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -41,14 +41,20 @@ export function topologyEnv(): Record<string, string> {
   return t.mode === 'cluster' ? { REDIS_CLUSTER_NODES: t.nodes, SEND_QUEUE_SHARDS: '3' } : { REDIS_URL: t.url };
 }
 
-/** A key prefix of its own for the calling test file (or for one test that wants a clean slate). */
-export async function isolatedRedis(): Promise<IsolatedStore> {
-  const base = topologyEnv();
+/**
+ * A key prefix of its own for the calling test file (or for one test that wants a clean slate), on the suite's
+ * Redis, or on the Redis that `connection` names (REDIS_URL, REDIS_CLUSTER_NODES or REDIS_SENTINELS variables).
+ */
+export async function isolatedRedis(connection?: Record<string, string>): Promise<IsolatedStore> {
+  const base = connection ?? topologyEnv();
   const baseConfig = readRedisConfig(new EnvReader(base));
   const cluster = baseConfig.connection.mode === 'cluster';
-  counter ??= connectStore({ redis: baseConfig }, 'worker', 'otp-tests').redis;
-  const n = await counter.incr('otp-tests:prefix-counter');
-  const prefix = `t${n}`;
+  let prefix: string;
+  if (connection) prefix = `x${process.pid}${Math.floor(Math.random() * 1e6)}`;
+  else {
+    counter ??= connectStore({ redis: baseConfig }, 'worker', 'otp-tests').redis;
+    prefix = `t${await counter.incr('otp-tests:prefix-counter')}`;
+  }
   const env = { ...base, REDIS_KEY_PREFIX: prefix };
   const redisConfig: RedisConfig = { ...baseConfig, keyPrefix: prefix };
   const { redis } = connectStore({ redis: redisConfig }, 'worker', 'otp-tests-admin');

@@ -37,9 +37,16 @@ export interface Stack {
 }
 
 export async function startStack(
-  opts: { workers?: number; webhooks?: boolean; env?: Record<string, string>; workerEnv?: Record<string, string> } = {},
+  opts: {
+    workers?: number;
+    webhooks?: boolean;
+    env?: Record<string, string>;
+    workerEnv?: Record<string, string>;
+    /** Another Redis than the suite's (a cluster with replicas, a Sentinel set). */
+    store?: IsolatedStore;
+  } = {},
 ): Promise<Stack> {
-  const store = await isolatedRedis();
+  const store = opts.store ?? (await isolatedRedis());
   const { redis } = store;
   const [apiPort, simPort, hookPort] = await Promise.all([freePort(), freePort(), freePort()]);
   const apiUrl = `http://127.0.0.1:${apiPort}`;

@@ -9,7 +9,13 @@ import {
   type SmsProvider,
 } from '@otp-gateway/core';
 import { renderOtpMessage } from '@otp-gateway/providers';
-import { type DeliveryRepo, MIN_SEND_LIFE_MS, type SendJobData, type SendJobKind, worthSending } from '@otp-gateway/store';
+import {
+  type DeliveryRepo,
+  MIN_SEND_LIFE_MS,
+  type SendJobData,
+  type SendJobKind,
+  worthSending,
+} from '@otp-gateway/store';
 import { DelayedError, type Job, UnrecoverableError } from 'bullmq';
 import { otpBackoff } from './backoff.js';
 import type { WorkerMetrics } from './metrics.js';
@@ -132,7 +138,14 @@ export function createSendProcessor(deps: SendProcessorDeps) {
         ? e
         : new ProviderError(e instanceof Error ? e.message : 'unknown failure', 'retryable', 'internal');
       stopTimer({ outcome: err.kind });
-      const { circuit, ended } = await delivery.failed(otpId, attempt, providerId, err.kind, err.code, err.retryAfterMs);
+      const { circuit, ended } = await delivery.failed(
+        otpId,
+        attempt,
+        providerId,
+        err.kind,
+        err.code,
+        err.retryAfterMs,
+      );
       metrics.attemptFailures.inc({ provider: providerId, kind: err.kind });
       if (circuit === 'open') metrics.circuitOpened.inc({ provider: providerId });
       log.warn(

@@ -71,7 +71,10 @@ export async function startSendWorker(deps: SendWorkerDeps): Promise<SendWorker>
       const report = parseDeliveryReport(json);
       if (!report) continue;
       const r = await reports.apply(report);
-      jobLog.info({ provider: report.provider, status: report.status, result: r.kind }, 'early delivery report applied');
+      jobLog.info(
+        { provider: report.provider, status: report.status, result: r.kind },
+        'early delivery report applied',
+      );
       if (r.kind === 'applied' && r.resend) await enqueueResend(queues, r.resend.otpId, r.resend.after);
     }
   };
@@ -86,13 +89,13 @@ export async function startSendWorker(deps: SendWorkerDeps): Promise<SendWorker>
     applyEarlyReports,
   });
 
-  // Every shard is consumed; the configured concurrency is shared among them.
-  const perShard = Math.max(1, Math.ceil(config.worker.concurrency / queues.shards.length));
+  // Every shard is consumed, each with WORKER_CONCURRENCY sends in flight: a shared budget would let the OTPs
+  // that happen to land on one shard wait while the others idle.
   const workers = queues.shards.map((queue) => {
     const worker = new Worker<SendJobData, void, SendJobKind>(queue.name, processor, {
       connection: redis,
       prefix: queue.opts.prefix,
-      concurrency: perShard,
+      concurrency: config.worker.concurrency,
       lockDuration: config.worker.lockMs,
       stalledInterval: Math.max(1000, Math.floor(config.worker.lockMs / 2)),
       maxStalledCount: 3,
@@ -121,7 +124,8 @@ export async function startSendWorker(deps: SendWorkerDeps): Promise<SendWorker>
       onRound: (r) => {
         if (r.queued > 0 || r.gaveUp > 0 || r.receiptTimeouts > 0) log.warn({ ...r }, 'sweep queued or ended OTPs');
       },
-      onError: (err) => log.warn({ err: { message: err instanceof Error ? err.message : String(err) } }, 'sweep failed'),
+      onError: (err) =>
+        log.warn({ err: { message: err instanceof Error ? err.message : String(err) } }, 'sweep failed'),
     },
   );
   await Promise.all(workers.map((w) => w.waitUntilReady()));

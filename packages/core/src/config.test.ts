@@ -158,7 +158,14 @@ describe('Redis connection modes', () => {
 
   it('reads a Sentinel set and requires the primary name', () => {
     const c = loadConfig({ ...API_ENV, REDIS_SENTINELS: 's1:26379,s2:26379', REDIS_SENTINEL_NAME: 'main' }, 'api');
-    expect(c.redis.connection).toMatchObject({ mode: 'sentinel', name: 'main', sentinels: [{ host: 's1', port: 26379 }, { host: 's2', port: 26379 }] });
+    expect(c.redis.connection).toMatchObject({
+      mode: 'sentinel',
+      name: 'main',
+      sentinels: [
+        { host: 's1', port: 26379 },
+        { host: 's2', port: 26379 },
+      ],
+    });
     expect(problems({ ...API_ENV, REDIS_SENTINELS: 's1:26379' })).toEqual([
       'REDIS_SENTINEL_NAME is required with REDIS_SENTINELS (the name of the monitored primary)',
     ]);

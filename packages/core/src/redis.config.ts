@@ -62,7 +62,9 @@ export function readRedisConfig(r: EnvReader): RedisConfig {
     Boolean,
   );
   if (given.length > 1) {
-    r.problems.push(`set exactly one of REDIS_URL, REDIS_CLUSTER_NODES and REDIS_SENTINELS (got ${given.join(' and ')})`);
+    r.problems.push(
+      `set exactly one of REDIS_URL, REDIS_CLUSTER_NODES and REDIS_SENTINELS (got ${given.join(' and ')})`,
+    );
   }
   const username = r.str('REDIS_USERNAME');
   const password = r.str('REDIS_PASSWORD');
@@ -83,7 +85,8 @@ export function readRedisConfig(r: EnvReader): RedisConfig {
   }
   if (sentinels && given.length === 1) {
     const name = r.str('REDIS_SENTINEL_NAME');
-    if (!name) r.problems.push('REDIS_SENTINEL_NAME is required with REDIS_SENTINELS (the name of the monitored primary)');
+    if (!name)
+      r.problems.push('REDIS_SENTINEL_NAME is required with REDIS_SENTINELS (the name of the monitored primary)');
     return {
       keyPrefix,
       connection: {

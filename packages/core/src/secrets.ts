@@ -80,7 +80,12 @@ export function fingerprint(keys: OtpKeys, value: string): string {
  * number (see newOtpId). Keyed, so nobody can choose numbers to aim traffic at one partition.
  */
 export function numberToken(keys: OtpKeys, keyName: string, phoneNumber: string): string {
-  return createHmac('sha256', keys.numberKey).update(keyName).update('\0').update(phoneNumber).digest('hex').slice(0, 16);
+  return createHmac('sha256', keys.numberKey)
+    .update(keyName)
+    .update('\0')
+    .update(phoneNumber)
+    .digest('hex')
+    .slice(0, 16);
 }
 
 /** A new OTP id: `otp_` + its number token + 16 random hex digits, so the id alone tells where the OTP lives. */

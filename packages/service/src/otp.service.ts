@@ -97,7 +97,8 @@ async function store<T>(work: () => Promise<T>): Promise<T> {
         timer = setTimeout(() => reject(new Error('store deadline exceeded')), STORE_DEADLINE_MS);
       }),
     ]);
-  } catch {
+  } catch (e) {
+    if (process.env.DEBUG_STORE) console.error('STORE', e);
     throw new GatewayError(503, 'store_unavailable', 'the OTP store is unreachable; try again shortly', undefined, 1);
   } finally {
     clearTimeout(timer);
@@ -248,7 +249,6 @@ export function createOtpService(deps: OtpServiceDeps): OtpService {
       const { keyName: _owner, ...view } = r.otp;
       return view;
     },
-
   };
 }
 

@@ -1,16 +1,5 @@
 // Redis: connections for each mode, the clock, the start-up checks, named scripts.
-export * from './redis/check.js';
-export * from './redis/clock.js';
-export * from './redis/connection.js';
-export * from './redis/script.js';
-// The key space: prefixes, hash tags, partitions, shards.
-export * from './keyspace.js';
-// OTP records: the owner file, the request-path scripts, limiters, idempotency.
-export * from './otp/idempotency.js';
-export * from './otp/otp.record.js';
-export * from './otp/otp.repo.js';
-export * from './otp/otp.view.js';
-export * from './otp/request-limits.js';
+
 // Delivery: attempts, circuits, the message index, reports, the sweep.
 export * from './delivery/circuit.js';
 export * from './delivery/delivery.repo.js';
@@ -20,5 +9,17 @@ export * from './delivery/reports.js';
 export * from './delivery/sweep.js';
 // Jobs: every kind of send job.
 export * from './jobs/send-jobs.js';
+// The key space: prefixes, hash tags, partitions, shards.
+export * from './keyspace.js';
+// OTP records: the owner file, the request-path scripts, limiters, idempotency.
+export * from './otp/idempotency.js';
+export * from './otp/otp.record.js';
+export * from './otp/otp.repo.js';
+export * from './otp/otp.view.js';
+export * from './otp/request-limits.js';
+export * from './redis/check.js';
+export * from './redis/clock.js';
+export * from './redis/connection.js';
+export * from './redis/script.js';
 // Wiring from the configuration.
 export * from './settings.js';

@@ -108,7 +108,11 @@ export interface Circuits {
   /** Takes the first of `candidates` free to send now (a rate slot, or the half-open probe). */
   pick(candidates: readonly ProviderId[], now?: number): Promise<PickOutcome>;
   /** Counts a failure; 'open' when this one opened the circuit. */
-  failure(provider: ProviderId, kind: CircuitFailure, opts?: { pauseMs?: number; now?: number }): Promise<'open' | 'closed'>;
+  failure(
+    provider: ProviderId,
+    kind: CircuitFailure,
+    opts?: { pauseMs?: number; now?: number },
+  ): Promise<'open' | 'closed'>;
   /** A provider accepted a message: failures forgotten, circuit closed. */
   success(provider: ProviderId): Promise<void>;
   states(providers: readonly ProviderId[], now?: number): Promise<Record<string, { open: boolean; paused: boolean }>>;

@@ -135,7 +135,7 @@ export function createDeliveryRepo(
       const r = await FAIL.run(redis, otpKeys(ks, otpId), { now: now(), attempt, outcome: kind, errorCode });
       const circuit =
         kind === 'retryable' || kind === 'rate_limited'
-          ? await circuits.failure(provider, kind, { pauseMs: pauseMs ?? 1000 })
+          ? await circuits.failure(provider, kind, { pauseMs: pauseMs ?? 1000, now: now() || undefined })
           : 'closed';
       return { circuit, ended: r.outcome === 'ended' };
     },

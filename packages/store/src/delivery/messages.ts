@@ -61,7 +61,7 @@ export interface MessageIndex {
 /** The keys of a message (tests inspect them). */
 export function messageKeys(ks: Keyspace, provider: ProviderId, messageId: string) {
   const tag = bucketTag('m', `${provider}:${messageId}`);
-  return { index: ks.key(tag, `msg:${provider}:${messageId}`), early: ks.key(tag, `early:${provider}:${messageId}`) }
+  return { index: ks.key(tag, `msg:${provider}:${messageId}`), early: ks.key(tag, `early:${provider}:${messageId}`) };
 }
 
 export function createMessageIndex(redis: RedisClient, ks: Keyspace): MessageIndex {

@@ -101,7 +101,8 @@ export function createReportRepo(deps: {
         minLifeMs: MIN_RESEND_LIFE_MS,
         sweepAfterMs: SWEEP_GRACE_MS,
       });
-      if (r.outcome === 'ignored') return { kind: 'ignored', reason: r.reason === 'unknown_otp' ? 'unknown_otp' : 'stale' };
+      if (r.outcome === 'ignored')
+        return { kind: 'ignored', reason: r.reason === 'unknown_otp' ? 'unknown_otp' : 'stale' };
       if (r.negative === '1') await circuits.failure(report.provider, 'undelivered');
       return {
         kind: 'applied',

@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import type { ProviderId } from '@otp-gateway/core';
+import { enqueueResend, enqueueSend, type SendQueues } from '../jobs/send-jobs.js';
 import { type Keyspace, PARTITIONS, partitionTagOf } from '../keyspace.js';
 import { DUE, otpKeys, SWEEP_GRACE_MS } from '../otp/otp.record.js';
 import type { RedisClient } from '../redis/connection.js';
 import { CLOCK_LUA, defineScript } from '../redis/script.js';
-import { enqueueResend, enqueueSend, type SendQueues } from '../jobs/send-jobs.js';
 import { RECEIPT_TIMEOUT, SWEEP_UNSTARTED } from './attempts.scripts.js';
 import type { Circuits } from './circuit.js';
 import { MIN_RESEND_LIFE_MS } from './life-left.js';
@@ -65,7 +65,13 @@ export async function sweepDue(
   for (let i = 0; i < parts.length; i += step) {
     const chunk = parts.slice(i, i + step);
     const due = await Promise.all(
-      chunk.map((p) => DUE_NOW.run(deps.redis, { due: deps.ks.key(partitionTagOf(p), 'due') }, { now: now(), limit: opts.batch ?? 100 })),
+      chunk.map((p) =>
+        DUE_NOW.run(
+          deps.redis,
+          { due: deps.ks.key(partitionTagOf(p), 'due') },
+          { now: now(), limit: opts.batch ?? 100 },
+        ),
+      ),
     );
     for (const r of due) {
       for (let m = 1; m <= Number(r.count); m++) await sweepEntry(deps, String(r[`m${m}`]), now(), totals);
@@ -74,7 +80,12 @@ export async function sweepDue(
   return totals;
 }
 
-async function sweepEntry(deps: SweepDeps, member: string, now: number, totals: { queued: number; gaveUp: number; receiptTimeouts: number }) {
+async function sweepEntry(
+  deps: SweepDeps,
+  member: string,
+  now: number,
+  totals: { queued: number; gaveUp: number; receiptTimeouts: number },
+) {
   if (member.startsWith(DUE.unstarted)) {
     const otpId = member.slice(DUE.unstarted.length);
     const r = await SWEEP_UNSTARTED.run(deps.redis, otpKeys(deps.ks, otpId), {

@@ -64,7 +64,12 @@ export type ReadOutcome = { kind: 'found'; otp: OtpView & { keyName: string } } 
 /** OTP state: creation, atomic verification, reads. One round trip each; by phone number one more (the lookup). */
 export interface OtpRepo {
   create(input: CreateOtpInput, now?: number): Promise<CreateOutcome>;
-  verify(target: OtpTarget, keyName: string, candidateHash: (id: string) => string, now?: number): Promise<VerifyOutcome>;
+  verify(
+    target: OtpTarget,
+    keyName: string,
+    candidateHash: (id: string) => string,
+    now?: number,
+  ): Promise<VerifyOutcome>;
   read(target: OtpTarget, keyName: string, now?: number): Promise<ReadOutcome>;
 }
 

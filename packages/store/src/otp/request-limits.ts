@@ -43,14 +43,18 @@ export interface RequestLimiter {
 }
 
 export function createRequestLimiter(redis: RedisClient, ks: Keyspace, limits: RequestLimits): RequestLimiter {
-  const counter = (kind: 'ip' | 'key', subject: string) => ks.key(bucketTag('r', `${kind}:${subject}`), `${kind}:${subject}`);
+  const counter = (kind: 'ip' | 'key', subject: string) =>
+    ks.key(bucketTag('r', `${kind}:${subject}`), `${kind}:${subject}`);
   const one = async (scope: 'ip' | 'key', subject: string, limit: number): Promise<Limited | null> => {
     const r = await HIT.run(redis, { counter: counter(scope, subject) }, { limit, windowMs: 60_000 });
     return r.outcome === 'limited' ? { kind: 'limited', scope, retryAfterMs: Math.max(1, Number(r.ms)) } : null;
   };
   return {
     async hit(ip, keyName) {
-      const [byIp, byKey] = await Promise.all([one('ip', ip, limits.ipPerMinute), one('key', keyName, limits.keyPerMinute)]);
+      const [byIp, byKey] = await Promise.all([
+        one('ip', ip, limits.ipPerMinute),
+        one('key', keyName, limits.keyPerMinute),
+      ]);
       return byIp ?? byKey;
     },
   };

@@ -1,8 +1,8 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, type LocalRedis, startLocalRedis } from '../../../../test/support/redis-server.js';
-import { createRedis, type RedisClient } from './connection.js';
 import { checkRedisConfig, RedisConfigError } from './check.js';
+import { createRedis, type RedisClient } from './connection.js';
 
 function captureLog() {
   const lines: { obj: Record<string, unknown>; msg: string }[] = [];

@@ -51,7 +51,9 @@ export async function checkRedisConfig(
   // Every master holds OTPs and jobs: each must be safe. A node that answers worse than another decides.
   let settings: Map<string, string>;
   try {
-    settings = worst(await Promise.all(masters(redis).map((m) => configGet(m, ['maxmemory-policy', 'appendonly', 'save']))));
+    settings = worst(
+      await Promise.all(masters(redis).map((m) => configGet(m, ['maxmemory-policy', 'appendonly', 'save']))),
+    );
   } catch (e) {
     opts.log.warn(
       { reason: e instanceof Error ? e.message : String(e) },

@@ -41,7 +41,9 @@ export function createRedis(conn: RedisConnection, role: ConnectionRole, name?: 
         ...(conn.tls ? { tls: {} } : {}),
       },
       scaleReads: 'master',
-      enableAutoPipelining: role === 'request',
+      // ioredis' auto-pipelining groups commands by node from its slot map, and refuses a batch whose keys it
+      // placed on two nodes ("same slots allocation group") while that map is still being filled: off here.
+      enableAutoPipelining: false,
       enableOfflineQueue: role === 'worker',
       clusterRetryStrategy: retryStrategy,
       slotsRefreshTimeout: 2000,
@@ -57,6 +59,8 @@ export function createRedis(conn: RedisConnection, role: ConnectionRole, name?: 
       ...common,
       sentinels: conn.sentinels.map((s) => ({ host: s.host, port: s.port })),
       name: conn.name,
+      // After a failover the old primary stays writable until the sentinels demote it: leave it at once.
+      failoverDetector: true,
       ...(conn.sentinelPassword ? { sentinelPassword: conn.sentinelPassword } : {}),
       ...(conn.username ? { username: conn.username } : {}),
       ...(conn.password ? { password: conn.password } : {}),

@@ -41,9 +41,12 @@ export interface Script<K extends string, A extends string> {
 
 type Callable = Record<string, (...a: (string | number)[]) => Promise<unknown>>;
 
+/** Every script of the store, as defined: the layout test checks each starts with `#!lua` and stays in one slot. */
+export const SCRIPTS: Script<string, string>[] = [];
+
 export function defineScript<K extends string, A extends string>(def: ScriptDef<K, A>): Script<K, A> {
   const source = luaSource(def);
-  return {
+  const script: Script<K, A> = {
     name: def.name,
     source,
     async run(redis, keys, args, rest = {}) {
@@ -55,6 +58,8 @@ export function defineScript<K extends string, A extends string>(def: ScriptDef<
       return decode(await fn.call(r, keyList.length, ...keyList, ...argList));
     },
   };
+  SCRIPTS.push(script as unknown as Script<string, string>);
+  return script;
 }
 
 function luaSource<K extends string, A extends string>(def: ScriptDef<K, A>): string {

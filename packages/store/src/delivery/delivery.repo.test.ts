@@ -1,0 +1,349 @@
+import { decryptCode, deriveKeys, newOtpId, type ProviderId } from '@otp-gateway/core';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { nextPhone, type OtpFixtures, otpFixtures } from '../../../../test/support/otp-fixtures.js';
+import { TEST_SECRET } from '../../../../test/support/processes.js';
+import { closeRedisClients, type IsolatedStore, isolatedRedis } from '../../../../test/support/redis.js';
+import { resendJobId } from '../jobs/send-jobs.js';
+import { OTP_FIELDS } from '../otp/otp.record.js';
+import { toView } from '../otp/otp.view.js';
+import { type CircuitSettings, type Circuits, circuitKey, createCircuits } from './circuit.js';
+import { createDeliveryRepo, type DeliveryRepo } from './delivery.repo.js';
+import { createMessageIndex, type MessageIndex } from './messages.js';
+import { createReportRepo, type DeliveryReport, parseDeliveryReport } from './reports.js';
+import { sweepDue } from './sweep.js';
+
+// Every script runs on the test's clock: T0 is a whole second (the per-second rate windows below are exact) and far
+// from the Redis node's clock, so a step that read the node's TIME instead would show.
+const T0 = 1_800_000_000_000;
+let t = T0;
+const now = () => t;
+const at = (ms: number) => {
+  t = T0 + ms;
+};
+
+const order = ['twilio', 'octopush'] as const satisfies readonly ProviderId[];
+const POLICY: CircuitSettings = { failureThreshold: 2, cooldownMs: 10_000, ratePerSecond: {} };
+const RECEIPT_AFTER_MS = 120_000;
+
+let store: IsolatedStore;
+let fixtures: OtpFixtures;
+let messages: MessageIndex;
+let circuits: Circuits;
+let repo: DeliveryRepo;
+
+const deliveryRepo = (c: Circuits) =>
+  createDeliveryRepo(
+    { redis: store.redis, ks: store.ks, circuits: c, messages, now },
+    { leaseMs: 7000, receiptAfterMs: RECEIPT_AFTER_MS, messageTtlMs: 600_000 },
+  );
+
+const accept = (id: string, attempt: number, provider: ProviderId, messageId: string, hadFailures = false) =>
+  repo.accepted(id, attempt, provider, { messageId, providerStatus: 'queued', hadFailures });
+
+const view = async (id: string) => toView(id, await fixtures.record(id), now());
+const outcomes = async (id: string) => (await view(id)).attempts.map((a) => a.outcome);
+
+/** The partition of an OTP (its due set), so the sweep reads only the test's own. */
+const partitionOf = (otpId: string) => Number.parseInt(otpId.slice(4, 7), 16);
+const noReceipts: ProviderId[] = [];
+const sweep = (...ids: string[]) =>
+  sweepDue(
+    {
+      redis: store.redis,
+      ks: store.ks,
+      queues: fixtures.queues,
+      circuits: circuits,
+      onNoReceipt: (p) => noReceipts.push(p),
+      now,
+    },
+    { partitions: [...new Set(ids.map(partitionOf))] },
+  );
+
+beforeEach(async () => {
+  t = T0;
+  noReceipts.length = 0;
+  store = await isolatedRedis();
+  fixtures = otpFixtures(store, { now });
+  messages = createMessageIndex(store.redis, store.ks);
+  circuits = createCircuits(store.redis, store.ks, POLICY);
+  repo = deliveryRepo(circuits);
+});
+
+afterEach(async () => {
+  await fixtures.close();
+  await closeRedisClients(store.redis);
+});
+
+describe('delivery repo', () => {
+  it('records an attempt, then its acceptance, and indexes the message id', async () => {
+    const phoneNumber = nextPhone();
+    const { id, exp } = await fixtures.created({ phoneNumber });
+    const b = await repo.begin(id, order, 5000);
+    expect(b).toEqual({
+      kind: 'go',
+      attempt: 1,
+      provider: 'twilio',
+      requestAttempt: 1,
+      hadFailures: false,
+      otp: { phoneNumber, locale: 'fr', sealedCode: expect.any(String), expiresAt: exp, callingCode: '33' },
+    });
+    // what the worker sends is the OTP's code
+    if (b.kind !== 'go') throw new Error('not begun');
+    expect(decryptCode(deriveKeys(TEST_SECRET), id, b.otp.sealedCode)).toBe('123456');
+    expect((await view(id)).deliveryStatus).toBe('sending');
+
+    at(10);
+    expect(await accept(id, 1, 'twilio', 'SM1')).toEqual([]);
+    const v = await view(id);
+    expect(v).toMatchObject({ status: 'pending', deliveryStatus: 'sent', provider: 'twilio' });
+    expect(v.attempts).toEqual([
+      expect.objectContaining({
+        n: 1,
+        provider: 'twilio',
+        outcome: 'accepted',
+        messageId: 'SM1',
+        providerStatus: 'queued',
+        updatedAt: new Date(T0 + 10).toISOString(),
+      }),
+    ]);
+    // the provider's reports find the attempt
+    expect(await messages.lookup('twilio', 'SM1', '{}')).toEqual({ otpId: id, attempt: 1 });
+    // A job picked up again after the send was recorded sends nothing.
+    at(20);
+    expect(await repo.begin(id, order, 5000)).toEqual({ kind: 'stop', reason: 'done' });
+  });
+
+  it('resumes an attempt a dead worker left in flight: a new record, same provider, same request id', async () => {
+    const { id } = await fixtures.created();
+    await repo.begin(id, order, 5000);
+    // while the send's lease runs, another job of the OTP waits for its outcome
+    at(1);
+    expect(await repo.begin(id, order, 5000)).toEqual({ kind: 'busy', ms: 6999 });
+    at(7001);
+    expect(await repo.begin(id, ['octopush', 'twilio'], 5000)).toMatchObject({
+      kind: 'go',
+      attempt: 2,
+      provider: 'twilio',
+      requestAttempt: 1,
+    });
+    // interrupted again: the request id still comes from the first attempt
+    at(14_002);
+    expect(await repo.begin(id, order, 5000)).toMatchObject({ kind: 'go', attempt: 3, requestAttempt: 1 });
+    expect(await outcomes(id)).toEqual(['interrupted', 'interrupted', 'sending']);
+  });
+
+  it('does not resume an interrupted attempt once the OTP is about to expire', async () => {
+    const { id } = await fixtures.created({ ttlMs: 10_000 });
+    expect(await repo.begin(id, order, 5000)).toMatchObject({ kind: 'go', attempt: 1 });
+    at(7001);
+    expect(await repo.begin(id, order, 5000)).toEqual({ kind: 'stop', reason: 'too_late' });
+    expect(await outcomes(id)).toEqual(['interrupted']);
+  });
+
+  it('keeps an OTP usable when its message went out but no provider can resend it', async () => {
+    const s1 = await fixtures.created();
+    const s2 = await fixtures.created();
+    await repo.begin(s1.id, ['twilio'], 5000);
+    await accept(s1.id, 1, 'twilio', 'SMs1');
+    await repo.begin(s2.id, order, 5000);
+    await accept(s2.id, 1, 'twilio', 'SMs2');
+    at(RECEIPT_AFTER_MS);
+    expect(await sweep(s1.id, s2.id)).toMatchObject({ receiptTimeouts: 2 });
+
+    // s1 may only go through Twilio, which already had its chance
+    at(RECEIPT_AFTER_MS + 1);
+    expect(await repo.begin(s1.id, ['twilio'], 5000)).toEqual({ kind: 'stop', reason: 'exhausted' });
+    at(RECEIPT_AFTER_MS + 2);
+    expect(await repo.giveUp(s1.id)).toEqual({ ended: false, callingCode: '33' });
+    expect((await view(s1.id)).status).toBe('pending');
+    // the message that went out counts again
+    expect((await fixtures.record(s1.id))[OTP_FIELDS.acc]).toBe('1');
+    await fixtures.approve(s1.id);
+
+    // and a permanent refusal from the next provider does not end it either
+    at(RECEIPT_AFTER_MS + 3);
+    expect(await repo.begin(s2.id, order, 5000)).toMatchObject({ kind: 'go', attempt: 2, provider: 'octopush' });
+    expect(await repo.failed(s2.id, 2, 'octopush', 'permanent', '117')).toEqual({ circuit: 'closed', ended: false });
+    expect((await view(s2.id)).status).toBe('pending');
+    await fixtures.approve(s2.id);
+  });
+
+  it('a refusal (misconfigured) is skipped for the OTP but does not count against the provider', async () => {
+    for (let i = 0; i < 3; i++) {
+      const { id } = await fixtures.created();
+      expect(await repo.begin(id, order, 5000)).toMatchObject({ kind: 'go', provider: 'twilio' });
+      expect(await repo.failed(id, 1, 'twilio', 'misconfigured', '21408')).toEqual({ circuit: 'closed', ended: false });
+    }
+    const m4 = await fixtures.created();
+    at(1);
+    expect(await repo.begin(m4.id, order, 5000)).toMatchObject({ kind: 'go', provider: 'twilio', hadFailures: false });
+  });
+
+  it('moves to the next provider after a failure, and skips a provider that refused us', async () => {
+    const { id } = await fixtures.created();
+    await repo.begin(id, order, 5000);
+    await repo.failed(id, 1, 'twilio', 'misconfigured', '20003');
+    at(1);
+    expect(await repo.begin(id, order, 5000)).toMatchObject({ kind: 'go', attempt: 2, provider: 'octopush' });
+    at(2);
+    await repo.failed(id, 2, 'octopush', 'retryable', '500');
+    // twilio refused us for good; octopush failed transiently: it is tried again.
+    at(3);
+    expect(await repo.begin(id, order, 5000)).toMatchObject({ kind: 'go', attempt: 3, provider: 'octopush' });
+    at(4);
+    await repo.failed(id, 3, 'octopush', 'misconfigured', '102');
+    at(5);
+    expect(await repo.begin(id, order, 5000)).toEqual({ kind: 'stop', reason: 'exhausted' });
+  });
+
+  it('opens a circuit after repeated failures for every OTP, lets one probe through after the cool-down', async () => {
+    const failures: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      const { id } = await fixtures.created();
+      await repo.begin(id, ['twilio'], 5000);
+      failures.push((await repo.failed(id, 1, 'twilio', 'retryable', '503')).circuit);
+    }
+    expect(failures).toEqual(['closed', 'open']);
+    const c = await fixtures.created();
+    at(1);
+    expect(await repo.begin(c.id, ['twilio'], 5000)).toEqual({ kind: 'wait', ms: 9_999, expiresAt: c.exp });
+    expect(await repo.begin(c.id, order, 5000)).toMatchObject({ kind: 'go', provider: 'octopush' });
+
+    const d = await fixtures.created();
+    const e = await fixtures.created();
+    at(10_001);
+    expect(await repo.begin(d.id, ['twilio'], 5000)).toMatchObject({
+      kind: 'go',
+      provider: 'twilio',
+      hadFailures: true,
+    });
+    // while the probe is out, others wait
+    at(10_002);
+    expect(await repo.begin(e.id, ['twilio'], 5000)).toMatchObject({ kind: 'wait' });
+    at(10_003);
+    await accept(d.id, 1, 'twilio', 'SMd', true);
+    at(10_004);
+    expect(await repo.begin(e.id, ['twilio'], 5000)).toMatchObject({ kind: 'go', provider: 'twilio' });
+  });
+
+  it('keeps each provider under its configured sends per second', async () => {
+    const limited = deliveryRepo(createCircuits(store.redis, store.ks, { ...POLICY, ratePerSecond: { twilio: 2 } }));
+    const picks: string[] = [];
+    at(100);
+    for (let i = 0; i < 4; i++) {
+      const { id } = await fixtures.created();
+      const b = await limited.begin(id, order, 5000);
+      picks.push(b.kind === 'go' ? b.provider : b.kind);
+    }
+    expect(picks).toEqual(['twilio', 'twilio', 'octopush', 'octopush']);
+    // alone, the limited provider makes the job wait for the next second
+    const q5 = await fixtures.created();
+    expect(await limited.begin(q5.id, ['twilio'], 5000)).toEqual({ kind: 'wait', ms: 900, expiresAt: q5.exp });
+    at(1000);
+    expect(await limited.begin(q5.id, ['twilio'], 5000)).toMatchObject({ kind: 'go', provider: 'twilio' });
+  });
+
+  it('pauses only the provider that answered 429, for the time it asked', async () => {
+    const r1 = await fixtures.created();
+    await repo.begin(r1.id, order, 5000);
+    await repo.failed(r1.id, 1, 'twilio', 'rate_limited', '20429', 30_000);
+    const r2 = await fixtures.created();
+    at(5);
+    expect(await repo.begin(r2.id, order, 5000)).toMatchObject({ kind: 'go', provider: 'octopush' });
+    expect(await repo.begin(r1.id, order, 5000)).toMatchObject({ kind: 'go', attempt: 2, provider: 'octopush' });
+    const r3 = await fixtures.created();
+    expect(await repo.begin(r3.id, ['twilio'], 5000)).toEqual({ kind: 'wait', ms: 29_995, expiresAt: r3.exp });
+    expect(await circuits.states(order, now())).toEqual({
+      twilio: { open: false, paused: true },
+      octopush: { open: false, paused: false },
+    });
+    at(30_000);
+    expect(await repo.begin(r3.id, ['twilio'], 5000)).toMatchObject({ kind: 'go', provider: 'twilio' });
+  });
+
+  it('sends nothing for an OTP that ended or is about to expire, and gives up only on a pending one', async () => {
+    const x1 = await fixtures.created();
+    await fixtures.approve(x1.id);
+    expect(await repo.begin(x1.id, order, 5000)).toEqual({ kind: 'stop', reason: 'approved' });
+    expect(await repo.giveUp(x1.id)).toEqual({ ended: false, callingCode: '33' });
+    expect((await view(x1.id)).status).toBe('approved');
+
+    const x2 = await fixtures.created({ ttlMs: 4000 });
+    expect(await repo.begin(x2.id, order, 5000)).toEqual({ kind: 'stop', reason: 'too_late' });
+    expect(await repo.giveUp(x2.id)).toEqual({ ended: true, callingCode: '33' });
+    expect(await view(x2.id)).toMatchObject({ status: 'failed', deliveryStatus: 'failed', attempts: [] });
+    const record = await fixtures.record(x2.id);
+    expect(record[OTP_FIELDS.sealed]).toBeUndefined();
+    expect(record[OTP_FIELDS.hash]).toBeUndefined();
+
+    expect(await repo.begin(newOtpId('0123456789abcdef'), order, 5000)).toEqual({ kind: 'stop', reason: 'gone' });
+  });
+
+  it('a permanent refusal ends the OTP failed, without counting against the provider', async () => {
+    const { id } = await fixtures.created();
+    await repo.begin(id, order, 5000);
+    expect(await repo.failed(id, 1, 'twilio', 'permanent', '21211')).toEqual({ circuit: 'closed', ended: true });
+    expect(await view(id)).toMatchObject({ status: 'failed', deliveryStatus: 'failed' });
+    expect((await fixtures.record(id))[OTP_FIELDS.sealed]).toBeUndefined();
+    expect(Number((await store.redis.hget(circuitKey(store.ks, 'twilio'), 'fails')) ?? 0)).toBe(0);
+  });
+
+  it('after a receipt timeout the code goes out once through each other provider', async () => {
+    const { id } = await fixtures.created();
+    await repo.begin(id, order, 5000);
+    await accept(id, 1, 'twilio', 'SMt');
+    at(RECEIPT_AFTER_MS - 1);
+    expect(await sweep(id)).toEqual({ queued: 0, gaveUp: 0, receiptTimeouts: 0 });
+    at(RECEIPT_AFTER_MS);
+    expect(await sweep(id)).toEqual({ queued: 1, gaveUp: 0, receiptTimeouts: 1 });
+    expect(noReceipts).toEqual(['twilio']);
+    const resend = await fixtures.queues.forOtp(id).getJob(resendJobId(id, 1));
+    expect(resend?.data).toEqual({ otpId: id, after: 1 });
+    // the same timeout is not taken twice
+    at(RECEIPT_AFTER_MS + 1);
+    expect(await sweep(id)).toMatchObject({ receiptTimeouts: 0 });
+    expect(await outcomes(id)).toEqual(['no_receipt']);
+
+    at(RECEIPT_AFTER_MS + 2);
+    expect(await repo.begin(id, order, 5000)).toMatchObject({ kind: 'go', attempt: 2, provider: 'octopush' });
+    at(RECEIPT_AFTER_MS + 3);
+    await accept(id, 2, 'octopush', 'tk');
+    at(2 * RECEIPT_AFTER_MS + 3);
+    expect(await sweep(id)).toMatchObject({ receiptTimeouts: 1 });
+    expect(noReceipts).toEqual(['twilio', 'octopush']);
+    at(2 * RECEIPT_AFTER_MS + 4);
+    expect(await repo.begin(id, order, 5000)).toEqual({ kind: 'stop', reason: 'exhausted' });
+    expect(await outcomes(id)).toEqual(['no_receipt', 'no_receipt']);
+  });
+
+  it('hands back delivery reports that arrived before the message id was known', async () => {
+    const reports = createReportRepo({ redis: store.redis, ks: store.ks, messages, circuits, now });
+    const { id } = await fixtures.created();
+    const early: DeliveryReport = {
+      provider: 'twilio',
+      messageId: 'SMe',
+      status: 'delivered',
+      providerStatus: 'delivered',
+      errorCode: null,
+      at: T0,
+    };
+    expect(await reports.apply(early)).toEqual({ kind: 'deferred' });
+    await repo.begin(id, order, 5000);
+    const handed = await accept(id, 1, 'twilio', 'SMe');
+    expect(handed.map(parseDeliveryReport)).toEqual([early]);
+    // handed over once: the next acceptance of the same message id gets none
+    expect(await messages.record('twilio', 'SMe', { otpId: id, attempt: 1 }, 60_000)).toEqual([]);
+  });
+
+  it('regression: the cool-down a retryable failure opens runs on the clock the delivery repo was given', async () => {
+    const plain = deliveryRepo(circuits);
+    for (let i = 0; i < 2; i++) {
+      const { id } = await fixtures.created();
+      await plain.begin(id, ['twilio'], 5000);
+      await plain.failed(id, 1, 'twilio', 'retryable', '503');
+    }
+    const c = await fixtures.created();
+    at(1);
+    expect(await plain.begin(c.id, ['twilio'], 5000)).toEqual({ kind: 'wait', ms: 9_999, expiresAt: c.exp });
+  });
+});

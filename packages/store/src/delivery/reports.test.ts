@@ -1,0 +1,272 @@
+import type { ProviderId } from '@otp-gateway/core';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { type OtpFixtures, otpFixtures } from '../../../../test/support/otp-fixtures.js';
+import { closeRedisClients, type IsolatedStore, isolatedRedis, keysUnder } from '../../../../test/support/redis.js';
+import { ATTEMPT_FIELDS, DUE, OTP_FIELDS as F, otpKeys, SWEEP_GRACE_MS } from '../otp/otp.record.js';
+import { type Circuits, circuitKey, createCircuits } from './circuit.js';
+import { createDeliveryRepo } from './delivery.repo.js';
+import { createMessageIndex, type MessageIndex, messageKeys } from './messages.js';
+import { createReportRepo, type DeliveryReport, parseDeliveryReport, type ReportRepo } from './reports.js';
+import { sweepDue } from './sweep.js';
+
+// Every script runs on the test's clock, far from the Redis node's.
+const T0 = 1_800_000_000_000;
+let t = T0;
+const now = () => t;
+const at = (ms: number) => {
+  t = T0 + ms;
+};
+
+let store: IsolatedStore;
+let fixtures: OtpFixtures;
+let messages: MessageIndex;
+let circuits: Circuits;
+let repo: ReportRepo;
+
+beforeEach(async () => {
+  t = T0;
+  store = await isolatedRedis();
+  fixtures = otpFixtures(store, { now });
+  messages = createMessageIndex(store.redis, store.ks);
+  circuits = createCircuits(store.redis, store.ks, { failureThreshold: 5, cooldownMs: 10_000, ratePerSecond: {} });
+  repo = createReportRepo({ redis: store.redis, ks: store.ks, messages, circuits, now });
+});
+
+afterEach(async () => {
+  await fixtures.close();
+  await closeRedisClients(store.redis);
+});
+
+/** The field of attempt n, as the OTP's hash names it. */
+const af = (n: number, field: keyof typeof ATTEMPT_FIELDS) => `a${n}.${ATTEMPT_FIELDS[field]}`;
+
+let n = 0;
+/** A pending OTP whose attempt 1 went out through Twilio (the API's create, the worker's begin and accept). */
+async function acceptedOtp(opts: { ttlMs?: number } = {}) {
+  const messageId = `SM-${++n}`;
+  const { id, exp } = await fixtures.accepted('twilio', messageId, opts);
+  return { id, exp, messageId };
+}
+
+const report = (messageId: string, status: DeliveryReport['status'], extra: Partial<DeliveryReport> = {}) =>
+  ({
+    provider: 'twilio',
+    messageId,
+    status,
+    providerStatus: status,
+    errorCode: null,
+    at: now(),
+    ...extra,
+  }) satisfies DeliveryReport;
+
+const otp = (id: string) => fixtures.record(id);
+const failures = (provider: ProviderId) => store.redis.hget(circuitKey(store.ks, provider), 'fails');
+/** When the sweep looks at the OTP again to queue its resend (null: not listed). */
+const listedForResend = (id: string) => store.redis.zscore(otpKeys(store.ks, id).due, DUE.unstarted + id);
+
+describe('report repo', () => {
+  it('moves forward only: a late sent after delivered leaves it delivered, a duplicate changes nothing', async () => {
+    const { id, messageId } = await acceptedOtp();
+    at(100);
+    const first = await repo.apply(report(messageId, 'delivered'));
+    expect(first).toEqual({
+      kind: 'applied',
+      otpId: id,
+      attempt: 1,
+      deliveryStatus: 'delivered',
+      changed: true,
+      callingCode: '33',
+      resend: null,
+    });
+    const after = await otp(id);
+    expect(after).toMatchObject({
+      [F.ds]: 'delivered',
+      [af(1, 'outcome')]: 'delivered',
+      [af(1, 'providerStatus')]: 'delivered',
+      [af(1, 'updatedAt')]: String(T0 + 100),
+    });
+
+    at(101);
+    const late = await repo.apply(report(messageId, 'sent'));
+    expect(late).toMatchObject({ kind: 'applied', deliveryStatus: 'delivered', changed: false });
+    at(102);
+    const dup = await repo.apply(report(messageId, 'delivered'));
+    expect(dup).toMatchObject({ kind: 'applied', deliveryStatus: 'delivered', changed: false });
+    at(103);
+    const contrary = await repo.apply(report(messageId, 'undelivered', { errorCode: '30003' }));
+    expect(contrary).toMatchObject({ deliveryStatus: 'delivered', changed: false, resend: null });
+    expect(await otp(id)).toEqual(after);
+    expect(await failures('twilio')).toBeNull();
+  });
+
+  it('records a non-final status on the attempt without moving the OTP backwards', async () => {
+    const { id, messageId } = await acceptedOtp();
+    const res = await repo.apply(report(messageId, 'sending'));
+    expect(res).toMatchObject({ kind: 'applied', deliveryStatus: 'sent', changed: true });
+    expect(await otp(id)).toMatchObject({
+      [F.ds]: 'sent',
+      [af(1, 'outcome')]: 'accepted',
+      [af(1, 'providerStatus')]: 'sending',
+    });
+  });
+
+  it('defers a report for an unknown message id and applies it to nothing', async () => {
+    const { id, messageId } = await acceptedOtp();
+    const before = await otp(id);
+    // the store's keys, not the send queues' (BullMQ writes its own when it likes)
+    const storeKeys = async () =>
+      (await keysUnder(store.redis, store.prefix)).filter(
+        (k) => !fixtures.queues.shards.some((q) => k.startsWith(`${q.opts.prefix}:`)),
+      );
+    const keysBefore = await storeKeys();
+    expect(await repo.apply(report('SM-never-sent', 'delivered'))).toEqual({ kind: 'deferred' });
+    expect(await otp(id)).toEqual(before);
+    // nothing but the kept report was written
+    const keysAfter = await storeKeys();
+    expect(keysAfter.filter((k) => !keysBefore.includes(k))).toEqual([
+      messageKeys(store.ks, 'twilio', 'SM-never-sent').early,
+    ]);
+    expect(keysBefore.filter((k) => !keysAfter.includes(k))).toEqual([]);
+    expect(await messages.lookup('twilio', messageId, '{}')).toEqual({ otpId: id, attempt: 1 });
+  });
+
+  it('keeps a report that beats the message id for the worker, capped and expiring within the hour', async () => {
+    const early = report('SM-early', 'delivered');
+    expect(await repo.apply(early)).toEqual({ kind: 'deferred' });
+    const { early: earlyKey } = messageKeys(store.ks, 'twilio', 'SM-early');
+    const stored = await store.redis.lrange(earlyKey, 0, -1);
+    expect(stored.map(parseDeliveryReport)).toEqual([early]);
+    const ttl = await store.redis.pttl(earlyKey);
+    expect(ttl).toBeGreaterThan(3_500_000);
+    expect(ttl).toBeLessThanOrEqual(3_600_000);
+    for (let i = 1; i <= 30; i++) await repo.apply(report('SM-early', 'sent', { at: T0 + i }));
+    const kept = (await store.redis.lrange(earlyKey, 0, -1)).map(parseDeliveryReport);
+    expect(kept).toHaveLength(20);
+    // the newest are kept
+    expect(kept.at(-1)).toMatchObject({ status: 'sent', at: T0 + 30 });
+  });
+
+  it('on undelivered for the attempt that counts, clears acc and asks for the resend', async () => {
+    const { id, messageId } = await acceptedOtp();
+    at(100);
+    const res = await repo.apply(report(messageId, 'undelivered', { errorCode: '30003' }));
+    expect(res).toEqual({
+      kind: 'applied',
+      otpId: id,
+      attempt: 1,
+      deliveryStatus: 'undelivered',
+      changed: true,
+      callingCode: '33',
+      resend: { otpId: id, after: 1 },
+    });
+    expect(await otp(id)).toMatchObject({
+      [F.acc]: '',
+      [F.ds]: 'undelivered',
+      [af(1, 'outcome')]: 'undelivered',
+      [af(1, 'errorCode')]: '30003',
+    });
+    expect(await failures('twilio')).toBe('1');
+    // listed, so the sweep queues the resend if the caller's add is lost
+    expect(Number(await listedForResend(id))).toBe(T0 + 100 + SWEEP_GRACE_MS);
+    // the same report again neither resends nor counts twice against the provider
+    at(101);
+    expect(await repo.apply(report(messageId, 'undelivered'))).toMatchObject({ changed: false, resend: null });
+    expect(await failures('twilio')).toBe('1');
+  });
+
+  it('gives an approved OTP no resend but records the failure', async () => {
+    const { id, messageId } = await acceptedOtp();
+    await fixtures.approve(id);
+    const res = await repo.apply(report(messageId, 'failed', { errorCode: '30006' }));
+    expect(res).toMatchObject({ kind: 'applied', deliveryStatus: 'failed', changed: true, resend: null });
+    expect(await otp(id)).toMatchObject({
+      [F.status]: 'approved',
+      [F.acc]: '1',
+      [F.ds]: 'failed',
+      [af(1, 'outcome')]: 'failed',
+    });
+    expect(await listedForResend(id)).toBeNull();
+  });
+
+  it('gives an OTP expiring within 15 s no resend', async () => {
+    const { id, messageId } = await acceptedOtp({ ttlMs: 25_000 });
+    at(15_000);
+    const res = await repo.apply(report(messageId, 'undelivered'));
+    expect(res).toMatchObject({ kind: 'applied', deliveryStatus: 'undelivered', changed: true, resend: null });
+    expect(await otp(id)).toMatchObject({ [F.status]: 'pending', [F.acc]: '1', [F.ds]: 'undelivered' });
+    expect(await listedForResend(id)).toBeNull();
+  });
+
+  it('after a failover, the new attempt that counts replaces the earlier undelivered status', async () => {
+    const { id, messageId: m1 } = await acceptedOtp();
+    expect(await repo.apply(report(m1, 'undelivered'))).toMatchObject({ resend: { otpId: id, after: 1 } });
+    // the resend: the worker's begin + accept for attempt 2 through Octopush
+    at(5);
+    expect(await fixtures.delivery.begin(id, ['twilio', 'octopush'], 5000)).toMatchObject({
+      kind: 'go',
+      attempt: 2,
+      provider: 'octopush',
+    });
+    await fixtures.delivery.accepted(id, 2, 'octopush', { messageId: 'oct-2', providerStatus: '', hadFailures: false });
+    expect(await otp(id)).toMatchObject({ [F.ds]: 'sent', [F.acc]: '2', [F.provider]: 'octopush' });
+    at(10);
+    const res = await repo.apply(report('oct-2', 'delivered', { provider: 'octopush', providerStatus: 'DELIVERED' }));
+    expect(res).toMatchObject({ attempt: 2, deliveryStatus: 'delivered', changed: true, resend: null });
+    // a late report for the first attempt does not touch the OTP's status
+    at(11);
+    await repo.apply(report(m1, 'failed'));
+    expect(await otp(id)).toMatchObject({
+      [F.ds]: 'delivered',
+      [F.acc]: '2',
+      [af(1, 'outcome')]: 'undelivered',
+      [af(2, 'outcome')]: 'delivered',
+    });
+  });
+
+  it('a late delivered receipt for an earlier attempt makes it count again, and lists the resend for the sweep', async () => {
+    const { id, messageId: m1 } = await acceptedOtp();
+    const first = await repo.apply(report(m1, 'undelivered'));
+    expect(first).toMatchObject({ resend: { otpId: id, after: 1 } });
+    expect(await listedForResend(id)).not.toBeNull();
+    // Twilio changes its mind: undelivered is final, nothing moves
+    at(1);
+    expect(await repo.apply(report(m1, 'delivered'))).toMatchObject({ changed: false });
+    expect(await otp(id)).toMatchObject({ [F.acc]: '', [F.ds]: 'undelivered' });
+
+    // the resend goes out through Octopush, and no receipt comes in time
+    const worker = createDeliveryRepo(
+      { redis: store.redis, ks: store.ks, circuits, messages, now },
+      { leaseMs: 5000, receiptAfterMs: 60_000, messageTtlMs: 600_000 },
+    );
+    at(2);
+    expect(await worker.begin(id, ['twilio', 'octopush'], 5000)).toMatchObject({ attempt: 2, provider: 'octopush' });
+    await worker.accepted(id, 2, 'octopush', { messageId: 'oct-late', providerStatus: '', hadFailures: false });
+    const sweep = () =>
+      sweepDue(
+        { redis: store.redis, ks: store.ks, queues: fixtures.queues, circuits, now },
+        { partitions: [Number.parseInt(id.slice(4, 7), 16)] },
+      );
+    at(60_002);
+    expect(await sweep()).toMatchObject({ receiptTimeouts: 1 });
+    expect(await otp(id)).toMatchObject({ [F.acc]: '', [af(2, 'outcome')]: 'no_receipt' });
+
+    // it is reported delivered later: it counts, and the sweep sends nothing more
+    at(61_000);
+    const late = await repo.apply(
+      report('oct-late', 'delivered', { provider: 'octopush', providerStatus: 'DELIVERED' }),
+    );
+    expect(late).toMatchObject({ attempt: 2, deliveryStatus: 'delivered', changed: true, resend: null });
+    expect(await otp(id)).toMatchObject({ [F.acc]: '2', [F.ds]: 'delivered', [F.provider]: 'octopush' });
+    at(61_000 + SWEEP_GRACE_MS);
+    expect(await sweep()).toEqual({ queued: 0, gaveUp: 0, receiptTimeouts: 0 });
+    expect(await listedForResend(id)).toBeNull();
+  });
+
+  it('ignores a report whose OTP record is gone', async () => {
+    const { id, messageId } = await acceptedOtp();
+    // the record's retention ran out before the message index's
+    await store.redis.del(otpKeys(store.ks, id).otp);
+    expect(await repo.apply(report(messageId, 'delivered'))).toEqual({ kind: 'ignored', reason: 'unknown_otp' });
+    expect(await store.redis.exists(otpKeys(store.ks, id).otp)).toBe(0);
+  });
+});

@@ -1,0 +1,145 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { type OtpFixtures, otpFixtures } from '../../../../test/support/otp-fixtures.js';
+import { closeRedisClients, type IsolatedStore, isolatedRedis } from '../../../../test/support/redis.js';
+import { enqueueSend, resendJobId } from '../jobs/send-jobs.js';
+import { ATTEMPT_FIELDS, DUE, OTP_FIELDS as F, otpKeys, SWEEP_GRACE_MS } from '../otp/otp.record.js';
+import { type Circuits, createCircuits } from './circuit.js';
+import { createMessageIndex } from './messages.js';
+import { createReportRepo } from './reports.js';
+import { type SweepReport, sweepDue } from './sweep.js';
+
+// Every script runs on the test's clock, far from the Redis node's.
+const T0 = 1_800_000_000_000;
+let t = T0;
+const now = () => t;
+const at = (ms: number) => {
+  t = T0 + ms;
+};
+
+let store: IsolatedStore;
+let fixtures: OtpFixtures;
+let circuits: Circuits;
+const failed: [otpId: string, callingCode: string][] = [];
+
+beforeEach(async () => {
+  t = T0;
+  failed.length = 0;
+  store = await isolatedRedis();
+  fixtures = otpFixtures(store, { now });
+  circuits = createCircuits(store.redis, store.ks, { failureThreshold: 5, cooldownMs: 10_000, ratePerSecond: {} });
+});
+
+afterEach(async () => {
+  await fixtures.close();
+  await closeRedisClients(store.redis);
+});
+
+/** The partition of an OTP (its due set): the sweep reads only the test's own. */
+const partitionOf = (otpId: string) => Number.parseInt(otpId.slice(4, 7), 16);
+const sweep = (...ids: string[]): Promise<SweepReport> =>
+  sweepDue(
+    {
+      redis: store.redis,
+      ks: store.ks,
+      queues: fixtures.queues,
+      circuits,
+      onFailed: (otpId, callingCode) => failed.push([otpId, callingCode]),
+      now,
+    },
+    { partitions: [...new Set(ids.map(partitionOf))] },
+  );
+const job = (otpId: string, jobId = otpId) => fixtures.queues.forOtp(otpId).getJob(jobId);
+/** When the sweep looks at the OTP's job next (null: not listed). */
+const listed = async (id: string) => {
+  const score = await store.redis.zscore(otpKeys(store.ks, id).due, DUE.unstarted + id);
+  return score === null ? null : Number(score);
+};
+
+describe('sweepDue: OTPs whose job never started', () => {
+  it('queues the job of an accepted OTP whose job was lost, after the grace period only', async () => {
+    const { id } = await fixtures.created();
+    at(SWEEP_GRACE_MS / 2);
+    expect(await sweep(id)).toEqual({ queued: 0, gaveUp: 0, receiptTimeouts: 0 });
+    expect(await job(id)).toBeUndefined();
+    at(SWEEP_GRACE_MS + 1000);
+    expect(await sweep(id)).toEqual({ queued: 1, gaveUp: 0, receiptTimeouts: 0 });
+    const queued = await job(id);
+    expect(queued?.name).toBe('send');
+    expect(queued?.data).toEqual({ otpId: id });
+    // still listed, further out, in case this job is lost too
+    expect(await listed(id)).toBe(T0 + 2 * SWEEP_GRACE_MS + 1000);
+    at(SWEEP_GRACE_MS + 1001);
+    expect(await sweep(id)).toMatchObject({ queued: 0 });
+  });
+
+  it('leaves alone OTPs that ended or started; one about to expire that never went out ends failed', async () => {
+    const done = await fixtures.created();
+    await fixtures.approve(done.id);
+    const started = await fixtures.created();
+    expect(await fixtures.delivery.begin(started.id, ['twilio'], 5000)).toMatchObject({ kind: 'go', attempt: 1 });
+    const late = await fixtures.created({ ttlMs: 20_000 });
+
+    at(SWEEP_GRACE_MS + 1000);
+    expect(await sweep(done.id, started.id, late.id)).toEqual({ queued: 0, gaveUp: 1, receiptTimeouts: 0 });
+    expect(failed).toEqual([[late.id, '33']]);
+    for (const o of [done, started, late]) {
+      expect(await job(o.id)).toBeUndefined();
+      expect(await listed(o.id)).toBeNull();
+    }
+    expect(await fixtures.record(late.id)).toMatchObject({ [F.status]: 'failed', [F.ds]: 'failed' });
+    expect(await fixtures.record(done.id)).toMatchObject({ [F.status]: 'approved' });
+    expect(await fixtures.record(started.id)).toMatchObject({
+      [F.status]: 'pending',
+      [`a1.${ATTEMPT_FIELDS.outcome}`]: 'sending',
+    });
+  });
+
+  it('queues a resend after non-delivery that the callbacks app could not queue', async () => {
+    const { id } = await fixtures.accepted('twilio', 'SM-resend');
+    const reports = createReportRepo({
+      redis: store.redis,
+      ks: store.ks,
+      messages: createMessageIndex(store.redis, store.ks),
+      circuits,
+      now,
+    });
+    const applied = await reports.apply({
+      provider: 'twilio',
+      messageId: 'SM-resend',
+      status: 'undelivered',
+      providerStatus: 'undelivered',
+      errorCode: '30003',
+      at: T0,
+    });
+    // the callbacks app should queue this resend now; it could not
+    expect(applied).toMatchObject({ resend: { otpId: id, after: 1 } });
+    at(SWEEP_GRACE_MS + 1000);
+    expect(await sweep(id)).toEqual({ queued: 1, gaveUp: 0, receiptTimeouts: 0 });
+    const resend = await job(id, resendJobId(id, 1));
+    expect(resend?.name).toBe('resend');
+    expect(resend?.data).toEqual({ otpId: id, after: 1 });
+    // and the resend goes out through the other provider
+    expect(await fixtures.delivery.begin(id, ['twilio', 'octopush'], 5000)).toMatchObject({
+      kind: 'go',
+      attempt: 2,
+      provider: 'octopush',
+    });
+  });
+
+  it('does not duplicate a job that is only waiting, and a started job leaves the list', async () => {
+    const waiting = await fixtures.created();
+    await enqueueSend(fixtures.queues, waiting.id);
+    const begun = await fixtures.created();
+    expect(await listed(begun.id)).not.toBeNull();
+    at(1);
+    await fixtures.delivery.begin(begun.id, ['twilio'], 5000);
+    expect(await listed(begun.id)).toBeNull();
+
+    at(SWEEP_GRACE_MS + 1000);
+    await sweep(waiting.id, begun.id);
+    const counts = await Promise.all(fixtures.queues.shards.map((q) => q.getJobCounts('waiting')));
+    expect(counts.reduce((sum, c) => sum + (c['waiting'] ?? 0), 0)).toBe(1);
+    expect((await job(waiting.id))?.data).toEqual({ otpId: waiting.id });
+    expect(await job(begun.id)).toBeUndefined();
+  });
+});
