@@ -21,7 +21,7 @@ export interface LocalCluster {
   stop(): Promise<void>;
 }
 
-/** A redis-server process (any mode) that is accepting connections. */
+/** A redis-server process (any mode) started by `spawnRedis`. */
 export interface RedisProcess {
   readonly port: number;
   readonly child: ChildProcess;

@@ -6,12 +6,14 @@ import {
   connectStore,
   createIdempotencyStore,
   createOtpRepo,
+  createReplicaWait,
   createRequestLimiter,
   createSendQueues,
   numberRules,
   requestLimits,
   startRedisClock,
 } from '@otp-gateway/store';
+import { Cluster } from 'ioredis';
 import { buildApi } from './app.js';
 import { createApiMetrics } from './metrics.js';
 
@@ -40,6 +42,8 @@ async function main() {
     limiter: createRequestLimiter(redis, ks, requestLimits(config.otp)),
     idempotency: createIdempotencyStore(redis, ks),
     queues,
+    // Behind Sentinel: an OTP is accepted once a replica holds it (REDIS_WAIT_REPLICAS).
+    durable: redis instanceof Cluster ? undefined : createReplicaWait(redis, config.redis.waitReplicas),
     onFunnel: (e) => metrics.funnel.inc({ stage: e.stage, provider: e.provider, cc: e.callingCode }),
     onEnqueueFailed: (otpId, err) =>
       app?.log.warn(

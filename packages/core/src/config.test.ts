@@ -19,7 +19,11 @@ describe('loadConfig', () => {
   it('parses a minimal API configuration with the documented defaults, frozen', () => {
     const c = loadConfig(API_ENV, 'api');
     expect(c.api.keys).toEqual([{ name: 'shop', secret: 'shop-secret-0123456789' }]);
-    expect(c.redis).toEqual({ keyPrefix: 'otp', connection: { mode: 'single', url: 'redis://127.0.0.1:6379' } });
+    expect(c.redis).toEqual({
+      keyPrefix: 'otp',
+      waitReplicas: 0,
+      connection: { mode: 'single', url: 'redis://127.0.0.1:6379' },
+    });
     expect(c.queues.sendShards).toBe(1);
     expect(c.otp.recordRetentionSeconds).toBe(86400);
     expect(c.host).toBe('127.0.0.1');

@@ -45,6 +45,11 @@ export interface RedisConfig {
    * several gateways, or test files, can share one Redis.
    */
   readonly keyPrefix: string;
+  /**
+   * Replicas that must hold an OTP before the API answers 202 (`REDIS_WAIT_REPLICAS`, Redis WAIT): default 1 behind
+   * Sentinel, so a failover cannot lose an accepted OTP; 0 otherwise. Not available on a cluster.
+   */
+  readonly waitReplicas: number;
 }
 
 const DEFAULT_URL = 'redis://127.0.0.1:6379';
@@ -66,6 +71,12 @@ export function readRedisConfig(r: EnvReader): RedisConfig {
       `set exactly one of REDIS_URL, REDIS_CLUSTER_NODES and REDIS_SENTINELS (got ${given.join(' and ')})`,
     );
   }
+  const waitReplicas = r.int('REDIS_WAIT_REPLICAS', sentinels && given.length === 1 ? 1 : 0, 0, 5);
+  if (clusterNodes && waitReplicas > 0) {
+    r.problems.push(
+      'REDIS_WAIT_REPLICAS is not available with REDIS_CLUSTER_NODES (see the README on cluster failover)',
+    );
+  }
   const username = r.str('REDIS_USERNAME');
   const password = r.str('REDIS_PASSWORD');
   const tls = r.bool('REDIS_TLS', false);
@@ -73,6 +84,7 @@ export function readRedisConfig(r: EnvReader): RedisConfig {
   if (clusterNodes && given.length === 1) {
     return {
       keyPrefix,
+      waitReplicas,
       connection: {
         mode: 'cluster',
         nodes: hostPorts(r, 'REDIS_CLUSTER_NODES', clusterNodes),
@@ -89,6 +101,7 @@ export function readRedisConfig(r: EnvReader): RedisConfig {
       r.problems.push('REDIS_SENTINEL_NAME is required with REDIS_SENTINELS (the name of the monitored primary)');
     return {
       keyPrefix,
+      waitReplicas,
       connection: {
         mode: 'sentinel',
         sentinels: hostPorts(r, 'REDIS_SENTINELS', sentinels),
@@ -102,7 +115,7 @@ export function readRedisConfig(r: EnvReader): RedisConfig {
   }
   const single = r.url('REDIS_URL', DEFAULT_URL) ?? DEFAULT_URL;
   if (!/^rediss?:/.test(single)) r.problems.push('REDIS_URL must start with redis:// or rediss://');
-  return { keyPrefix, connection: { mode: 'single', url: single } };
+  return { keyPrefix, waitReplicas, connection: { mode: 'single', url: single } };
 }
 
 function hostPorts(r: EnvReader, name: string, raw: string): HostPort[] {

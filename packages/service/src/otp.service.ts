@@ -65,6 +65,11 @@ export interface OtpServiceDeps {
   readonly limiter: RequestLimiter;
   readonly idempotency: IdempotencyStore;
   readonly queues: SendQueues;
+  /**
+   * Resolves true once what this request wrote is on the replicas the configuration asks for (Sentinel); false:
+   * the send is answered 503, since a failover could lose it (createReplicaWait). Absent: nothing to wait for.
+   */
+  readonly durable?: () => Promise<boolean>;
   /** Tests that move time: the clock the store's scripts use instead of Redis's. */
   readonly now?: () => number;
   /**
@@ -200,6 +205,16 @@ export function createOtpService(deps: OtpServiceDeps): OtpService {
         throw notFound();
       }
       await enqueue(id);
+      if (deps.durable && !(await deps.durable())) {
+        // Stored on the primary but on no replica in time: accepting it could lose it in a failover.
+        throw new GatewayError(
+          503,
+          'store_unavailable',
+          'the OTP could not be stored safely; try again shortly',
+          undefined,
+          1,
+        );
+      }
       funnel('requested', { callingCode: phone.callingCode, provider: '' });
       return {
         id,
