@@ -6,6 +6,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { startLocalCluster, stopNodes } from './local-redis-cluster.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const dataDir = join(root, '.data');
@@ -40,6 +41,12 @@ const ports = {
   workerMetrics: Number(given.WORKER_METRICS_PORT ?? 3004),
 };
 const useSimulator = !given.TWILIO_ACCOUNT_SID && !given.OCTOPUSH_API_KEY;
+const ownRedis = !given.REDIS_URL && !given.REDIS_CLUSTER_NODES && !given.REDIS_SENTINELS;
+const startCluster = ownRedis && given.START_REDIS === 'cluster';
+if (given.START_REDIS && !['single', 'cluster'].includes(given.START_REDIS)) {
+  console.error(`[stack] START_REDIS must be single or cluster (got ${given.START_REDIS})`);
+  process.exit(78);
+}
 const publicBase = given.PUBLIC_WEBHOOK_BASE_URL ?? `http://${host}:${ports.webhooks}`;
 
 const env = {
@@ -53,7 +60,8 @@ const env = {
   OCTOPUSH_WEBHOOK_TOKEN: dev.OCTOPUSH_WEBHOOK_TOKEN,
   PUBLIC_WEBHOOK_BASE_URL: publicBase,
   WORKER_METRICS_PORT: String(ports.workerMetrics),
-  REDIS_URL: `redis://127.0.0.1:${ports.redis}`,
+  // START_REDIS=cluster: a local 3-master Redis Cluster (ports LOCAL_REDIS_PORT.. +2) instead of one Redis.
+  ...(startCluster ? { SEND_QUEUE_SHARDS: '3' } : { REDIS_URL: `redis://127.0.0.1:${ports.redis}` }),
   ...(useSimulator
     ? {
         SMS_PROVIDERS: 'twilio,octopush',
@@ -118,6 +126,7 @@ async function stopAll(code = 0) {
   await Promise.all(apps.map(({ child }) => stop(child)));
   const redis = children.find((c) => c.name === 'redis');
   if (redis) await stop(redis.child);
+  if (clusterNodes.length > 0) await stopNodes(clusterNodes);
   console.log('[stack] stopped');
   process.exit(code);
 }
@@ -137,7 +146,20 @@ function stop(child) {
 process.on('SIGINT', () => void stopAll(0));
 process.on('SIGTERM', () => void stopAll(0));
 
-if (!given.REDIS_URL) {
+const clusterNodes = [];
+if (startCluster) {
+  const cluster = await startLocalCluster({ dir: join(dataDir, 'redis-cluster'), basePort: ports.redis, masters: 3 });
+  clusterNodes.push(...cluster.children);
+  for (const child of cluster.children) {
+    child.on('exit', (code, signal) => {
+      if (!stopping) {
+        console.error(`[stack] a cluster node exited (${signal ?? code}); stopping everything`);
+        void stopAll(1);
+      }
+    });
+  }
+  env.REDIS_CLUSTER_NODES = cluster.nodesEnv;
+} else if (ownRedis) {
   const redisDir = join(dataDir, 'redis');
   mkdirSync(redisDir, { recursive: true });
   run('redis', 'redis-server', [
@@ -189,7 +211,9 @@ if (started.includes('dashboard'))
 if (started.includes('worker')) lines.push(`  worker metrics ${url(ports.workerMetrics)}/metrics`);
 if (started.includes('simulator'))
   lines.push(`  simulator      ${url(ports.simulator)}/inbox   (no provider credentials: fake Twilio and Octopush)`);
-lines.push(`  redis          ${env.REDIS_URL}`);
+lines.push(
+  `  redis          ${env.REDIS_URL ?? (env.REDIS_CLUSTER_NODES ? `cluster ${env.REDIS_CLUSTER_NODES}` : `sentinel ${env.REDIS_SENTINELS}`)}`,
+);
 lines.push('');
 lines.push(`  try: curl -s -X POST ${url(ports.api)}/v1/otp/send -H 'Authorization: Bearer ${dev.API_KEY}' \\`);
 lines.push(`         -H 'content-type: application/json' -d '{"phoneNumber":"+33612345678"}'`);
