@@ -1,2 +1,3 @@
 export * from './otp.service.js';
+export * from './otp.types.js';
 export * from './startup.js';

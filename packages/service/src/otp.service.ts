@@ -14,42 +14,14 @@ import {
 import {
   enqueueSend,
   type IdempotencyStore,
-  type Limited,
   type OtpLabels,
   type OtpRepo,
   type OtpTarget,
   type RequestLimiter,
   type SendQueues,
 } from '@otp-gateway/store';
-
-/** Who is asking: the API key's name (OTPs are scoped to it) and the client's IP. */
-export interface Caller {
-  readonly keyName: string;
-  readonly ip: string;
-}
-
-export interface SendRequest {
-  readonly phoneNumber: string;
-  readonly locale?: string | undefined;
-  readonly idempotencyKey?: string | undefined;
-}
-
-export interface SendAnswer {
-  readonly id: string;
-  readonly status: 'pending';
-  readonly deliveryStatus: 'queued';
-  readonly phoneNumber: string;
-  readonly expiresAt: string;
-}
-
-export interface VerifyRequest {
-  readonly id?: string | undefined;
-  readonly phoneNumber?: string | undefined;
-  readonly code: string;
-}
-
-/** An OTP by id, or the newest of a phone number (as the client gives it). */
-export type OtpLookup = { by: 'id'; id: string } | { by: 'phone'; phone: string };
+import type { Caller, FunnelEvent, OtpLookup, SendAnswer, SendRequest, VerifyRequest } from './otp.types.js';
+import { endedError, notFound, refuse, store } from './refusals.js';
 
 /** The OTP use cases, independent of HTTP. Refusals are GatewayErrors carrying the contract's codes. */
 export interface OtpService {
@@ -80,50 +52,6 @@ export interface OtpServiceDeps {
   /** Funnel events for metrics: requested, approved, expired, locked, wrong_code. */
   readonly onFunnel?: (event: FunnelEvent) => void;
 }
-
-/** One step of an OTP's life, labelled for metrics (never a number or a code). */
-export interface FunnelEvent {
-  readonly stage: 'requested' | 'approved' | 'expired' | 'locked' | 'wrong_code';
-  /** The provider that sent the code, or 'none'. */
-  readonly provider: string;
-  /** Country calling code, e.g. 33. */
-  readonly callingCode: string;
-}
-
-/** Redis work is bounded: an unreachable store answers 503 within about a second, never hangs a request. */
-const STORE_DEADLINE_MS = 800;
-
-async function store<T>(work: () => Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      work(),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error('store deadline exceeded')), STORE_DEADLINE_MS);
-      }),
-    ]);
-  } catch (e) {
-    if (process.env.DEBUG_STORE) console.error('STORE', e);
-    throw new GatewayError(503, 'store_unavailable', 'the OTP store is unreachable; try again shortly', undefined, 1);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-const LIMIT_ERRORS: Record<Limited['scope'], [string, string]> = {
-  ip: ['rate_limited', 'too many requests from this client address'],
-  key: ['rate_limited', 'too many requests for this API key'],
-  cooldown: ['resend_cooldown', 'a code was sent to this number moments ago; wait before asking again'],
-  number_window: ['too_many_sends', 'too many codes were sent to this number; wait before asking again'],
-  number_locked: ['number_locked', 'too many wrong codes for this number; it is locked for a while'],
-};
-
-function refuse(l: Limited): never {
-  const [code, message] = LIMIT_ERRORS[l.scope];
-  throw new GatewayError(429, code, message, undefined, Math.ceil(l.retryAfterMs / 1000));
-}
-
-const notFound = () => new GatewayError(404, 'otp_not_found', 'no such OTP for this API key');
 
 /** Builds the OTP service. */
 export function createOtpService(deps: OtpServiceDeps): OtpService {
@@ -265,20 +193,4 @@ export function createOtpService(deps: OtpServiceDeps): OtpService {
       return view;
     },
   };
-}
-
-function endedError(id: string, status: string, replacedBy: string | null): GatewayError {
-  const details = { id, status, attemptsRemaining: 0 };
-  switch (status) {
-    case 'approved':
-      return new GatewayError(409, 'already_approved', 'this code was already used', details);
-    case 'locked':
-      return new GatewayError(423, 'otp_locked', 'too many wrong codes; ask for a new one', details);
-    case 'failed':
-      return new GatewayError(410, 'otp_failed', 'the code could not be delivered; ask for a new one', details);
-    default:
-      return replacedBy
-        ? new GatewayError(410, 'otp_replaced', 'a newer code was sent to this number; use that one', details)
-        : new GatewayError(410, 'otp_expired', 'the code has expired; ask for a new one', details);
-  }
 }

@@ -1,4 +1,3 @@
-import { DELIVERY_RANK } from '@otp-gateway/core';
 import { RECORD_LUA } from '../otp/otp.record.js';
 import { CLOCK_LUA, defineScript } from '../redis/script.js';
 
@@ -7,7 +6,8 @@ import { CLOCK_LUA, defineScript } from '../redis/script.js';
  * one step of its attempts. The provider circuits live in another slot (circuit.ts): what a step means for a
  * provider's health is returned, and the caller tells the circuit in a second step.
  */
-const LIB = `${CLOCK_LUA}${RECORD_LUA}
+/** Lua shared by the delivery scripts (field tables, clock, send data, give-up rule). */
+export const DELIVERY_LUA = `${CLOCK_LUA}${RECORD_LUA}
 -- What a worker needs to send it (the job carries only the id).
 local function send_data(okey, out)
   local d = redis.call('HMGET', okey, F.phone, F.locale, F.sealed, F.exp, F.cc)
@@ -35,7 +35,7 @@ export const PLAN = defineScript({
   keys: ['otp', 'number', 'due'],
   args: ['now', 'id', 'minLifeMs', 'leaseMs'],
   restArgs: 'order',
-  lib: LIB,
+  lib: DELIVERY_LUA,
   body: `
 local now = clock(A.now)
 redis.call('ZREM', K.due, DUE_UNSTARTED .. A.id)
@@ -89,7 +89,7 @@ export const START = defineScript({
   doc: 'record a new attempt through the picked provider, if nothing moved since the plan',
   keys: ['otp', 'number'],
   args: ['now', 'id', 'attempts', 'provider', 'leaseMs'],
-  lib: LIB,
+  lib: DELIVERY_LUA,
   body: `
 local now = clock(A.now)
 local o = redis.call('HMGET', K.otp, F.status, F.exp, F.acc, F.na, F.ds)
@@ -113,7 +113,7 @@ export const ACCEPT = defineScript({
   doc: 'a provider accepted attempt n: it counts now; its receipt is awaited (due set) when receipts are expected',
   keys: ['otp', 'due'],
   args: ['now', 'id', 'attempt', 'provider', 'messageId', 'providerStatus', 'receiptAfterMs', 'minLifeMs'],
-  lib: LIB,
+  lib: DELIVERY_LUA,
   body: `
 local now = clock(A.now)
 local n = A.attempt
@@ -136,7 +136,7 @@ export const FAIL = defineScript({
   doc: 'attempt n failed; a permanent refusal ends the OTP failed unless a message went out before',
   keys: ['otp'],
   args: ['now', 'attempt', 'outcome', 'errorCode'],
-  lib: LIB,
+  lib: DELIVERY_LUA,
   body: `
 local now = clock(A.now)
 local n = A.attempt
@@ -152,133 +152,10 @@ export const GIVE_UP = defineScript({
   doc: 'no provider can send it before expiry: end it failed, unless a message already went out',
   keys: ['otp'],
   args: ['now'],
-  lib: LIB,
+  lib: DELIVERY_LUA,
   body: `
 local cc = redis.call('HGET', K.otp, F.cc) or ''
 if give_up(K.otp, clock(A.now)) then return {'ended', 'cc', cc} end
 return {'usable', 'cc', cc}
-`,
-});
-
-export const RECEIPT_TIMEOUT = defineScript({
-  name: 'otpReceiptTimeout',
-  doc: 'no final receipt for attempt n in time: when it still counts, it becomes no_receipt and a resend is due',
-  keys: ['otp', 'number', 'due'],
-  args: ['now', 'id', 'attempt', 'minLifeMs', 'sweepAfterMs'],
-  lib: LIB,
-  body: `
-local now = clock(A.now)
-local n = A.attempt
-redis.call('ZREM', K.due, DUE_RECEIPT .. A.id .. ':' .. n)
-local o = redis.call('HMGET', K.otp, F.status, F.exp, F.acc, af(n, AF.outcome), af(n, AF.provider))
-if not o[1] then return {'none'} end
-local status = settle(K.otp, K.number, A.id, o[1], o[2], now)
-if status ~= 'pending' or o[3] ~= n or o[4] ~= 'accepted' then return {'none'} end
-if tonumber(o[2]) - now < tonumber(A.minLifeMs) then return {'none'} end
-redis.call('HSET', K.otp, af(n, AF.outcome), 'no_receipt', af(n, AF.updatedAt), now, F.acc, '')
-redis.call('ZADD', K.due, now + tonumber(A.sweepAfterMs), DUE_UNSTARTED .. A.id)
-return {'resend', 'provider', o[5]}
-`,
-});
-
-/** Sweep of one `s:<id>` entry of the due set: the job of that OTP was listed but never started. */
-export const SWEEP_UNSTARTED = defineScript({
-  name: 'otpSweepUnstarted',
-  doc: 'an OTP listed as not started: queue its job again, give it up when too late, or drop the entry',
-  keys: ['otp', 'number', 'due'],
-  args: ['now', 'id', 'minLifeMs', 'sweepAfterMs'],
-  lib: LIB,
-  body: `
-local now = clock(A.now)
-local member = DUE_UNSTARTED .. A.id
-local o = redis.call('HMGET', K.otp, F.status, F.exp, F.na, F.acc)
-if not o[1] then redis.call('ZREM', K.due, member); return {'drop'} end
-local status = settle(K.otp, K.number, A.id, o[1], o[2], now)
-local na = tonumber(o[3] or '0')
-local waiting = na == 0
-if not waiting then
-  local last = redis.call('HGET', K.otp, af(na, AF.outcome))
-  waiting = (not o[4] or o[4] == '') and SPENT[last] == true
-end
-if status ~= 'pending' or not waiting then redis.call('ZREM', K.due, member); return {'drop'} end
-if tonumber(o[2]) <= now + tonumber(A.minLifeMs) then
-  redis.call('ZREM', K.due, member)
-  local cc = redis.call('HGET', K.otp, F.cc) or ''
-  if give_up(K.otp, now) then return {'gave_up', 'failed', 1, 'cc', cc} end
-  return {'gave_up', 'failed', 0, 'cc', cc}
-end
--- stays listed, further out, in case this job is lost too: the job's start removes the entry
-redis.call('ZADD', K.due, now + tonumber(A.sweepAfterMs), member)
-if na == 0 then return {'enqueue', 'kind', 'send'} end
-return {'enqueue', 'kind', 'resend', 'after', na}
-`,
-});
-
-/** The delivery ranks of core's DELIVERY_RANK as a Lua table: the script and the domain share one order. */
-const RANK_TABLE = `local RANK = {${Object.entries(DELIVERY_RANK)
-  .map(([s, r]) => `${s} = ${r}`)
-  .join(', ')}}`;
-
-/**
- * Apply one delivery report to attempt n (found through the message index). Each attempt keeps its own last
- * delivery status (`d`, absent: inferred from its outcome) that only moves forward by DELIVERY_RANK; a report that
- * does not move it changes nothing. When it moves: the provider status, the time and the error code are recorded,
- * and the outcome moves from sending/accepted to accepted or to the final outcome (an attempt the worker already
- * settled, e.g. no_receipt, keeps its outcome). When n is the attempt that counts, the OTP's delivery status moves
- * too; a final one left by an earlier attempt (after a failover) is replaced. A late `delivered` of an earlier
- * attempt makes it the one that counts. A new negative outcome on the counting attempt of a pending OTP with life
- * left asks for a resend (listed in the due set until a worker starts it).
- */
-export const APPLY_REPORT = defineScript({
-  name: 'otpApplyReport',
-  doc: 'apply a provider delivery report to attempt n, forward only; say whether to resend',
-  keys: ['otp', 'number', 'due'],
-  args: ['now', 'id', 'attempt', 'status', 'providerStatus', 'errorCode', 'messageId', 'minLifeMs', 'sweepAfterMs'],
-  lib: `${LIB}${RANK_TABLE}`,
-  body: `
-local now = clock(A.now)
-local n = A.attempt
-local o = redis.call('HMGET', K.otp, F.status, F.exp, F.acc, F.ds, af(n, AF.outcome), af(n, AF.messageId),
-  af(n, AF.delivery), F.sealed, F.cc, af(n, AF.provider))
-if not o[1] then return {'ignored', 'reason', 'unknown_otp'} end
-if not o[5] or (o[6] and o[6] ~= A.messageId) then return {'ignored', 'reason', 'stale'} end
-local status = settle(K.otp, K.number, A.id, o[1], o[2], now)
-local acc, ds, outcome, cc = o[3], o[4] or 'queued', o[5], o[9] or ''
-local prev = o[7]
-if not prev or prev == '' then
-  if outcome == 'delivered' or outcome == 'undelivered' or outcome == 'failed' then prev = outcome else prev = 'queued' end
-end
-local prevRank, rank = RANK[prev] or 0, RANK[A.status]
-if not rank or rank <= prevRank then return {'applied', 'ds', ds, 'changed', 0, 'cc', cc} end
-
-local sets = {af(n, AF.delivery), A.status, af(n, AF.providerStatus), A.providerStatus, af(n, AF.updatedAt), now}
-if A.errorCode ~= '' then sets[#sets + 1] = af(n, AF.errorCode); sets[#sets + 1] = A.errorCode end
-local newOutcome = nil
-if outcome == 'sending' or outcome == 'accepted' then
-  if rank == 3 then newOutcome = A.status elseif outcome == 'sending' then newOutcome = 'accepted' end
-end
-if newOutcome then sets[#sets + 1] = af(n, AF.outcome); sets[#sets + 1] = newOutcome end
-local negative = newOutcome == 'undelivered' or newOutcome == 'failed'
-if A.status == 'delivered' and acc ~= n then
-  acc = n
-  for _, v in ipairs({F.acc, n, F.provider, o[10] or ''}) do sets[#sets + 1] = v end
-  ds = 'queued'
-end
-local resend = 0
-if acc == n then
-  local dsRank = RANK[ds] or 0
-  if rank > dsRank or (dsRank == 3 and prevRank < 3) then
-    ds = A.status
-    sets[#sets + 1] = F.ds; sets[#sets + 1] = ds
-  end
-  if negative and status == 'pending' and o[8] and tonumber(o[2]) - now > tonumber(A.minLifeMs) then
-    sets[#sets + 1] = F.acc; sets[#sets + 1] = ''
-    resend = 1
-    redis.call('ZADD', K.due, now + tonumber(A.sweepAfterMs), DUE_UNSTARTED .. A.id)
-  end
-end
-redis.call('HSET', K.otp, unpack(sets))
-return {'applied', 'ds', ds, 'changed', 1, 'cc', cc, 'negative', negative and 1 or 0, 'resend', resend,
-  'provider', o[10] or ''}
 `,
 });

@@ -2,10 +2,10 @@ import { DELIVERY_STATUSES, type DeliveryStatus, isProviderId, type ProviderId }
 import type { Keyspace } from '../keyspace.js';
 import { otpKeys, SWEEP_GRACE_MS } from '../otp/otp.record.js';
 import type { RedisClient } from '../redis/connection.js';
-import { APPLY_REPORT } from './attempts.scripts.js';
 import type { Circuits } from './circuit.js';
 import { MIN_RESEND_LIFE_MS } from './life-left.js';
 import type { MessageIndex } from './messages.js';
+import { APPLY_REPORT } from './report.script.js';
 
 /** One delivery report from a provider, mapped onto the gateway's DeliveryStatus. */
 export interface DeliveryReport {

@@ -5,9 +5,9 @@ import { type Keyspace, PARTITIONS, partitionTagOf } from '../keyspace.js';
 import { DUE, otpKeys, SWEEP_GRACE_MS } from '../otp/otp.record.js';
 import type { RedisClient } from '../redis/connection.js';
 import { CLOCK_LUA, defineScript } from '../redis/script.js';
-import { RECEIPT_TIMEOUT, SWEEP_UNSTARTED } from './attempts.scripts.js';
 import type { Circuits } from './circuit.js';
 import { MIN_RESEND_LIFE_MS } from './life-left.js';
+import { RECEIPT_TIMEOUT, SWEEP_UNSTARTED } from './sweep.scripts.js';
 
 /**
  * The sweep: the workers' safety net, run every few seconds by one worker at a time (a lock in the `{sweep}`

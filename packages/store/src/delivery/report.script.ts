@@ -1,0 +1,72 @@
+import { DELIVERY_RANK } from '@otp-gateway/core';
+import { defineScript } from '../redis/script.js';
+import { DELIVERY_LUA } from './attempts.scripts.js';
+
+/** The delivery ranks of core's DELIVERY_RANK as a Lua table: the script and the domain share one order. */
+const RANK_TABLE = `local RANK = {${Object.entries(DELIVERY_RANK)
+  .map(([s, r]) => `${s} = ${r}`)
+  .join(', ')}}`;
+
+/**
+ * Apply one delivery report to attempt n (found through the message index). Each attempt keeps its own last
+ * delivery status (`d`, absent: inferred from its outcome) that only moves forward by DELIVERY_RANK; a report that
+ * does not move it changes nothing. When it moves: the provider status, the time and the error code are recorded,
+ * and the outcome moves from sending/accepted to accepted or to the final outcome (an attempt the worker already
+ * settled, e.g. no_receipt, keeps its outcome). When n is the attempt that counts, the OTP's delivery status moves
+ * too; a final one left by an earlier attempt (after a failover) is replaced. A late `delivered` of an earlier
+ * attempt makes it the one that counts. A new negative outcome on the counting attempt of a pending OTP with life
+ * left asks for a resend (listed in the due set until a worker starts it).
+ */
+export const APPLY_REPORT = defineScript({
+  name: 'otpApplyReport',
+  doc: 'apply a provider delivery report to attempt n, forward only; say whether to resend',
+  keys: ['otp', 'number', 'due'],
+  args: ['now', 'id', 'attempt', 'status', 'providerStatus', 'errorCode', 'messageId', 'minLifeMs', 'sweepAfterMs'],
+  lib: `${DELIVERY_LUA}${RANK_TABLE}`,
+  body: `
+local now = clock(A.now)
+local n = A.attempt
+local o = redis.call('HMGET', K.otp, F.status, F.exp, F.acc, F.ds, af(n, AF.outcome), af(n, AF.messageId),
+  af(n, AF.delivery), F.sealed, F.cc, af(n, AF.provider))
+if not o[1] then return {'ignored', 'reason', 'unknown_otp'} end
+if not o[5] or (o[6] and o[6] ~= A.messageId) then return {'ignored', 'reason', 'stale'} end
+local status = settle(K.otp, K.number, A.id, o[1], o[2], now)
+local acc, ds, outcome, cc = o[3], o[4] or 'queued', o[5], o[9] or ''
+local prev = o[7]
+if not prev or prev == '' then
+  if outcome == 'delivered' or outcome == 'undelivered' or outcome == 'failed' then prev = outcome else prev = 'queued' end
+end
+local prevRank, rank = RANK[prev] or 0, RANK[A.status]
+if not rank or rank <= prevRank then return {'applied', 'ds', ds, 'changed', 0, 'cc', cc} end
+
+local sets = {af(n, AF.delivery), A.status, af(n, AF.providerStatus), A.providerStatus, af(n, AF.updatedAt), now}
+if A.errorCode ~= '' then sets[#sets + 1] = af(n, AF.errorCode); sets[#sets + 1] = A.errorCode end
+local newOutcome = nil
+if outcome == 'sending' or outcome == 'accepted' then
+  if rank == 3 then newOutcome = A.status elseif outcome == 'sending' then newOutcome = 'accepted' end
+end
+if newOutcome then sets[#sets + 1] = af(n, AF.outcome); sets[#sets + 1] = newOutcome end
+local negative = newOutcome == 'undelivered' or newOutcome == 'failed'
+if A.status == 'delivered' and acc ~= n then
+  acc = n
+  for _, v in ipairs({F.acc, n, F.provider, o[10] or ''}) do sets[#sets + 1] = v end
+  ds = 'queued'
+end
+local resend = 0
+if acc == n then
+  local dsRank = RANK[ds] or 0
+  if rank > dsRank or (dsRank == 3 and prevRank < 3) then
+    ds = A.status
+    sets[#sets + 1] = F.ds; sets[#sets + 1] = ds
+  end
+  if negative and status == 'pending' and o[8] and tonumber(o[2]) - now > tonumber(A.minLifeMs) then
+    sets[#sets + 1] = F.acc; sets[#sets + 1] = ''
+    resend = 1
+    redis.call('ZADD', K.due, now + tonumber(A.sweepAfterMs), DUE_UNSTARTED .. A.id)
+  end
+end
+redis.call('HSET', K.otp, unpack(sets))
+return {'applied', 'ds', ds, 'changed', 1, 'cc', cc, 'negative', negative and 1 or 0, 'resend', resend,
+  'provider', o[10] or ''}
+`,
+});

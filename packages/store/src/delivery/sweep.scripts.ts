@@ -1,0 +1,59 @@
+import { defineScript } from '../redis/script.js';
+import { DELIVERY_LUA } from './attempts.scripts.js';
+
+/**
+ * The scripts the sweep runs for the entries of a partition's due set (see sweep.ts), each in the OTP's slot.
+ */
+export const RECEIPT_TIMEOUT = defineScript({
+  name: 'otpReceiptTimeout',
+  doc: 'no final receipt for attempt n in time: when it still counts, it becomes no_receipt and a resend is due',
+  keys: ['otp', 'number', 'due'],
+  args: ['now', 'id', 'attempt', 'minLifeMs', 'sweepAfterMs'],
+  lib: DELIVERY_LUA,
+  body: `
+local now = clock(A.now)
+local n = A.attempt
+redis.call('ZREM', K.due, DUE_RECEIPT .. A.id .. ':' .. n)
+local o = redis.call('HMGET', K.otp, F.status, F.exp, F.acc, af(n, AF.outcome), af(n, AF.provider))
+if not o[1] then return {'none'} end
+local status = settle(K.otp, K.number, A.id, o[1], o[2], now)
+if status ~= 'pending' or o[3] ~= n or o[4] ~= 'accepted' then return {'none'} end
+if tonumber(o[2]) - now < tonumber(A.minLifeMs) then return {'none'} end
+redis.call('HSET', K.otp, af(n, AF.outcome), 'no_receipt', af(n, AF.updatedAt), now, F.acc, '')
+redis.call('ZADD', K.due, now + tonumber(A.sweepAfterMs), DUE_UNSTARTED .. A.id)
+return {'resend', 'provider', o[5]}
+`,
+});
+
+/** Sweep of one `s:<id>` entry of the due set: the job of that OTP was listed but never started. */
+export const SWEEP_UNSTARTED = defineScript({
+  name: 'otpSweepUnstarted',
+  doc: 'an OTP listed as not started: queue its job again, give it up when too late, or drop the entry',
+  keys: ['otp', 'number', 'due'],
+  args: ['now', 'id', 'minLifeMs', 'sweepAfterMs'],
+  lib: DELIVERY_LUA,
+  body: `
+local now = clock(A.now)
+local member = DUE_UNSTARTED .. A.id
+local o = redis.call('HMGET', K.otp, F.status, F.exp, F.na, F.acc)
+if not o[1] then redis.call('ZREM', K.due, member); return {'drop'} end
+local status = settle(K.otp, K.number, A.id, o[1], o[2], now)
+local na = tonumber(o[3] or '0')
+local waiting = na == 0
+if not waiting then
+  local last = redis.call('HGET', K.otp, af(na, AF.outcome))
+  waiting = (not o[4] or o[4] == '') and SPENT[last] == true
+end
+if status ~= 'pending' or not waiting then redis.call('ZREM', K.due, member); return {'drop'} end
+if tonumber(o[2]) <= now + tonumber(A.minLifeMs) then
+  redis.call('ZREM', K.due, member)
+  local cc = redis.call('HGET', K.otp, F.cc) or ''
+  if give_up(K.otp, now) then return {'gave_up', 'failed', 1, 'cc', cc} end
+  return {'gave_up', 'failed', 0, 'cc', cc}
+end
+-- stays listed, further out, in case this job is lost too: the job's start removes the entry
+redis.call('ZADD', K.due, now + tonumber(A.sweepAfterMs), member)
+if na == 0 then return {'enqueue', 'kind', 'send'} end
+return {'enqueue', 'kind', 'resend', 'after', na}
+`,
+});
