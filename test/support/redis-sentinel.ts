@@ -15,9 +15,11 @@ export interface LocalSentinel {
   /** The primary's port as the first sentinel reports it now. */
   primaryPort(): Promise<number>;
   /**
-   * SENTINEL FAILOVER; resolves once every sentinel names the other node and it answers ROLE master. The old
-   * primary is still a writable master then: the sentinels demote it ~2 s later (10-20 s with stock timers)
-   * and what a client wrote to it meanwhile is lost; ioredis' `failoverDetector: true` leaves it at once.
+   * Waits until the replica has what the primary acknowledged so far, then SENTINEL FAILOVER; resolves once
+   * every sentinel names the other node and it answers ROLE master. Writes made during the call may be lost
+   * (replication is asynchronous). The old primary is still a writable master then: the sentinels demote it
+   * ~2 s later (10-20 s with stock timers) and what a client wrote to it meanwhile is lost; ioredis'
+   * `failoverDetector: true` leaves it at once.
    */
   failover(): Promise<void>;
   /** Resolves once the old primary replicates the new one and every sentinel sees it: the set can fail over again. */
@@ -126,7 +128,17 @@ export async function startLocalSentinel(
       dataPorts: [primary, replica],
       primaryPort: () => primaryPort(),
       async failover() {
-        const next = other(await primaryPort());
+        const old = await primaryPort();
+        const next = other(old);
+        // SENTINEL FAILOVER promotes the replica at once, caught up or not, and replication is asynchronous
+        // (after a full sync Redis 7 even holds the stream until the replica's first ack, up to 1 s): wait
+        // for what the primary holds now, so what was acknowledged before this call survives.
+        const target = offset(await admin(old).info('replication'), 'master_repl_offset');
+        await waitFor(
+          `${next} to catch up with ${old} (offset ${target})`,
+          async () => offset(await admin(next).info('replication'), 'slave_repl_offset') >= target,
+          5000,
+        );
         await admin(sentinelPorts[0]).call('SENTINEL', 'FAILOVER', name);
         await waitFor(
           `every sentinel to name ${next} primary and ${next} to answer ROLE master`,
@@ -151,4 +163,9 @@ export async function startLocalSentinel(
 function field(entry: string[], key: string): string | undefined {
   const i = entry.indexOf(key);
   return i >= 0 && i % 2 === 0 ? entry[i + 1] : undefined;
+}
+
+/** A numeric field of INFO replication. */
+function offset(info: string, key: string): number {
+  return Number(new RegExp(`^${key}:(\\d+)`, 'm').exec(info)?.[1] ?? -1);
 }
