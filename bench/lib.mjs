@@ -48,7 +48,8 @@ export function runDir() {
   return workDir;
 }
 
-function track(name, stop, child) {
+/** Registers something this run started, so that stopAll (and an exit) stops it. */
+export function track(name, stop, child) {
   const r = { name, stop, child };
   resources.push(r);
   return r;
@@ -194,13 +195,129 @@ export async function startRedis() {
   return { url, port, pid: child.pid };
 }
 
-/** An ioredis client for the bench's own checks and seeding. */
-export function redisClient(url) {
-  const { Redis } = require('ioredis');
-  const r = new Redis(url, { maxRetriesPerRequest: null });
+/**
+ * An ioredis client for the bench's own checks and seeding: `url` (one Redis) or a store from startRedis or
+ * startCluster (support/cluster.mjs): a `Cluster` client then, on which the helpers below work per master.
+ */
+export function redisClient(target) {
+  const { Redis, Cluster } = require('ioredis');
+  let r;
+  if (typeof target === 'string') r = new Redis(target, { maxRetriesPerRequest: null });
+  else if (target.nodes) {
+    r = new Cluster(target.nodes, { redisOptions: { maxRetriesPerRequest: null }, scaleReads: 'master' });
+  } else r = new Redis(target.url, { maxRetriesPerRequest: null });
   r.on('error', () => {});
   track(`redis-client`, async () => r.quit().catch(() => r.disconnect()));
   return r;
+}
+
+/** The servers that hold keys: a cluster's masters, or the one server. */
+export const mastersOf = (rc) => (typeof rc.nodes === 'function' && rc.isCluster ? rc.nodes('master') : [rc]);
+
+/** FLUSHDB on every master. */
+export async function flushAll(rc) {
+  if (rc.isCluster) await waitClusterReady(rc);
+  await Promise.all(mastersOf(rc).map((n) => n.flushdb()));
+}
+
+/** A Cluster client knows its masters once it is ready. */
+export async function waitClusterReady(rc) {
+  if (rc.status === 'ready') return;
+  await new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error('cluster client not ready after 10 s')), 10_000);
+    rc.once('ready', () => resolve(clearTimeout(t)));
+  });
+}
+
+/** Calls `onBatch(keys, node)` for every key matching `pattern`, on every master. */
+export async function scanKeys(rc, pattern, onBatch) {
+  if (rc.isCluster) await waitClusterReady(rc);
+  for (const node of mastersOf(rc)) {
+    let cursor = '0';
+    do {
+      const [next, batch] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 5000);
+      cursor = next;
+      if (batch.length > 0) await onBatch(batch, node);
+    } while (cursor !== '0');
+  }
+}
+
+export async function countKeys(rc, pattern) {
+  let n = 0;
+  await scanKeys(rc, pattern, (b) => {
+    n += b.length;
+  });
+  return n;
+}
+
+/**
+ * Runs commands (`[name, ...args]`, the first argument a key) and returns their replies in order: pipelined on
+ * one Redis; on a cluster concurrently, in chunks (a pipeline there must stay within one node).
+ */
+export async function many(rc, cmds, chunk = 2000) {
+  const out = [];
+  for (let i = 0; i < cmds.length; i += chunk) {
+    const part = cmds.slice(i, i + chunk);
+    if (rc.isCluster) out.push(...(await Promise.all(part.map(([c, ...a]) => rc.call(c, ...a)))));
+    else {
+      const p = rc.pipeline();
+      for (const [c, ...a] of part) p.call(c, ...a);
+      for (const [err, v] of await p.exec()) {
+        if (err) throw err;
+        out.push(v);
+      }
+    }
+  }
+  return out;
+}
+
+/** `INFO <section>` of one server as an object. */
+export async function info(node, section) {
+  const text = await node.info(section);
+  return Object.fromEntries(
+    text
+      .split('\r\n')
+      .filter((l) => l && !l.startsWith('#'))
+      .map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 1)]),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// the gateway's own packages (their builds): key names, queue names and job options come from them, so that the
+// benchmarks never spell a key the store owns
+
+let pkgs = null;
+export async function gatewayPackages() {
+  pkgs ??= {
+    core: await import(pathToFileURL(join(ROOT, 'packages', 'core', 'dist', 'index.js')).href),
+    store: await import(pathToFileURL(join(ROOT, 'packages', 'store', 'dist', 'index.js')).href),
+  };
+  return pkgs;
+}
+
+/**
+ * What the gateway's processes make of `env` (their own loadConfig), and the key space and send queue shards
+ * they use: `queues[n]` is `{ name, prefix, key(rest) }` with BullMQ's key `prefix:name:rest`.
+ */
+export async function gatewayLayout(env) {
+  const { core, store } = await gatewayPackages();
+  const config = core.loadConfig(env, 'worker');
+  const ks = store.createKeyspace(config.redis.keyPrefix);
+  const shards = config.queues.sendShards;
+  const queues = Array.from({ length: shards }, (_, n) => {
+    const name = store.sendQueueName(n);
+    const prefix = store.sendQueuePrefix(ks, n, shards);
+    return { shard: n, name, prefix, key: (rest) => `${prefix}:${name}:${rest}` };
+  });
+  return {
+    config,
+    ks,
+    queues,
+    /** The shard queue of an OTP. */
+    queueOf: (otpId) => queues[store.shardOf(otpId, shards)],
+    otpKeys: (otpId) => store.otpKeys(ks, otpId),
+    jobOptions: store.sendJobOptions(config.queues),
+  };
 }
 
 /**
@@ -312,10 +429,20 @@ export async function startBareFastify(opts) {
   return { proc, url, port };
 }
 
+/**
+ * How the gateway's processes reach a store from startRedis (`REDIS_URL`) or startCluster (`REDIS_CLUSTER_NODES`
+ * and as many send queue shards as masters, so that every master holds queue work).
+ */
+export function redisEnv(redis) {
+  return redis.nodes
+    ? { REDIS_CLUSTER_NODES: redis.nodesEnv, SEND_QUEUE_SHARDS: String(redis.shards ?? redis.nodes.length) }
+    : { REDIS_URL: redis.url };
+}
+
 /** The env every gateway process of a bench gets (the test stack's approach: simulator credentials, loopback). */
-export function gatewayEnv({ redisUrl, simUrl = 'http://127.0.0.1:9', ...ports }) {
+export function gatewayEnv({ redis, simUrl = 'http://127.0.0.1:9', ...ports }) {
   return {
-    REDIS_URL: redisUrl,
+    ...redisEnv(redis),
     OTP_SECRET: BENCH_SECRET,
     API_KEYS: `bench:${BENCH_KEY}`,
     HOST: '127.0.0.1',
@@ -420,6 +547,17 @@ export const envInt = (name, def) => {
   const v = process.env[name];
   return v === undefined || v === '' ? def : Number.parseInt(v, 10);
 };
+
+/**
+ * Which stores the gateway runs on in this run: `BENCH_REDIS=single` (default) or `both` (one Redis and a
+ * 3-master cluster, BENCH_CLUSTER_MASTERS, side by side in the same run, against the same baseline).
+ */
+export function benchTargets() {
+  const v = process.env.BENCH_REDIS || 'single';
+  if (v === 'single') return ['single'];
+  if (v === 'both') return ['single', 'cluster'];
+  throw new Error(`BENCH_REDIS must be single or both (got ${v})`);
+}
 
 /** What machine the figures come from. */
 export function machine() {

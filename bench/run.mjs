@@ -6,14 +6,22 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { join } from 'node:path';
 import { BENCH_DIR, machine, RESULTS_DIR, ROOT } from './lib.mjs';
 
-const BENCHES = ['api-send', 'webhooks', 'worker-drain'];
+const BENCHES = ['api-send', 'webhooks', 'worker-drain', 'memory'];
 const only = (process.env.BENCH_ONLY ?? '')
   .split(',')
   .map((s) => s.trim())
   .filter(Boolean);
 const selected = only.length > 0 ? BENCHES.filter((b) => only.includes(b)) : BENCHES;
+/** One Redis (default) or also a cluster (BENCH_REDIS=both): see bench/README.md. */
+const both = process.env.BENCH_REDIS === 'both';
+/**
+ * Where the summary goes: bench/results/<out>.json and .md; `latest` by default, `cluster` for a run with the
+ * cluster beside one Redis (so that it does not replace the single-Redis figures); BENCH_OUT overrides.
+ */
+const OUT = process.env.BENCH_OUT || (both ? 'cluster' : 'latest');
 /** A benchmark that runs longer than this is stopped (each bounds itself well below). */
-const BENCH_TIMEOUT_MS = 240_000;
+const BENCH_TIMEOUT_MS = { memory: 330_000 };
+const timeoutOf = (name) => (BENCH_TIMEOUT_MS[name] ?? 240_000) * (both && name !== 'memory' ? 2 : 1);
 
 const missing = ['api', 'worker', 'webhooks', 'simulator']
   .map((a) => join(ROOT, 'apps', a, 'dist', 'main.js'))
@@ -46,7 +54,7 @@ for (const name of selected) {
       env: { ...process.env, BENCH_RESULT_FILE: file },
       stdio: ['ignore', 'inherit', 'inherit'],
     });
-    const timer = setTimeout(() => current.kill('SIGTERM'), BENCH_TIMEOUT_MS);
+    const timer = setTimeout(() => current.kill('SIGTERM'), timeoutOf(name));
     current.on('exit', (c, s) => {
       clearTimeout(timer);
       resolve(c ?? s);
@@ -71,12 +79,13 @@ const report = {
   startedAt: started.toISOString(),
   wallSeconds: Math.round((Date.now() - started) / 100) / 10,
   machine: machine(),
+  redis: both ? 'single and cluster' : 'single',
   ok,
   results,
 };
-writeFileSync(join(RESULTS_DIR, 'latest.json'), `${JSON.stringify(report, null, 2)}\n`);
-writeFileSync(join(RESULTS_DIR, 'latest.md'), markdown(report));
-process.stderr.write(`\n${markdown(report)}\nwritten bench/results/latest.json and bench/results/latest.md\n`);
+writeFileSync(join(RESULTS_DIR, `${OUT}.json`), `${JSON.stringify(report, null, 2)}\n`);
+writeFileSync(join(RESULTS_DIR, `${OUT}.md`), markdown(report));
+process.stderr.write(`\n${markdown(report)}\nwritten bench/results/${OUT}.json and bench/results/${OUT}.md\n`);
 process.exit(ok ? 0 : 1);
 
 function markdown(rep) {
@@ -110,6 +119,12 @@ function markdown(rep) {
       `| worker-drain | ${verdict(x)} | drain (instant providers)/no-op = ${x.ratios?.drainRealOverNoop ?? '?'} (over HTTP to the simulator: ${x.ratios?.drainHttpOverNoop ?? '?'}, not held); slow provider speed-up 50 vs 10 = ${x.ratios?.slowProviderSpeedup50over10 ?? '?'} | ≥ ${x.threshold?.drainRealOverNoopAtLeast ?? '?'}; ≥ ${x.threshold?.slowProviderSpeedupAtLeast ?? '?'} |`,
     );
   }
+  if (r.memory) {
+    const x = r.memory;
+    out.push(
+      `| memory | ${verdict(x)} | Redis bytes per OTP: queued ${x.bytesPerOtp?.queued ?? '?'}, after delivery ${x.bytesPerOtp?.delivered ?? '?'} | ≤ ${x.threshold?.queuedBytesAtMost ?? '?'}; ≤ ${x.threshold?.deliveredBytesAtMost ?? '?'} |`,
+    );
+  }
   out.push('');
 
   const x = r['api-send'];
@@ -129,6 +144,7 @@ function markdown(rep) {
       `Answers: gateway ${JSON.stringify(x.answers.gateway)}, baseline ${JSON.stringify(x.answers.baseline)}; ${x.checks.jobsQueued} jobs queued, ${x.checks.otpRecords} OTP records.`,
       '',
     );
+    if (x.cluster) out.push(...apiClusterMd(x));
     if (x.profile?.selfByFunction) out.push(...profileMd(x.profile));
   }
   const w = r.webhooks;
@@ -175,16 +191,20 @@ function markdown(rep) {
       const problems = [
         ...(d.runs.instant ?? []),
         ...(d.runs.real ?? []),
+        ...(d.runs.clusterInstant ?? []),
+        ...(d.runs.clusterReal ?? []),
         ...Object.values(d.runs.slowProvider ?? {}),
       ].filter((q) => q.problem);
       for (const q of problems)
         out.push(
-          `Problem: ${q.problem}; queue ${JSON.stringify(q.queue)}; failed reasons ${JSON.stringify(q.failedReasons)}`,
+          `Problem (${q.kind}, ${q.redis}): ${q.problem}; queue ${JSON.stringify(q.queue)}; failed reasons ${JSON.stringify(q.failedReasons)}`,
           '',
         );
+      if (d.cluster) out.push(...drainClusterMd(d));
       if (d.profile?.selfByFunction) out.push(...profileMd(d.profile));
     }
   }
+  if (r.memory?.bytesPerOtp) out.push(...memoryMd(r.memory));
   for (const [name, q] of Object.entries(r)) {
     if (q.error) out.push(`**${name} error:** \`${q.error.split('\n')[0]}\``, '');
     else if (!q.ok) out.push(`**${name} failed:** ${q.failures.join('; ')}`, '');
@@ -208,6 +228,66 @@ function profileMd(p) {
       .slice(0, 8)
       .map((e) => `${e.name} ${e.percent}%`)
       .join(', ')}.`,
+    '',
+  ];
+}
+
+function spreadMd(load) {
+  if (!load) return 'n/a';
+  return `${load.perMaster.map((m) => `:${m.port} ${Math.round(m.commandShare * 100)}% of commands, ${m.cpuCores} cores`).join('; ')} (busiest/mean ${load.maxOverMean})`;
+}
+
+function apiClusterMd(x) {
+  const c = x.cluster;
+  return [
+    `On a ${c.masters}-master Redis Cluster (${c.sendQueueShards} send queue shards; started by ${c.starter}), in the same rounds against the same baseline:`,
+    '',
+    '| | req/s (median) | p50 ms | p99 ms | throughput / bare Fastify | cluster / one Redis |',
+    '|---|---|---|---|---|---|',
+    `| gateway API, one Redis | ${x.summary.gateway.rps} | ${x.summary.gateway.p50} | ${x.summary.gateway.p99} | ${x.ratios.throughput} | 1 |`,
+    `| gateway API, cluster | ${c.summary.rps} | ${c.summary.p50} | ${c.summary.p99} | ${c.ratios.throughput} | ${c.ratios.clusterOverSingle} |`,
+    '',
+    `Masters while under load (medians over the rounds): ${spreadMd(c.masterLoad)}. Cluster rounds (req/s): ${x.runs.cluster.map((q) => q.rps).join(', ')}. Checks on the cluster: ${c.checks.jobsQueued} jobs queued (per shard ${c.checks.jobsQueuedPerShard.join('/')}), ${c.checks.otpRecords} OTP records.`,
+    '',
+  ];
+}
+
+function drainClusterMd(d) {
+  const c = d.cluster;
+  return [
+    `On a ${c.masters}-master Redis Cluster (${c.sendQueueShards} send queue shards, the worker consuming all of them; started by ${c.starter}), in the same rounds, against the same no-op baseline (a) on one Redis:`,
+    '',
+    '| | jobs/s (median) | runs | / no-op (a) | cluster / one Redis |',
+    '|---|---|---|---|---|',
+    `| (b) instant providers, cluster | ${c.summary.instantJobsPerSecond} | ${d.runs.clusterInstant.map((q) => q.jobsPerSecond).join(', ')} | ${c.ratios.drainRealOverNoop} | ${c.ratios.instantClusterOverSingle} |`,
+    `| (b') over HTTP, cluster | ${c.summary.httpJobsPerSecond} | ${d.runs.clusterReal.map((q) => q.jobsPerSecond).join(', ')} | ${c.ratios.drainHttpOverNoop} | ${c.ratios.httpClusterOverSingle} |`,
+    '',
+    `Masters while draining (b): ${spreadMd(c.masterLoad.instant)}; (b'): ${spreadMd(c.masterLoad.http)}.`,
+    '',
+  ];
+}
+
+function memoryMd(m) {
+  const fam = (f) =>
+    Object.entries(f)
+      .filter(([, v]) => v.keys > 0)
+      .map(([k, v]) => `${k} ${v.bytesPerOtp} (${v.keys} keys)`)
+      .join(', ');
+  return [
+    '## memory: Redis bytes per OTP',
+    '',
+    `${m.settings.otps} OTPs through the real API on a fresh Redis ${m.settings.redisVersion} (${m.settings.allocator}); record retention ${m.settings.recordRetentionSeconds} s, completed jobs kept ${m.settings.keepCompletedJobs}, everything at its defaults. \`used_memory\` (INFO memory; allocator fragmentation not included) grown, divided by N.`,
+    '',
+    '| | bytes per OTP (held) | without fixed costs (events stream, kept jobs, scripts) | MEMORY USAGE of the keys, per OTP |',
+    '|---|---|---|---|',
+    `| queued (no worker) | **${m.bytesPerOtp.queued}** | ${m.bytesPerOtpWithoutFixedCosts.queued} | ${m.keysPerOtp.queued} |`,
+    `| after delivery | **${m.bytesPerOtp.delivered}** | ${m.bytesPerOtpWithoutFixedCosts.delivered} | ${m.keysPerOtp.delivered} |`,
+    '',
+    `By key family, MEMORY USAGE per OTP (bytes): queued: ${fam(m.families.queued)}; after delivery: ${fam(m.families.delivered)}. Due set members after delivery: ${JSON.stringify(m.families.delivered.dueSets?.members ?? {})}.`,
+    `Besides the keys (MEMORY STATS, per OTP, after delivery): ${Object.entries(m.memoryStatsPerOtp.delivered)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ')}.`,
+    `Checks: ${m.checks.accepted202} answers 202; delivery statuses through the API ${JSON.stringify(m.checks.deliveryStatusThroughApi)} after ${m.checks.deliveredAfterSeconds} s; accepted by provider ${JSON.stringify(m.checks.acceptedByProvider)}.`,
     '',
   ];
 }

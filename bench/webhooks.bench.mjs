@@ -3,12 +3,17 @@
 // attempts so that each callback finds its message id and moves a real OTP to `delivered`.
 // Run alone: node bench/webhooks.bench.mjs   (see bench/README.md for the knobs)
 import {
+  BENCH_SECRET,
   cannon,
+  countKeys,
   envInt,
   freePort,
   gatewayEnv,
+  gatewayLayout,
+  gatewayPackages,
   isMain,
   log,
+  many,
   median,
   OCTOPUSH_TOKEN,
   ratio,
@@ -28,32 +33,54 @@ export const MAX_FIXED_RATE_P99_MS = 50;
 
 const PATH = `/webhooks/octopush/delivery/${OCTOPUSH_TOKEN}`;
 const messageId = (i) => `bench-oct-${String(i).padStart(7, '0')}`;
-const otpId = (i) => `otp_${i.toString(16).padStart(32, '0')}`;
+const phoneOf = (i) => `+3361${String(i).padStart(7, '0')}`;
 
 /**
- * Lays out `n` OTPs whose attempt 1 was accepted by Octopush, field for field as the API's SEND and the worker's
- * BEGIN + ACCEPT scripts leave them (see packages/store/src/callbacks.repo.test.ts), plus the message id index
- * `otp:m:octopush:{messageId}`. Done by a script inside Redis, 10,000 at a time: seeding from the client costs
- * seconds per 60,000.
+ * Lays out OTPs whose attempt 1 was accepted by Octopush, field for field as the API's CREATE and the worker's
+ * PLAN + START + ACCEPT scripts and the message index leave them (see test/support/otp-fixtures.ts, which runs
+ * those scripts): the OTP record, its number record, and `msg:octopush:<messageId>` → `<otpId>:1`. Done by a
+ * script inside Redis (one Redis only), 5,000 at a time: seeding through the store's scripts costs seconds per
+ * 10,000. Keys and field names come from the store's build (otpKeys, messageKeys, OTP_FIELDS...): nothing here
+ * spells them.
  */
-const SEED_LUA = `
-local from, to, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-for i = from, to - 1 do
-  local id = string.format('otp_%032x', i)
-  local mid = string.format('bench-oct-%07d', i)
-  local okey = 'otp:o:' .. id
-  redis.call('HSET', okey, 'id', id, 'key', 'bench', 'phone', string.format('+3361%07d', i), 'hash', 'h',
-    'status', 'pending', 'ds', 'sent', 'provider', 'octopush', 'exp', now + 600000, 'created', now - 1000,
-    'left', 5, 'max', 5, 'cc', '33', 'locale', 'fr', 'na', 1, 'sealed', 'sealed-blob', 'acc', 1,
-    'a1.p', 'octopush', 'a1.o', 'accepted', 'a1.m', mid, 'a1.s', 'SENT', 'a1.t', now - 900, 'a1.u', now - 800)
+function seedLua({ OTP_FIELDS: F, ATTEMPT_FIELDS: AF, NUMBER_FIELDS: NF }) {
+  const a1 = (f) => `'a1.${AF[f]}'`;
+  return `
+local now = tonumber(ARGV[1])
+for j = 2, #ARGV, 6 do
+  local okey, nkey, id, phone, mid, ikey = ARGV[j], ARGV[j + 1], ARGV[j + 2], ARGV[j + 3], ARGV[j + 4], ARGV[j + 5]
+  redis.call('HSET', okey, '${F.key}', 'bench', '${F.phone}', phone, '${F.hash}', 'h', '${F.sealed}', 'sealed-blob',
+    '${F.status}', 'pending', '${F.ds}', 'sent', '${F.provider}', 'octopush', '${F.exp}', now + 600000,
+    '${F.created}', now - 1000, '${F.left}', 5, '${F.cc}', '33', '${F.locale}', 'fr', '${F.na}', 1, '${F.acc}', 1,
+    '${F.sent}', 1, '${F.lease}', 0, ${a1('provider')}, 'octopush', ${a1('outcome')}, 'accepted',
+    ${a1('messageId')}, mid, ${a1('providerStatus')}, 'SENT', ${a1('startedAt')}, now - 900,
+    ${a1('updatedAt')}, now - 800, ${a1('requestAttempt')}, 1)
   redis.call('PEXPIRE', okey, 3600000)
-  redis.call('SET', 'otp:m:octopush:' .. mid, id .. ':1', 'PX', 3600000)
+  redis.call('HSET', nkey, '${NF.current}', id, '${NF.windowSends}', 1, '${NF.windowUntil}', now + 3600000)
+  redis.call('PEXPIRE', nkey, 3600000)
+  redis.call('SET', ikey, id .. ':1', 'PX', 3600000)
 end
-return to - from`;
+return (#ARGV - 1) / 6`;
+}
 
-async function seed(redis, n) {
+/** Seeds `n` accepted OTPs; returns their ids (index i: message id messageId(i), number phoneOf(i)). */
+async function seed(redis, layout, n) {
+  const { core, store } = await gatewayPackages();
+  const lua = seedLua(store);
+  const keys = core.deriveKeys(BENCH_SECRET);
+  const ids = new Array(n);
   const now = Date.now();
-  for (let from = 0; from < n; from += 10_000) await redis.eval(SEED_LUA, 0, from, Math.min(n, from + 10_000), now);
+  for (let from = 0; from < n; from += 5000) {
+    const args = [now];
+    for (let i = from; i < Math.min(n, from + 5000); i++) {
+      const id = core.newOtpId(core.numberToken(keys, 'bench', phoneOf(i)));
+      ids[i] = id;
+      const k = layout.otpKeys(id);
+      args.push(k.otp, k.number, id, phoneOf(i), messageId(i), store.messageKeys(layout.ks, 'octopush', messageId(i)).index);
+    }
+    await redis.eval(lua, 0, ...args);
+  }
+  return ids;
 }
 
 export async function webhooksBench(
@@ -71,14 +98,13 @@ export async function webhooksBench(
   const rc = redisClient(redis.url);
   const port = await freePort();
   const hooksUrl = `http://127.0.0.1:${port}`;
-  const hooks = startApp('webhooks', {
-    ...gatewayEnv({ redisUrl: redis.url, WEBHOOKS_PORT: port }),
-    PUBLIC_WEBHOOK_BASE_URL: hooksUrl,
-  });
+  const env = { ...gatewayEnv({ redis, WEBHOOKS_PORT: port }), PUBLIC_WEBHOOK_BASE_URL: hooksUrl };
+  const layout = await gatewayLayout(env);
+  const hooks = startApp('webhooks', env);
   const base = await startBareFastify();
   await waitForHttp(`${hooksUrl}/healthz`, hooks);
   const t0 = Date.now();
-  await seed(rc, seeded);
+  const ids = await seed(rc, layout, seeded);
   log(`webhooks: seeded ${seeded} accepted Octopush attempts in ${Date.now() - t0} ms`);
 
   // each request reports DELIVERED for the next seeded message id; the gateway's turns use fresh ids (the
@@ -100,7 +126,7 @@ export async function webhooksBench(
               ...req,
               body: JSON.stringify({
                 message_id: messageId(i),
-                number: `+3361${String(i).padStart(7, '0')}`,
+                number: phoneOf(i),
                 status: 'DELIVERED',
                 delivery_date: new Date().toISOString().slice(0, 19).replace('T', ' '),
               }),
@@ -150,13 +176,15 @@ export async function webhooksBench(
 
   // did the callbacks do their work? every answered id up to the number seeded must now read delivered
   const hit = Math.min(counters.gateway, seeded);
+  const { OTP_FIELDS: F } = (await gatewayPackages()).store;
   let delivered = 0;
-  for (let start = 0; start < hit; start += 2000) {
-    const p = rc.pipeline();
-    for (let i = start; i < Math.min(hit, start + 2000); i++) p.hget(`otp:o:${otpId(i)}`, 'ds');
-    for (const [, v] of await p.exec()) if (v === 'delivered') delivered++;
-  }
-  const early = (await rc.keys('otp:cb:octopush:*')).length;
+  const ds = await many(
+    rc,
+    ids.slice(0, hit).map((id) => ['hget', layout.otpKeys(id).otp, F.ds]),
+  );
+  for (const v of ds) if (v === 'delivered') delivered++;
+  // reports parked as "early" (their message id unknown): there must be none
+  const early = await countKeys(rc, layout.ks.key('m*', 'early:octopush:*'));
 
   const med = (side, f) => median(saturated[side].map(f));
   const summary = {

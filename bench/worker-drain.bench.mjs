@@ -5,25 +5,30 @@
 //  (b') the real worker process (apps/worker/dist/main.js) sending over HTTP to the simulator answering at once:
 //      reported, not held (it adds the providers' HTTP clients, axios under twilio and Octopush, and the simulator);
 //  (c) the simulator's Twilio answering after 300 ms: throughput at WORKER_CONCURRENCY 10 vs 50.
+// With BENCH_REDIS=both, (b) and (b') also run on a 3-master cluster (3 send queue shards), against the same (a).
 // Run alone: node bench/worker-drain.bench.mjs   (see bench/README.md for the knobs)
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import {
   BENCH_DIR,
   BENCH_KEY,
+  benchTargets,
   cannon,
   cpuSeconds,
   envInt,
+  flushAll,
   freePort,
   gatewayEnv,
+  gatewayLayout,
+  gatewayPackages,
   isMain,
   log,
+  many,
   median,
   phoneCounter,
   RESULTS_DIR,
-  ROOT,
   redisClient,
+  redisEnv,
   round,
   runBenchmark,
   sleep,
@@ -32,15 +37,18 @@ import {
   startRedis,
   waitForHttp,
 } from './lib.mjs';
+import { masterCounters, masterSpread, startCluster } from './support/cluster.mjs';
 import { topFunctions } from './support/cpuprofile-top.mjs';
 
 /** The project's floor for (b)/(a). */
 export const MIN_DRAIN_RATIO = 0.4;
 /** (c): concurrency 50 must drain at least this many times faster than 10 with a 300 ms provider (ideal: 5). */
 export const MIN_CONCURRENCY_SPEEDUP = 3;
-
-const QUEUE = 'otp-send';
-const Q = (k) => `bull:${QUEUE}:${k}`;
+/**
+ * Completed jobs kept per queue during the drains (JOBS_KEEP_COMPLETED, production default 100): every job of a
+ * run must still be there to be timed from its own timestamps. The store's default before issue 8 (10,000).
+ */
+const KEEP_COMPLETED = 10_000;
 
 export async function workerDrainBench(
   {
@@ -51,29 +59,46 @@ export async function workerDrainBench(
     slowLatencyMs = envInt('BENCH_SLOW_LATENCY_MS', 300),
     drainTimeoutMs = envInt('BENCH_DRAIN_TIMEOUT_MS', 60_000),
     cpuProf = process.env.BENCH_CPU_PROF === '1',
+    targets = benchTargets(),
+    masters = envInt('BENCH_CLUSTER_MASTERS', 3),
   } = {},
   partial = {},
 ) {
+  if (jobs > KEEP_COMPLETED) throw new Error(`BENCH_DRAIN_JOBS at most ${KEEP_COMPLETED}`);
   const profDir = join(RESULTS_DIR, 'prof');
   let profile = null;
-  const { SEND_JOB_OPTIONS } = await import(pathToFileURL(join(ROOT, 'packages', 'store', 'dist', 'index.js')).href);
-  const redis = await startRedis();
-  const rc = redisClient(redis.url);
-  const [apiPort, simPort] = await Promise.all([freePort(), freePort()]);
-  const apiUrl = `http://127.0.0.1:${apiPort}`;
+  const simPort = await freePort();
   const simUrl = `http://127.0.0.1:${simPort}`;
-  const env = {
-    ...gatewayEnv({ redisUrl: redis.url, simUrl, API_PORT: apiPort, SIMULATOR_PORT: simPort }),
-    OTP_RESEND_COOLDOWN_SECONDS: '0',
-    RATE_LIMIT_PER_KEY_PER_MINUTE: '10000000',
-    RATE_LIMIT_PER_IP_PER_MINUTE: '10000000',
-    PROVIDER_TIMEOUT_MS: '5000',
-    // which provider the real worker prefers (twilio first, as in production's usual order, unless told)
-    SMS_PROVIDERS: process.env.BENCH_SMS_PROVIDERS || 'twilio,octopush',
-  };
-  const sim = startApp('simulator', env);
-  const api = startApp('api', env);
-  await Promise.all([waitForHttp(`${simUrl}/healthz`, sim), waitForHttp(`${apiUrl}/readyz`, api)]);
+  const sim = startApp('simulator', gatewayEnv({ redis: { url: 'redis://127.0.0.1:9' }, simUrl, SIMULATOR_PORT: simPort }));
+
+  // one store per target (one Redis; a cluster), each with its own API process; one simulator for all
+  const gateways = {};
+  for (const target of targets) {
+    const store = target === 'cluster' ? await startCluster({ masters }) : await startRedis();
+    const apiPort = await freePort();
+    const env = {
+      ...gatewayEnv({ redis: store, simUrl, API_PORT: apiPort, SIMULATOR_PORT: simPort }),
+      OTP_RESEND_COOLDOWN_SECONDS: '0',
+      RATE_LIMIT_PER_KEY_PER_MINUTE: '10000000',
+      RATE_LIMIT_PER_IP_PER_MINUTE: '10000000',
+      PROVIDER_TIMEOUT_MS: '5000',
+      JOBS_KEEP_COMPLETED: String(KEEP_COMPLETED),
+      // which provider the real worker prefers (twilio first, as in production's usual order, unless told)
+      SMS_PROVIDERS: process.env.BENCH_SMS_PROVIDERS || 'twilio,octopush',
+    };
+    gateways[target] = {
+      target,
+      store,
+      env,
+      apiUrl: `http://127.0.0.1:${apiPort}`,
+      api: startApp('api', env),
+      layout: await gatewayLayout(env),
+      rc: redisClient(store),
+    };
+  }
+  await waitForHttp(`${simUrl}/healthz`, sim);
+  for (const g of Object.values(gateways)) await waitForHttp(`${g.apiUrl}/readyz`, g.api, 30_000);
+  const single = gateways.single;
   const nextPhone = phoneCounter();
 
   const faults = async (settings) => {
@@ -85,10 +110,15 @@ export async function workerDrainBench(
     if (!r.ok) throw new Error(`simulator faults: ${r.status} ${await r.text()}`);
   };
 
+  const waiting = async (g) => {
+    const counts = await Promise.all(g.layout.queues.map((q) => g.rc.llen(q.key('wait'))));
+    return counts.reduce((a, b) => a + b, 0);
+  };
+
   /** N real OTPs through the real API (no worker runs meanwhile): each queues one send job. */
-  const createOtps = async (n) => {
+  const createOtps = async (g, n) => {
     const r = await cannon({
-      url: apiUrl,
+      url: g.apiUrl,
       connections: Math.min(20, n),
       amount: n,
       requests: [
@@ -100,28 +130,27 @@ export async function workerDrainBench(
         },
       ],
     });
-    const waiting = await rc.llen(Q('wait'));
-    if (r.statusCodes['202'] !== n || waiting !== n) {
+    const w = await waiting(g);
+    if (r.statusCodes['202'] !== n || w !== n) {
       throw new Error(
-        `creating ${n} OTPs through the API: answers ${JSON.stringify(r.statusCodes)}, errors ${r.errors}, ${waiting} jobs waiting`,
+        `creating ${n} OTPs through the API (${g.target}): answers ${JSON.stringify(r.statusCodes)}, errors ${r.errors}, ${w} jobs waiting`,
       );
     }
   };
 
-  /** N jobs shaped like the API's (same options, data of the same size), added in bulk: for the no-op worker. */
+  /**
+   * N jobs as the API queues them (the real job options, data `{ otpId }`, job id = OTP id), added in bulk on one
+   * Redis's single shard: for the no-op worker.
+   */
   const addNoopJobs = async (n) => {
     const { Queue } = await import('bullmq');
-    const queue = new Queue(QUEUE, { connection: rc, defaultJobOptions: SEND_JOB_OPTIONS });
-    const exp = Date.now() + 600_000;
+    const q = single.layout.queues[0];
+    const queue = new Queue(q.name, { connection: single.rc, prefix: q.prefix, defaultJobOptions: single.layout.jobOptions });
     for (let start = 0; start < n; start += 500) {
       const batch = [];
       for (let i = start; i < Math.min(n, start + 500); i++) {
         const otpId = `otp_${i.toString(16).padStart(32, '0')}`;
-        batch.push({
-          name: 'send',
-          data: { otpId, to: nextPhone(), locale: 'en', sealedCode: 'x'.repeat(60), expiresAt: exp, callingCode: '33' },
-          opts: { jobId: otpId },
-        });
+        batch.push({ name: 'send', data: { otpId }, opts: { jobId: otpId } });
       }
       await queue.addBulk(batch);
     }
@@ -129,10 +158,12 @@ export async function workerDrainBench(
   };
 
   /**
-   * Starts a worker, waits until `n` jobs have finished (completed or failed) or progress stops, stops it, and
-   * measures the drain from BullMQ's own job timestamps: first processedOn to last finishedOn.
+   * Starts a worker on `g`'s store, waits until `n` jobs have finished (completed or failed, on every shard) or
+   * progress stops, stops it, and measures the drain from BullMQ's own job timestamps: first processedOn to last
+   * finishedOn.
    */
-  const drain = async (kind, n, workerEnv = {}, { profileAs = null } = {}) => {
+  const drain = async (g, kind, n, workerEnv = {}, { profileAs = null } = {}) => {
+    const { rc, layout, store } = g;
     if (profileAs) {
       mkdirSync(profDir, { recursive: true });
       rmSync(join(profDir, `${profileAs}.cpuprofile`), { force: true });
@@ -140,34 +171,40 @@ export async function workerDrainBench(
     const nodeArgs = profileAs
       ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`, `--cpu-prof-name=${profileAs}.cpuprofile`]
       : [];
+    const wenv = { ...g.env, WORKER_CONCURRENCY: String(concurrency), ...workerEnv };
     const proc =
       kind === 'noop'
         ? spawnNode(
             'noop-worker',
             join(BENCH_DIR, 'support', 'noop-worker.mjs'),
-            { REDIS_URL: redis.url, WORKER_CONCURRENCY: String(concurrency), ...workerEnv },
+            {
+              ...redisEnv(store),
+              QUEUE: layout.queues[0].name,
+              QUEUE_PREFIX: layout.queues[0].prefix,
+              WORKER_CONCURRENCY: wenv.WORKER_CONCURRENCY,
+            },
             { nodeArgs },
           )
         : kind === 'instant'
-          ? spawnNode(
-              'instant-worker',
-              join(BENCH_DIR, 'support', 'instant-worker.mjs'),
-              { ...env, WORKER_CONCURRENCY: String(concurrency), ...workerEnv },
-              { nodeArgs },
-            )
-          : startApp('worker', { ...env, WORKER_CONCURRENCY: String(concurrency), ...workerEnv }, { nodeArgs });
-    const cpu0 = { worker: null, simulator: cpuSeconds(sim.child.pid), redis: cpuSeconds(redis.pid) };
+          ? spawnNode('instant-worker', join(BENCH_DIR, 'support', 'instant-worker.mjs'), wenv, { nodeArgs })
+          : startApp('worker', wenv, { nodeArgs });
+    const redisPids = store.pids ?? [store.pid];
+    const redisCpu = () => redisPids.reduce((s, pid) => s + (cpuSeconds(pid) ?? 0), 0);
+    const cpu0 = { worker: null, simulator: cpuSeconds(sim.child.pid), redis: redisCpu() };
     const t0 = performance.now();
-    await proc.waitForLog((l) => l.msg === 'worker started', 20_000);
+    await proc.waitForLog((l) => l.msg === 'worker started', 30_000);
     cpu0.worker = cpuSeconds(proc.child.pid);
+    const m0 = store.pids ? await masterCounters(rc) : null;
     const tReady = performance.now();
     let done = 0;
     let last = -1;
     let lastChange = performance.now();
     let stalled = false;
     for (;;) {
-      const [c, f] = await Promise.all([rc.zcard(Q('completed')), rc.zcard(Q('failed'))]);
-      done = c + f;
+      const counts = await Promise.all(
+        layout.queues.flatMap((q) => [rc.zcard(q.key('completed')), rc.zcard(q.key('failed'))]),
+      );
+      done = counts.reduce((a, b) => a + b, 0);
       if (done >= n) break;
       if (done !== last) {
         last = done;
@@ -184,15 +221,16 @@ export async function workerDrainBench(
       await sleep(100);
     }
     const wallReady = (performance.now() - tReady) / 1000;
+    const masterLoad = m0 ? masterSpread(m0, await masterCounters(rc), wallReady) : null;
     const cpu = {
       worker: cpu0.worker === null ? null : round((cpuSeconds(proc.child.pid) - cpu0.worker) / wallReady, 2),
       simulator: kind === 'real' ? round((cpuSeconds(sim.child.pid) - cpu0.simulator) / wallReady, 2) : undefined,
-      redis: round((cpuSeconds(redis.pid) - cpu0.redis) / wallReady, 2),
+      redis: round((redisCpu() - cpu0.redis) / wallReady, 2),
     };
-    const state = await queueState();
-    const timing = await jobTiming();
+    const state = await queueState(g);
+    const timing = await jobTiming(g);
     let outcome = null;
-    if (kind !== 'noop') outcome = await otpOutcomes();
+    if (kind !== 'noop') outcome = await otpOutcomes(g);
     const tail = proc.tail(15);
     const tDone = performance.now();
     await proc.stop();
@@ -213,6 +251,7 @@ export async function workerDrainBench(
     }
     const res = {
       kind,
+      redis: g.target,
       jobs: n,
       finished: done,
       completed: state.completed,
@@ -221,6 +260,7 @@ export async function workerDrainBench(
       jobsPerSecond: timing ? round(timing.count / timing.seconds, 1) : null,
       startupSeconds: round((tReady - t0) / 1000, 2),
       cpuCoresWhileDraining: cpu,
+      ...(masterLoad ? { masterLoad } : {}),
       ...(outcome ? { otps: outcome } : {}),
     };
     if (stalled || state.failed > 0) {
@@ -228,53 +268,73 @@ export async function workerDrainBench(
         ? `stopped after ${done}/${n} jobs finished (no progress or timeout)`
         : `${state.failed} jobs failed`;
       res.queue = state;
-      res.failedReasons = await failedReasons();
+      res.failedReasons = await failedReasons(g);
       res.workerLogTail = tail;
     }
     return res;
   };
 
-  const queueState = async () => {
-    const [wait, active, delayed, completed, failed, prioritized] = await Promise.all([
-      rc.llen(Q('wait')),
-      rc.llen(Q('active')),
-      rc.zcard(Q('delayed')),
-      rc.zcard(Q('completed')),
-      rc.zcard(Q('failed')),
-      rc.zcard(Q('prioritized')),
-    ]);
-    return { wait, active, delayed, completed, failed, prioritized };
+  const queueState = async ({ rc, layout }) => {
+    const total = { wait: 0, active: 0, delayed: 0, completed: 0, failed: 0, prioritized: 0 };
+    const perShard = [];
+    for (const q of layout.queues) {
+      const [wait, active, delayed, completed, failed, prioritized] = await Promise.all([
+        rc.llen(q.key('wait')),
+        rc.llen(q.key('active')),
+        rc.zcard(q.key('delayed')),
+        rc.zcard(q.key('completed')),
+        rc.zcard(q.key('failed')),
+        rc.zcard(q.key('prioritized')),
+      ]);
+      const s = { wait, active, delayed, completed, failed, prioritized };
+      perShard.push(s);
+      for (const k of Object.keys(total)) total[k] += s[k];
+    }
+    return layout.queues.length > 1 ? { ...total, perShard } : total;
   };
-  const failedReasons = async () => {
-    const ids = await rc.zrange(Q('failed'), 0, 199);
+  const failedReasons = async ({ rc, layout }) => {
     const counts = {};
-    for (const id of ids) {
-      const reason = (await rc.hget(Q(id), 'failedReason')) ?? '?';
-      counts[reason] = (counts[reason] ?? 0) + 1;
+    for (const q of layout.queues) {
+      const ids = await rc.zrange(q.key('failed'), 0, 199);
+      for (const id of ids) {
+        const reason = (await rc.hget(q.key(id), 'failedReason')) ?? '?';
+        counts[reason] = (counts[reason] ?? 0) + 1;
+      }
     }
     return counts;
   };
-  const jobTiming = async () => {
-    const ids = [...(await rc.zrange(Q('completed'), 0, -1)), ...(await rc.zrange(Q('failed'), 0, -1))];
+  const finishedIds = async ({ rc, layout }, which = ['completed', 'failed']) => {
+    const out = [];
+    for (const q of layout.queues)
+      for (const set of which) for (const id of await rc.zrange(q.key(set), 0, -1)) out.push([q, id]);
+    return out;
+  };
+  const jobTiming = async (g) => {
+    const ids = await finishedIds(g);
     if (ids.length === 0) return null;
-    const p = rc.pipeline();
-    for (const id of ids) p.hmget(Q(id), 'processedOn', 'finishedOn');
+    const res = await many(
+      g.rc,
+      ids.map(([q, id]) => ['hmget', q.key(id), 'processedOn', 'finishedOn']),
+    );
     let first = Number.POSITIVE_INFINITY;
     let lastAt = 0;
-    for (const [, [processedOn, finishedOn]] of await p.exec()) {
+    for (const [processedOn, finishedOn] of res) {
       if (processedOn) first = Math.min(first, Number(processedOn));
       if (finishedOn) lastAt = Math.max(lastAt, Number(finishedOn));
     }
     return { count: ids.length, seconds: Math.max(0.001, (lastAt - first) / 1000) };
   };
   /** Delivery statuses of the OTPs the jobs belong to (job id = OTP id): all must read `sent`. */
-  const otpOutcomes = async () => {
-    const ids = await rc.zrange(Q('completed'), 0, -1);
-    const p = rc.pipeline();
-    for (const id of ids) p.hmget(`otp:o:${id}`, 'ds', 'provider');
+  const otpOutcomes = async (g) => {
+    const { OTP_FIELDS: F } = (await gatewayPackages()).store;
+    const ids = await finishedIds(g, ['completed']);
+    const res = await many(
+      g.rc,
+      ids.map(([, id]) => ['hmget', g.layout.otpKeys(id).otp, F.ds, F.provider]),
+    );
     const ds = {};
     const provider = {};
-    for (const [, [d, pr]] of await p.exec()) {
+    for (const [d, pr] of res) {
       ds[d ?? 'missing'] = (ds[d ?? 'missing'] ?? 0) + 1;
       provider[pr || 'none'] = (provider[pr || 'none'] ?? 0) + 1;
     }
@@ -283,55 +343,73 @@ export async function workerDrainBench(
 
   const failures = [];
   const check = (r) => {
-    if (r.problem) failures.push(`${r.kind} worker: ${r.problem}`);
+    const on = r.redis === 'cluster' ? ' on the cluster' : '';
+    if (r.problem) failures.push(`${r.kind} worker${on}: ${r.problem}`);
     if (r.otps && (r.otps.deliveryStatus.sent ?? 0) !== r.jobs)
-      failures.push(`real worker: delivery statuses ${JSON.stringify(r.otps.deliveryStatus)} (want ${r.jobs} sent)`);
+      failures.push(
+        `${r.kind} worker${on}: delivery statuses ${JSON.stringify(r.otps.deliveryStatus)} (want ${r.jobs} sent)`,
+      );
   };
+  const show = (i, label, r) =>
+    log(
+      `  round ${i + 1} ${label.padEnd(18)} ${r.jobsPerSecond} jobs/s  (${r.finished}/${r.jobs} in ${r.drainSeconds} s)  cpu ${JSON.stringify(r.cpuCoresWhileDraining)}${r.otps ? `  otps ${JSON.stringify(r.otps)}` : ''}${r.masterLoad ? `  master shares ${r.masterLoad.masters.map((m) => m.commandShare).join('/')}` : ''}${r.problem ? `  PROBLEM ${r.problem}` : ''}`,
+    );
 
-  // (a) and (b), alternated
-  const runs = { noop: [], instant: [], real: [] };
+  // (a), (b) and (b'), alternated; (b) and (b') also on the cluster when asked for, against the same (a)
+  const runs = { noop: [], instant: [], real: [], clusterInstant: [], clusterReal: [] };
   const slow = {};
   Object.assign(partial, { runs, slowProvider: slow });
-  log(`worker-drain: ${rounds} rounds of (a) no-op vs (b) real worker, ${jobs} jobs each, concurrency ${concurrency}`);
-  for (let i = 0; i < rounds; i++) {
-    await rc.flushdb();
+  log(
+    `worker-drain: ${rounds} rounds of (a) no-op vs (b) real worker, ${jobs} jobs each, concurrency ${concurrency}; gateway on ${targets.join(' and ')}`,
+  );
+  let realStuck = false;
+  for (let i = 0; i < rounds && !realStuck; i++) {
+    await flushAll(single.rc);
     await addNoopJobs(jobs);
-    const a = await drain('noop', jobs);
+    const a = await drain(single, 'noop', jobs);
     check(a);
     runs.noop.push(a);
-    log(
-      `  round ${i + 1} (a) no-op  ${a.jobsPerSecond} jobs/s  (${a.finished}/${jobs} in ${a.drainSeconds} s)  cpu ${JSON.stringify(a.cpuCoresWhileDraining)}`,
-    );
+    show(i, '(a) no-op', a);
 
-    await rc.flushdb();
-    await createOtps(jobs);
-    const bi = await drain('instant', jobs, {}, { profileAs: cpuProf && i === 0 ? 'worker-drain-instant' : null });
-    check(bi);
-    runs.instant.push(bi);
-    log(
-      `  round ${i + 1} (b) instant ${bi.jobsPerSecond} jobs/s  (${bi.finished}/${jobs} in ${bi.drainSeconds} s)  cpu ${JSON.stringify(bi.cpuCoresWhileDraining)}  otps ${JSON.stringify(bi.otps)}${bi.problem ? `  PROBLEM ${bi.problem}` : ''}`,
-    );
-
-    await rc.flushdb();
-    await createOtps(jobs);
-    const b = await drain('real', jobs, {}, { profileAs: cpuProf && i === 0 ? 'worker-drain' : null });
-    check(b);
-    runs.real.push(b);
-    log(
-      `  round ${i + 1} (b') http   ${b.jobsPerSecond} jobs/s  (${b.finished}/${jobs} in ${b.drainSeconds} s)  cpu ${JSON.stringify(b.cpuCoresWhileDraining)}  otps ${JSON.stringify(b.otps)}${b.problem ? `  PROBLEM ${b.problem}` : ''}`,
-    );
-    if (b.problem) break; // the real worker does not drain: report what was seen, do not spend the time again
+    for (const [g, key, label] of [
+      [single, 'instant', '(b) instant'],
+      [gateways.cluster, 'clusterInstant', '(b) instant cluster'],
+    ]) {
+      if (!g) continue;
+      await flushAll(g.rc);
+      await createOtps(g, jobs);
+      const b = await drain(g, 'instant', jobs, {}, {
+        profileAs: cpuProf && i === 0 && g === single ? 'worker-drain-instant' : null,
+      });
+      check(b);
+      runs[key].push(b);
+      show(i, label, b);
+    }
+    for (const [g, key, label] of [
+      [single, 'real', "(b') http"],
+      [gateways.cluster, 'clusterReal', "(b') http cluster"],
+    ]) {
+      if (!g) continue;
+      await flushAll(g.rc);
+      await createOtps(g, jobs);
+      const b = await drain(g, 'real', jobs, {}, { profileAs: cpuProf && i === 0 && g === single ? 'worker-drain' : null });
+      check(b);
+      runs[key].push(b);
+      show(i, label, b);
+      // the real worker does not drain: report what was seen, do not spend the time again
+      if (b.problem) realStuck = true;
+    }
   }
 
-  // (c) a slow provider: does throughput follow concurrency?
+  // (c) a slow provider: does throughput follow concurrency? (one Redis)
   if (runs.real.every((r) => !r.problem)) {
     await faults({ latencyMs: slowLatencyMs });
     // as many jobs as `slowWaves` full waves of the concurrency: both runs last about as long
     for (const c of [10, 50]) {
       const n = c * slowWaves;
-      await rc.flushdb();
-      await createOtps(n);
-      const r = await drain('real', n, { WORKER_CONCURRENCY: String(c) });
+      await flushAll(single.rc);
+      await createOtps(single, n);
+      const r = await drain(single, 'real', n, { WORKER_CONCURRENCY: String(c) });
       check(r);
       slow[c] = r;
       log(
@@ -344,8 +422,9 @@ export async function workerDrainBench(
   }
 
   const medRate = (k) => median(runs[k].map((r) => r.jobsPerSecond ?? 0));
-  const ratio = runs.instant.length > 0 ? round(medRate('instant') / medRate('noop'), 3) : null;
-  const httpRatio = runs.real.length > 0 ? round(medRate('real') / medRate('noop'), 3) : null;
+  const ratioOf = (k) => (runs[k].length > 0 ? round(medRate(k) / medRate('noop'), 3) : null);
+  const ratio = ratioOf('instant');
+  const httpRatio = ratioOf('real');
   if (ratio !== null && !(ratio >= MIN_DRAIN_RATIO)) failures.push(`drain ratio (b)/(a) ${ratio} < ${MIN_DRAIN_RATIO}`);
   const speedup =
     slow[10]?.jobsPerSecond && slow[50]?.jobsPerSecond
@@ -353,6 +432,37 @@ export async function workerDrainBench(
       : null;
   if (slow[10] && !(speedup >= MIN_CONCURRENCY_SPEEDUP))
     failures.push(`(c) concurrency 50 vs 10 speed-up ${speedup} < ${MIN_CONCURRENCY_SPEEDUP}`);
+
+  let cluster = null;
+  if (gateways.cluster) {
+    const spread = (k) => {
+      const loads = runs[k].map((r) => r.masterLoad).filter(Boolean);
+      if (loads.length === 0) return null;
+      return {
+        perMaster: loads[0].masters.map((m, i) => ({
+          port: m.port,
+          commandShare: median(loads.map((l) => l.masters[i].commandShare)),
+          cpuCores: median(loads.map((l) => l.masters[i].cpuCores)),
+        })),
+        maxOverMean: median(loads.map((l) => l.maxOverMean)),
+      };
+    };
+    cluster = {
+      masters,
+      nodes: gateways.cluster.store.nodesEnv,
+      starter: gateways.cluster.store.starter,
+      sendQueueShards: gateways.cluster.layout.queues.length,
+      summary: { instantJobsPerSecond: medRate('clusterInstant'), httpJobsPerSecond: medRate('clusterReal') },
+      /** against the same no-op baseline (a) on one Redis, in the same rounds */
+      ratios: {
+        drainRealOverNoop: ratioOf('clusterInstant'),
+        drainHttpOverNoop: ratioOf('clusterReal'),
+        instantClusterOverSingle: round(medRate('clusterInstant') / medRate('instant'), 3),
+        httpClusterOverSingle: round(medRate('clusterReal') / medRate('real'), 3),
+      },
+      masterLoad: { instant: spread('clusterInstant'), http: spread('clusterReal') },
+    };
+  }
 
   return {
     ok: failures.length === 0,
@@ -364,7 +474,9 @@ export async function workerDrainBench(
       slowWaves,
       slowJobs: { 10: 10 * slowWaves, 50: 50 * slowWaves },
       slowLatencyMs,
+      keepCompleted: KEEP_COMPLETED,
       logLevel: process.env.BENCH_LOG_LEVEL || 'info',
+      redis: targets,
     },
     summary: {
       noopJobsPerSecond: medRate('noop'),
@@ -382,6 +494,7 @@ export async function workerDrainBench(
     },
     ratios: { drainRealOverNoop: ratio, drainHttpOverNoop: httpRatio, slowProviderSpeedup50over10: speedup },
     threshold: { drainRealOverNoopAtLeast: MIN_DRAIN_RATIO, slowProviderSpeedupAtLeast: MIN_CONCURRENCY_SPEEDUP },
+    ...(cluster ? { cluster } : {}),
     runs: { ...runs, slowProvider: slow },
     ...(profile ? { profile } : {}),
   };

@@ -8,13 +8,13 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const load = (path) => import(pathToFileURL(join(root, path)).href);
 const { loadConfig } = await load('packages/core/dist/index.js');
-const { createRedis } = await load('packages/store/dist/index.js');
+const { connectStore } = await load('packages/store/dist/index.js');
 const { startSendWorker } = await load('apps/worker/dist/send.worker.js');
 const { pino } = createRequire(join(root, 'apps', 'worker', 'package.json'))('pino');
 
 const config = loadConfig(process.env, 'worker');
 const log = pino({ level: config.logLevel, base: { app: 'worker', pid: process.pid } });
-const redis = createRedis(config.redisUrl, 'worker', 'otp-worker');
+const { redis, ks } = connectStore(config, 'worker', 'otp-worker');
 let n = 0;
 /** A provider that accepts at once, as a provider answering in no time would. */
 const instant = (id) => ({
@@ -24,7 +24,7 @@ const instant = (id) => ({
     return { messageId: `${id}-${process.pid}-${n}`, providerStatus: 'queued' };
   },
 });
-const sender = await startSendWorker({ config, redis, log, providers: config.providers.order.map(instant) });
+const sender = await startSendWorker({ config, redis, ks, log, providers: config.providers.order.map(instant) });
 const stop = async () => {
   await sender.close(5000);
   redis.disconnect();
@@ -32,4 +32,7 @@ const stop = async () => {
 };
 process.on('SIGTERM', stop);
 process.on('SIGINT', stop);
-log.info({ providers: config.providers.order, concurrency: config.worker.concurrency }, 'worker started');
+log.info(
+  { providers: config.providers.order, concurrency: config.worker.concurrency, queueShards: config.queues.sendShards },
+  'worker started',
+);

@@ -8,13 +8,21 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 // the worker app's own copies, so the baseline runs the very same bullmq and ioredis
 const req = createRequire(join(root, 'apps', 'worker', 'package.json'));
 const { Worker } = req('bullmq');
-const { Redis } = req('ioredis');
+const { Redis, Cluster } = req('ioredis');
 
-const connection = new Redis(process.env.REDIS_URL, { maxRetriesPerRequest: null, enableReadyCheck: true });
+// one Redis (REDIS_URL) or a cluster (REDIS_CLUSTER_NODES), as the gateway's processes
+const connection = process.env.REDIS_CLUSTER_NODES
+  ? new Cluster(
+      process.env.REDIS_CLUSTER_NODES.split(',').map((hp) => ({ host: hp.split(':')[0], port: Number(hp.split(':')[1]) })),
+      { redisOptions: { maxRetriesPerRequest: null }, scaleReads: 'master' },
+    )
+  : new Redis(process.env.REDIS_URL, { maxRetriesPerRequest: null, enableReadyCheck: true });
 connection.on('error', () => {});
 const lockMs = Number(process.env.WORKER_LOCK_MS ?? 30_000);
-const worker = new Worker(process.env.QUEUE ?? 'otp-send', async () => {}, {
+// the queue and BullMQ prefix of one send queue shard (bench/lib.mjs gatewayLayout), e.g. otp-send-0 and otp:{q0}
+const worker = new Worker(process.env.QUEUE ?? 'otp-send-0', async () => {}, {
   connection,
+  prefix: process.env.QUEUE_PREFIX ?? 'otp:{q0}',
   concurrency: Number(process.env.WORKER_CONCURRENCY ?? 50),
   lockDuration: lockMs,
   stalledInterval: Math.max(1000, Math.floor(lockMs / 2)),

@@ -49,7 +49,7 @@ describe('a Redis Cluster', () => {
   it('is not ready once a master without a replica is gone (cluster_state:fail)', async () => {
     const last = cluster.nodes[2];
     if (!last) throw new Error('no third master');
-    const admin = new Redis(last.port, last.host);
+    const admin = new Redis(last.port, last.host).on('error', () => {});
     await admin.shutdown('NOSAVE').catch(() => {});
     admin.disconnect();
     // The other nodes mark it failed after the node timeout (2 s here), then answer cluster_state:fail.
