@@ -25,7 +25,6 @@ const SHOTS = process.env.OTP_SCREENSHOT_DIR;
 
 const USER = 'admin';
 const PASSWORD = 'correct-horse-battery';
-const PHONE = '+33612345678';
 
 let browser: Browser;
 

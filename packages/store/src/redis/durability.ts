@@ -10,10 +10,8 @@ import type { Redis } from 'ioredis';
  * WAIT blocks the connection it runs on, so concurrent callers share one: each WAIT covers every write the
  * connection made before it, and callers that arrive while one runs wait for the next.
  */
-export interface ReplicaWait {
-  /** True once the writes made so far on the connection are on enough replicas (always true with 0 replicas). */
-  (): Promise<boolean>;
-}
+/** True once the writes made so far on the connection are on enough replicas (always true with 0 replicas). */
+export type ReplicaWait = () => Promise<boolean>;
 
 export function createReplicaWait(redis: Redis, replicas: number, timeoutMs = 500): ReplicaWait {
   if (replicas <= 0) return async () => true;
