@@ -23,6 +23,7 @@ import {
   gatewayPackages,
   isMain,
   log,
+  machineCpu,
   many,
   median,
   phoneCounter,
@@ -69,7 +70,10 @@ export async function workerDrainBench(
   let profile = null;
   const simPort = await freePort();
   const simUrl = `http://127.0.0.1:${simPort}`;
-  const sim = startApp('simulator', gatewayEnv({ redis: { url: 'redis://127.0.0.1:9' }, simUrl, SIMULATOR_PORT: simPort }));
+  const sim = startApp(
+    'simulator',
+    gatewayEnv({ redis: { url: 'redis://127.0.0.1:9' }, simUrl, SIMULATOR_PORT: simPort }),
+  );
 
   // one store per target (one Redis; a cluster), each with its own API process; one simulator for all
   const gateways = {};
@@ -145,7 +149,11 @@ export async function workerDrainBench(
   const addNoopJobs = async (n) => {
     const { Queue } = await import('bullmq');
     const q = single.layout.queues[0];
-    const queue = new Queue(q.name, { connection: single.rc, prefix: q.prefix, defaultJobOptions: single.layout.jobOptions });
+    const queue = new Queue(q.name, {
+      connection: single.rc,
+      prefix: q.prefix,
+      defaultJobOptions: single.layout.jobOptions,
+    });
     for (let start = 0; start < n; start += 500) {
       const batch = [];
       for (let i = start; i < Math.min(n, start + 500); i++) {
@@ -195,6 +203,7 @@ export async function workerDrainBench(
     await proc.waitForLog((l) => l.msg === 'worker started', 30_000);
     cpu0.worker = cpuSeconds(proc.child.pid);
     const m0 = store.pids ? await masterCounters(rc) : null;
+    const machine0 = machineCpu();
     const tReady = performance.now();
     let done = 0;
     let last = -1;
@@ -227,6 +236,9 @@ export async function workerDrainBench(
       simulator: kind === 'real' ? round((cpuSeconds(sim.child.pid) - cpu0.simulator) / wallReady, 2) : undefined,
       redis: round((redisCpu() - cpu0.redis) / wallReady, 2),
     };
+    const machine1 = machineCpu();
+    // the whole machine's busy cores: near the core count while ours add up to less, something else ran
+    cpu.wholeMachine = machine0 && machine1 ? round((machine1.busy - machine0.busy) / wallReady, 2) : null;
     const state = await queueState(g);
     const timing = await jobTiming(g);
     let outcome = null;
@@ -378,9 +390,15 @@ export async function workerDrainBench(
       if (!g) continue;
       await flushAll(g.rc);
       await createOtps(g, jobs);
-      const b = await drain(g, 'instant', jobs, {}, {
-        profileAs: cpuProf && i === 0 && g === single ? 'worker-drain-instant' : null,
-      });
+      const b = await drain(
+        g,
+        'instant',
+        jobs,
+        {},
+        {
+          profileAs: cpuProf && i === 0 && g === single ? 'worker-drain-instant' : null,
+        },
+      );
       check(b);
       runs[key].push(b);
       show(i, label, b);
@@ -392,7 +410,13 @@ export async function workerDrainBench(
       if (!g) continue;
       await flushAll(g.rc);
       await createOtps(g, jobs);
-      const b = await drain(g, 'real', jobs, {}, { profileAs: cpuProf && i === 0 && g === single ? 'worker-drain' : null });
+      const b = await drain(
+        g,
+        'real',
+        jobs,
+        {},
+        { profileAs: cpuProf && i === 0 && g === single ? 'worker-drain' : null },
+      );
       check(b);
       runs[key].push(b);
       show(i, label, b);
