@@ -2,7 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually } from './support/processes.js';
 import { codeIn, type Stack, startStack } from './support/stack.js';
 
-// Real processes: simulator with 300 ms Twilio latency, API, two workers sharing one Redis.
+// Real processes: simulator with 800 ms Twilio latency (so the sends of a burst are in flight together even on
+// a busy machine), API, two workers sharing one Redis.
 let stack: Stack;
 const phones = (count: number, base: number) =>
   Array.from({ length: count }, (_, i) => `+3366${String(base + i).padStart(7, '0')}`);
@@ -10,7 +11,7 @@ const phones = (count: number, base: number) =>
 beforeAll(async () => {
   stack = await startStack({
     workers: 2,
-    env: { SIM_TWILIO_LATENCY_MS: '300' },
+    env: { SIM_TWILIO_LATENCY_MS: '800' },
     workerEnv: { WORKER_CONCURRENCY: '5', WORKER_LOCK_MS: '2000' },
   });
 });
