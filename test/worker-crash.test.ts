@@ -60,7 +60,7 @@ describe('workers that stop', () => {
     const w = await stack.startWorker({ WORKER_CONCURRENCY: '5' });
     const to = phones(5, 2000);
     const ids = await Promise.all(to.map(async (p) => (await stack.send(p)).body.id as string));
-    // Stop while the provider still holds the requests (it answers after 300 ms).
+    // Stop while the provider still holds the requests (it answers after 800 ms).
     await eventually(
       async () => {
         const all = await Promise.all(ids.map((id) => stack.otp(id)));
