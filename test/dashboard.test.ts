@@ -137,7 +137,7 @@ describe('dashboard (built in process, real Redis)', () => {
       async (job) => {
         throw new Error(`provider refused ${job.id}`);
       },
-      { connection: conn, prefix: queue.opts.prefix, autorun: false, settings: { backoffStrategy: () => 60_000 } },
+      { connection: conn, prefix: queue.opts.prefix, autorun: false },
     );
     const failed = new Promise<void>((resolve) => worker.on('failed', (job) => job?.id === data.otpId && resolve()));
     void worker.run();

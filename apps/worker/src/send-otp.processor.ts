@@ -36,6 +36,9 @@ export interface SendProcessorDeps {
 
 type SendJob = Job<SendJobData, void, SendJobKind>;
 
+/** Provider attempts per OTP, whatever their outcome, before it is given up. */
+const MAX_ATTEMPTS = 40;
+
 /**
  * Takes a send job (a first send or a resend: the same work, the OTP's record says what is left to do): plans the
  * attempt (the first provider in order whose circuit lets it through), sends, and records the outcome. Throws to
@@ -156,10 +159,13 @@ export function createSendProcessor(deps: SendProcessorDeps) {
         if (ended) metrics.funnel.inc({ stage: 'failed', provider: providerId, cc: otp.callingCode });
         throw new UnrecoverableError(`${providerId} refused the number (${err.code})`);
       }
-      if (job.attemptsMade + 1 >= (job.opts.attempts ?? 1)) return giveUp(otpId, log, 'retries exhausted');
-      const retryDelayMs = otpBackoff(job.attemptsMade + 1, 'otp', err);
-      if (!worthSending(now() + retryDelayMs, otp.expiresAt)) return giveUp(otpId, log, 'no time left to retry');
-      throw Object.assign(err, { retryDelayMs });
+      if (attempt >= MAX_ATTEMPTS) return giveUp(otpId, log, 'retries exhausted');
+      // The job waits for its next attempt parked (BullMQ's own retries are for unexpected errors only): the
+      // OTP's attempts count the tries, and the wait ends before expiry or not at all.
+      const at = now() + otpBackoff(attempt, err);
+      if (!worthSending(at, otp.expiresAt)) return giveUp(otpId, log, 'no time left to retry');
+      await job.moveToDelayed(at, token);
+      throw new DelayedError();
     }
   };
 }

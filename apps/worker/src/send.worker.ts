@@ -14,9 +14,9 @@ import {
   type SendJobData,
   type SendJobKind,
   startSweeper,
+  workerKeepJobs,
 } from '@otp-gateway/store';
 import { Worker } from 'bullmq';
-import { otpBackoff } from './backoff.js';
 import { createWorkerMetrics, type WorkerMetrics } from './metrics.js';
 import { createSendProcessor } from './send-otp.processor.js';
 
@@ -99,7 +99,7 @@ export async function startSendWorker(deps: SendWorkerDeps): Promise<SendWorker>
       lockDuration: config.worker.lockMs,
       stalledInterval: Math.max(1000, Math.floor(config.worker.lockMs / 2)),
       maxStalledCount: 3,
-      settings: { backoffStrategy: otpBackoff },
+      ...workerKeepJobs(config.queues),
     });
     worker.on('error', (err) => log.error({ queue: queue.name, err: { message: err.message } }, 'worker error'));
     worker.on('failed', (job, err) => {

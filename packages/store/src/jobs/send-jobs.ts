@@ -1,5 +1,5 @@
 import { tokenOfOtpId } from '@otp-gateway/core';
-import { type JobsOptions, Queue } from 'bullmq';
+import { type JobsOptions, Queue, type WorkerOptions } from 'bullmq';
 import { type Keyspace, shardTag } from '../keyspace.js';
 import type { RedisClient } from '../redis/connection.js';
 
@@ -54,18 +54,25 @@ export const shardOf = (otpId: string, shards: number): number =>
   Number.parseInt(tokenOfOtpId(otpId).slice(0, 3), 16) % shards;
 
 /**
- * Options of every send job. Retries are BullMQ's (`attempts`, with the worker's `otp` backoff strategy:
- * exponential with jitter); the worker also stops retrying once the OTP cannot go out in time. Completed jobs
- * are kept by count (memory stays flat), failed ones for a while, for the dashboard.
+ * Options stored with every send job. Kept tiny on purpose: a job is a Redis hash, and Redis stores a hash
+ * compactly (listpack) only while every value is at most 64 bytes (`hash-max-listpack-value`); `opts` with a
+ * backoff and the keep-jobs settings was 160 bytes and made each queued job cost 590 bytes instead of about 250.
+ * So: provider retries are the worker's own (it parks the job with the delay it chose, see the send processor),
+ * BullMQ's `attempts` only covers unexpected errors, and how many finished jobs to keep is the worker's setting
+ * (workerKeepJobs).
  */
-export function sendJobOptions(s: SendQueueSettings): JobsOptions {
+export const SEND_JOB_OPTIONS: Readonly<JobsOptions> = Object.freeze({ attempts: 5 });
+
+/** How many finished jobs to keep, given to the workers: completed ones by count, failed ones by age. */
+export function workerKeepJobs(s: SendQueueSettings): Pick<WorkerOptions, 'removeOnComplete' | 'removeOnFail'> {
   return {
-    attempts: 40,
-    backoff: { type: 'otp' },
-    removeOnComplete: s.keepCompleted === 0 ? true : { count: s.keepCompleted },
+    removeOnComplete: s.keepCompleted === 0 ? { count: 0 } : { count: s.keepCompleted },
     removeOnFail: { age: s.keepFailedSeconds, count: 10_000 },
   };
 }
+
+/** BullMQ's event stream per queue is capped: nothing of ours reads it, and it is memory. */
+const EVENTS_MAX_LEN = 1000;
 
 export function createSendQueues(redis: RedisClient, ks: Keyspace, settings: SendQueueSettings): SendQueues {
   const shards = Array.from(
@@ -74,7 +81,8 @@ export function createSendQueues(redis: RedisClient, ks: Keyspace, settings: Sen
       new Queue<SendJobData, void, SendJobKind>(sendQueueName(n), {
         connection: redis,
         prefix: sendQueuePrefix(ks, n, settings.sendShards),
-        defaultJobOptions: sendJobOptions(settings),
+        defaultJobOptions: SEND_JOB_OPTIONS,
+        streams: { events: { maxLen: EVENTS_MAX_LEN } },
       }),
   );
   for (const q of shards) q.on('error', () => {});
