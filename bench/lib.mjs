@@ -316,7 +316,11 @@ export async function gatewayLayout(env) {
     /** The shard queue of an OTP. */
     queueOf: (otpId) => queues[store.shardOf(otpId, shards)],
     otpKeys: (otpId) => store.otpKeys(ks, otpId),
-    jobOptions: store.sendJobOptions(config.queues),
+    jobOptions: store.SEND_JOB_OPTIONS,
+    /** The send queues as the API opens them (job options, event stream cap), on the bench's own client. */
+    sendQueues: (rc) => store.createSendQueues(rc, ks, config.queues),
+    /** How many finished jobs the real worker keeps (its removeOnComplete / removeOnFail settings). */
+    workerKeepJobs: store.workerKeepJobs(config.queues),
   };
 }
 

@@ -34,9 +34,9 @@ export function generateCode(length: number): string {
   return code;
 }
 
-/** HMAC of a code bound to its OTP id: the only form in which a code is stored. Hex. */
+/** HMAC of a code bound to its OTP id: the only form in which a code is stored. base64url (43 characters). */
 export function hashCode(keys: OtpKeys, otpId: string, code: string): string {
-  return createHmac('sha256', keys.hashKey).update(otpId).update('\0').update(code).digest('hex');
+  return createHmac('sha256', keys.hashKey).update(otpId).update('\0').update(code).digest('base64url');
 }
 
 /** Random IVs drawn from a pool refilled 4 KiB at a time: one RNG call per ~340 codes instead of one per code. */
