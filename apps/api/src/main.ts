@@ -6,10 +6,12 @@ import {
   connectStore,
   createIdempotencyStore,
   createOtpRepo,
+  createRedis,
   createReplicaWait,
   createRequestLimiter,
   createSendQueues,
   numberRules,
+  otpKeys,
   requestLimits,
   startRedisClock,
 } from '@otp-gateway/store';
@@ -34,6 +36,14 @@ async function main() {
     { rules: numberRules(config.otp), retentionMs: config.otp.recordRetentionSeconds * 1000 },
     { clock, deadlineMs: 500 },
   );
+  // Behind Sentinel an OTP is accepted once a replica holds it (REDIS_WAIT_REPLICAS), checked on a connection of
+  // its own (see createReplicaWait).
+  const durabilityRedis =
+    config.redis.waitReplicas > 0 ? createRedis(config.redis.connection, 'request', 'otp-api-durability') : null;
+  const durability =
+    durabilityRedis && !(durabilityRedis instanceof Cluster)
+      ? createReplicaWait(durabilityRedis, { replicas: config.redis.waitReplicas, markerKey: ks.key('dur', 'marker') })
+      : null;
   let app: Awaited<ReturnType<typeof buildApi>> | undefined;
   const service = createOtpService({
     config,
@@ -42,8 +52,7 @@ async function main() {
     limiter: createRequestLimiter(redis, ks, requestLimits(config.otp)),
     idempotency: createIdempotencyStore(redis, ks),
     queues,
-    // Behind Sentinel: an OTP is accepted once a replica holds it (REDIS_WAIT_REPLICAS).
-    durable: redis instanceof Cluster ? undefined : createReplicaWait(redis, config.redis.waitReplicas),
+    durable: durability ? (id) => durability(otpKeys(ks, id).otp) : undefined,
     onFunnel: (e) => metrics.funnel.inc({ stage: e.stage, provider: e.provider, cc: e.callingCode }),
     onEnqueueFailed: (otpId, err) =>
       app?.log.warn(
@@ -65,6 +74,7 @@ async function main() {
     await queues.close();
     clock.stop();
     redis.disconnect();
+    durabilityRedis?.disconnect();
     process.exit(0);
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));

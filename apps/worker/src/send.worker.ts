@@ -122,7 +122,8 @@ export async function startSendWorker(deps: SendWorkerDeps): Promise<SendWorker>
     },
     {
       onRound: (r) => {
-        if (r.queued > 0 || r.gaveUp > 0 || r.receiptTimeouts > 0) log.warn({ ...r }, 'sweep queued or ended OTPs');
+        if (r.queued > 0 || r.gaveUp > 0 || r.receiptTimeouts > 0 || r.errors > 0)
+          log.warn({ ...r }, 'sweep queued or ended OTPs');
       },
       onError: (err) =>
         log.warn({ err: { message: err instanceof Error ? err.message : String(err) } }, 'sweep failed'),

@@ -41,7 +41,7 @@ export interface OtpServiceDeps {
    * Resolves true once what this request wrote is on the replicas the configuration asks for (Sentinel); false:
    * the send is answered 503, since a failover could lose it (createReplicaWait). Absent: nothing to wait for.
    */
-  readonly durable?: () => Promise<boolean>;
+  readonly durable?: (otpId: string) => Promise<boolean>;
   /** Tests that move time: the clock the store's scripts use instead of Redis's. */
   readonly now?: () => number;
   /**
@@ -72,6 +72,20 @@ export function createOtpService(deps: OtpServiceDeps): OtpService {
       deps.onEnqueueFailed?.(id, err);
     }
   };
+  /** Behind Sentinel: the OTP is on the primary and on its replicas, or the send is answered 503. */
+  const mustBeDurable = async (id: string) => {
+    if (deps.durable && !(await deps.durable(id))) {
+      // Stored on the primary but on no replica in time: accepting it could lose it in a failover. The client's
+      // retry with its Idempotency-Key gets this OTP once it is safe.
+      throw new GatewayError(
+        503,
+        'store_unavailable',
+        'the OTP could not be stored safely; try again shortly',
+        undefined,
+        1,
+      );
+    }
+  };
   /** By phone number: the number's token under the caller's key names its record. */
   const targetOf = (caller: Caller, lookup: OtpLookup): OtpTarget =>
     lookup.by === 'id'
@@ -83,6 +97,7 @@ export function createOtpService(deps: OtpServiceDeps): OtpService {
     if (found.kind !== 'found') return null;
     const o = found.otp;
     if (o.status === 'pending' && o.attempts.length === 0) await enqueue(id);
+    await mustBeDurable(id);
     return { id, status: 'pending', deliveryStatus: 'queued', phoneNumber: o.phoneNumber, expiresAt: o.expiresAt };
   };
 
@@ -94,7 +109,15 @@ export function createOtpService(deps: OtpServiceDeps): OtpService {
       let id = newOtpId(numberToken(keys, caller.keyName, phone.e164));
       if (req.idempotencyKey) {
         const print = fingerprint(keys, `${phone.e164}\n${locale}`);
-        const claim = await store(() => deps.idempotency.claim(caller.keyName, req.idempotencyKey!, print, id));
+        const claim = await store(() =>
+          deps.idempotency.claim(
+            caller.keyName,
+            req.idempotencyKey!,
+            print,
+            id,
+            (otp.ttlSeconds + otp.recordRetentionSeconds) * 1000,
+          ),
+        );
         if (claim.kind === 'conflict') {
           throw new GatewayError(
             422,
@@ -133,16 +156,7 @@ export function createOtpService(deps: OtpServiceDeps): OtpService {
         throw notFound();
       }
       await enqueue(id);
-      if (deps.durable && !(await deps.durable())) {
-        // Stored on the primary but on no replica in time: accepting it could lose it in a failover.
-        throw new GatewayError(
-          503,
-          'store_unavailable',
-          'the OTP could not be stored safely; try again shortly',
-          undefined,
-          1,
-        );
-      }
+      await mustBeDurable(id);
       funnel('requested', { callingCode: phone.callingCode, provider: '' });
       return {
         id,

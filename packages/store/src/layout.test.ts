@@ -67,7 +67,7 @@ beforeAll(async () => {
   const phone = '+33612345678';
   const token = numberToken(keys, 'shop', phone);
   const id = newOtpId(token);
-  await createIdempotencyStore(redis, ks).claim('shop', 'idem-1', 'fp', id);
+  await createIdempotencyStore(redis, ks).claim('shop', 'idem-1', 'fp', id, 60_000);
   const create = () =>
     repo.create({
       id,

@@ -38,12 +38,17 @@ export const PLAN = defineScript({
   lib: DELIVERY_LUA,
   body: `
 local now = clock(A.now)
-redis.call('ZREM', K.due, DUE_UNSTARTED .. A.id)
+-- The OTP stays listed as not started (the sweep's safety net) until an attempt is recorded or nothing is left
+-- to send: a job that fails between the plan and the start leaves it listed.
+local function stop(reason)
+  redis.call('ZREM', K.due, DUE_UNSTARTED .. A.id)
+  return {'stop', 'reason', reason}
+end
 local o = redis.call('HMGET', K.otp, F.status, F.exp, F.acc, F.na)
-if not o[1] then return {'stop', 'reason', 'gone'} end
+if not o[1] then return stop('gone') end
 local status = settle(K.otp, K.number, A.id, o[1], o[2], now)
-if status ~= 'pending' then return {'stop', 'reason', status} end
-if o[3] and o[3] ~= '' then return {'stop', 'reason', 'done'} end
+if status ~= 'pending' then return stop(status) end
+if o[3] and o[3] ~= '' then return stop('done') end
 local na = tonumber(o[4] or '0')
 local lastP, lastO = nil, nil
 if na > 0 then
@@ -55,17 +60,18 @@ if na > 0 then
     if lease > now then return {'busy', 'ms', lease - now} end
     -- the worker that held the lease died during the call: whether it went out is unknown
     redis.call('HSET', K.otp, af(na, AF.outcome), 'interrupted', af(na, AF.updatedAt), now)
-    if now + tonumber(A.minLifeMs) >= tonumber(o[2]) then return {'stop', 'reason', 'too_late'} end
+    if now + tonumber(A.minLifeMs) >= tonumber(o[2]) then return stop('too_late') end
     -- same provider, same request id: a provider that deduplicates by request id (Octopush) cannot send twice
     local origin = last[3] or tostring(na)
     na = na + 1
     redis.call('HSET', K.otp, F.na, na, af(na, AF.provider), lastP, af(na, AF.outcome), 'sending',
       af(na, AF.startedAt), now, af(na, AF.updatedAt), now, af(na, AF.requestAttempt), origin,
       F.lease, now + tonumber(A.leaseMs))
+    redis.call('ZREM', K.due, DUE_UNSTARTED .. A.id)
     return send_data(K.otp, {'go', 'attempt', na, 'provider', lastP, 'requestAttempt', origin})
   end
 end
-if now + tonumber(A.minLifeMs) >= tonumber(o[2]) then return {'stop', 'reason', 'too_late'} end
+if now + tonumber(A.minLifeMs) >= tonumber(o[2]) then return stop('too_late') end
 local spent = {}
 for i = 1, na do
   local a = redis.call('HMGET', K.otp, af(i, AF.provider), af(i, AF.outcome))
@@ -79,7 +85,7 @@ for _, p in ipairs(A.order) do
   end
 end
 for _, p in ipairs(again) do first[#first + 1] = p end
-if #first == 0 then return {'stop', 'reason', 'exhausted'} end
+if #first == 0 then return stop('exhausted') end
 return {'choose', 'attempts', na, 'candidates', table.concat(first, ','), 'exp', o[2]}
 `,
 });
@@ -87,16 +93,20 @@ return {'choose', 'attempts', na, 'candidates', table.concat(first, ','), 'exp',
 export const START = defineScript({
   name: 'otpStartAttempt',
   doc: 'record a new attempt through the picked provider, if nothing moved since the plan',
-  keys: ['otp', 'number'],
+  keys: ['otp', 'number', 'due'],
   args: ['now', 'id', 'attempts', 'provider', 'leaseMs'],
   lib: DELIVERY_LUA,
   body: `
 local now = clock(A.now)
+local function stop(reason)
+  redis.call('ZREM', K.due, DUE_UNSTARTED .. A.id)
+  return {'stop', 'reason', reason}
+end
 local o = redis.call('HMGET', K.otp, F.status, F.exp, F.acc, F.na, F.ds)
-if not o[1] then return {'stop', 'reason', 'gone'} end
+if not o[1] then return stop('gone') end
 local status = settle(K.otp, K.number, A.id, o[1], o[2], now)
-if status ~= 'pending' then return {'stop', 'reason', status} end
-if o[3] and o[3] ~= '' then return {'stop', 'reason', 'done'} end
+if status ~= 'pending' then return stop(status) end
+if o[3] and o[3] ~= '' then return stop('done') end
 -- another job of this OTP started an attempt since the plan: plan again shortly
 if tonumber(o[4] or '0') ~= tonumber(A.attempts) then return {'busy', 'ms', 100} end
 local na = tonumber(A.attempts) + 1
@@ -104,6 +114,7 @@ redis.call('HSET', K.otp, F.na, na, af(na, AF.provider), A.provider, af(na, AF.o
   af(na, AF.startedAt), now, af(na, AF.updatedAt), now, af(na, AF.requestAttempt), na, F.lease, now + tonumber(A.leaseMs))
 -- a new attempt that will count: after a failover the delivery status starts again from sending
 if o[5] ~= 'sending' then redis.call('HSET', K.otp, F.ds, 'sending') end
+redis.call('ZREM', K.due, DUE_UNSTARTED .. A.id)
 return send_data(K.otp, {'go', 'attempt', na, 'provider', A.provider, 'requestAttempt', na})
 `,
 });
@@ -117,10 +128,14 @@ export const ACCEPT = defineScript({
   body: `
 local now = clock(A.now)
 local n = A.attempt
+-- a record gone meanwhile (its retention ran out) is not brought back as a partial hash without a TTL
+local o = redis.call('HMGET', K.otp, F.ds, F.exp, F.na)
+if not o[2] then return {'gone'} end
 redis.call('HSET', K.otp, af(n, AF.outcome), 'accepted', af(n, AF.messageId), A.messageId,
   af(n, AF.providerStatus), A.providerStatus, af(n, AF.updatedAt), now,
-  F.acc, n, F.provider, A.provider, F.sent, n, F.lease, 0)
-local o = redis.call('HMGET', K.otp, F.ds, F.exp)
+  F.acc, n, F.provider, A.provider, F.sent, n)
+-- the lease belongs to the newest attempt: a resume of this one may be sending now
+if o[3] == n then redis.call('HSET', K.otp, F.lease, 0) end
 if o[1] ~= 'sent' and o[1] ~= 'delivered' then redis.call('HSET', K.otp, F.ds, 'sent') end
 local due = now + tonumber(A.receiptAfterMs)
 -- a receipt check is only worth it when a resend could still arrive in time
@@ -140,8 +155,10 @@ export const FAIL = defineScript({
   body: `
 local now = clock(A.now)
 local n = A.attempt
-redis.call('HSET', K.otp, af(n, AF.outcome), A.outcome, af(n, AF.errorCode), A.errorCode, af(n, AF.updatedAt), now,
-  F.lease, 0)
+local na = redis.call('HGET', K.otp, F.na)
+if not na then return {'gone'} end
+redis.call('HSET', K.otp, af(n, AF.outcome), A.outcome, af(n, AF.errorCode), A.errorCode, af(n, AF.updatedAt), now)
+if na == n then redis.call('HSET', K.otp, F.lease, 0) end
 if A.outcome == 'permanent' and give_up(K.otp, now) then return {'ended'} end
 return {'recorded'}
 `,

@@ -4,6 +4,7 @@ import { closeRedisClients, type IsolatedStore, isolatedRedis } from '../../../.
 import { enqueueSend, resendJobId } from '../jobs/send-jobs.js';
 import { ATTEMPT_FIELDS, DUE, OTP_FIELDS as F, otpKeys, SWEEP_GRACE_MS } from '../otp/otp.record.js';
 import { type Circuits, createCircuits } from './circuit.js';
+import { createDeliveryRepo } from './delivery.repo.js';
 import { createMessageIndex } from './messages.js';
 import { createReportRepo } from './reports.js';
 import { type SweepReport, sweepDue } from './sweep.js';
@@ -59,10 +60,10 @@ describe('sweepDue: OTPs whose job never started', () => {
   it('queues the job of an accepted OTP whose job was lost, after the grace period only', async () => {
     const { id } = await fixtures.created();
     at(SWEEP_GRACE_MS / 2);
-    expect(await sweep(id)).toEqual({ queued: 0, gaveUp: 0, receiptTimeouts: 0 });
+    expect(await sweep(id)).toEqual({ queued: 0, gaveUp: 0, receiptTimeouts: 0, errors: 0 });
     expect(await job(id)).toBeUndefined();
     at(SWEEP_GRACE_MS + 1000);
-    expect(await sweep(id)).toEqual({ queued: 1, gaveUp: 0, receiptTimeouts: 0 });
+    expect(await sweep(id)).toEqual({ queued: 1, gaveUp: 0, receiptTimeouts: 0, errors: 0 });
     const queued = await job(id);
     expect(queued?.name).toBe('send');
     expect(queued?.data).toEqual({ otpId: id });
@@ -80,7 +81,7 @@ describe('sweepDue: OTPs whose job never started', () => {
     const late = await fixtures.created({ ttlMs: 20_000 });
 
     at(SWEEP_GRACE_MS + 1000);
-    expect(await sweep(done.id, started.id, late.id)).toEqual({ queued: 0, gaveUp: 1, receiptTimeouts: 0 });
+    expect(await sweep(done.id, started.id, late.id)).toEqual({ queued: 0, gaveUp: 1, receiptTimeouts: 0, errors: 0 });
     expect(failed).toEqual([[late.id, '33']]);
     for (const o of [done, started, late]) {
       expect(await job(o.id)).toBeUndefined();
@@ -114,7 +115,7 @@ describe('sweepDue: OTPs whose job never started', () => {
     // the callbacks app should queue this resend now; it could not
     expect(applied).toMatchObject({ resend: { otpId: id, after: 1 } });
     at(SWEEP_GRACE_MS + 1000);
-    expect(await sweep(id)).toEqual({ queued: 1, gaveUp: 0, receiptTimeouts: 0 });
+    expect(await sweep(id)).toEqual({ queued: 1, gaveUp: 0, receiptTimeouts: 0, errors: 0 });
     const resend = await job(id, resendJobId(id, 1));
     expect(resend?.name).toBe('resend');
     expect(resend?.data).toEqual({ otpId: id, after: 1 });
@@ -141,5 +142,48 @@ describe('sweepDue: OTPs whose job never started', () => {
     expect(counts.reduce((sum, c) => sum + (c['waiting'] ?? 0), 0)).toBe(1);
     expect((await job(waiting.id))?.data).toEqual({ otpId: waiting.id });
     expect(await job(begun.id)).toBeUndefined();
+  });
+});
+
+describe('sweepDue: jobs that failed for good before an attempt was recorded', () => {
+  it('regression: an OTP whose job failed between the plan and the start stays listed, and its job is queued again', async () => {
+    const { id } = await fixtures.created();
+    await enqueueSend(fixtures.queues, id);
+    // The plan runs, then the circuits' step fails (their master away, say): no attempt is recorded.
+    const broken = createDeliveryRepo(
+      {
+        redis: store.redis,
+        ks: store.ks,
+        circuits: { ...circuits, pick: () => Promise.reject(new Error('connection lost')) },
+        messages: createMessageIndex(store.redis, store.ks),
+        now,
+      },
+      { leaseMs: 5000, receiptAfterMs: 0, messageTtlMs: 60_000 },
+    );
+    await expect(broken.begin(id, ['twilio'], 5000)).rejects.toThrow('connection lost');
+    expect(await listed(id)).not.toBeNull();
+    // BullMQ gives up on the job after its attempts.
+    const queue = fixtures.queues.forOtp(id);
+    const { Worker } = await import('bullmq');
+    const connection = store.redis.duplicate();
+    const worker = new Worker(
+      queue.name,
+      async () => {
+        throw new Error('connection lost');
+      },
+      { connection, prefix: queue.opts.prefix, autorun: false },
+    );
+    const failedForGood = new Promise<void>((resolve) =>
+      worker.on('failed', (j) => j && j.attemptsMade >= (j.opts.attempts ?? 1) && resolve()),
+    );
+    void worker.run();
+    await failedForGood;
+    await worker.close();
+    connection.disconnect();
+    expect(await queue.getJobState(id)).toBe('failed');
+    // The sweep replaces the failed job with a new one: the code still goes out.
+    at(SWEEP_GRACE_MS + 1);
+    expect(await sweep(id)).toMatchObject({ queued: 1, errors: 0 });
+    expect(await queue.getJobState(id)).toBe('waiting');
   });
 });

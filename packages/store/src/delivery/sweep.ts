@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { ProviderId } from '@otp-gateway/core';
-import { enqueueResend, enqueueSend, type SendQueues } from '../jobs/send-jobs.js';
+import { enqueueResend, requeue, type SendQueues } from '../jobs/send-jobs.js';
 import { type Keyspace, PARTITIONS, partitionTagOf } from '../keyspace.js';
 import { DUE, otpKeys, SWEEP_GRACE_MS } from '../otp/otp.record.js';
 import type { RedisClient } from '../redis/connection.js';
@@ -39,6 +39,8 @@ export interface SweepReport {
   readonly queued: number;
   readonly gaveUp: number;
   readonly receiptTimeouts: number;
+  /** Partitions or entries that could not be handled this round (they are looked at again next round). */
+  readonly errors: number;
 }
 
 export interface SweepDeps {
@@ -56,15 +58,18 @@ export interface SweepDeps {
 /** One round over every partition (or the given ones); entries per partition are bounded by `batch`. */
 export async function sweepDue(
   deps: SweepDeps,
-  opts: { partitions?: readonly number[]; batch?: number; concurrency?: number } = {},
+  opts: { partitions?: readonly number[]; batch?: number; concurrency?: number; budgetMs?: number } = {},
 ): Promise<SweepReport> {
   const parts = opts.partitions ?? Array.from({ length: PARTITIONS }, (_, i) => i);
   const now = () => deps.now?.() ?? 0;
-  const totals = { queued: 0, gaveUp: 0, receiptTimeouts: 0 };
+  const totals = { queued: 0, gaveUp: 0, receiptTimeouts: 0, errors: 0 };
   const step = opts.concurrency ?? 512;
-  for (let i = 0; i < parts.length; i += step) {
+  // A round ends in time even when part of the store hangs (one master away): the next round goes on.
+  const deadline = Date.now() + (opts.budgetMs ?? 30_000);
+  for (let i = 0; i < parts.length && Date.now() < deadline; i += step) {
     const chunk = parts.slice(i, i + step);
-    const due = await Promise.all(
+    // One partition that cannot be read (its master away) does not stop the others.
+    const due = await Promise.allSettled(
       chunk.map((p) =>
         DUE_NOW.run(
           deps.redis,
@@ -74,7 +79,17 @@ export async function sweepDue(
       ),
     );
     for (const r of due) {
-      for (let m = 1; m <= Number(r.count); m++) await sweepEntry(deps, String(r[`m${m}`]), now(), totals);
+      if (r.status === 'rejected') {
+        totals.errors++;
+        continue;
+      }
+      for (let m = 1; m <= Number(r.value.count) && Date.now() < deadline; m++) {
+        try {
+          await sweepEntry(deps, String(r.value[`m${m}`]), now(), totals);
+        } catch {
+          totals.errors++;
+        }
+      }
     }
   }
   return totals;
@@ -95,8 +110,7 @@ async function sweepEntry(
       sweepAfterMs: SWEEP_GRACE_MS,
     });
     if (r.outcome === 'enqueue') {
-      if (r.kind === 'send') await enqueueSend(deps.queues, otpId);
-      else await enqueueResend(deps.queues, otpId, Number(r.after));
+      await requeue(deps.queues, otpId, r.kind === 'send' ? null : Number(r.after));
       totals.queued++;
     } else if (r.outcome === 'gave_up' && r.failed === '1') {
       totals.gaveUp++;
@@ -134,17 +148,20 @@ export function startSweeper(
   const lock = deps.ks.key('sweep', 'lock');
   const token = randomBytes(8).toString('hex');
   const everyMs = opts.everyMs ?? 5000;
-  let running = false;
+  // A round waiting on a Redis that does not answer (worker connections wait, they do not fail) must not stop
+  // this process from sweeping for good: after a minute a new round starts anyway.
+  let runningSince = 0;
   const round = async () => {
-    if (running) return;
-    running = true;
+    if (runningSince > 0 && Date.now() - runningSince < 60_000) return;
+    const started = Date.now();
+    runningSince = started;
     try {
       if ((await deps.redis.set(lock, token, 'PX', Math.max(1000, everyMs - 200), 'NX')) !== 'OK') return;
       opts.onRound?.(await sweepDue(deps));
     } catch (e) {
       opts.onError?.(e);
     } finally {
-      running = false;
+      if (runningSince === started) runningSince = 0;
     }
   };
   const timer = setInterval(() => void round(), everyMs);

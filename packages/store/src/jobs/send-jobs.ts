@@ -107,3 +107,17 @@ export const resendJobId = (otpId: string, after: number): string => `${otpId}-r
 export async function enqueueResend(queues: SendQueues, otpId: string, after: number): Promise<void> {
   await queues.forOtp(otpId).add('resend', { otpId, after }, { jobId: resendJobId(otpId, after) });
 }
+
+/**
+ * For the sweep: makes sure a job will run for this OTP. A job with its id that is waiting, delayed or active is
+ * left alone (the add is a no-op); one that already finished (failed for good, or completed and kept) would make
+ * the add a no-op too, so it is removed first: the OTP, listed as not started, still needs a job.
+ */
+export async function requeue(queues: SendQueues, otpId: string, after: number | null): Promise<void> {
+  const queue = queues.forOtp(otpId);
+  const jobId = after === null ? otpId : resendJobId(otpId, after);
+  const existing = await queue.getJob(jobId);
+  if (existing && ((await existing.isFailed()) || (await existing.isCompleted()))) await existing.remove();
+  if (after === null) await enqueueSend(queues, otpId);
+  else await enqueueResend(queues, otpId, after);
+}

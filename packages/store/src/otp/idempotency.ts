@@ -27,21 +27,35 @@ return {'claimed'}
 `,
 });
 
-/** How long an Idempotency-Key is remembered. */
+/**
+ * How long an Idempotency-Key is remembered: a day, but never longer than the OTP record it names (its lifetime and
+ * the record retention), or a retry after the record is gone would create that OTP again with another code.
+ */
 export const IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000;
 
 export type ClaimOutcome = { kind: 'claimed' } | { kind: 'replay'; otpId: string } | { kind: 'conflict' };
 
 export interface IdempotencyStore {
-  claim(keyName: string, idempotencyKey: string, fingerprint: string, otpId: string): Promise<ClaimOutcome>;
+  /** `recordMs`: how long the OTP record lives (OTP lifetime + retention); the claim lives no longer. */
+  claim(
+    keyName: string,
+    idempotencyKey: string,
+    fingerprint: string,
+    otpId: string,
+    recordMs: number,
+  ): Promise<ClaimOutcome>;
 }
 
 export function createIdempotencyStore(redis: RedisClient, ks: Keyspace): IdempotencyStore {
   return {
-    async claim(keyName, idempotencyKey, fingerprint, otpId) {
+    async claim(keyName, idempotencyKey, fingerprint, otpId, recordMs) {
       const digest = createHash('sha256').update(idempotencyKey).digest('base64url').slice(0, 22);
       const record = ks.key(bucketTag('i', `${keyName}:${digest}`), `${keyName}:${digest}`);
-      const r = await CLAIM.run(redis, { record }, { fingerprint, otpId, ttlMs: IDEMPOTENCY_TTL_MS });
+      const r = await CLAIM.run(
+        redis,
+        { record },
+        { fingerprint, otpId, ttlMs: Math.min(IDEMPOTENCY_TTL_MS, recordMs) },
+      );
       if (r.outcome === 'replay') return { kind: 'replay', otpId: String(r.otpId) };
       return r.outcome === 'conflict' ? { kind: 'conflict' } : { kind: 'claimed' };
     },

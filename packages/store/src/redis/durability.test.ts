@@ -2,39 +2,59 @@ import type { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { createReplicaWait } from './durability.js';
 
-/** A connection whose WAIT answers `acks` after `ms`, counting the WAITs it was sent. */
-function fakeRedis(acks: number, ms = 20) {
-  const calls: number[] = [];
+/** A connection whose pipelines answer EXISTS from `present` and WAIT with `acks` after `ms`. */
+function fakeRedis(acks: number, present: Set<string>, ms = 20) {
+  const batches: string[][] = [];
   const redis = {
-    wait: (replicas: number) => {
-      calls.push(replicas);
-      return new Promise<number>((r) => setTimeout(() => r(acks), ms));
+    pipeline() {
+      const cmds: [string, unknown][] = [];
+      const p = {
+        exists: (k: string) => (cmds.push(['exists', k]), p),
+        incr: (k: string) => (cmds.push(['incr', k]), p),
+        wait: (n: number) => (cmds.push(['wait', n]), p),
+        exec: async () => {
+          batches.push(cmds.map(([c, a]) => `${c} ${a}`));
+          await new Promise((r) => setTimeout(r, ms));
+          return cmds.map(([c, a]) => [
+            null,
+            c === 'exists' ? (present.has(String(a)) ? 1 : 0) : c === 'wait' ? acks : 1,
+          ]);
+        },
+      };
+      return p;
     },
   } as unknown as Redis;
-  return { redis, calls };
+  return { redis, batches };
 }
 
 describe('createReplicaWait', () => {
-  it('answers true at once, with no WAIT, when no replica is asked for', async () => {
-    const { redis, calls } = fakeRedis(0);
-    expect(await createReplicaWait(redis, 0)()).toBe(true);
-    expect(calls).toEqual([]);
+  it('answers true at once, with no round trip, when no replica is asked for', async () => {
+    const { redis, batches } = fakeRedis(0, new Set());
+    expect(await createReplicaWait(redis, { replicas: 0, markerKey: 'm' })('k')).toBe(true);
+    expect(batches).toEqual([]);
   });
 
-  it('says false when fewer replicas than asked acknowledged in time', async () => {
-    const { redis } = fakeRedis(0);
-    expect(await createReplicaWait(redis, 1)()).toBe(false);
+  it('checks the record is on this node, writes the marker, then waits, in one pipeline', async () => {
+    const { redis, batches } = fakeRedis(1, new Set(['k1']));
+    expect(await createReplicaWait(redis, { replicas: 1, markerKey: 'm' })('k1')).toBe(true);
+    expect(batches).toEqual([['exists k1', 'incr m', 'wait 1']]);
   });
 
-  it('serves many concurrent callers with two WAITs: the running one, and one after it for the late comers', async () => {
-    const { redis, calls } = fakeRedis(1);
-    const wait = createReplicaWait(redis, 1);
-    const first = wait();
-    const late = Array.from({ length: 9 }, () => wait());
-    expect(await Promise.all([first, ...late])).toEqual(Array(10).fill(true));
-    expect(calls).toEqual([1, 1]);
-    // Once both finished, the next caller gets a WAIT of its own.
-    expect(await wait()).toBe(true);
-    expect(calls).toHaveLength(3);
+  it('says false when fewer replicas acknowledged in time, or the record is not on the node it reached', async () => {
+    expect(await createReplicaWait(fakeRedis(0, new Set(['k'])).redis, { replicas: 1, markerKey: 'm' })('k')).toBe(
+      false,
+    );
+    expect(await createReplicaWait(fakeRedis(1, new Set()).redis, { replicas: 1, markerKey: 'm' })('k')).toBe(false);
+  });
+
+  it('serves concurrent callers with two checks: the running one, and one after it for the late comers', async () => {
+    const { redis, batches } = fakeRedis(1, new Set(['a', 'b', 'c', 'd']));
+    const durable = createReplicaWait(redis, { replicas: 1, markerKey: 'm' });
+    const answers = await Promise.all([durable('a'), durable('b'), durable('c'), durable('x')]);
+    expect(answers).toEqual([true, true, true, false]);
+    expect(batches).toEqual([
+      ['exists a', 'incr m', 'wait 1'],
+      ['exists b', 'exists c', 'exists x', 'incr m', 'wait 1'],
+    ]);
   });
 });

@@ -1,44 +1,56 @@
 import type { Redis } from 'ioredis';
 
 /**
- * Replica acknowledgement of what a connection wrote (Redis WAIT), for a primary with replicas behind Sentinel.
+ * Replica acknowledgement of an accepted OTP (Redis WAIT), for a primary with replicas behind Sentinel.
  * Replication is asynchronous: a write the primary acknowledged can be lost when a replica is promoted before it got
- * it, or when a client still writes to the old primary during a failover. Waiting until `replicas` replicas hold the
- * writes before answering 202 means an accepted OTP survives the switch; a write that no replica confirms within
- * `timeoutMs` is answered 503 (the client retries) instead of being accepted and then lost.
+ * it, or when a client still writes to the old primary during a failover. Before answering 202 the API checks that
+ * the OTP's record is on the primary it talks to and that `replicas` replicas hold everything that primary took
+ * until now; otherwise it answers 503 (the client retries) instead of accepting an OTP a failover could lose.
  *
- * WAIT blocks the connection it runs on, so concurrent callers share one: each WAIT covers every write the
- * connection made before it, and callers that arrive while one runs wait for the next.
+ * How, and why so: WAIT covers only the writes of the connection it runs on, blocks that connection while it waits,
+ * and answers at once on a connection that wrote nothing (a fresh one after a reconnect). So the check runs on a
+ * connection of its own, as one pipeline: `EXISTS` of each record (it is on this node), a write of a marker (so
+ * the WAIT covers everything the node took before it, the records included), then `WAIT`. A reconnect in the
+ * middle fails the pipeline (the connection's offline queue is off) rather than answering for another node.
+ * Callers that arrive while one check runs share the next one.
  */
-/** True once the writes made so far on the connection are on enough replicas (always true with 0 replicas). */
-export type ReplicaWait = () => Promise<boolean>;
+export type ReplicaWait = (recordKey: string) => Promise<boolean>;
 
-export function createReplicaWait(redis: Redis, replicas: number, timeoutMs = 500): ReplicaWait {
+export function createReplicaWait(
+  redis: Redis,
+  opts: { replicas: number; markerKey: string; timeoutMs?: number },
+): ReplicaWait {
+  const { replicas, markerKey } = opts;
   if (replicas <= 0) return async () => true;
-  let running: Promise<boolean> | null = null;
-  let next: Promise<boolean> | null = null;
-  const once = async (): Promise<boolean> => {
-    try {
-      return Number(await redis.wait(replicas, timeoutMs)) >= replicas;
-    } catch {
-      return false;
+  const timeoutMs = opts.timeoutMs ?? 500;
+  let waiting: { key: string; done: (ok: boolean) => void }[] = [];
+  let running = false;
+
+  const runBatch = async () => {
+    running = true;
+    while (waiting.length > 0) {
+      const batch = waiting;
+      waiting = [];
+      let results: boolean[];
+      try {
+        const pipeline = redis.pipeline();
+        for (const w of batch) pipeline.exists(w.key);
+        pipeline.incr(markerKey);
+        pipeline.wait(replicas, timeoutMs);
+        const answers = (await pipeline.exec()) ?? [];
+        const acked = Number(answers.at(-1)?.[1] ?? 0) >= replicas && !answers.some(([err]) => err);
+        results = batch.map((_, i) => acked && Number(answers[i]?.[1]) === 1);
+      } catch {
+        results = batch.map(() => false);
+      }
+      batch.forEach((w, i) => w.done(results[i] ?? false));
     }
+    running = false;
   };
-  return () => {
-    if (!running) {
-      running = once().finally(() => {
-        running = null;
-      });
-      return running;
-    }
-    // One is running: it may not cover this caller's writes. Share the one after it.
-    next ??= running.then(() => {
-      next = null;
-      running = once().finally(() => {
-        running = null;
-      });
-      return running;
+
+  return (key) =>
+    new Promise<boolean>((resolve) => {
+      waiting.push({ key, done: resolve });
+      if (!running) void runBatch();
     });
-    return next;
-  };
 }
