@@ -1,5 +1,5 @@
 // Baseline worker: BullMQ's Worker on the same queue options as the real one (concurrency, lock, stalled
-// checks), whose processor returns at once. What draining a queue costs before any work is done.
+// checks, finished jobs kept), whose processor returns at once. What draining a queue costs before any work is done.
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -30,6 +30,8 @@ const worker = new Worker(process.env.QUEUE ?? 'otp-send-0', async () => {}, {
   lockDuration: lockMs,
   stalledInterval: Math.max(1000, Math.floor(lockMs / 2)),
   maxStalledCount: 3,
+  // how many finished jobs the real worker keeps (removeOnComplete / removeOnFail), from bench/lib.mjs
+  ...JSON.parse(process.env.WORKER_KEEP_JOBS ?? '{}'),
 });
 worker.on('error', (err) =>
   process.stdout.write(`${JSON.stringify({ level: 50, msg: 'worker error', err: err.message })}\n`),

@@ -43,7 +43,7 @@ export function createReplicaWait(
       } catch {
         results = batch.map(() => false);
       }
-      batch.forEach((w, i) => w.done(results[i] ?? false));
+      for (const [i, w] of batch.entries()) w.done(results[i] ?? false);
     }
     running = false;
   };
