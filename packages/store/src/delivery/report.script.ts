@@ -66,6 +66,8 @@ if acc == n then
   end
 end
 redis.call('HSET', K.otp, unpack(sets))
+-- a final status is the receipt the due set waited for: the sweep need not look at this attempt again
+if rank == 3 then redis.call('ZREM', K.due, DUE_RECEIPT .. A.id .. ':' .. n) end
 return {'applied', 'ds', ds, 'changed', 1, 'cc', cc, 'negative', negative and 1 or 0, 'resend', resend,
   'provider', o[10] or ''}
 `,

@@ -270,3 +270,16 @@ describe('report repo', () => {
     expect(await store.redis.exists(otpKeys(store.ks, id).otp)).toBe(0);
   });
 });
+
+describe('receipt checks', () => {
+  it('regression: a final report takes its attempt out of the due set (no receipt check left to run for it)', async () => {
+    const messageId = `SM-r${++n}`;
+    const { id } = await fixtures.accepted('twilio', messageId, { receiptAfterMs: 120_000 });
+    const due = otpKeys(store.ks, id).due;
+    expect(await store.redis.zscore(due, `${DUE.receipt}${id}:1`)).not.toBeNull();
+    await repo.apply(report(messageId, 'sent'));
+    expect(await store.redis.zscore(due, `${DUE.receipt}${id}:1`)).not.toBeNull();
+    await repo.apply(report(messageId, 'delivered'));
+    expect(await store.redis.zscore(due, `${DUE.receipt}${id}:1`)).toBeNull();
+  });
+});

@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type OtpFixtures, otpFixtures } from '../../../../test/support/otp-fixtures.js';
 import { closeRedisClients, type IsolatedStore, isolatedRedis } from '../../../../test/support/redis.js';
 import { enqueueSend, resendJobId } from '../jobs/send-jobs.js';
-import { ATTEMPT_FIELDS, DUE, OTP_FIELDS as F, otpKeys, SWEEP_GRACE_MS } from '../otp/otp.record.js';
+import { ATTEMPT_FIELDS, DUE, OTP_FIELDS as F, otpKeys, SWEEP_GRACE_MS, SWEEP_RELIST_MS } from '../otp/otp.record.js';
 import { type Circuits, createCircuits } from './circuit.js';
 import { createDeliveryRepo } from './delivery.repo.js';
 import { createMessageIndex } from './messages.js';
@@ -68,7 +68,7 @@ describe('sweepDue: OTPs whose job never started', () => {
     expect(queued?.name).toBe('send');
     expect(queued?.data).toEqual({ otpId: id });
     // still listed, further out, in case this job is lost too
-    expect(await listed(id)).toBe(T0 + 2 * SWEEP_GRACE_MS + 1000);
+    expect(await listed(id)).toBe(T0 + SWEEP_GRACE_MS + 1000 + SWEEP_RELIST_MS);
     at(SWEEP_GRACE_MS + 1001);
     expect(await sweep(id)).toMatchObject({ queued: 0 });
   });

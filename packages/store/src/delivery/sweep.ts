@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { ProviderId } from '@otp-gateway/core';
 import { enqueueResend, requeue, type SendQueues } from '../jobs/send-jobs.js';
 import { type Keyspace, PARTITIONS, partitionTagOf } from '../keyspace.js';
-import { DUE, otpKeys, SWEEP_GRACE_MS } from '../otp/otp.record.js';
+import { DUE, otpKeys, SWEEP_GRACE_MS, SWEEP_RELIST_MS } from '../otp/otp.record.js';
 import type { RedisClient } from '../redis/connection.js';
 import { CLOCK_LUA, defineScript } from '../redis/script.js';
 import type { Circuits } from './circuit.js';
@@ -107,7 +107,7 @@ async function sweepEntry(
       now,
       id: otpId,
       minLifeMs: MIN_RESEND_LIFE_MS,
-      sweepAfterMs: SWEEP_GRACE_MS,
+      sweepAfterMs: SWEEP_RELIST_MS,
     });
     if (r.outcome === 'enqueue') {
       await requeue(deps.queues, otpId, r.kind === 'send' ? null : Number(r.after));

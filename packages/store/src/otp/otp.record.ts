@@ -81,6 +81,13 @@ export const NUMBER_FIELDS = Object.freeze({
 /** How long an OTP may stay listed as not started before the sweep queues its job again. */
 export const SWEEP_GRACE_MS = 10_000;
 
+/**
+ * After the sweep queued an OTP's job again, when it looks again if the job still has not started. Longer than
+ * the grace: when workers are behind, a backlog of waiting jobs is listed too, and re-adding each (a no-op while
+ * the job waits) every few seconds would only add to the load.
+ */
+export const SWEEP_RELIST_MS = 60_000;
+
 /** Member prefixes of the due set. */
 export const DUE = Object.freeze({ unstarted: 's:', receipt: 'r:' });
 
