@@ -82,7 +82,7 @@ export function startApp(app: string, env: Record<string, string>): AppProcess {
 }
 
 /** Waits until `url` answers 200. */
-export async function waitForHttp(url: string, timeoutMs = 30_000): Promise<void> {
+export async function waitForHttp(url: string, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
