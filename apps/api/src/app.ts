@@ -1,7 +1,7 @@
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { type TypeBoxTypeProvider, TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox';
-import { type Config, isGatewayError, logFormat, maskPhone } from '@otp-gateway/core';
+import { type Config, fastifyTrustProxy, isGatewayError, logFormat, maskPhone } from '@otp-gateway/core';
 import type { OtpService } from '@otp-gateway/service';
 import { type RedisClient, redisAnswers } from '@otp-gateway/store';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions, LogController } from 'fastify';
@@ -49,7 +49,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   const metrics = deps.metrics ?? createApiMetrics();
   const app = Fastify({
     logger: deps.logger === undefined ? apiLoggerOptions(config) : deps.logger,
-    trustProxy: config.api.trustProxy,
+    trustProxy: fastifyTrustProxy(config),
     bodyLimit: 16 * 1024,
     requestIdHeader: 'x-request-id',
     // One log line per request (below) instead of Fastify's two, with the OTP it concerns.

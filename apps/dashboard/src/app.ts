@@ -1,5 +1,5 @@
 import basicAuth from '@fastify/basic-auth';
-import { type Config, logFormat } from '@otp-gateway/core';
+import { type Config, fastifyTrustProxy, logFormat } from '@otp-gateway/core';
 import { type RedisClient, redisAnswers } from '@otp-gateway/store';
 import type { Queue } from 'bullmq';
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, LogController } from 'fastify';
@@ -46,6 +46,7 @@ export async function buildDashboard(deps: DashboardDeps): Promise<FastifyInstan
     // Bull Board polls every few seconds: requests are logged below, refusals and failures only.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 64 * 1024,
+    trustProxy: fastifyTrustProxy(config),
   });
   const metrics =
     deps.metrics ??

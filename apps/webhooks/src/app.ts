@@ -1,5 +1,5 @@
 import formbody from '@fastify/formbody';
-import { type Config, logFormat } from '@otp-gateway/core';
+import { type Config, fastifyTrustProxy, logFormat } from '@otp-gateway/core';
 import { type RedisClient, type ReportRepo, redisAnswers, type SendQueues } from '@otp-gateway/store';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { createWebhookMetrics, type WebhookMetrics } from './metrics.js';
@@ -45,6 +45,7 @@ export async function buildWebhooks(deps: WebhooksDeps): Promise<FastifyInstance
   const app = Fastify({
     logger: deps.logger === undefined ? webhooksLoggerOptions(config) : deps.logger,
     bodyLimit: 32 * 1024,
+    trustProxy: fastifyTrustProxy(config),
     requestIdHeader: 'x-request-id',
     // the token segment of the Octopush route is long and random
     routerOptions: { maxParamLength: 256 },

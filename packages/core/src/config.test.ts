@@ -188,4 +188,17 @@ describe('Redis connection modes', () => {
       'REDIS_CLUSTER_NODES must list at least one host:port',
     ]);
   });
+
+  it('reads TRUST_PROXY as a hop count or proxy CIDRs, and refuses true (it trusts every hop)', () => {
+    expect(loadConfig(API_ENV, 'api').trustProxy).toBe(false);
+    expect(loadConfig({ ...API_ENV, TRUST_PROXY: '1' }, 'api').trustProxy).toBe(1);
+    expect(loadConfig({ ...API_ENV, TRUST_PROXY: '10.0.0.0/8, 192.0.2.1,fd00::/8' }, 'api').trustProxy).toEqual([
+      '10.0.0.0/8',
+      '192.0.2.1',
+      'fd00::/8',
+    ]);
+    expect(problems({ ...API_ENV, TRUST_PROXY: 'true' })).toEqual([expect.stringContaining('TRUST_PROXY=true')]);
+    expect(problems({ ...API_ENV, TRUST_PROXY: '10.0.0.0/40' })).toEqual([expect.stringContaining('TRUST_PROXY')]);
+    expect(problems({ ...API_ENV, TRUST_PROXY: 'proxy.local' })).toEqual([expect.stringContaining('TRUST_PROXY')]);
+  });
 });

@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { EnvReader } from './env-reader.js';
 import { ConfigError } from './errors.js';
 import { type RedisConfig, readRedisConfig } from './redis.config.js';
@@ -33,6 +34,11 @@ export interface Config {
   /** Human-readable logs (pino-pretty) instead of JSON lines; development only. */
   readonly logPretty: boolean;
   readonly host: string;
+  /**
+   * Which proxies' X-Forwarded-For the HTTP processes believe (TRUST_PROXY): false, a hop count, or proxy addresses
+   * and CIDRs. Never "every hop": the leftmost entry is the caller's to choose.
+   */
+  readonly trustProxy: TrustProxy;
   /** Where Redis is (one server, a cluster or a Sentinel set) and the prefix of every key the gateway writes. */
   readonly redis: RedisConfig;
   /** The send queues (see SEND_QUEUE_SHARDS) and how long finished jobs are kept. */
@@ -47,7 +53,6 @@ export interface Config {
   readonly api: {
     readonly port: number;
     readonly keys: readonly ApiKey[];
-    readonly trustProxy: boolean;
   };
   readonly otp: {
     readonly ttlSeconds: number;
@@ -96,6 +101,53 @@ export interface Config {
 }
 
 const DEFAULT_HOST = '127.0.0.1';
+
+/** Fastify's `trustProxy`, restricted to what cannot be spoofed: off, a hop count, or proxy addresses/CIDRs. */
+export type TrustProxy = false | number | readonly string[];
+
+/**
+ * TRUST_PROXY: `false`/`0` (default), a hop count (`1`: one reverse proxy in front), or a comma-separated list of
+ * proxy addresses or CIDRs. `true` is refused: Fastify would trust every hop and take the leftmost
+ * X-Forwarded-For entry, which the caller writes, as the client address.
+ */
+/**
+ * Config.trustProxy as Fastify's `trustProxy` option. A hop count becomes a function: Fastify 5 reads a plain
+ * number as "trust nothing" (a hop count cannot tell a proxy from a direct caller), while TRUST_PROXY=1 means
+ * "the peer is our proxy": its X-Forwarded-For entry, the rightmost, is the client. Where callers can reach the
+ * process without the proxy, list the proxies' CIDRs instead.
+ */
+export function fastifyTrustProxy(c: Pick<Config, 'trustProxy'>): false | string[] | ((addr: string, i: number) => boolean) {
+  const tp = c.trustProxy;
+  if (typeof tp === 'number') return tp === 0 ? false : (_addr: string, i: number) => i < tp;
+  return tp === false ? false : [...tp];
+}
+
+function readTrustProxy(r: EnvReader): TrustProxy {
+  const raw = r.str('TRUST_PROXY');
+  if (raw === null || ['false', '0', 'no', 'off'].includes(raw.toLowerCase())) return false;
+  if (['true', 'yes', 'on'].includes(raw.toLowerCase())) {
+    r.problems.push(
+      'TRUST_PROXY=true would trust every hop (the caller then picks its own address): set the number of proxies in front (e.g. 1) or their addresses/CIDRs',
+    );
+    return false;
+  }
+  if (/^\d+$/.test(raw)) {
+    const hops = Number(raw);
+    if (hops > 10) r.problems.push(`TRUST_PROXY must be a hop count from 0 to 10 or proxy CIDRs (got "${raw}")`);
+    return hops > 10 ? false : hops;
+  }
+  const cidrs = raw.split(',').map((c) => c.trim()).filter(Boolean);
+  for (const c of cidrs) {
+    const [addr = '', bits, extra] = c.split('/');
+    const family = isIP(addr);
+    const max = family === 6 ? 128 : 32;
+    if (!family || extra !== undefined || (bits !== undefined && !(/^\d+$/.test(bits) && Number(bits) <= max))) {
+      r.problems.push(`TRUST_PROXY entry "${c}" is not an IP address or CIDR (or a hop count)`);
+      return false;
+    }
+  }
+  return Object.freeze(cidrs);
+}
 
 /**
  * Parses the environment into a frozen Config. Throws ConfigError naming every bad or missing variable
@@ -211,6 +263,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, app: AppName): Config {
     logLevel: r.str('LOG_LEVEL') ?? (nodeEnv === 'test' ? 'warn' : 'info'),
     logPretty: nodeEnv === 'development' && r.bool('LOG_PRETTY', false),
     host: r.str('HOST') ?? DEFAULT_HOST,
+    trustProxy: readTrustProxy(r),
     redis,
     queues: {
       sendShards: r.int('SEND_QUEUE_SHARDS', 1, 1, 256),
@@ -221,7 +274,6 @@ export function loadConfig(env: NodeJS.ProcessEnv, app: AppName): Config {
     api: {
       port: r.int('API_PORT', 3000, 0, 65535),
       keys: Object.freeze(keys),
-      trustProxy: r.bool('TRUST_PROXY', false),
     },
     otp: {
       ttlSeconds: r.int('OTP_TTL_SECONDS', 600, 30, 600),
