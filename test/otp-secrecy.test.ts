@@ -129,3 +129,18 @@ describe('phone numbers in log lines', () => {
     expect(leaks).toEqual([]);
   });
 });
+
+describe('query strings in log lines', () => {
+  it('regression: a key or a code put in a query string is never logged, only the parameter names', async () => {
+    const secret = 'leaky-api-key-in-query-0123456789';
+    await api.request('GET', `/v1/otp/status?phoneNumber=%2B33612345673&api_key=${secret}&code=987654`);
+    await api.request('GET', `/v1/otp/otp_${'0'.repeat(32)}?token=${secret}`);
+    await api.request('GET', `/healthz?k=${secret}`);
+    await new Promise((r) => setTimeout(r, 200));
+    const lines = api.proc.output().split('\n');
+    expect(lines.filter((l) => l.includes(secret) || l.includes('987654') || l.includes('12345673'))).toEqual([]);
+    // the request was logged, with the names of its parameters
+    expect(lines.some((l) => l.includes('api_key=***') && l.includes('code=***'))).toBe(true);
+  });
+});
+

@@ -27,7 +27,28 @@ const safeDecode = (v: string): string => {
   }
 };
 
-/** Log options shared by the HTTP apps: JSON lines, secrets redacted, phone numbers in URLs masked. */
+/**
+ * A URL as it may be logged: the path, and each query parameter's name with its value masked (a phone number
+ * by maskPhone, anything else replaced): a caller may put a key or a code in a query string by mistake.
+ */
+export function loggableApiUrl(url: string): string {
+  const q = url.indexOf('?');
+  if (q === -1) return url;
+  const masked = url
+    .slice(q + 1)
+    .split('&')
+    .filter(Boolean)
+    .map((pair) => {
+      const eq = pair.indexOf('=');
+      const name = (eq === -1 ? pair : pair.slice(0, eq)).slice(0, 64);
+      if (eq === -1) return name;
+      const value = pair.slice(eq + 1);
+      return `${name}=${name.toLowerCase() === 'phonenumber' ? maskPhone(safeDecode(value)) : '***'}`;
+    });
+  return `${url.slice(0, q)}?${masked.join('&')}`;
+}
+
+/** Log options shared by the HTTP apps: JSON lines, secrets redacted, query strings masked. */
 export function apiLoggerOptions(config: Config): FastifyServerOptions['logger'] {
   return {
     level: config.logLevel,
@@ -36,7 +57,7 @@ export function apiLoggerOptions(config: Config): FastifyServerOptions['logger']
     serializers: {
       req: (req: { method: string; url: string; ip?: string; id?: string }) => ({
         method: req.method,
-        url: req.url.replace(/(phoneNumber=)([^&]*)/gi, (_m, k: string, v: string) => k + maskPhone(safeDecode(v))),
+        url: loggableApiUrl(req.url),
         remoteAddress: req.ip,
       }),
     },
