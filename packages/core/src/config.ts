@@ -91,7 +91,10 @@ export interface Config {
     readonly port: number;
     readonly publicBaseUrl: string | null;
     readonly twilioAuthToken: string | null;
-    readonly octopushToken: string | null;
+    /** OCTOPUSH_WEBHOOK_TOKEN, then OCTOPUSH_WEBHOOK_TOKEN_PREVIOUS while a rotation is under way. */
+    readonly octopushTokens: readonly string[];
+    /** Callback requests per minute per client address, across the callbacks processes. */
+    readonly ipRequestsPerMinute: number;
   };
   readonly dashboard: {
     readonly port: number;
@@ -239,7 +242,14 @@ export function loadConfig(env: NodeJS.ProcessEnv, app: AppName): Config {
   const twilioToken = r.str('TWILIO_AUTH_TOKEN');
   const publicBaseUrl = r.url('PUBLIC_WEBHOOK_BASE_URL', null);
   const octopushToken = r.str('OCTOPUSH_WEBHOOK_TOKEN');
+  const octopushPrevious = r.str('OCTOPUSH_WEBHOOK_TOKEN_PREVIOUS');
   if (needs('webhooks')) {
+    if (octopushPrevious !== null && octopushToken === null) {
+      r.problems.push('OCTOPUSH_WEBHOOK_TOKEN_PREVIOUS needs OCTOPUSH_WEBHOOK_TOKEN (the new token)');
+    }
+    if (octopushPrevious !== null && octopushPrevious.length < 16) {
+      r.problems.push('OCTOPUSH_WEBHOOK_TOKEN_PREVIOUS must be at least 16 characters');
+    }
     if (twilioToken && !publicBaseUrl) {
       r.problems.push('PUBLIC_WEBHOOK_BASE_URL is required to check Twilio signatures (TWILIO_AUTH_TOKEN is set)');
     }
@@ -312,7 +322,8 @@ export function loadConfig(env: NodeJS.ProcessEnv, app: AppName): Config {
       port: r.int('WEBHOOKS_PORT', 3001, 0, 65535),
       publicBaseUrl,
       twilioAuthToken: twilioToken,
-      octopushToken,
+      octopushTokens: Object.freeze([octopushToken, octopushPrevious].filter((t): t is string => t !== null)),
+      ipRequestsPerMinute: r.int('WEBHOOKS_RATE_LIMIT_PER_IP_PER_MINUTE', 6000, 1, 10_000_000),
     },
     dashboard: {
       port: r.int('DASHBOARD_PORT', 3002, 0, 65535),
