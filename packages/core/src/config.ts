@@ -100,6 +100,10 @@ export interface Config {
     readonly port: number;
     readonly user: string | null;
     readonly password: string | null;
+    /** Board actions that delete or stop work (obliterate, clean, empty, pause, ...) allowed; off by default. */
+    readonly allowDestructive: boolean;
+    /** Failed logins per client address per 15 minutes before its logins are refused without a check. */
+    readonly loginMaxFailures: number;
   };
 }
 
@@ -329,6 +333,8 @@ export function loadConfig(env: NodeJS.ProcessEnv, app: AppName): Config {
       port: r.int('DASHBOARD_PORT', 3002, 0, 65535),
       user: dashUser,
       password: dashPassword,
+      allowDestructive: r.bool('DASHBOARD_ALLOW_DESTRUCTIVE_ACTIONS', false),
+      loginMaxFailures: r.int('DASHBOARD_LOGIN_MAX_FAILURES', 10, 1, 10_000),
     },
   };
   if (r.problems.length > 0) throw new ConfigError(r.problems);
