@@ -52,9 +52,12 @@ async function main() {
       ),
   });
   app = await buildApi({ config, service, redis, metrics });
-  await checkRedisConfig(redis, { env: config.env, log: app.log, readyTimeoutMs: 2000 }).catch((e) =>
-    refuseToStart('api', e),
-  );
+  await checkRedisConfig(redis, {
+    env: config.env,
+    allowNoAof: config.redisAllowNoAof,
+    log: app.log,
+    readyTimeoutMs: 2000,
+  }).catch((e) => refuseToStart('api', e));
 
   let closing = false;
   const stop = async (signal: string) => {

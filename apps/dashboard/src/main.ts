@@ -14,7 +14,9 @@ async function main() {
   }
   const log = pino(dashboardLoggerOptions(config));
   const { redis, ks } = connectStore(config, 'request', 'otp-dashboard');
-  await checkRedisConfig(redis, { env: config.env, log }).catch((e) => refuseToStart('dashboard', e));
+  await checkRedisConfig(redis, { env: config.env, allowNoAof: config.redisAllowNoAof, log }).catch((e) =>
+    refuseToStart('dashboard', e),
+  );
   // Every shard of the send queue, each shown on the board and in the metrics.
   const sendQueues = createSendQueues(redis, ks, config.queues);
   const queues = sendQueues.shards;

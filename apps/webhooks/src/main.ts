@@ -34,11 +34,15 @@ async function main() {
   });
   const limiter = createAddressLimiter(redis, ks, 'cb', config.webhooks.ipRequestsPerMinute);
   const app = await buildWebhooks({ config, reports, queues, redis, metrics, limiter });
-  await checkRedisConfig(redis, { env: config.env, log: app.log, readyTimeoutMs: 2000 }).catch((e) =>
-    refuseToStart('webhooks', e),
-  );
+  await checkRedisConfig(redis, {
+    env: config.env,
+    allowNoAof: config.redisAllowNoAof,
+    log: app.log,
+    readyTimeoutMs: 2000,
+  }).catch((e) => refuseToStart('webhooks', e));
   if (!config.webhooks.twilioAuthToken) app.log.warn('TWILIO_AUTH_TOKEN is not set: Twilio callbacks answer 404');
-  if (config.webhooks.octopushTokens.length === 0) app.log.warn('OCTOPUSH_WEBHOOK_TOKEN is not set: Octopush callbacks answer 404');
+  if (config.webhooks.octopushTokens.length === 0)
+    app.log.warn('OCTOPUSH_WEBHOOK_TOKEN is not set: Octopush callbacks answer 404');
 
   let closing = false;
   const stop = async (signal: string) => {

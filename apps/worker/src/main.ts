@@ -15,9 +15,12 @@ async function main() {
   }
   const log = pino({ level: config.logLevel, base: { app: 'worker', pid: process.pid }, ...logFormat(config) });
   const { redis, ks } = connectStore(config, 'worker', 'otp-worker');
-  await checkRedisConfig(redis, { env: config.env, log, readyTimeoutMs: 5000 }).catch((e) =>
-    refuseToStart('worker', e),
-  );
+  await checkRedisConfig(redis, {
+    env: config.env,
+    allowNoAof: config.redisAllowNoAof,
+    log,
+    readyTimeoutMs: 5000,
+  }).catch((e) => refuseToStart('worker', e));
   const sender = await startSendWorker({ config, redis, ks, log });
 
   const health = config.worker.metricsPort

@@ -41,6 +41,8 @@ export interface Config {
   readonly trustProxy: TrustProxy;
   /** Where Redis is (one server, a cluster or a Sentinel set) and the prefix of every key the gateway writes. */
   readonly redis: RedisConfig;
+  /** REDIS_ALLOW_NO_AOF: run in production on a Redis without AOF (accepted OTPs may be lost on a restart). */
+  readonly redisAllowNoAof: boolean;
   /** The send queues (see SEND_QUEUE_SHARDS) and how long finished jobs are kept. */
   readonly queues: {
     readonly sendShards: number;
@@ -123,7 +125,9 @@ export type TrustProxy = false | number | readonly string[];
  * "the peer is our proxy": its X-Forwarded-For entry, the rightmost, is the client. Where callers can reach the
  * process without the proxy, list the proxies' CIDRs instead.
  */
-export function fastifyTrustProxy(c: Pick<Config, 'trustProxy'>): false | string[] | ((addr: string, i: number) => boolean) {
+export function fastifyTrustProxy(
+  c: Pick<Config, 'trustProxy'>,
+): false | string[] | ((addr: string, i: number) => boolean) {
   const tp = c.trustProxy;
   if (typeof tp === 'number') return tp === 0 ? false : (_addr: string, i: number) => i < tp;
   return tp === false ? false : [...tp];
@@ -143,7 +147,10 @@ function readTrustProxy(r: EnvReader): TrustProxy {
     if (hops > 10) r.problems.push(`TRUST_PROXY must be a hop count from 0 to 10 or proxy CIDRs (got "${raw}")`);
     return hops > 10 ? false : hops;
   }
-  const cidrs = raw.split(',').map((c) => c.trim()).filter(Boolean);
+  const cidrs = raw
+    .split(',')
+    .map((c) => c.trim())
+    .filter(Boolean);
   for (const c of cidrs) {
     const [addr = '', bits, extra] = c.split('/');
     const family = isIP(addr);
@@ -279,6 +286,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, app: AppName): Config {
     host: r.str('HOST') ?? DEFAULT_HOST,
     trustProxy: readTrustProxy(r),
     redis,
+    redisAllowNoAof: r.bool('REDIS_ALLOW_NO_AOF', false),
     queues: {
       sendShards: r.int('SEND_QUEUE_SHARDS', 1, 1, 256),
       keepCompleted: r.int('JOBS_KEEP_COMPLETED', 100, 0, 1_000_000),
