@@ -1,7 +1,14 @@
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { type TypeBoxTypeProvider, TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox';
-import { type Config, fastifyTrustProxy, isGatewayError, logFormat, maskPhone } from '@otp-gateway/core';
+import {
+  type Config,
+  fastifyTrustProxy,
+  isGatewayError,
+  logFormat,
+  maskPhone,
+  metricsAuthorizer,
+} from '@otp-gateway/core';
 import type { OtpService } from '@otp-gateway/service';
 import { type RedisClient, redisAnswers } from '@otp-gateway/store';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions, LogController } from 'fastify';
@@ -137,9 +144,15 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     if (await redisAnswers(redis)) return { status: 'ready' };
     return reply.code(503).send({ error: { code: 'store_unavailable', message: 'Redis does not answer' } });
   });
-  app.get('/metrics', { schema: { hide: true } }, async (_req, reply) =>
-    reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
-  );
+  const metricsAuthorized = metricsAuthorizer(config.metricsToken);
+  app.get('/metrics', { schema: { hide: true } }, async (req, reply) => {
+    if (!metricsAuthorized(req.headers.authorization)) {
+      return reply
+        .code(401)
+        .send({ error: { code: 'unauthorized', message: 'METRICS_TOKEN required as a Bearer token' } });
+    }
+    return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+  });
 
   await app.register(otpRoutes, {
     prefix: '/v1',

@@ -1,5 +1,5 @@
 import basicAuth from '@fastify/basic-auth';
-import { type Config, fastifyTrustProxy, logFormat } from '@otp-gateway/core';
+import { type Config, fastifyTrustProxy, logFormat, metricsAuthorizer } from '@otp-gateway/core';
 import { type RedisClient, redisAnswers } from '@otp-gateway/store';
 import type { Queue } from 'bullmq';
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, LogController } from 'fastify';
@@ -103,9 +103,15 @@ export async function buildDashboard(deps: DashboardDeps): Promise<FastifyInstan
     if (await redisAnswers(redis)) return { status: 'ready' };
     return reply.code(503).send(errorBody('store_unavailable', 'Redis does not answer'));
   });
-  app.get('/metrics', async (_req, reply) =>
-    reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
-  );
+  const metricsAuthorized = metricsAuthorizer(config.metricsToken);
+  app.get('/metrics', async (req, reply) => {
+    if (!metricsAuthorized(req.headers.authorization)) {
+      return reply
+        .code(401)
+        .send({ error: { code: 'unauthorized', message: 'METRICS_TOKEN required as a Bearer token' } });
+    }
+    return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+  });
 
   const check = createCredentialCheck({ user, password });
   const throttle = createLoginThrottle(config.dashboard.loginMaxFailures);

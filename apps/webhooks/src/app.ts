@@ -1,5 +1,5 @@
 import formbody from '@fastify/formbody';
-import { type Config, fastifyTrustProxy, logFormat } from '@otp-gateway/core';
+import { type Config, fastifyTrustProxy, logFormat, metricsAuthorizer } from '@otp-gateway/core';
 import {
   type AddressLimiter,
   type RedisClient,
@@ -98,9 +98,15 @@ export async function buildWebhooks(deps: WebhooksDeps): Promise<FastifyInstance
     if (await redisAnswers(redis)) return { status: 'ready' };
     return refuse(reply, 503, 'store_unavailable', 'Redis does not answer');
   });
-  app.get('/metrics', async (_req, reply) =>
-    reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
-  );
+  const metricsAuthorized = metricsAuthorizer(config.metricsToken);
+  app.get('/metrics', async (req, reply) => {
+    if (!metricsAuthorized(req.headers.authorization)) {
+      return reply
+        .code(401)
+        .send({ error: { code: 'unauthorized', message: 'METRICS_TOKEN required as a Bearer token' } });
+    }
+    return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+  });
 
   const record = { reports: deps.reports, queues: deps.queues, metrics };
   await app.register(twilioRoutes, {

@@ -28,6 +28,7 @@ async function main() {
         port: config.worker.metricsPort,
         host: config.host,
         registry: sender.metrics.registry,
+        metricsToken: config.metricsToken,
         ready: async () => (await redisAnswers(redis)) && sender.isRunning(),
       })
     : null;

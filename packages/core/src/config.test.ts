@@ -201,4 +201,31 @@ describe('Redis connection modes', () => {
     expect(problems({ ...API_ENV, TRUST_PROXY: '10.0.0.0/40' })).toEqual([expect.stringContaining('TRUST_PROXY')]);
     expect(problems({ ...API_ENV, TRUST_PROXY: 'proxy.local' })).toEqual([expect.stringContaining('TRUST_PROXY')]);
   });
+
+  it('regression: refuses http:// provider and callback URLs in production unless ALLOW_INSECURE_HTTP', () => {
+    const env = {
+      ...API_ENV,
+      NODE_ENV: 'production',
+      SMS_PROVIDERS: 'twilio',
+      TWILIO_ACCOUNT_SID: 'AC1',
+      TWILIO_AUTH_TOKEN: 'token',
+      TWILIO_FROM: '+15005550006',
+      TWILIO_API_BASE_URL: 'http://127.0.0.1:3003',
+      PUBLIC_WEBHOOK_BASE_URL: 'http://otp.example.com',
+    };
+    expect(problems(env, 'worker')).toEqual([
+      expect.stringContaining('PUBLIC_WEBHOOK_BASE_URL must be https://'),
+      expect.stringContaining('TWILIO_API_BASE_URL must be https://'),
+    ]);
+    expect(problems({ ...env, ALLOW_INSECURE_HTTP: 'true' }, 'worker')).toEqual([]);
+    expect(problems({ ...env, NODE_ENV: 'development' }, 'worker')).toEqual([]);
+  });
+
+  it('reads METRICS_TOKEN (16+ characters)', () => {
+    expect(loadConfig(API_ENV, 'api').metricsToken).toBeNull();
+    expect(loadConfig({ ...API_ENV, METRICS_TOKEN: 'metrics-token-0123456789' }, 'api').metricsToken).toBe(
+      'metrics-token-0123456789',
+    );
+    expect(problems({ ...API_ENV, METRICS_TOKEN: 'short' })).toEqual([expect.stringContaining('METRICS_TOKEN')]);
+  });
 });

@@ -43,6 +43,8 @@ export interface Config {
   readonly redis: RedisConfig;
   /** REDIS_ALLOW_NO_AOF: run in production on a Redis without AOF (accepted OTPs may be lost on a restart). */
   readonly redisAllowNoAof: boolean;
+  /** METRICS_TOKEN: when set, /metrics of every process asks for `Authorization: Bearer <token>`. */
+  readonly metricsToken: string | null;
   /** The send queues (see SEND_QUEUE_SHARDS) and how long finished jobs are kept. */
   readonly queues: {
     readonly sendShards: number;
@@ -269,6 +271,24 @@ export function loadConfig(env: NodeJS.ProcessEnv, app: AppName): Config {
     }
   }
 
+  // In production the provider credentials and the callbacks' signatures travel over these URLs: TLS only,
+  // unless ALLOW_INSECURE_HTTP says otherwise (a simulator, a proxy on the same host).
+  const allowInsecureHttp = r.bool('ALLOW_INSECURE_HTTP', false);
+  if (nodeEnv === 'production' && !allowInsecureHttp) {
+    const plain: [string, string | null | undefined][] = [
+      ['PUBLIC_WEBHOOK_BASE_URL', publicBaseUrl],
+      ['TWILIO_API_BASE_URL', twilio?.apiBaseUrl],
+      ['OCTOPUSH_API_BASE_URL', octopush?.apiBaseUrl],
+    ];
+    for (const [name, url] of plain) {
+      if (url?.startsWith('http://')) {
+        r.problems.push(
+          `${name} must be https:// in production (or set ALLOW_INSECURE_HTTP=true for a simulator or a local proxy)`,
+        );
+      }
+    }
+  }
+
   const dashUser = r.str('DASHBOARD_USER');
   const dashPassword = r.str('DASHBOARD_PASSWORD');
   if (needs('dashboard')) {
@@ -287,6 +307,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, app: AppName): Config {
     trustProxy: readTrustProxy(r),
     redis,
     redisAllowNoAof: r.bool('REDIS_ALLOW_NO_AOF', false),
+    metricsToken: readMetricsToken(r),
     queues: {
       sendShards: r.int('SEND_QUEUE_SHARDS', 1, 1, 256),
       keepCompleted: r.int('JOBS_KEEP_COMPLETED', 100, 0, 1_000_000),
@@ -347,6 +368,12 @@ export function loadConfig(env: NodeJS.ProcessEnv, app: AppName): Config {
   };
   if (r.problems.length > 0) throw new ConfigError(r.problems);
   return deepFreeze(config);
+}
+
+function readMetricsToken(r: EnvReader): string | null {
+  const token = r.str('METRICS_TOKEN');
+  if (token !== null && token.length < 16) r.problems.push('METRICS_TOKEN must be at least 16 characters');
+  return token;
 }
 
 function deepFreeze<T>(o: T): T {
