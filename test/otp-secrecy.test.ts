@@ -155,4 +155,3 @@ describe('/metrics with METRICS_TOKEN', () => {
     expect(ok.text).toContain('otp_api_refusals_total');
   });
 });
-

@@ -86,12 +86,7 @@ async function twilioPost(params: Record<string, string>, signature: string | nu
   return { status: res.status, body: text ? (JSON.parse(text) as Record<string, any>) : {} };
 }
 
-async function octopushPost(
-  token: string,
-  body: Record<string, string>,
-  as: 'json' | 'form' = 'json',
-  origin = base,
-) {
+async function octopushPost(token: string, body: Record<string, string>, as: 'json' | 'form' = 'json', origin = base) {
   const res = await fetch(`${origin}/webhooks/octopush/delivery/${token}`, {
     method: 'POST',
     headers: { 'content-type': as === 'json' ? 'application/json' : 'application/x-www-form-urlencoded' },
@@ -266,4 +261,3 @@ describe('Octopush delivery callbacks', () => {
     }
   });
 });
-

@@ -1,10 +1,10 @@
 import { Writable } from 'node:stream';
-import { pino } from 'pino';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildDashboard } from './app.js';
 import { loadConfig } from '@otp-gateway/core';
 import { connectStore, createSendQueues, type RedisClient, type SendQueues } from '@otp-gateway/store';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { closeRedisClients, type IsolatedStore, isolatedRedis } from '../../../test/support/redis.js';
+import { buildDashboard } from './app.js';
 
 /** The dashboard after the security review: headers, login throttling, destructive actions, operator logs. */
 const USER = 'operator';
