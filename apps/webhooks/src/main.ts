@@ -1,6 +1,6 @@
 import 'dotenv/config';
 import { loadConfig } from '@otp-gateway/core';
-import { refuseToStart } from '@otp-gateway/service';
+import { guardProcess, refuseToStart } from '@otp-gateway/service';
 import {
   checkRedisConfig,
   circuitSettings,
@@ -11,6 +11,7 @@ import {
   createReportRepo,
   createSendQueues,
 } from '@otp-gateway/store';
+import { Counter } from 'prom-client';
 import { buildWebhooks } from './app.js';
 import { createWebhookMetrics } from './metrics.js';
 
@@ -34,6 +35,13 @@ async function main() {
   });
   const limiter = createAddressLimiter(redis, ks, 'cb', config.webhooks.ipRequestsPerMinute);
   const app = await buildWebhooks({ config, reports, queues, redis, metrics, limiter });
+  const storeErrors = new Counter({
+    name: 'otp_store_errors_total',
+    help: 'Errors of Redis clients and queues outside any command (reconnects failing, ...), by source: logged at most every 10 s',
+    labelNames: ['source'],
+    registers: [metrics.registry],
+  });
+  guardProcess('webhooks', app.log, (source) => storeErrors.inc({ source }));
   await checkRedisConfig(redis, {
     env: config.env,
     allowNoAof: config.redisAllowNoAof,

@@ -1,8 +1,9 @@
 import 'dotenv/config';
 import { loadConfig, logFormat } from '@otp-gateway/core';
-import { refuseToStart } from '@otp-gateway/service';
+import { guardProcess, refuseToStart } from '@otp-gateway/service';
 import { checkRedisConfig, connectStore, redisAnswers } from '@otp-gateway/store';
 import { pino } from 'pino';
+import { Counter } from 'prom-client';
 import { startHealthServer } from './health.server.js';
 import { startSendWorker } from './send.worker.js';
 
@@ -22,6 +23,13 @@ async function main() {
     readyTimeoutMs: 5000,
   }).catch((e) => refuseToStart('worker', e));
   const sender = await startSendWorker({ config, redis, ks, log });
+  const storeErrors = new Counter({
+    name: 'otp_store_errors_total',
+    help: 'Errors of Redis clients and queues outside any command (reconnects failing, ...), by source: logged at most every 10 s',
+    labelNames: ['source'],
+    registers: [sender.metrics.registry],
+  });
+  guardProcess('worker', log, (source) => storeErrors.inc({ source }));
 
   const health = config.worker.metricsPort
     ? await startHealthServer({

@@ -2,6 +2,7 @@ import { tokenOfOtpId } from '@otp-gateway/core';
 import { type JobsOptions, Queue } from 'bullmq';
 import { type Keyspace, shardTag } from '../keyspace.js';
 import type { RedisClient } from '../redis/connection.js';
+import { reportStoreError } from '../redis/errors.js';
 
 /**
  * Every kind of send job, its id and its enqueue function: nothing else adds send jobs.
@@ -77,7 +78,7 @@ export function createSendQueues(redis: RedisClient, ks: Keyspace, settings: Sen
         defaultJobOptions: sendJobOptions(settings),
       }),
   );
-  for (const q of shards) q.on('error', () => {});
+  for (const q of shards) q.on('error', (err) => reportStoreError('queue', err));
   return {
     shards,
     forOtp: (otpId) => shards[shardOf(otpId, shards.length)] as SendQueue,
