@@ -76,14 +76,7 @@ async function seed(redis, layout, n) {
       const id = core.newOtpId(core.numberToken(keys, 'bench', phoneOf(i)));
       ids[i] = id;
       const k = layout.otpKeys(id);
-      args.push(
-        k.otp,
-        k.number,
-        id,
-        phoneOf(i),
-        messageId(i),
-        store.messageKeys(layout.ks, 'octopush', messageId(i)).index,
-      );
+      args.push(k.otp, k.number, id, phoneOf(i), messageId(i), store.messageKeys(layout.ks, 'octopush', messageId(i)).index);
     }
     await redis.eval(lua, 0, ...args);
   }

@@ -69,10 +69,7 @@ export async function workerDrainBench(
   let profile = null;
   const simPort = await freePort();
   const simUrl = `http://127.0.0.1:${simPort}`;
-  const sim = startApp(
-    'simulator',
-    gatewayEnv({ redis: { url: 'redis://127.0.0.1:9' }, simUrl, SIMULATOR_PORT: simPort }),
-  );
+  const sim = startApp('simulator', gatewayEnv({ redis: { url: 'redis://127.0.0.1:9' }, simUrl, SIMULATOR_PORT: simPort }));
 
   // one store per target (one Redis; a cluster), each with its own API process; one simulator for all
   const gateways = {};
@@ -148,11 +145,7 @@ export async function workerDrainBench(
   const addNoopJobs = async (n) => {
     const { Queue } = await import('bullmq');
     const q = single.layout.queues[0];
-    const queue = new Queue(q.name, {
-      connection: single.rc,
-      prefix: q.prefix,
-      defaultJobOptions: single.layout.jobOptions,
-    });
+    const queue = new Queue(q.name, { connection: single.rc, prefix: q.prefix, defaultJobOptions: single.layout.jobOptions });
     for (let start = 0; start < n; start += 500) {
       const batch = [];
       for (let i = start; i < Math.min(n, start + 500); i++) {
@@ -385,15 +378,9 @@ export async function workerDrainBench(
       if (!g) continue;
       await flushAll(g.rc);
       await createOtps(g, jobs);
-      const b = await drain(
-        g,
-        'instant',
-        jobs,
-        {},
-        {
-          profileAs: cpuProf && i === 0 && g === single ? 'worker-drain-instant' : null,
-        },
-      );
+      const b = await drain(g, 'instant', jobs, {}, {
+        profileAs: cpuProf && i === 0 && g === single ? 'worker-drain-instant' : null,
+      });
       check(b);
       runs[key].push(b);
       show(i, label, b);
@@ -405,13 +392,7 @@ export async function workerDrainBench(
       if (!g) continue;
       await flushAll(g.rc);
       await createOtps(g, jobs);
-      const b = await drain(
-        g,
-        'real',
-        jobs,
-        {},
-        { profileAs: cpuProf && i === 0 && g === single ? 'worker-drain' : null },
-      );
+      const b = await drain(g, 'real', jobs, {}, { profileAs: cpuProf && i === 0 && g === single ? 'worker-drain' : null });
       check(b);
       runs[key].push(b);
       show(i, label, b);

@@ -13,10 +13,7 @@ const { Redis, Cluster } = req('ioredis');
 // one Redis (REDIS_URL) or a cluster (REDIS_CLUSTER_NODES), as the gateway's processes
 const connection = process.env.REDIS_CLUSTER_NODES
   ? new Cluster(
-      process.env.REDIS_CLUSTER_NODES.split(',').map((hp) => ({
-        host: hp.split(':')[0],
-        port: Number(hp.split(':')[1]),
-      })),
+      process.env.REDIS_CLUSTER_NODES.split(',').map((hp) => ({ host: hp.split(':')[0], port: Number(hp.split(':')[1]) })),
       { redisOptions: { maxRetriesPerRequest: null }, scaleReads: 'master' },
     )
   : new Redis(process.env.REDIS_URL, { maxRetriesPerRequest: null, enableReadyCheck: true });
