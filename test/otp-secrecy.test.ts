@@ -18,6 +18,7 @@ let store: IsolatedStore;
 let db: RedisClient;
 let ks: Keyspace;
 let api: ApiProcess;
+const METRICS_TOKEN = 'metrics-token-0123456789abcdef';
 const answers: [string, HttpAnswer][] = [];
 
 beforeAll(async () => {
@@ -32,6 +33,7 @@ beforeAll(async () => {
       OTP_MAX_ATTEMPTS: '3',
       OTP_RESEND_COOLDOWN_SECONDS: '0',
       LOG_LEVEL: 'trace',
+      METRICS_TOKEN: METRICS_TOKEN,
     },
     KEY_A.secret,
   );
@@ -127,5 +129,29 @@ describe('phone numbers in log lines', () => {
       .split('\n')
       .filter((l) => l.includes('12345671') || l.includes('12345672'));
     expect(leaks).toEqual([]);
+  });
+});
+
+describe('query strings in log lines', () => {
+  it('regression: a key or a code put in a query string is never logged, only the parameter names', async () => {
+    const secret = 'leaky-api-key-in-query-0123456789';
+    await api.request('GET', `/v1/otp/status?phoneNumber=%2B33612345673&api_key=${secret}&code=987654`);
+    await api.request('GET', `/v1/otp/otp_${'0'.repeat(32)}?token=${secret}`);
+    await api.request('GET', `/healthz?k=${secret}`);
+    await new Promise((r) => setTimeout(r, 200));
+    const lines = api.proc.output().split('\n');
+    expect(lines.filter((l) => l.includes(secret) || l.includes('987654') || l.includes('12345673'))).toEqual([]);
+    // the request was logged, with the names of its parameters
+    expect(lines.some((l) => l.includes('api_key=***') && l.includes('code=***'))).toBe(true);
+  });
+});
+
+describe('/metrics with METRICS_TOKEN', () => {
+  it('regression: answers 401 without the token (or with an API key), and the metrics with it', async () => {
+    expect((await api.request('GET', '/metrics', { key: null })).status).toBe(401);
+    expect((await api.request('GET', '/metrics')).status).toBe(401);
+    const ok = await api.request('GET', '/metrics', { key: METRICS_TOKEN });
+    expect(ok.status).toBe(200);
+    expect(ok.text).toContain('otp_api_refusals_total');
   });
 });

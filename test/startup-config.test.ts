@@ -26,6 +26,20 @@ describe('every process refuses a configuration it cannot run with', () => {
       ['PUBLIC_WEBHOOK_BASE_URL', 'OCTOPUSH_WEBHOOK_TOKEN', 'WEBHOOKS_PORT'],
     ],
     ['dashboard', { DASHBOARD_USER: '', DASHBOARD_PASSWORD: '' }, ['DASHBOARD_USER', 'DASHBOARD_PASSWORD']],
+    // regression: plain http for the provider APIs and the public callbacks origin, in production
+    [
+      'worker',
+      {
+        NODE_ENV: 'production',
+        OTP_SECRET: 'unit-test-secret-0123456789abcdefghijklmnop',
+        SMS_PROVIDERS: 'octopush',
+        OCTOPUSH_API_KEY: 'k',
+        OCTOPUSH_API_LOGIN: 'l',
+        OCTOPUSH_API_BASE_URL: 'http://octopush.internal/v1/public',
+        PUBLIC_WEBHOOK_BASE_URL: 'http://otp.example.com',
+      },
+      ['OCTOPUSH_API_BASE_URL', 'PUBLIC_WEBHOOK_BASE_URL', 'ALLOW_INSECURE_HTTP'],
+    ],
   ] as const)('%s names every bad variable in one message and exits 78', async (app, env, names) => {
     const p = startApp(app, { REDIS_URL: 'redis://127.0.0.1:1', ...env });
     expect(await exitOf(p)).toBe(78);

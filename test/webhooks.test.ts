@@ -11,6 +11,7 @@ import { freePort } from './support/redis-server.js';
 
 const TWILIO_TOKEN = 'twilio-auth-token-0123456789abcdef';
 const OCTOPUSH_TOKEN = 'octo-hook-token-9f8e7d6c5b4a3210';
+const OCTOPUSH_PREVIOUS = 'octo-previous-token-0011223344556677';
 const PUBLIC_BASE = 'https://otp.example.com';
 const TWILIO_URL = `${PUBLIC_BASE}/webhooks/twilio/status`;
 
@@ -32,6 +33,7 @@ beforeAll(async () => {
     PUBLIC_WEBHOOK_BASE_URL: PUBLIC_BASE,
     TWILIO_AUTH_TOKEN: TWILIO_TOKEN,
     OCTOPUSH_WEBHOOK_TOKEN: OCTOPUSH_TOKEN,
+    OCTOPUSH_WEBHOOK_TOKEN_PREVIOUS: OCTOPUSH_PREVIOUS,
   });
   await waitForHttp(`${base}/readyz`);
 });
@@ -84,8 +86,8 @@ async function twilioPost(params: Record<string, string>, signature: string | nu
   return { status: res.status, body: text ? (JSON.parse(text) as Record<string, any>) : {} };
 }
 
-async function octopushPost(token: string, body: Record<string, string>, as: 'json' | 'form' = 'json') {
-  const res = await fetch(`${base}/webhooks/octopush/delivery/${token}`, {
+async function octopushPost(token: string, body: Record<string, string>, as: 'json' | 'form' = 'json', origin = base) {
+  const res = await fetch(`${origin}/webhooks/octopush/delivery/${token}`, {
     method: 'POST',
     headers: { 'content-type': as === 'json' ? 'application/json' : 'application/x-www-form-urlencoded' },
     body: as === 'json' ? JSON.stringify(body) : new URLSearchParams(body).toString(),
@@ -183,5 +185,79 @@ describe('Octopush delivery callbacks', () => {
     expect(app.output()).not.toContain(OCTOPUSH_TOKEN.slice(0, -1));
     expect(app.output()).not.toContain(TWILIO_TOKEN);
     expect(app.output()).not.toContain('+33612345678');
+  });
+
+  it('regression: refuses reports of the wrong shape with 400 and keeps nothing for them', async () => {
+    const o = await acceptedOtp('octopush');
+    const before = await otp(o.id);
+    const long = 'x'.repeat(500);
+    for (const body of [
+      report(long, 'DELIVERED'),
+      report('id with spaces', 'DELIVERED'),
+      report(o.messageId, '<script>'),
+      { ...report(o.messageId, 'NOT_DELIVERED'), number: 'not a number' },
+      { number: '+33612345678' },
+    ]) {
+      const res = await octopushPost(OCTOPUSH_TOKEN, body as Record<string, string>);
+      expect(res.status, JSON.stringify(body)).toBe(400);
+      expect(res.body.error.code).toBe('invalid_request');
+    }
+    expect(await store.redis.exists(messageKeys(store.ks, 'octopush', long).early)).toBe(0);
+    expect(await otp(o.id)).toEqual(before);
+    // a signed Twilio report whose MessageSid is not one is refused the same way
+    const params = statusParams('not-a-sid', 'delivered');
+    expect((await twilioPost(params, sign(params))).status).toBe(400);
+  });
+
+  it('regression: a report naming another number than the OTP changes nothing (no resend)', async () => {
+    const o = await acceptedOtp('octopush');
+    const before = await otp(o.id);
+    const forged = { ...report(o.messageId, 'NOT_DELIVERED'), number: '+33699999999' };
+    expect((await octopushPost(OCTOPUSH_TOKEN, forged)).status).toBe(200);
+    expect(await otp(o.id)).toEqual(before);
+    expect((await octopushPost(OCTOPUSH_TOKEN, report(o.messageId, 'DELIVERED'))).status).toBe(200);
+    expect(await otp(o.id)).toMatchObject({ ds: 'delivered' });
+  });
+
+  it('accepts the previous token too while a rotation is under way (OCTOPUSH_WEBHOOK_TOKEN_PREVIOUS)', async () => {
+    const o = await acceptedOtp('octopush');
+    expect((await octopushPost(OCTOPUSH_PREVIOUS, report(o.messageId, 'DELIVERED'))).status).toBe(200);
+    expect(await otp(o.id)).toMatchObject({ ds: 'delivered' });
+    expect(app.output()).not.toContain(OCTOPUSH_PREVIOUS);
+  });
+
+  it('counts reports kept for message ids not recorded yet in otp_callback_early_reports_total', async () => {
+    expect((await octopushPost(OCTOPUSH_TOKEN, report('oct-not-yet-recorded', 'DELIVERED'))).status).toBe(200);
+    const metrics = await (await fetch(`${base}/metrics`)).text();
+    expect(metrics).toMatch(/otp_callback_early_reports_total\{provider="octopush",outcome="kept"\} [1-9]/);
+  });
+
+  it('regression: refuses callbacks past WEBHOOKS_RATE_LIMIT_PER_IP_PER_MINUTE with 429, a token guesser too', async () => {
+    const port = await freePort();
+    const own = await isolatedRedis();
+    const limited = startApp('webhooks', {
+      ...own.env,
+      HOST: '127.0.0.1',
+      WEBHOOKS_PORT: String(port),
+      OCTOPUSH_WEBHOOK_TOKEN: OCTOPUSH_TOKEN,
+      WEBHOOKS_RATE_LIMIT_PER_IP_PER_MINUTE: '3',
+    });
+    try {
+      const origin = `http://127.0.0.1:${port}`;
+      await waitForHttp(`${origin}/readyz`);
+      const statuses: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        const token = i < 3 ? `guess-${i}-0123456789abcdef` : OCTOPUSH_TOKEN;
+        statuses.push((await octopushPost(token, report(`oct-guess-${i}`, 'DELIVERED'), 'json', origin)).status);
+      }
+      // the counter may straddle a minute boundary: at most one window reset in 5 quick requests
+      expect(statuses.slice(0, 3)).toEqual([403, 403, 403]);
+      expect(statuses.filter((s) => s === 429).length).toBeGreaterThanOrEqual(1);
+      // health checks are not counted
+      expect((await fetch(`${origin}/healthz`)).status).toBe(200);
+    } finally {
+      await limited.stop();
+      await closeRedisClients(own.redis);
+    }
   });
 });

@@ -63,6 +63,27 @@ describe('send worker', () => {
     expect(v.status).toBe(200);
   });
 
+  it('regression: a send Twilio accepted but never answered (timeout) goes out through Octopush with the same code', async () => {
+    await stack.faults('twilio', { failNext: { count: 1, kind: 'accepted_timeout' } });
+    const to = phone();
+    const sent = await stack.send(to);
+    expect(sent.status).toBe(202);
+    const otp = await settled(sent.body.id, (o) => o.deliveryStatus === 'sent' && o.provider === 'octopush');
+    // the attempts say what happened: Twilio's call timed out (it may or may not have sent), Octopush accepted
+    expect(otp.attempts[0]).toMatchObject({ provider: 'twilio', outcome: 'retryable' });
+    expect(otp.attempts.at(-1)).toMatchObject({ provider: 'octopush', outcome: 'accepted' });
+    // the phone got both messages, and both carry the one code, which verifies
+    const inbox = await eventually(async () => {
+      const m = await stack.inbox(to);
+      return m.length >= 2 ? m : undefined;
+    }, 10_000);
+    expect(inbox.map((m) => m.provider).sort()).toEqual(['octopush', 'twilio']);
+    const codes = new Set(inbox.map((m) => codeIn(m.body)));
+    expect(codes.size).toBe(1);
+    const v = await stack.verify({ phoneNumber: to, code: [...codes][0]! });
+    expect(v.status).toBe(200);
+  });
+
   it('stops without failover when the number is invalid for the provider', async () => {
     await stack.faults('twilio', { failNext: { count: 1, kind: 'invalid_number' } });
     const to = phone();

@@ -1,7 +1,14 @@
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { type TypeBoxTypeProvider, TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox';
-import { type Config, isGatewayError, logFormat, maskPhone } from '@otp-gateway/core';
+import {
+  type Config,
+  fastifyTrustProxy,
+  isGatewayError,
+  logFormat,
+  maskPhone,
+  metricsAuthorizer,
+} from '@otp-gateway/core';
 import type { OtpService } from '@otp-gateway/service';
 import { type RedisClient, redisAnswers } from '@otp-gateway/store';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions, LogController } from 'fastify';
@@ -27,7 +34,28 @@ const safeDecode = (v: string): string => {
   }
 };
 
-/** Log options shared by the HTTP apps: JSON lines, secrets redacted, phone numbers in URLs masked. */
+/**
+ * A URL as it may be logged: the path, and each query parameter's name with its value masked (a phone number
+ * by maskPhone, anything else replaced): a caller may put a key or a code in a query string by mistake.
+ */
+export function loggableApiUrl(url: string): string {
+  const q = url.indexOf('?');
+  if (q === -1) return url;
+  const masked = url
+    .slice(q + 1)
+    .split('&')
+    .filter(Boolean)
+    .map((pair) => {
+      const eq = pair.indexOf('=');
+      const name = (eq === -1 ? pair : pair.slice(0, eq)).slice(0, 64);
+      if (eq === -1) return name;
+      const value = pair.slice(eq + 1);
+      return `${name}=${name.toLowerCase() === 'phonenumber' ? maskPhone(safeDecode(value)) : '***'}`;
+    });
+  return `${url.slice(0, q)}?${masked.join('&')}`;
+}
+
+/** Log options shared by the HTTP apps: JSON lines, secrets redacted, query strings masked. */
 export function apiLoggerOptions(config: Config): FastifyServerOptions['logger'] {
   return {
     level: config.logLevel,
@@ -36,7 +64,7 @@ export function apiLoggerOptions(config: Config): FastifyServerOptions['logger']
     serializers: {
       req: (req: { method: string; url: string; ip?: string; id?: string }) => ({
         method: req.method,
-        url: req.url.replace(/(phoneNumber=)([^&]*)/gi, (_m, k: string, v: string) => k + maskPhone(safeDecode(v))),
+        url: loggableApiUrl(req.url),
         remoteAddress: req.ip,
       }),
     },
@@ -49,7 +77,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   const metrics = deps.metrics ?? createApiMetrics();
   const app = Fastify({
     logger: deps.logger === undefined ? apiLoggerOptions(config) : deps.logger,
-    trustProxy: config.api.trustProxy,
+    trustProxy: fastifyTrustProxy(config),
     bodyLimit: 16 * 1024,
     requestIdHeader: 'x-request-id',
     // One log line per request (below) instead of Fastify's two, with the OTP it concerns.
@@ -116,9 +144,15 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     if (await redisAnswers(redis)) return { status: 'ready' };
     return reply.code(503).send({ error: { code: 'store_unavailable', message: 'Redis does not answer' } });
   });
-  app.get('/metrics', { schema: { hide: true } }, async (_req, reply) =>
-    reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
-  );
+  const metricsAuthorized = metricsAuthorizer(config.metricsToken);
+  app.get('/metrics', { schema: { hide: true } }, async (req, reply) => {
+    if (!metricsAuthorized(req.headers.authorization)) {
+      return reply
+        .code(401)
+        .send({ error: { code: 'unauthorized', message: 'METRICS_TOKEN required as a Bearer token' } });
+    }
+    return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+  });
 
   await app.register(otpRoutes, {
     prefix: '/v1',

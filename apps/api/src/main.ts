@@ -1,6 +1,6 @@
 import 'dotenv/config';
 import { deriveKeys, loadConfig } from '@otp-gateway/core';
-import { createOtpService, refuseToStart } from '@otp-gateway/service';
+import { createOtpService, guardProcess, refuseToStart } from '@otp-gateway/service';
 import {
   checkRedisConfig,
   connectStore,
@@ -16,6 +16,7 @@ import {
   startRedisClock,
 } from '@otp-gateway/store';
 import { Cluster } from 'ioredis';
+import { Counter } from 'prom-client';
 import { buildApi } from './app.js';
 import { createApiMetrics } from './metrics.js';
 
@@ -61,9 +62,19 @@ async function main() {
       ),
   });
   app = await buildApi({ config, service, redis, metrics });
-  await checkRedisConfig(redis, { env: config.env, log: app.log, readyTimeoutMs: 2000 }).catch((e) =>
-    refuseToStart('api', e),
-  );
+  const storeErrors = new Counter({
+    name: 'otp_store_errors_total',
+    help: 'Errors of Redis clients and queues outside any command (reconnects failing, ...), by source: logged at most every 10 s',
+    labelNames: ['source'],
+    registers: [metrics.registry],
+  });
+  guardProcess('api', app.log, (source) => storeErrors.inc({ source }));
+  await checkRedisConfig(redis, {
+    env: config.env,
+    allowNoAof: config.redisAllowNoAof,
+    log: app.log,
+    readyTimeoutMs: 2000,
+  }).catch((e) => refuseToStart('api', e));
 
   let closing = false;
   const stop = async (signal: string) => {

@@ -24,6 +24,26 @@ export const REFUSED_BOARD_ROUTES: ReadonlySet<string> = new Set([
   `PATCH ${BOARD_PATH}/api/queues/:queueName/:jobId/update-data`,
 ]);
 
+/**
+ * Bull Board routes that delete jobs or stop work: emptying, cleaning, obliterating or pausing a queue loses or
+ * holds OTPs in flight, and the rate-limit, concurrency and scheduler routes change how workers send. Refused
+ * unless DASHBOARD_ALLOW_DESTRUCTIVE_ACTIONS is set. Retrying, promoting and resuming stay allowed.
+ */
+export const DESTRUCTIVE_BOARD_ROUTES: ReadonlySet<string> = new Set(
+  [
+    'PUT /api/queues/pause',
+    'PUT /api/queues/:queueName/pause',
+    'PUT /api/queues/:queueName/clean/:queueStatus',
+    'PUT /api/queues/:queueName/:jobId/clean',
+    'PUT /api/queues/:queueName/empty',
+    'PUT /api/queues/:queueName/obliterate',
+    'PUT /api/queues/:queueName/concurrency',
+    'PUT /api/queues/:queueName/rate-limit',
+    'PUT /api/queues/:queueName/job-schedulers/:schedulerId/remove',
+    'PATCH /api/queues/:queueName/job-schedulers/:schedulerId',
+  ].map((r) => r.replace(' ', ` ${BOARD_PATH}`)),
+);
+
 /** Bull Board over `queues`, every job's data redacted (see redact.ts). Register with `{ prefix: BOARD_PATH }`. */
 export function bullBoardPlugin(queues: readonly Queue[]): FastifyPluginAsync {
   const serverAdapter = new FastifyAdapter();

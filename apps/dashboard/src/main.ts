@@ -1,9 +1,11 @@
 import 'dotenv/config';
 import { loadConfig } from '@otp-gateway/core';
-import { refuseToStart } from '@otp-gateway/service';
+import { guardProcess, refuseToStart } from '@otp-gateway/service';
 import { checkRedisConfig, connectStore, createSendQueues } from '@otp-gateway/store';
 import { pino } from 'pino';
+import { Counter } from 'prom-client';
 import { BOARD_PATH, buildDashboard, dashboardLoggerOptions } from './app.js';
+import { createDashboardMetrics } from './metrics.js';
 
 async function main() {
   let config: ReturnType<typeof loadConfig>;
@@ -14,11 +16,24 @@ async function main() {
   }
   const log = pino(dashboardLoggerOptions(config));
   const { redis, ks } = connectStore(config, 'request', 'otp-dashboard');
-  await checkRedisConfig(redis, { env: config.env, log }).catch((e) => refuseToStart('dashboard', e));
+  await checkRedisConfig(redis, { env: config.env, allowNoAof: config.redisAllowNoAof, log }).catch((e) =>
+    refuseToStart('dashboard', e),
+  );
   // Every shard of the send queue, each shown on the board and in the metrics.
   const sendQueues = createSendQueues(redis, ks, config.queues);
   const queues = sendQueues.shards;
-  const app = await buildDashboard({ config, redis, queues, logger: log });
+  const metrics = createDashboardMetrics(queues, {
+    onError: (err) =>
+      log.warn({ reason: err instanceof Error ? err.message : String(err) }, 'queue metrics unavailable'),
+  });
+  const storeErrors = new Counter({
+    name: 'otp_store_errors_total',
+    help: 'Errors of Redis clients and queues outside any command (reconnects failing, ...), by source: logged at most every 10 s',
+    labelNames: ['source'],
+    registers: [metrics.registry],
+  });
+  guardProcess('dashboard', log, (source) => storeErrors.inc({ source }));
+  const app = await buildDashboard({ config, redis, queues, logger: log, metrics });
 
   let closing = false;
   const stop = async (signal: string) => {

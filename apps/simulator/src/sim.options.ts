@@ -9,7 +9,9 @@ export const isSimProvider = (v: string): v is SimProvider => (SIM_PROVIDERS as 
  * - `invalid_number`, `opted_out`: the vendor refuses the recipient;
  * - `rate_limit` (429 + Retry-After), `server_error` (500), `down` (503);
  * - `timeout`: the request hangs (never answered, see timeoutHangMs); `reset`: the connection is reset;
- * - `undelivered`: accepted, then reported undelivered; `lost_callback`: accepted, no delivery report.
+ * - `undelivered`: accepted, then reported undelivered; `lost_callback`: accepted, no delivery report;
+ * - `accepted_timeout`: the message is accepted (it reaches the inbox and is reported), then the answer hangs
+ *   like `timeout`: the caller cannot know it went out (queued with failNext; Twilio only).
  */
 export const FAULT_KINDS = [
   'auth',
@@ -25,13 +27,14 @@ export const FAULT_KINDS = [
   'reset',
   'undelivered',
   'lost_callback',
+  'accepted_timeout',
 ] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
 /** Kinds a vendor has no equivalent for (the control API refuses them). */
 export const UNSUPPORTED_KINDS: Readonly<Record<SimProvider, readonly FaultKind[]>> = {
   twilio: ['no_credit'],
-  octopush: ['region'],
+  octopush: ['region', 'accepted_timeout'],
 };
 
 /** Fault settings of one provider; rates are probabilities from 0 to 1 drawn per request. */

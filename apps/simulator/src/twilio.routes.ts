@@ -3,6 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { type InboxMessage, mask } from './inbox.js';
 import { countSegments } from './segments.js';
 import { preflight, type SimContext, type TransportAnswers } from './sim.context.js';
+import { dropConnection } from './timing.js';
 import { API_VERSION, scheduleReports } from './twilio.reports.js';
 
 const E164 = /^\+[1-9]\d{6,14}$/;
@@ -156,6 +157,11 @@ export function registerTwilioRoutes(app: FastifyInstance, ctx: SimContext): voi
       req.log.info({ sid, to: mask(to) }, 'twilio message accepted');
       const fate = fault === 'undelivered' || fault === 'lost_callback' ? fault : ctx.faults.drawDelivery('twilio');
       scheduleReports(ctx, message, { statusCallback, serviceSid, fate }, req.log);
+      if (fault === 'accepted_timeout') {
+        await ctx.timing.sleep(ctx.opts.timeoutHangMs, reply);
+        dropConnection(reply, false);
+        return reply;
+      }
 
       const uri = `/${API_VERSION}/Accounts/${accountSid}/Messages/${sid}`;
       return reply

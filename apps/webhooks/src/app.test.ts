@@ -112,7 +112,7 @@ describe('callbacks app', () => {
   it('checks the signature against the public URL with the query string Twilio called', async () => {
     const env = { TWILIO_AUTH_TOKEN: TOKEN, PUBLIC_WEBHOOK_BASE_URL: 'https://otp.example.com/' };
     const { app, reports } = await build(env, async () => ({ kind: 'deferred' }));
-    const params = { MessageSid: 'SM1', MessageStatus: 'sent' };
+    const params = { MessageSid: `SM${'1'.repeat(32)}`, MessageStatus: 'sent' };
     const signature = sign('https://otp.example.com/webhooks/twilio/status?x=1', params);
     const res = await app.inject({
       method: 'POST',
@@ -124,11 +124,12 @@ describe('callbacks app', () => {
     expect(reports).toEqual([
       {
         provider: 'twilio',
-        messageId: 'SM1',
+        messageId: `SM${'1'.repeat(32)}`,
         status: 'sent',
         providerStatus: 'sent',
         errorCode: null,
         at: expect.any(Number),
+        phoneNumber: null,
       },
     ]);
     await app.close();

@@ -1,6 +1,12 @@
 import formbody from '@fastify/formbody';
-import { type Config, logFormat } from '@otp-gateway/core';
-import { type RedisClient, type ReportRepo, redisAnswers, type SendQueues } from '@otp-gateway/store';
+import { type Config, fastifyTrustProxy, logFormat, metricsAuthorizer } from '@otp-gateway/core';
+import {
+  type AddressLimiter,
+  type RedisClient,
+  type ReportRepo,
+  redisAnswers,
+  type SendQueues,
+} from '@otp-gateway/store';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { createWebhookMetrics, type WebhookMetrics } from './metrics.js';
 import { OCTOPUSH_DELIVERY_PREFIX, octopushRoutes } from './octopush.routes.js';
@@ -16,7 +22,11 @@ export interface WebhooksDeps {
   readonly redis: RedisClient;
   readonly logger?: FastifyServerOptions['logger'] | false;
   readonly metrics?: WebhookMetrics;
+  /** Counts callback requests per client address (WEBHOOKS_RATE_LIMIT_PER_IP_PER_MINUTE); none: no limit. */
+  readonly limiter?: AddressLimiter;
 }
+
+const providerOf = (url: string) => (url.startsWith(OCTOPUSH_DELIVERY_PREFIX) ? 'octopush' : 'twilio');
 
 const TOKEN_SEGMENT = new RegExp(`(${OCTOPUSH_DELIVERY_PREFIX.replaceAll('/', '\\/')})[^/?#]*`);
 
@@ -45,12 +55,17 @@ export async function buildWebhooks(deps: WebhooksDeps): Promise<FastifyInstance
   const app = Fastify({
     logger: deps.logger === undefined ? webhooksLoggerOptions(config) : deps.logger,
     bodyLimit: 32 * 1024,
+    trustProxy: fastifyTrustProxy(config),
     requestIdHeader: 'x-request-id',
     // the token segment of the Octopush route is long and random
     routerOptions: { maxParamLength: 256 },
   });
 
   app.setErrorHandler((err: FastifyError, req, reply) => {
+    if (err.validation) {
+      metrics.received.inc({ provider: providerOf(req.url), result: 'invalid' });
+      return refuse(reply, 400, 'invalid_request', err.message);
+    }
     const status = err.statusCode ?? 500;
     if (status >= 400 && status < 500) {
       const code = status === 415 ? 'unsupported_media_type' : status === 413 ? 'body_too_large' : 'invalid_request';
@@ -64,14 +79,34 @@ export async function buildWebhooks(deps: WebhooksDeps): Promise<FastifyInstance
   );
   await app.register(formbody);
 
+  // Callbacks are counted per client address before anything else (a token guess included). A limiter that
+  // fails lets the request through: recording it will answer 503 if Redis is down.
+  const { limiter } = deps;
+  if (limiter) {
+    app.addHook('onRequest', async (req, reply) => {
+      if (!req.url.startsWith('/webhooks/')) return;
+      const limited = await limiter.hit(req.ip).catch(() => null);
+      if (!limited) return;
+      metrics.received.inc({ provider: providerOf(req.url), result: 'limited' });
+      reply.header('retry-after', String(Math.ceil(limited.retryAfterMs / 1000)));
+      return refuse(reply, 429, 'rate_limited', 'too many callbacks from this address');
+    });
+  }
+
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_req, reply) => {
     if (await redisAnswers(redis)) return { status: 'ready' };
     return refuse(reply, 503, 'store_unavailable', 'Redis does not answer');
   });
-  app.get('/metrics', async (_req, reply) =>
-    reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
-  );
+  const metricsAuthorized = metricsAuthorizer(config.metricsToken);
+  app.get('/metrics', async (req, reply) => {
+    if (!metricsAuthorized(req.headers.authorization)) {
+      return reply
+        .code(401)
+        .send({ error: { code: 'unauthorized', message: 'METRICS_TOKEN required as a Bearer token' } });
+    }
+    return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+  });
 
   const record = { reports: deps.reports, queues: deps.queues, metrics };
   await app.register(twilioRoutes, {
@@ -79,6 +114,6 @@ export async function buildWebhooks(deps: WebhooksDeps): Promise<FastifyInstance
     authToken: config.webhooks.twilioAuthToken,
     publicBaseUrl: config.webhooks.publicBaseUrl,
   });
-  await app.register(octopushRoutes, { ...record, token: config.webhooks.octopushToken });
+  await app.register(octopushRoutes, { ...record, tokens: config.webhooks.octopushTokens });
   return app;
 }

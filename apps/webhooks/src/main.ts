@@ -1,16 +1,19 @@
 import 'dotenv/config';
 import { loadConfig } from '@otp-gateway/core';
-import { refuseToStart } from '@otp-gateway/service';
+import { guardProcess, refuseToStart } from '@otp-gateway/service';
 import {
   checkRedisConfig,
   circuitSettings,
   connectStore,
+  createAddressLimiter,
   createCircuits,
   createMessageIndex,
   createReportRepo,
   createSendQueues,
 } from '@otp-gateway/store';
+import { Counter } from 'prom-client';
 import { buildWebhooks } from './app.js';
+import { createWebhookMetrics } from './metrics.js';
 
 async function main() {
   let config: ReturnType<typeof loadConfig>;
@@ -21,18 +24,33 @@ async function main() {
   }
   const { redis, ks } = connectStore(config, 'request', 'otp-webhooks');
   const queues = createSendQueues(redis, ks, config.queues);
+  const metrics = createWebhookMetrics();
   const reports = createReportRepo({
     redis,
     ks,
-    messages: createMessageIndex(redis, ks),
+    messages: createMessageIndex(redis, ks, {
+      onEarly: (provider, outcome) => metrics.earlyReports.inc({ provider, outcome }),
+    }),
     circuits: createCircuits(redis, ks, circuitSettings(config)),
   });
-  const app = await buildWebhooks({ config, reports, queues, redis });
-  await checkRedisConfig(redis, { env: config.env, log: app.log, readyTimeoutMs: 2000 }).catch((e) =>
-    refuseToStart('webhooks', e),
-  );
+  const limiter = createAddressLimiter(redis, ks, 'cb', config.webhooks.ipRequestsPerMinute);
+  const app = await buildWebhooks({ config, reports, queues, redis, metrics, limiter });
+  const storeErrors = new Counter({
+    name: 'otp_store_errors_total',
+    help: 'Errors of Redis clients and queues outside any command (reconnects failing, ...), by source: logged at most every 10 s',
+    labelNames: ['source'],
+    registers: [metrics.registry],
+  });
+  guardProcess('webhooks', app.log, (source) => storeErrors.inc({ source }));
+  await checkRedisConfig(redis, {
+    env: config.env,
+    allowNoAof: config.redisAllowNoAof,
+    log: app.log,
+    readyTimeoutMs: 2000,
+  }).catch((e) => refuseToStart('webhooks', e));
   if (!config.webhooks.twilioAuthToken) app.log.warn('TWILIO_AUTH_TOKEN is not set: Twilio callbacks answer 404');
-  if (!config.webhooks.octopushToken) app.log.warn('OCTOPUSH_WEBHOOK_TOKEN is not set: Octopush callbacks answer 404');
+  if (config.webhooks.octopushTokens.length === 0)
+    app.log.warn('OCTOPUSH_WEBHOOK_TOKEN is not set: Octopush callbacks answer 404');
 
   let closing = false;
   const stop = async (signal: string) => {

@@ -7,6 +7,8 @@ export type CallbackResult =
   | 'unchanged'
   | 'deferred'
   | 'ignored'
+  | 'dropped'
+  | 'limited'
   | 'unknown_status'
   | 'invalid'
   | 'forbidden'
@@ -21,6 +23,8 @@ export interface WebhookMetrics {
   readonly authFailures: Counter<'provider'>;
   readonly resends: Counter<'provider'>;
   readonly applySeconds: Histogram<'provider'>;
+  /** Reports for message ids not recorded yet: kept, kept with the oldest of its message trimmed, or dropped. */
+  readonly earlyReports: Counter<'provider' | 'outcome'>;
 }
 
 export function createWebhookMetrics(): WebhookMetrics {
@@ -31,7 +35,7 @@ export function createWebhookMetrics(): WebhookMetrics {
     funnel: new Counter({ ...FUNNEL_METRIC, labelNames: [...FUNNEL_METRIC.labelNames], registers: [registry] }),
     received: new Counter({
       name: 'otp_callbacks_received_total',
-      help: 'Provider delivery callbacks by provider and result (applied, unchanged, deferred, ignored, unknown_status, invalid, forbidden, error)',
+      help: 'Provider delivery callbacks by provider and result (applied, unchanged, deferred, ignored, dropped, limited, unknown_status, invalid, forbidden, error)',
       labelNames: ['provider', 'result'],
       registers: [registry],
     }),
@@ -45,6 +49,12 @@ export function createWebhookMetrics(): WebhookMetrics {
       name: 'otp_callback_resends_total',
       help: 'Resends queued because the message that counted was not delivered, by the provider that failed',
       labelNames: ['provider'],
+      registers: [registry],
+    }),
+    earlyReports: new Counter({
+      name: 'otp_callback_early_reports_total',
+      help: 'Reports whose message id was not recorded yet, by outcome: kept for the worker, trimmed (the per-message cap dropped its oldest) or dropped (the total cap)',
+      labelNames: ['provider', 'outcome'],
       registers: [registry],
     }),
     applySeconds: new Histogram({

@@ -11,9 +11,35 @@ import { refuse } from './webhook.errors.js';
 export const OCTOPUSH_DELIVERY_PREFIX = '/webhooks/octopush/delivery/';
 
 export interface OctopushRoutesOptions extends RecordDeps {
-  /** OCTOPUSH_WEBHOOK_TOKEN; null: the route answers 404 not_configured. */
-  readonly token: string | null;
+  /**
+   * OCTOPUSH_WEBHOOK_TOKEN and, during a rotation, OCTOPUSH_WEBHOOK_TOKEN_PREVIOUS: either is accepted. None: the
+   * route answers 404 not_configured.
+   */
+  readonly tokens: readonly string[];
   readonly metrics: WebhookMetrics;
+}
+
+/**
+ * The report's declared shape (JSON or form-encoded alike): ids and statuses of bounded length and alphabet,
+ * so nothing a caller invents becomes a long Redis key or a log line of any size. Unknown fields are allowed
+ * (Octopush may add some) and ignored.
+ */
+export const OCTOPUSH_REPORT_SCHEMA = {
+  type: 'object',
+  required: ['message_id', 'status'],
+  properties: {
+    message_id: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$' },
+    status: { type: 'string', pattern: '^[A-Za-z_]{1,40}$' },
+    number: { type: 'string', pattern: '^\\+?[0-9]{6,16}$' },
+    delivery_date: { type: 'string', maxLength: 40 },
+  },
+} as const;
+
+interface OctopushReportBody {
+  message_id: string;
+  status: string;
+  number?: string;
+  delivery_date?: string;
 }
 
 const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest();
@@ -23,8 +49,7 @@ export function tokenMatches(given: string, expected: Buffer): boolean {
   return timingSafeEqual(digest(given), expected);
 }
 
-const str = (v: unknown): string | null =>
-  typeof v === 'string' && v.trim() !== '' ? v.trim() : typeof v === 'number' ? String(v) : null;
+const str = (v: unknown): string | null => (typeof v === 'string' && v.trim() !== '' ? v.trim() : null);
 
 /** Octopush sends `YYYY-MM-DD HH:mm:ss` (UTC) or ISO 8601; anything else is read as "now". */
 function reportTime(v: unknown, now: number): number {
@@ -41,15 +66,17 @@ function reportTime(v: unknown, now: number): number {
  */
 export async function octopushRoutes(app: FastifyInstance, opts: OctopushRoutesOptions): Promise<void> {
   const { metrics } = opts;
-  const expected = opts.token ? digest(opts.token) : null;
+  const expected = opts.tokens.map(digest);
 
   // The token is checked before the body is read: a caller without it gets 403 whatever it sends.
   const authenticate = async (req: FastifyRequest, reply: FastifyReply) => {
-    if (!expected) {
+    if (expected.length === 0) {
       return refuse(reply, 404, 'not_configured', 'Octopush callbacks are not configured (OCTOPUSH_WEBHOOK_TOKEN)');
     }
     const { token } = req.params as { token: string };
-    if (!tokenMatches(token, expected)) {
+    // every token is compared, so the time taken does not say which one matched
+    const matches = expected.map((e) => tokenMatches(token, e));
+    if (!matches.includes(true)) {
       metrics.authFailures.inc({ provider: 'octopush' });
       metrics.received.inc({ provider: 'octopush', result: 'forbidden' });
       req.log.warn({ provider: 'octopush' }, 'callback token refused');
@@ -57,35 +84,39 @@ export async function octopushRoutes(app: FastifyInstance, opts: OctopushRoutesO
     }
   };
 
-  app.post(`${OCTOPUSH_DELIVERY_PREFIX}:token`, { onRequest: authenticate }, async (req, reply) => {
-    const body = req.body && typeof req.body === 'object' ? (req.body as Record<string, unknown>) : {};
-    const messageId = str(body.message_id);
-    const providerStatus = str(body.status);
-    if (!messageId || !providerStatus) {
-      metrics.received.inc({ provider: 'octopush', result: 'invalid' });
-      return refuse(reply, 400, 'invalid_request', 'message_id and status are required');
-    }
-    const number = str(body.number);
-    const status = octopushStatusToDelivery(providerStatus);
-    if (!status) {
-      metrics.received.inc({ provider: 'octopush', result: 'unknown_status' });
-      req.log.warn(
-        { provider: 'octopush', messageId, providerStatus, to: number ? maskPhone(number) : null },
-        'unknown delivery status ignored',
-      );
+  app.post<{ Body: OctopushReportBody }>(
+    `${OCTOPUSH_DELIVERY_PREFIX}:token`,
+    {
+      onRequest: authenticate,
+      schema: { body: OCTOPUSH_REPORT_SCHEMA, params: { type: 'object', properties: { token: { type: 'string' } } } },
+    },
+    async (req, reply) => {
+      const body = req.body;
+      const messageId = body.message_id;
+      const providerStatus = body.status;
+      const number = str(body.number);
+      const status = octopushStatusToDelivery(providerStatus);
+      if (!status) {
+        metrics.received.inc({ provider: 'octopush', result: 'unknown_status' });
+        req.log.warn(
+          { provider: 'octopush', messageId, providerStatus, to: number ? maskPhone(number) : null },
+          'unknown delivery status ignored',
+        );
+        return reply.code(200).send({});
+      }
+      const report: DeliveryReport = {
+        provider: 'octopush',
+        messageId,
+        status,
+        providerStatus: providerStatus.toUpperCase(),
+        errorCode: null,
+        at: reportTime(body.delivery_date, Date.now()),
+        phoneNumber: number,
+      };
+      const result = await recordReport(opts, report, req.log);
+      metrics.received.inc({ provider: 'octopush', result });
+      if (result === 'error') return refuse(reply, 503, 'store_unavailable', 'the report could not be recorded');
       return reply.code(200).send({});
-    }
-    const report: DeliveryReport = {
-      provider: 'octopush',
-      messageId,
-      status,
-      providerStatus: providerStatus.toUpperCase(),
-      errorCode: null,
-      at: reportTime(body.delivery_date, Date.now()),
-    };
-    const result = await recordReport(opts, report, req.log);
-    metrics.received.inc({ provider: 'octopush', result });
-    if (result === 'error') return refuse(reply, 503, 'store_unavailable', 'the report could not be recorded');
-    return reply.code(200).send({});
-  });
+    },
+  );
 }

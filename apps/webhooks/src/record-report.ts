@@ -29,6 +29,10 @@ export async function recordReport(
   };
   try {
     const res = await deps.reports.apply(report);
+    if (res.kind === 'dropped') {
+      log.warn(fields, 'delivery report dropped: early reports are at their cap (unknown message ids)');
+      return 'dropped';
+    }
     if (res.kind === 'deferred') {
       log.info(fields, 'delivery report kept until its message id is recorded');
       return 'deferred';

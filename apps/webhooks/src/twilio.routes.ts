@@ -18,6 +18,26 @@ export interface TwilioRoutesOptions extends RecordDeps {
 
 const str = (v: unknown): string | null => (typeof v === 'string' && v.trim() !== '' ? v.trim() : null);
 
+const SID = { type: 'string', pattern: '^(SM|MM)[0-9a-fA-F]{32}$' } as const;
+const STATUS = { type: 'string', pattern: '^[a-z_]{1,40}$' } as const;
+
+/**
+ * The status callback's declared shape: the fields the gateway reads, bounded. Every other parameter is allowed
+ * (Twilio adds some, and signs them all).
+ */
+export const TWILIO_STATUS_SCHEMA = {
+  type: 'object',
+  anyOf: [{ required: ['MessageSid', 'MessageStatus'] }, { required: ['SmsSid', 'SmsStatus'] }],
+  properties: {
+    MessageSid: SID,
+    SmsSid: SID,
+    MessageStatus: STATUS,
+    SmsStatus: STATUS,
+    ErrorCode: { type: 'string', pattern: '^[0-9]{0,10}$' },
+    To: { type: 'string', maxLength: 40 },
+  },
+} as const;
+
 /**
  * `POST /webhooks/twilio/status`: Twilio's form-encoded status callback. The `X-Twilio-Signature` is checked with
  * the twilio library over the public URL Twilio called and every parameter it sent (unknown ones included);
@@ -26,7 +46,8 @@ const str = (v: unknown): string | null => (typeof v === 'string' && v.trim() !=
 export async function twilioRoutes(app: FastifyInstance, opts: TwilioRoutesOptions): Promise<void> {
   const { authToken, publicBaseUrl, metrics } = opts;
 
-  app.post(TWILIO_STATUS_PATH, async (req: FastifyRequest, reply: FastifyReply) => {
+  // The signature is checked before the body's shape (preValidation): without it, the answer is 403 whatever it holds.
+  const authenticate = async (req: FastifyRequest, reply: FastifyReply) => {
     if (!authToken || !publicBaseUrl) {
       return refuse(reply, 404, 'not_configured', 'Twilio callbacks are not configured (TWILIO_AUTH_TOKEN)');
     }
@@ -41,30 +62,38 @@ export async function twilioRoutes(app: FastifyInstance, opts: TwilioRoutesOptio
       req.log.warn({ provider: 'twilio', signed: typeof signature === 'string' }, 'callback signature refused');
       return refuse(reply, 403, 'invalid_signature', 'X-Twilio-Signature does not match this request');
     }
+  };
 
-    const messageId = str(params.MessageSid) ?? str(params.SmsSid);
-    const providerStatus = str(params.MessageStatus) ?? str(params.SmsStatus);
-    if (!messageId || !providerStatus) {
-      metrics.received.inc({ provider: 'twilio', result: 'invalid' });
-      return refuse(reply, 400, 'invalid_request', 'MessageSid and MessageStatus are required');
-    }
-    const status = twilioStatusToDelivery(providerStatus);
-    if (!status) {
-      metrics.received.inc({ provider: 'twilio', result: 'unknown_status' });
-      req.log.warn({ provider: 'twilio', messageId, providerStatus }, 'unknown delivery status ignored');
+  app.post(
+    TWILIO_STATUS_PATH,
+    { preValidation: authenticate, schema: { body: TWILIO_STATUS_SCHEMA } },
+    async (req, reply) => {
+      const params = req.body as Record<string, unknown>;
+      const messageId = str(params.MessageSid) ?? str(params.SmsSid);
+      const providerStatus = str(params.MessageStatus) ?? str(params.SmsStatus);
+      if (!messageId || !providerStatus) {
+        metrics.received.inc({ provider: 'twilio', result: 'invalid' });
+        return refuse(reply, 400, 'invalid_request', 'MessageSid and MessageStatus are required');
+      }
+      const status = twilioStatusToDelivery(providerStatus);
+      if (!status) {
+        metrics.received.inc({ provider: 'twilio', result: 'unknown_status' });
+        req.log.warn({ provider: 'twilio', messageId, providerStatus }, 'unknown delivery status ignored');
+        return reply.code(200).send();
+      }
+      const report: DeliveryReport = {
+        provider: 'twilio',
+        messageId,
+        status,
+        providerStatus,
+        errorCode: str(params.ErrorCode),
+        at: Date.now(),
+        phoneNumber: str(params.To),
+      };
+      const result = await recordReport(opts, report, req.log);
+      metrics.received.inc({ provider: 'twilio', result });
+      if (result === 'error') return refuse(reply, 503, 'store_unavailable', 'the report could not be recorded');
       return reply.code(200).send();
-    }
-    const report: DeliveryReport = {
-      provider: 'twilio',
-      messageId,
-      status,
-      providerStatus,
-      errorCode: str(params.ErrorCode),
-      at: Date.now(),
-    };
-    const result = await recordReport(opts, report, req.log);
-    metrics.received.inc({ provider: 'twilio', result });
-    if (result === 'error') return refuse(reply, 503, 'store_unavailable', 'the report could not be recorded');
-    return reply.code(200).send();
-  });
+    },
+  );
 }

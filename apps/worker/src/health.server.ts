@@ -1,4 +1,5 @@
 import { createServer, type Server } from 'node:http';
+import { metricsAuthorizer } from '@otp-gateway/core';
 import type { Registry } from 'prom-client';
 
 /** A small HTTP port for the worker: /healthz, /readyz (Redis answers), /metrics. */
@@ -7,7 +8,10 @@ export function startHealthServer(opts: {
   host: string;
   registry: Registry;
   ready: () => Promise<boolean>;
+  /** METRICS_TOKEN: /metrics asks for it as a Bearer token when set. */
+  metricsToken?: string | null;
 }): Promise<Server> {
+  const authorized = metricsAuthorizer(opts.metricsToken ?? null);
   const server = createServer(async (req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     const json = (status: number, body: unknown) => {
@@ -22,6 +26,9 @@ export function startHealthServer(opts: {
         : json(503, { error: { code: 'store_unavailable', message: 'Redis does not answer' } });
     }
     if (path === '/metrics') {
+      if (!authorized(req.headers.authorization)) {
+        return json(401, { error: { code: 'unauthorized', message: 'METRICS_TOKEN required as a Bearer token' } });
+      }
       res.writeHead(200, { 'content-type': opts.registry.contentType });
       return res.end(await opts.registry.metrics());
     }

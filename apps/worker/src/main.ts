@@ -1,8 +1,9 @@
 import 'dotenv/config';
 import { loadConfig, logFormat } from '@otp-gateway/core';
-import { refuseToStart } from '@otp-gateway/service';
+import { guardProcess, refuseToStart } from '@otp-gateway/service';
 import { checkRedisConfig, connectStore, redisAnswers } from '@otp-gateway/store';
 import { pino } from 'pino';
+import { Counter } from 'prom-client';
 import { startHealthServer } from './health.server.js';
 import { startSendWorker } from './send.worker.js';
 
@@ -15,16 +16,27 @@ async function main() {
   }
   const log = pino({ level: config.logLevel, base: { app: 'worker', pid: process.pid }, ...logFormat(config) });
   const { redis, ks } = connectStore(config, 'worker', 'otp-worker');
-  await checkRedisConfig(redis, { env: config.env, log, readyTimeoutMs: 5000 }).catch((e) =>
-    refuseToStart('worker', e),
-  );
+  await checkRedisConfig(redis, {
+    env: config.env,
+    allowNoAof: config.redisAllowNoAof,
+    log,
+    readyTimeoutMs: 5000,
+  }).catch((e) => refuseToStart('worker', e));
   const sender = await startSendWorker({ config, redis, ks, log });
+  const storeErrors = new Counter({
+    name: 'otp_store_errors_total',
+    help: 'Errors of Redis clients and queues outside any command (reconnects failing, ...), by source: logged at most every 10 s',
+    labelNames: ['source'],
+    registers: [sender.metrics.registry],
+  });
+  guardProcess('worker', log, (source) => storeErrors.inc({ source }));
 
   const health = config.worker.metricsPort
     ? await startHealthServer({
         port: config.worker.metricsPort,
         host: config.host,
         registry: sender.metrics.registry,
+        metricsToken: config.metricsToken,
         ready: async () => (await redisAnswers(redis)) && sender.isRunning(),
       })
     : null;

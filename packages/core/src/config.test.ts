@@ -188,4 +188,44 @@ describe('Redis connection modes', () => {
       'REDIS_CLUSTER_NODES must list at least one host:port',
     ]);
   });
+
+  it('reads TRUST_PROXY as a hop count or proxy CIDRs, and refuses true (it trusts every hop)', () => {
+    expect(loadConfig(API_ENV, 'api').trustProxy).toBe(false);
+    expect(loadConfig({ ...API_ENV, TRUST_PROXY: '1' }, 'api').trustProxy).toBe(1);
+    expect(loadConfig({ ...API_ENV, TRUST_PROXY: '10.0.0.0/8, 192.0.2.1,fd00::/8' }, 'api').trustProxy).toEqual([
+      '10.0.0.0/8',
+      '192.0.2.1',
+      'fd00::/8',
+    ]);
+    expect(problems({ ...API_ENV, TRUST_PROXY: 'true' })).toEqual([expect.stringContaining('TRUST_PROXY=true')]);
+    expect(problems({ ...API_ENV, TRUST_PROXY: '10.0.0.0/40' })).toEqual([expect.stringContaining('TRUST_PROXY')]);
+    expect(problems({ ...API_ENV, TRUST_PROXY: 'proxy.local' })).toEqual([expect.stringContaining('TRUST_PROXY')]);
+  });
+
+  it('regression: refuses http:// provider and callback URLs in production unless ALLOW_INSECURE_HTTP', () => {
+    const env = {
+      ...API_ENV,
+      NODE_ENV: 'production',
+      SMS_PROVIDERS: 'twilio',
+      TWILIO_ACCOUNT_SID: 'AC1',
+      TWILIO_AUTH_TOKEN: 'token',
+      TWILIO_FROM: '+15005550006',
+      TWILIO_API_BASE_URL: 'http://127.0.0.1:3003',
+      PUBLIC_WEBHOOK_BASE_URL: 'http://otp.example.com',
+    };
+    expect(problems(env, 'worker')).toEqual([
+      expect.stringContaining('PUBLIC_WEBHOOK_BASE_URL must be https://'),
+      expect.stringContaining('TWILIO_API_BASE_URL must be https://'),
+    ]);
+    expect(problems({ ...env, ALLOW_INSECURE_HTTP: 'true' }, 'worker')).toEqual([]);
+    expect(problems({ ...env, NODE_ENV: 'development' }, 'worker')).toEqual([]);
+  });
+
+  it('reads METRICS_TOKEN (16+ characters)', () => {
+    expect(loadConfig(API_ENV, 'api').metricsToken).toBeNull();
+    expect(loadConfig({ ...API_ENV, METRICS_TOKEN: 'metrics-token-0123456789' }, 'api').metricsToken).toBe(
+      'metrics-token-0123456789',
+    );
+    expect(problems({ ...API_ENV, METRICS_TOKEN: 'short' })).toEqual([expect.stringContaining('METRICS_TOKEN')]);
+  });
 });

@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { EnvReader } from './env-reader.js';
 import { ConfigError } from './errors.js';
 import { type RedisConfig, readRedisConfig } from './redis.config.js';
@@ -33,8 +34,17 @@ export interface Config {
   /** Human-readable logs (pino-pretty) instead of JSON lines; development only. */
   readonly logPretty: boolean;
   readonly host: string;
+  /**
+   * Which proxies' X-Forwarded-For the HTTP processes believe (TRUST_PROXY): false, a hop count, or proxy addresses
+   * and CIDRs. Never "every hop": the leftmost entry is the caller's to choose.
+   */
+  readonly trustProxy: TrustProxy;
   /** Where Redis is (one server, a cluster or a Sentinel set) and the prefix of every key the gateway writes. */
   readonly redis: RedisConfig;
+  /** REDIS_ALLOW_NO_AOF: run in production on a Redis without AOF (accepted OTPs may be lost on a restart). */
+  readonly redisAllowNoAof: boolean;
+  /** METRICS_TOKEN: when set, /metrics of every process asks for `Authorization: Bearer <token>`. */
+  readonly metricsToken: string | null;
   /** The send queues (see SEND_QUEUE_SHARDS) and how long finished jobs are kept. */
   readonly queues: {
     readonly sendShards: number;
@@ -47,7 +57,6 @@ export interface Config {
   readonly api: {
     readonly port: number;
     readonly keys: readonly ApiKey[];
-    readonly trustProxy: boolean;
   };
   readonly otp: {
     readonly ttlSeconds: number;
@@ -86,16 +95,75 @@ export interface Config {
     readonly port: number;
     readonly publicBaseUrl: string | null;
     readonly twilioAuthToken: string | null;
-    readonly octopushToken: string | null;
+    /** OCTOPUSH_WEBHOOK_TOKEN, then OCTOPUSH_WEBHOOK_TOKEN_PREVIOUS while a rotation is under way. */
+    readonly octopushTokens: readonly string[];
+    /** Callback requests per minute per client address, across the callbacks processes. */
+    readonly ipRequestsPerMinute: number;
   };
   readonly dashboard: {
     readonly port: number;
     readonly user: string | null;
     readonly password: string | null;
+    /** Board actions that delete or stop work (obliterate, clean, empty, pause, ...) allowed; off by default. */
+    readonly allowDestructive: boolean;
+    /** Failed logins per client address per 15 minutes before its logins are refused without a check. */
+    readonly loginMaxFailures: number;
   };
 }
 
 const DEFAULT_HOST = '127.0.0.1';
+
+/** Fastify's `trustProxy`, restricted to what cannot be spoofed: off, a hop count, or proxy addresses/CIDRs. */
+export type TrustProxy = false | number | readonly string[];
+
+/**
+ * TRUST_PROXY: `false`/`0` (default), a hop count (`1`: one reverse proxy in front), or a comma-separated list of
+ * proxy addresses or CIDRs. `true` is refused: Fastify would trust every hop and take the leftmost
+ * X-Forwarded-For entry, which the caller writes, as the client address.
+ */
+/**
+ * Config.trustProxy as Fastify's `trustProxy` option. A hop count becomes a function: Fastify 5 reads a plain
+ * number as "trust nothing" (a hop count cannot tell a proxy from a direct caller), while TRUST_PROXY=1 means
+ * "the peer is our proxy": its X-Forwarded-For entry, the rightmost, is the client. Where callers can reach the
+ * process without the proxy, list the proxies' CIDRs instead.
+ */
+export function fastifyTrustProxy(
+  c: Pick<Config, 'trustProxy'>,
+): false | string[] | ((addr: string, i: number) => boolean) {
+  const tp = c.trustProxy;
+  if (typeof tp === 'number') return tp === 0 ? false : (_addr: string, i: number) => i < tp;
+  return tp === false ? false : [...tp];
+}
+
+function readTrustProxy(r: EnvReader): TrustProxy {
+  const raw = r.str('TRUST_PROXY');
+  if (raw === null || ['false', '0', 'no', 'off'].includes(raw.toLowerCase())) return false;
+  if (['true', 'yes', 'on'].includes(raw.toLowerCase())) {
+    r.problems.push(
+      'TRUST_PROXY=true would trust every hop (the caller then picks its own address): set the number of proxies in front (e.g. 1) or their addresses/CIDRs',
+    );
+    return false;
+  }
+  if (/^\d+$/.test(raw)) {
+    const hops = Number(raw);
+    if (hops > 10) r.problems.push(`TRUST_PROXY must be a hop count from 0 to 10 or proxy CIDRs (got "${raw}")`);
+    return hops > 10 ? false : hops;
+  }
+  const cidrs = raw
+    .split(',')
+    .map((c) => c.trim())
+    .filter(Boolean);
+  for (const c of cidrs) {
+    const [addr = '', bits, extra] = c.split('/');
+    const family = isIP(addr);
+    const max = family === 6 ? 128 : 32;
+    if (!family || extra !== undefined || (bits !== undefined && !(/^\d+$/.test(bits) && Number(bits) <= max))) {
+      r.problems.push(`TRUST_PROXY entry "${c}" is not an IP address or CIDR (or a hop count)`);
+      return false;
+    }
+  }
+  return Object.freeze(cidrs);
+}
 
 /**
  * Parses the environment into a frozen Config. Throws ConfigError naming every bad or missing variable
@@ -187,12 +255,37 @@ export function loadConfig(env: NodeJS.ProcessEnv, app: AppName): Config {
   const twilioToken = r.str('TWILIO_AUTH_TOKEN');
   const publicBaseUrl = r.url('PUBLIC_WEBHOOK_BASE_URL', null);
   const octopushToken = r.str('OCTOPUSH_WEBHOOK_TOKEN');
+  const octopushPrevious = r.str('OCTOPUSH_WEBHOOK_TOKEN_PREVIOUS');
   if (needs('webhooks')) {
+    if (octopushPrevious !== null && octopushToken === null) {
+      r.problems.push('OCTOPUSH_WEBHOOK_TOKEN_PREVIOUS needs OCTOPUSH_WEBHOOK_TOKEN (the new token)');
+    }
+    if (octopushPrevious !== null && octopushPrevious.length < 16) {
+      r.problems.push('OCTOPUSH_WEBHOOK_TOKEN_PREVIOUS must be at least 16 characters');
+    }
     if (twilioToken && !publicBaseUrl) {
       r.problems.push('PUBLIC_WEBHOOK_BASE_URL is required to check Twilio signatures (TWILIO_AUTH_TOKEN is set)');
     }
     if (octopushToken !== null && octopushToken.length < 16) {
       r.problems.push('OCTOPUSH_WEBHOOK_TOKEN must be at least 16 characters');
+    }
+  }
+
+  // In production the provider credentials and the callbacks' signatures travel over these URLs: TLS only,
+  // unless ALLOW_INSECURE_HTTP says otherwise (a simulator, a proxy on the same host).
+  const allowInsecureHttp = r.bool('ALLOW_INSECURE_HTTP', false);
+  if (nodeEnv === 'production' && !allowInsecureHttp) {
+    const plain: [string, string | null | undefined][] = [
+      ['PUBLIC_WEBHOOK_BASE_URL', publicBaseUrl],
+      ['TWILIO_API_BASE_URL', twilio?.apiBaseUrl],
+      ['OCTOPUSH_API_BASE_URL', octopush?.apiBaseUrl],
+    ];
+    for (const [name, url] of plain) {
+      if (url?.startsWith('http://')) {
+        r.problems.push(
+          `${name} must be https:// in production (or set ALLOW_INSECURE_HTTP=true for a simulator or a local proxy)`,
+        );
+      }
     }
   }
 
@@ -211,7 +304,10 @@ export function loadConfig(env: NodeJS.ProcessEnv, app: AppName): Config {
     logLevel: r.str('LOG_LEVEL') ?? (nodeEnv === 'test' ? 'warn' : 'info'),
     logPretty: nodeEnv === 'development' && r.bool('LOG_PRETTY', false),
     host: r.str('HOST') ?? DEFAULT_HOST,
+    trustProxy: readTrustProxy(r),
     redis,
+    redisAllowNoAof: r.bool('REDIS_ALLOW_NO_AOF', false),
+    metricsToken: readMetricsToken(r),
     queues: {
       sendShards: r.int('SEND_QUEUE_SHARDS', 1, 1, 256),
       keepCompleted: r.int('JOBS_KEEP_COMPLETED', 100, 0, 1_000_000),
@@ -221,7 +317,6 @@ export function loadConfig(env: NodeJS.ProcessEnv, app: AppName): Config {
     api: {
       port: r.int('API_PORT', 3000, 0, 65535),
       keys: Object.freeze(keys),
-      trustProxy: r.bool('TRUST_PROXY', false),
     },
     otp: {
       ttlSeconds: r.int('OTP_TTL_SECONDS', 600, 30, 600),
@@ -260,16 +355,25 @@ export function loadConfig(env: NodeJS.ProcessEnv, app: AppName): Config {
       port: r.int('WEBHOOKS_PORT', 3001, 0, 65535),
       publicBaseUrl,
       twilioAuthToken: twilioToken,
-      octopushToken,
+      octopushTokens: Object.freeze([octopushToken, octopushPrevious].filter((t): t is string => t !== null)),
+      ipRequestsPerMinute: r.int('WEBHOOKS_RATE_LIMIT_PER_IP_PER_MINUTE', 6000, 1, 10_000_000),
     },
     dashboard: {
       port: r.int('DASHBOARD_PORT', 3002, 0, 65535),
       user: dashUser,
       password: dashPassword,
+      allowDestructive: r.bool('DASHBOARD_ALLOW_DESTRUCTIVE_ACTIONS', false),
+      loginMaxFailures: r.int('DASHBOARD_LOGIN_MAX_FAILURES', 10, 1, 10_000),
     },
   };
   if (r.problems.length > 0) throw new ConfigError(r.problems);
   return deepFreeze(config);
+}
+
+function readMetricsToken(r: EnvReader): string | null {
+  const token = r.str('METRICS_TOKEN');
+  if (token !== null && token.length < 16) r.problems.push('METRICS_TOKEN must be at least 16 characters');
+  return token;
 }
 
 function deepFreeze<T>(o: T): T {

@@ -1,3 +1,5 @@
+import { type ErrorSource, rateLimitedErrorSink, setStoreErrorSink } from '@otp-gateway/store';
+
 /**
  * For a process's entry point: a configuration the process must not run with (ConfigError from loadConfig,
  * RedisConfigError from checkRedisConfig) is printed as one clear message and ends the process with 78
@@ -9,4 +11,30 @@ export function refuseToStart(app: string, e: unknown): never {
     process.exit(78);
   }
   throw e;
+}
+
+/** What guardProcess logs with: pino's and Fastify's loggers fit. */
+export interface GuardLog {
+  error(obj: Record<string, unknown>, msg: string): void;
+  fatal(obj: Record<string, unknown>, msg: string): void;
+}
+
+/**
+ * For a process's entry point, once its logger exists:
+ * - background errors of Redis clients and queues (reconnects failing, ...) are counted (`countStoreError`, the
+ *   process's `otp_store_errors_total{source}`) and logged at most every 10 s per source (see rateLimitedErrorSink);
+ *   the clients reconnect by themselves, so these are recoverable;
+ * - an unhandled rejection or an uncaught exception is a bug whose state cannot be trusted: it is logged as
+ *   fatal, with its stack, and the process exits 1 for its supervisor to restart it (in-flight sends are
+ *   resumed by another worker after their lease; the API answers nothing it has not stored).
+ */
+export function guardProcess(app: string, log: GuardLog, countStoreError: (source: ErrorSource) => void): void {
+  setStoreErrorSink(rateLimitedErrorSink(log, countStoreError));
+  const die = (kind: string) => (e: unknown) => {
+    const err = e instanceof Error ? { type: e.name, message: e.message, stack: e.stack } : { message: String(e) };
+    log.fatal({ app, err }, `${kind}: exiting`);
+    process.exit(1);
+  };
+  process.on('unhandledRejection', die('unhandled rejection'));
+  process.on('uncaughtException', die('uncaught exception'));
 }

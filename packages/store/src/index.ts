@@ -21,6 +21,7 @@ export * from './redis/check.js';
 export * from './redis/clock.js';
 export * from './redis/connection.js';
 export * from './redis/durability.js';
+export * from './redis/errors.js';
 export * from './redis/script.js';
 // Wiring from the configuration.
 export * from './settings.js';

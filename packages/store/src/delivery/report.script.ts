@@ -15,21 +15,37 @@ const RANK_TABLE = `local RANK = {${Object.entries(DELIVERY_RANK)
  * settled, e.g. no_receipt, keeps its outcome). When n is the attempt that counts, the OTP's delivery status moves
  * too; a final one left by an earlier attempt (after a failover) is replaced. A late `delivered` of an earlier
  * attempt makes it the one that counts. A new negative outcome on the counting attempt of a pending OTP with life
- * left asks for a resend (listed in the due set until a worker starts it).
+ * left asks for a resend (listed in the due set until a worker starts it). A report naming a recipient other than
+ * the OTP's number (a forged or misrouted one) changes nothing.
  */
 export const APPLY_REPORT = defineScript({
   name: 'otpApplyReport',
   doc: 'apply a provider delivery report to attempt n, forward only; say whether to resend',
   keys: ['otp', 'number', 'due'],
-  args: ['now', 'id', 'attempt', 'status', 'providerStatus', 'errorCode', 'messageId', 'minLifeMs', 'sweepAfterMs'],
+  args: [
+    'now',
+    'id',
+    'attempt',
+    'status',
+    'providerStatus',
+    'errorCode',
+    'messageId',
+    'phoneNumber',
+    'minLifeMs',
+    'sweepAfterMs',
+  ],
   lib: `${DELIVERY_LUA}${RANK_TABLE}`,
   body: `
 local now = clock(A.now)
 local n = A.attempt
 local o = redis.call('HMGET', K.otp, F.status, F.exp, F.acc, F.ds, af(n, AF.outcome), af(n, AF.messageId),
-  af(n, AF.delivery), F.sealed, F.cc, af(n, AF.provider))
+  af(n, AF.delivery), F.sealed, F.cc, af(n, AF.provider), F.phone)
 if not o[1] then return {'ignored', 'reason', 'unknown_otp'} end
 if not o[5] or (o[6] and o[6] ~= A.messageId) then return {'ignored', 'reason', 'stale'} end
+-- a report that names a recipient must name this OTP's (with or without the leading +)
+if A.phoneNumber ~= '' and string.gsub(A.phoneNumber, '^%+', '') ~= string.gsub(o[11] or '', '^%+', '') then
+  return {'ignored', 'reason', 'number_mismatch'}
+end
 local status = settle(K.otp, K.number, A.id, o[1], o[2], now)
 local acc, ds, outcome, cc = o[3], o[4] or 'queued', o[5], o[9] or ''
 local prev = o[7]

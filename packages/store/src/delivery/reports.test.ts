@@ -123,9 +123,8 @@ describe('report repo', () => {
     expect(await otp(id)).toEqual(before);
     // nothing but the kept report was written
     const keysAfter = await storeKeys();
-    expect(keysAfter.filter((k) => !keysBefore.includes(k))).toEqual([
-      messageKeys(store.ks, 'twilio', 'SM-never-sent').early,
-    ]);
+    const never = messageKeys(store.ks, 'twilio', 'SM-never-sent');
+    expect(keysAfter.filter((k) => !keysBefore.includes(k)).sort()).toEqual([never.early, never.kept].sort());
     expect(keysBefore.filter((k) => !keysAfter.includes(k))).toEqual([]);
     expect(await messages.lookup('twilio', messageId, '{}')).toEqual({ otpId: id, attempt: 1 });
   });
@@ -144,6 +143,43 @@ describe('report repo', () => {
     expect(kept).toHaveLength(20);
     // the newest are kept
     expect(kept.at(-1)).toMatchObject({ status: 'sent', at: T0 + 30 });
+  });
+
+  it('regression: reports for invented message ids are capped per bucket (a total cap), then dropped and counted', async () => {
+    const heard: string[] = [];
+    const capped = createMessageIndex(store.redis, store.ks, {
+      caps: { perMessage: 20, perBucket: 3 },
+      onEarly: (_p, outcome) => heard.push(outcome),
+    });
+    const cappedRepo = createReportRepo({ redis: store.redis, ks: store.ks, messages: capped, circuits, now });
+    // ids that share one bucket (hence one counter), found the way an attacker could
+    const bucket = messageKeys(store.ks, 'twilio', 'SM-x0').kept;
+    const ids: string[] = [];
+    for (let i = 0; ids.length < 5; i++) {
+      if (messageKeys(store.ks, 'twilio', `SM-x${i}`).kept === bucket) ids.push(`SM-x${i}`);
+    }
+    const results = [];
+    for (const id of ids) results.push((await cappedRepo.apply(report(id, 'delivered'))).kind);
+    expect(results).toEqual(['deferred', 'deferred', 'deferred', 'dropped', 'dropped']);
+    expect(heard).toEqual(['kept', 'kept', 'kept', 'dropped', 'dropped']);
+    const lists = await Promise.all(ids.map((id) => store.redis.exists(messageKeys(store.ks, 'twilio', id).early)));
+    expect(lists).toEqual([1, 1, 1, 0, 0]);
+    // a message the worker did record is still found, whatever the cap
+    const { id, messageId } = await acceptedOtp();
+    expect(await capped.lookup('twilio', messageId, '{}')).toEqual({ otpId: id, attempt: 1 });
+  });
+
+  it('regression: a report naming another recipient than the OTP number changes nothing', async () => {
+    const { id, messageId } = await acceptedOtp();
+    const before = await otp(id);
+    const forged = await repo.apply(report(messageId, 'undelivered', { phoneNumber: '+33699999999' }));
+    expect(forged).toEqual({ kind: 'ignored', reason: 'number_mismatch' });
+    expect(await otp(id)).toEqual(before);
+    expect(await listedForResend(id)).toBeNull();
+    // the same number, with or without its +, is applied
+    const phone = String(before[F.phone]);
+    const right = await repo.apply(report(messageId, 'delivered', { phoneNumber: phone.replace(/^\+/, '') }));
+    expect(right).toMatchObject({ kind: 'applied', changed: true, deliveryStatus: 'delivered' });
   });
 
   it('on undelivered for the attempt that counts, clears acc and asks for the resend', async () => {

@@ -17,6 +17,8 @@ export interface DeliveryReport {
   readonly errorCode: string | null;
   /** When the provider says it happened, epoch ms. */
   readonly at: number;
+  /** The recipient the provider reports (Octopush's `number`), if any: it must be the OTP's number. */
+  readonly phoneNumber?: string | null;
 }
 
 /**
@@ -40,8 +42,10 @@ export type ApplyResult =
       callingCode: string;
       resend: { otpId: string; after: number } | null;
     }
-  | { kind: 'ignored'; reason: 'unknown_otp' | 'stale' }
-  | { kind: 'deferred' };
+  | { kind: 'ignored'; reason: 'unknown_otp' | 'stale' | 'number_mismatch' }
+  | { kind: 'deferred' }
+  /** The message id is not recorded yet and the early reports kept are at their cap: the report is dropped. */
+  | { kind: 'dropped' };
 
 /** Records provider delivery reports on OTPs: the message lookup, then the OTP (and the circuit on a failure). */
 export interface ReportRepo {
@@ -60,7 +64,8 @@ export function parseDeliveryReport(json: string): DeliveryReport | null {
       !(DELIVERY_STATUSES as readonly string[]).includes(r.status) ||
       typeof r.providerStatus !== 'string' ||
       !(r.errorCode === null || typeof r.errorCode === 'string') ||
-      typeof r.at !== 'number'
+      typeof r.at !== 'number' ||
+      !(r.phoneNumber === undefined || r.phoneNumber === null || typeof r.phoneNumber === 'string')
     ) {
       return null;
     }
@@ -87,8 +92,10 @@ export function createReportRepo(deps: {
         providerStatus: report.providerStatus,
         errorCode: report.errorCode,
         at: report.at,
+        ...(report.phoneNumber ? { phoneNumber: report.phoneNumber } : {}),
       } satisfies DeliveryReport);
       const ref = await messages.lookup(report.provider, report.messageId, json);
+      if (ref === 'dropped') return { kind: 'dropped' };
       if (!ref) return { kind: 'deferred' };
       const r = await APPLY_REPORT.run(redis, otpKeys(ks, ref.otpId), {
         now: deps.now?.() ?? 0,
@@ -98,11 +105,14 @@ export function createReportRepo(deps: {
         providerStatus: report.providerStatus,
         errorCode: report.errorCode ?? '',
         messageId: report.messageId,
+        phoneNumber: report.phoneNumber ?? '',
         minLifeMs: MIN_RESEND_LIFE_MS,
         sweepAfterMs: SWEEP_GRACE_MS,
       });
-      if (r.outcome === 'ignored')
-        return { kind: 'ignored', reason: r.reason === 'unknown_otp' ? 'unknown_otp' : 'stale' };
+      if (r.outcome === 'ignored') {
+        const reason = r.reason === 'unknown_otp' || r.reason === 'number_mismatch' ? r.reason : 'stale';
+        return { kind: 'ignored', reason };
+      }
       if (r.negative === '1') await circuits.failure(report.provider, 'undelivered');
       return {
         kind: 'applied',

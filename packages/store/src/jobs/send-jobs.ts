@@ -2,6 +2,7 @@ import { tokenOfOtpId } from '@otp-gateway/core';
 import { type JobsOptions, Queue, type WorkerOptions } from 'bullmq';
 import { type Keyspace, shardTag } from '../keyspace.js';
 import type { RedisClient } from '../redis/connection.js';
+import { reportStoreError } from '../redis/errors.js';
 
 /**
  * Every kind of send job, its id and its enqueue function: nothing else adds send jobs.
@@ -85,7 +86,7 @@ export function createSendQueues(redis: RedisClient, ks: Keyspace, settings: Sen
         streams: { events: { maxLen: EVENTS_MAX_LEN } },
       }),
   );
-  for (const q of shards) q.on('error', () => {});
+  for (const q of shards) q.on('error', (err) => reportStoreError('queue', err));
   return {
     shards,
     forOtp: (otpId) => shards[shardOf(otpId, shards.length)] as SendQueue,

@@ -68,7 +68,10 @@ export const ATTEMPT_FIELDS = Object.freeze({
 export const NUMBER_FIELDS = Object.freeze({
   /** The number's current OTP id. */
   current: 'cur',
-  /** Consecutive wrong codes, and until when (ms) they count. */
+  /**
+   * Wrong codes in the current window, and when it ends (ms): the window opens at its first wrong code and is not
+   * moved by later ones; reaching the limit locks the number until `failuresUntil`, set then to lockMs ahead.
+   */
   failures: 'nf',
   failuresUntil: 'nfUntil',
   /** No new send before (ms). */

@@ -102,8 +102,13 @@ if diff == 0 then
   return {'approved', 'cc', cc, 'provider', provider}
 end
 local left = redis.call('HINCRBY', K.otp, F.left, -1)
-redis.call('HSET', K.number, NF.failures, fails + 1, NF.failuresUntil, now + tonumber(A.lockMs))
-if redis.call('PTTL', K.number) < tonumber(A.lockMs) then redis.call('PEXPIRE', K.number, A.lockMs) end
+-- A fixed window, never a sliding one: the first wrong code of a window opens it for lockMs, later ones do not
+-- move it; the wrong code that reaches the limit locks the number for lockMs from then, and a locked number's
+-- verifies are refused above without being counted. So a lockout ends lockMs after it began, whatever comes.
+fails = fails + 1
+if fails == 1 or fails >= tonumber(A.maxFailures) then failsUntil = now + tonumber(A.lockMs) end
+redis.call('HSET', K.number, NF.failures, fails, NF.failuresUntil, failsUntil)
+if redis.call('PTTL', K.number) < failsUntil - now then redis.call('PEXPIRE', K.number, failsUntil - now) end
 if left <= 0 then
   end_otp(K.otp, 'locked', now, nil)
   return {'wrong', 'status', 'locked', 'left', 0, 'cc', cc, 'provider', provider}

@@ -59,3 +59,25 @@ export function createRequestLimiter(redis: RedisClient, ks: Keyspace, limits: R
     },
   };
 }
+
+/** Counts requests per client address for one process kind (`scope`, e.g. `cb` for the callbacks app). */
+export interface AddressLimiter {
+  /** Counts one request from `ip`; the refusal when it is past `perMinute`, else null. */
+  hit(ip: string): Promise<Limited | null>;
+}
+
+export function createAddressLimiter(
+  redis: RedisClient,
+  ks: Keyspace,
+  scope: string,
+  perMinute: number,
+): AddressLimiter {
+  return {
+    async hit(ip) {
+      const subject = `${scope}:${ip}`;
+      const counter = ks.key(bucketTag('r', subject), subject);
+      const r = await HIT.run(redis, { counter }, { limit: perMinute, windowMs: 60_000 });
+      return r.outcome === 'limited' ? { kind: 'limited', scope: 'ip', retryAfterMs: Math.max(1, Number(r.ms)) } : null;
+    },
+  };
+}

@@ -53,6 +53,27 @@ describe('checkRedisConfig against a real redis-server', () => {
     }
   });
 
+  it('regression: refuses a Redis without AOF in production unless REDIS_ALLOW_NO_AOF, and warns elsewhere', async () => {
+    const server = await startLocalRedis({ args: ['--appendonly', 'no', '--save', '3600 1'] });
+    servers.push(server);
+    const snapshotsOnly = new Redis(server.url);
+    clients.push(snapshotsOnly);
+    const refused = await checkRedisConfig(snapshotsOnly, { env: 'production', log: captureLog().log }).catch(
+      (e: unknown) => e,
+    );
+    expect(refused).toBeInstanceOf(RedisConfigError);
+    expect((refused as Error).message).toMatch(/appendonly is "no".*REDIS_ALLOW_NO_AOF/);
+    for (const [env, allowNoAof] of [
+      ['production', true],
+      ['development', false],
+    ] as const) {
+      const { lines, log } = captureLog();
+      const report = await checkRedisConfig(snapshotsOnly, { env, log, allowNoAof });
+      expect(report).toMatchObject({ readable: true, appendonly: 'no', persistent: true });
+      expect(lines.map((l) => l.msg)).toEqual([expect.stringContaining('appendonly is "no"')]);
+    }
+  });
+
   it('says nothing about a noeviction Redis with AOF on, even in production', async () => {
     const { lines, log } = captureLog();
     const report = await checkRedisConfig(durable, { env: 'production', log });

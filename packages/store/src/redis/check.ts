@@ -28,6 +28,9 @@ export class RedisConfigError extends Error {
  *   (the `volatile-*` ones evict exactly the keys with a TTL, which OTPs have). Throws RedisConfigError
  *   in production; warns in development and test.
  * - persistence off (`appendonly no` and `save ""`) warns: a restart loses queued sends and live OTPs.
+ * - AOF off (`appendonly no`) is refused in production unless `allowNoAof` (REDIS_ALLOW_NO_AOF), and warned about
+ *   elsewhere: RDB snapshots alone lose every OTP accepted since the last one when Redis restarts. With AOF and
+ *   `appendfsync everysec`, a crash loses about a second of writes at most.
  *
  * A managed Redis that disables or renames CONFIG gets one warning and no check. Waits up to
  * `readyTimeoutMs` (5 s) for the connection; a Redis still unreachable then is warned about and left
@@ -35,7 +38,13 @@ export class RedisConfigError extends Error {
  */
 export async function checkRedisConfig(
   redis: RedisClient,
-  opts: { env: 'development' | 'production' | 'test'; log: RedisCheckLog; readyTimeoutMs?: number },
+  opts: {
+    env: 'development' | 'production' | 'test';
+    log: RedisCheckLog;
+    readyTimeoutMs?: number;
+    /** REDIS_ALLOW_NO_AOF: accept a Redis without AOF in production (a warning instead). */
+    allowNoAof?: boolean;
+  },
 ): Promise<RedisConfigReport> {
   const unread: RedisConfigReport = {
     readable: false,
@@ -78,6 +87,12 @@ export async function checkRedisConfig(
       'redis persistence is off (appendonly no, save ""): a redis restart loses queued sends and live OTPs; run it with --appendonly yes',
     );
   }
+  if (appendonly === 'no') {
+    const message =
+      'Redis appendonly is "no": a Redis restart loses every OTP accepted and every send queued since its last RDB snapshot (run it with --appendonly yes --appendfsync everysec, or set REDIS_ALLOW_NO_AOF=true to accept that)';
+    if (opts.env === 'production' && !opts.allowNoAof) throw new RedisConfigError(message);
+    opts.log.warn({ appendonly, save }, opts.env === 'production' ? message : `${message}; refused in production`);
+  }
   return { readable: true, maxmemoryPolicy: policy, appendonly, save, persistent };
 }
 
@@ -100,6 +115,7 @@ function worst(all: Map<string, string>[]): Map<string, string> {
   return (
     all.find((m) => m.get('maxmemory-policy') !== undefined && m.get('maxmemory-policy') !== 'noeviction') ??
     all.find((m) => m.get('appendonly') === 'no' && (m.get('save') ?? '').trim() === '') ??
+    all.find((m) => m.get('appendonly') === 'no') ??
     all[0] ??
     new Map()
   );

@@ -1,5 +1,6 @@
 import type { RedisConnection } from '@otp-gateway/core';
 import { Cluster, type ClusterOptions, Redis, type RedisOptions } from 'ioredis';
+import { reportStoreError } from './errors.js';
 
 /** A connection in any of the three modes: scripts, queues and repositories take either. */
 export type RedisClient = Redis | Cluster;
@@ -68,8 +69,9 @@ export function createRedis(conn: RedisConnection, role: ConnectionRole, name?: 
       enableAutoPipelining: role === 'request',
     });
   }
-  // Errors surface through commands and readiness; without a listener ioredis would log them to stderr.
-  client.on('error', () => {});
+  // Errors surface through commands and readiness too; these (reconnects failing, ...) are logged rate-limited
+  // and counted by the process's sink (see errors.ts). Without a listener ioredis would print them to stderr.
+  client.on('error', (err) => reportStoreError('redis', err));
   return client;
 }
 
