@@ -99,7 +99,7 @@ describe('Sentinel failover during a burst of sends', () => {
     expect(accepted.length + unavailable.length).toBe(80);
     // Refusals only around the switch: the API follows the new primary within seconds.
     if (unavailable.length > 0) {
-      expect(Math.max(...unavailable) - Math.min(...unavailable)).toBeLessThan(5_000);
+      expect(Math.max(...unavailable) - Math.min(...unavailable)).toBeLessThan(10_000);
     }
     await expectNothingLost(stack, accepted);
     // And it goes on serving on the new primary.
