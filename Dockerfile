@@ -18,7 +18,7 @@ WORKDIR /app
 FROM base AS build
 # The lockfile alone decides what is downloaded, so this layer stays cached until it changes.
 COPY pnpm-lock.yaml pnpm-workspace.yaml ./
-RUN pnpm fetch
+RUN pnpm fetch --ignore-scripts
 COPY . .
 # No install script is needed to compile; the ones listed in pnpm-workspace.yaml belong to test tools.
 RUN pnpm install --frozen-lockfile --offline --ignore-scripts \
