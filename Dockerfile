@@ -25,10 +25,13 @@ RUN pnpm install --frozen-lockfile --offline --ignore-scripts \
  && pnpm -r --workspace-concurrency=2 run build
 # Production dependencies only, in the same workspace layout (apps find packages/* through node_modules),
 # and nothing that only builds or tests.
+# TypeScript is in the lockfile's production tree only as valibot's optional peer (types, via Bull Board):
+# nothing loads it at run time, so its 23 MB go, with the links to it.
 RUN rm -rf node_modules apps/*/node_modules packages/*/node_modules \
  && pnpm install --frozen-lockfile --offline --prod \
- && rm -rf test bench scripts .ci apps/*/src packages/*/src apps/*/tsconfig*.json packages/*/tsconfig*.json \
-      tsconfig*.json vitest.config.ts biome.json
+ && rm -rf node_modules/.pnpm/typescript@* && find node_modules/.pnpm -xtype l -name typescript -delete \
+ && rm -rf test bench scripts .ci deploy monitoring apps/*/src packages/*/src apps/*/tsconfig*.json \
+      packages/*/tsconfig*.json tsconfig*.json vitest.config.ts biome.json
 
 # Runtime: Node, the built apps and their production dependencies, run as the unprivileged `node` user.
 FROM node:${NODE_VERSION}-slim AS runtime

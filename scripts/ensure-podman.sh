@@ -132,12 +132,17 @@ _build_redis_image() {
 FROM localhost/otp-ci/debian:bookworm-redis
 # Made locally by scripts/ensure-podman.sh as a stand-in for the official redis:7: Debian's redis-server
 # (7.0), run as the user redis from /data, the volume its AOF goes to.
-RUN mkdir -p /data && chown redis:redis /data
+# The official image builds Redis with protected-mode off (the container network is the boundary);
+# Debian's is on, and would refuse every other container. The entrypoint turns it off the same way.
+RUN mkdir -p /data && chown redis:redis /data \
+ && printf '#!/bin/sh\nif [ "$1" = redis-server ]; then shift; set -- redis-server "$@" --protected-mode no; fi\nexec "$@"\n' \
+      >/usr/local/bin/docker-entrypoint.sh && chmod 755 /usr/local/bin/docker-entrypoint.sh
 WORKDIR /data
 VOLUME /data
 USER redis
 EXPOSE 6379
-CMD ["redis-server", "--protected-mode", "no"]
+ENTRYPOINT ["docker-entrypoint.sh"]
+CMD ["redis-server"]
 EOF
   _log "building $tag (Debian's redis-server)"
   podman build -q -t "$tag" "$ctx" >/dev/null
