@@ -104,7 +104,12 @@ async function traffic() {
   const restart = (async () => {
     await sleep(restartAtMs);
     const t = Date.now();
-    console.log(`... ${accepted.size} accepted so far; restarting Redis: ${env.RESTART_CMD}`);
+    const list = (await fetchJson(`${sim}/_sim/inbox.json`)).body ?? [];
+    const inInbox = new Set(list.map((m) => m.to).filter((to) => accepted.has(to))).size;
+    console.log(
+      `... ${accepted.size} accepted so far, ${inInbox} of them in the inbox, so ${accepted.size - inInbox} waiting ` +
+        `in Redis; restarting Redis: ${env.RESTART_CMD}`,
+    );
     execSync(env.RESTART_CMD, { stdio: 'inherit' });
     restartDone = (Date.now() - t) / 1000;
   })();

@@ -38,7 +38,6 @@ build_s=$(($(date +%s) - tb))
 podman tag localhost/otp-gateway:local docker.io/library/otp-gateway:local
 size=$(podman image inspect localhost/otp-gateway:local --format '{{.Size}}')
 echo "ok: image otp-gateway:local built in ${build_s}s, $((size / 1000000)) MB"
-podman image prune -f >/dev/null 2>&1 || true
 
 # --- what the image holds ---------------------------------------------------------------------------
 # Dev dependencies: every devDependency of the workspace that is not also a dependency of some package.
@@ -69,8 +68,12 @@ echo "ok: the image holds no sources, tests or dev dependencies (checked: $(echo
 project=otpgwci
 work=$(mktemp -d)
 cp docker-compose.yml "$work/"
-export API_PORT=${CT_API_PORT:-38080} WEBHOOKS_PORT=${CT_WEBHOOKS_PORT:-38081} DASHBOARD_PORT=${CT_DASHBOARD_PORT:-38082} \
-  SIMULATOR_PORT=${CT_SIMULATOR_PORT:-38083} API_KEY=containers-test-key-0123456789
+# Host ports free right now (other test runs on this machine pick ports too).
+read -r API_PORT WEBHOOKS_PORT DASHBOARD_PORT SIMULATOR_PORT < <(node -e '
+  const net = require("net");
+  const one = () => new Promise((r) => { const s = net.createServer().listen(0, "127.0.0.1", () => { const p = s.address().port; s.close(() => r(p)); }); });
+  Promise.all([one(), one(), one(), one()]).then((p) => console.log(p.join(" ")));')
+export API_PORT WEBHOOKS_PORT DASHBOARD_PORT SIMULATOR_PORT API_KEY=containers-test-key-0123456789
 token=containers-octopush-token-0123
 # The .env of .env.example's dev-profile section: fake providers only, nothing leaves the host.
 cat >"$work/.env" <<EOF
@@ -91,6 +94,9 @@ PUBLIC_WEBHOOK_BASE_URL=http://webhooks:3001
 OCTOPUSH_WEBHOOK_TOKEN=$token
 SIM_OCTOPUSH_CALLBACK_URL=http://webhooks:3001/webhooks/octopush/delivery/$token
 SIM_CALLBACK_DELAY_MS=200
+# Slow enough that sends queue up: Redis then restarts with jobs still waiting in it.
+WORKER_CONCURRENCY=2
+SIM_TWILIO_LATENCY_MS=150
 EOF
 compose() { (cd "$work" && docker-compose -p "$project" --profile dev "$@"); }
 
