@@ -51,9 +51,11 @@ async function ready(timeoutMs = Number(env.READY_TIMEOUT_MS ?? 120_000)) {
   };
   await Promise.all(
     Object.entries(targets).map(([name, url]) =>
-      waitFor(`${name} ${url}`, async () => (await fetch(url, { signal: AbortSignal.timeout(2000) })).ok || 'not ready', timeoutMs).then(
-        () => console.log(`ok: ${name} ready (${url.replace(/^http:\/\/127\.0\.0\.1:/, 'port ')})`),
-      ),
+      waitFor(
+        `${name} ${url}`,
+        async () => (await fetch(url, { signal: AbortSignal.timeout(2000) })).ok || 'not ready',
+        timeoutMs,
+      ).then(() => console.log(`ok: ${name} ready (${url.replace(/^http:\/\/127\.0\.0\.1:/, 'port ')})`)),
     ),
   );
   console.log(`ok: every published service ready after ${((Date.now() - started) / 1000).toFixed(1)}s of polling`);
@@ -64,11 +66,15 @@ async function otp() {
   const sent = await send(phoneNumber);
   if (sent.status !== 202) throw new Error(`send answered ${sent.status} ${JSON.stringify(sent.body)}`);
   let code = null;
-  await waitFor('the SMS in the simulator inbox', async () => {
-    const m = (await inbox(phoneNumber)).at(-1);
-    code = m ? (/\b(\d{6})\b/.exec(m.body)?.[1] ?? null) : null;
-    return code !== null || 'no message yet';
-  }, 30_000);
+  await waitFor(
+    'the SMS in the simulator inbox',
+    async () => {
+      const m = (await inbox(phoneNumber)).at(-1);
+      code = m ? (/\b(\d{6})\b/.exec(m.body)?.[1] ?? null) : null;
+      return code !== null || 'no message yet';
+    },
+    30_000,
+  );
   const verified = await fetchJson(`${api}/v1/otp/verify`, {
     method: 'POST',
     headers: auth,
@@ -122,12 +128,16 @@ async function traffic() {
   if (accepted.size < 20) throw new Error(`only ${accepted.size} sends accepted: too few to show anything`);
   if (Object.keys(refused).length === 0) console.log('note: no send was refused during the restart');
   const missing = new Set(accepted.keys());
-  await waitFor(`every accepted OTP in the inbox (${missing.size} left)`, async () => {
-    const r = await fetchJson(`${sim}/_sim/inbox.json`);
-    const list = Array.isArray(r.body) ? r.body : (r.body?.messages ?? []);
-    for (const m of list) missing.delete(m.to);
-    return missing.size === 0 || `${missing.size} missing`;
-  }, Number(env.DELIVERY_TIMEOUT_MS ?? 90_000));
+  await waitFor(
+    `every accepted OTP in the inbox (${missing.size} left)`,
+    async () => {
+      const r = await fetchJson(`${sim}/_sim/inbox.json`);
+      const list = Array.isArray(r.body) ? r.body : (r.body?.messages ?? []);
+      for (const m of list) missing.delete(m.to);
+      return missing.size === 0 || `${missing.size} missing`;
+    },
+    Number(env.DELIVERY_TIMEOUT_MS ?? 90_000),
+  );
   // The API's own record agrees: each accepted OTP was sent by a provider.
   for (const [phoneNumber, id] of accepted) {
     const r = await fetchJson(`${api}/v1/otp/${id}`, { headers: auth });
