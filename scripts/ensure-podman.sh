@@ -38,6 +38,9 @@ ensure_engine() {
   command -v podman >/dev/null 2>&1 || need+=(podman)
   command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
   command -v curl >/dev/null 2>&1 || need+=(curl)
+  # `init: true` in docker-compose.yml: podman runs catatonit, which its Recommends may leave out (tini does not do).
+  [ -x /usr/libexec/podman/catatonit ] || need+=(catatonit)
+  command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
   if [ ${#need[@]} -gt 0 ]; then
     _log "installing ${need[*]} (Debian packages)"
     _apt_install "${need[@]}" || return 1
