@@ -8,7 +8,7 @@
 //     the gateway reads.
 // Usage: node scripts/check-k8s.mjs <tools dir> [manifests dir]
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -191,6 +191,26 @@ for (const f of files)
   if (f !== 'kustomization.yaml' && !f.includes('example') && !kustomization?.o.resources?.includes(f))
     fail('kustomization.yaml', `does not list ${f}`);
 
+// The gateway's own config reader accepts what each container gets (ConfigMap + example Secret + its env),
+// when the packages are built (scripts/test.sh builds them first).
+let configChecked = false;
+if (existsSync('packages/core/dist/index.js')) {
+  const { loadConfig } = await import(pathToFileURL(resolve('packages/core/dist/index.js')).href);
+  const data = Object.assign({}, ...byKind('ConfigMap').map((x) => x.o.data));
+  const secret = Object.assign({}, ...byKind('Secret').map((x) => x.o.stringData));
+  for (const { o, where } of deployments) {
+    for (const c of o.spec.template.spec.containers) {
+      const env = { ...data, ...secret, ...Object.fromEntries((c.env ?? []).map((e) => [e.name, e.value])) };
+      try {
+        loadConfig(env);
+      } catch (e) {
+        fail(`${where} container ${c.name}`, `the gateway refuses this configuration: ${e.message}`);
+      }
+    }
+  }
+  configChecked = true;
+}
+
 if (problems.length) {
   console.error(`check-k8s:\n  ${problems.join('\n  ')}`);
   process.exit(1);
@@ -200,4 +220,9 @@ console.log(`ok: ${resources.length} objects (${kinds}) in ${files.length} files
 console.log('ok: no unknown field (tsc against the kubernetes-models types)');
 console.log(
   'ok: probes on /healthz and /readyz, resources, non-root, secrets from the Secret, worker grace >= drain, selectors, variables',
+);
+console.log(
+  configChecked
+    ? "ok: each container's configuration is accepted by the gateway's loadConfig"
+    : 'note: packages/core is not built, so loadConfig was not run on the configuration',
 );
