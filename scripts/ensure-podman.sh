@@ -122,22 +122,36 @@ ENV NODE_VERSION=${ver#v}
 CMD ["node"]
 EOF
   _log "building $tag (Node $ver)"
-  podman build -q -t "$tag" "$ctx" >/dev/null
+  podman build -t "$tag" "$ctx" >"$ctx/build.log" 2>&1 || { tail -20 "$ctx/build.log" >&2; return 1; }
 }
 
 _build_redis_image() {
-  local tag=docker.io/library/redis:7 tar ctx
-  tar=$(_debian_rootfs_tar redis redis-server) || return 1
-  podman image exists localhost/otp-ci/debian:bookworm-redis ||
-    podman import -q "$tar" localhost/otp-ci/debian:bookworm-redis >/dev/null || return 1
-  ctx="$CONTAINERS_CACHE/redis-ctx"; mkdir -p "$ctx"
+  local tag=docker.io/library/redis:7 tar ctx pkgs
+  tar=$(_debian_rootfs_tar base) || return 1
+  podman image exists localhost/otp-ci/debian:bookworm ||
+    podman import -q "$tar" localhost/otp-ci/debian:bookworm >/dev/null || return 1
+  ctx="$CONTAINERS_CACHE/redis-ctx"
+  if ! ls "$ctx"/debs/redis-server_*.deb >/dev/null 2>&1; then
+    # The packages redis-server adds to that root, as apt resolves them against the root's own dpkg status,
+    # downloaded on the host and installed with dpkg inside the build (nothing downloads in a container).
+    rm -rf "$ctx"; mkdir -p "$ctx/debs"
+    tar -xOf "$tar" ./var/lib/dpkg/status >"$ctx/base-status"
+    pkgs=$(apt-get -s -o Dir::State::status="$ctx/base-status" --no-install-recommends install redis-server 2>/dev/null |
+      awk '/^Inst /{print $2}')
+    [ -n "$pkgs" ] || { ENGINE_MISSING="apt cannot resolve redis-server (apt-get update?)"; return 1; }
+    _log "downloading $(echo $pkgs) (Debian packages)"
+    (cd "$ctx/debs" && apt-get download $pkgs >/dev/null 2>&1) ||
+      { ENGINE_MISSING="apt-get download $pkgs failed"; return 1; }
+  fi
   cat >"$ctx/Containerfile" <<'EOF'
-FROM localhost/otp-ci/debian:bookworm-redis
+FROM localhost/otp-ci/debian:bookworm
 # Made locally by scripts/ensure-podman.sh as a stand-in for the official redis:7: Debian's redis-server
 # (7.0), run as the user redis from /data, the volume its AOF goes to.
+COPY debs /tmp/debs
 # The official image builds Redis with protected-mode off (the container network is the boundary);
 # Debian's is on, and would refuse every other container. The entrypoint turns it off the same way.
-RUN mkdir -p /data && chown redis:redis /data \
+RUN dpkg -i /tmp/debs/*.deb >/dev/null && rm -rf /tmp/debs \
+ && mkdir -p /data && chown redis:redis /data \
  && printf '#!/bin/sh\nif [ "$1" = redis-server ]; then shift; set -- redis-server "$@" --protected-mode no; fi\nexec "$@"\n' \
       >/usr/local/bin/docker-entrypoint.sh && chmod 755 /usr/local/bin/docker-entrypoint.sh
 WORKDIR /data
@@ -148,7 +162,7 @@ ENTRYPOINT ["docker-entrypoint.sh"]
 CMD ["redis-server"]
 EOF
   _log "building $tag (Debian's redis-server)"
-  podman build -q -t "$tag" "$ctx" >/dev/null
+  podman build -t "$tag" "$ctx" >"$ctx/build.log" 2>&1 || { tail -20 "$ctx/build.log" >&2; return 1; }
 }
 
 ensure_base_images() {
