@@ -86,7 +86,7 @@ _debian_rootfs_tar() {
   _log "debootstrap --variant=minbase bookworm ${include[*]}" >&2
   debootstrap --variant=minbase "${include[@]}" --cache-dir="$CONTAINERS_CACHE/debs" bookworm "$dir" \
     http://deb.debian.org/debian >"$CONTAINERS_CACHE/debootstrap-$name.log" 2>&1 ||
-    { ENGINE_MISSING="debootstrap failed (see $CONTAINERS_CACHE/debootstrap-$name.log)"; return 1; }
+    { echo "debootstrap failed (see $CONTAINERS_CACHE/debootstrap-$name.log)" >&2; return 1; }
   # What a -slim image leaves out.
   rm -rf "$dir"/usr/share/doc/* "$dir"/usr/share/man/* "$dir"/usr/share/info/* "$dir"/var/lib/apt/lists/* \
     "$dir"/var/cache/apt/*.bin "$dir"/var/cache/apt/archives/*.deb "$dir"/var/log/*.log
@@ -165,11 +165,19 @@ EOF
   podman build -t "$tag" "$ctx" >"$ctx/build.log" 2>&1 || { tail -20 "$ctx/build.log" >&2; return 1; }
 }
 
+# Returns 2 when the images cannot be had on this machine at all (not root), 1 when making them failed.
 ensure_base_images() {
-  podman image exists "docker.io/library/node:$NODE_IMAGE_MAJOR-slim" || _build_node_image ||
-    { ENGINE_MISSING=${ENGINE_MISSING:-"could not make node:$NODE_IMAGE_MAJOR-slim"}; return 1; }
-  podman image exists docker.io/library/redis:7 || _build_redis_image ||
-    { ENGINE_MISSING=${ENGINE_MISSING:-"could not make redis:7"}; return 1; }
+  if [ "$(id -u)" != 0 ] && ! { podman image exists "docker.io/library/node:$NODE_IMAGE_MAJOR-slim" &&
+    podman image exists docker.io/library/redis:7; }; then
+    ENGINE_MISSING="node:$NODE_IMAGE_MAJOR-slim and redis:7 are not in podman's storage, and making them here needs root (debootstrap); where a registry answers: podman pull node:$NODE_IMAGE_MAJOR-slim redis:7"
+    return 2
+  fi
+  if ! podman image exists "docker.io/library/node:$NODE_IMAGE_MAJOR-slim"; then
+    _build_node_image || { local rc=$?; ENGINE_MISSING=${ENGINE_MISSING:-"could not make node:$NODE_IMAGE_MAJOR-slim"}; return "$rc"; }
+  fi
+  if ! podman image exists docker.io/library/redis:7; then
+    _build_redis_image || { local rc=$?; ENGINE_MISSING=${ENGINE_MISSING:-"could not make redis:7"}; return "$rc"; }
+  fi
 }
 
 # The Dockerfile runs `npm install -g pnpm@10` and `pnpm fetch`. Here they get, mounted into the build's
@@ -197,7 +205,7 @@ prefetch_build_deps() {
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   set -euo pipefail
   if ! ensure_engine; then echo "no container engine: $ENGINE_MISSING"; exit 0; fi
-  ensure_base_images || { echo "ensure-podman: $ENGINE_MISSING" >&2; exit 1; }
+  ensure_base_images || { rc=$?; echo "ensure-podman: $ENGINE_MISSING" >&2; [ "$rc" = 2 ] && exit 0; exit 1; }
   podman images
   stop_engine_service
 fi
