@@ -97,7 +97,11 @@ try {
 }
 
 // --- 3. the project's rules ------------------------------------------------------------------------------
-const configSource = readFileSync('packages/core/src/config.ts', 'utf8');
+// config.ts, and the other readers beside it (redis.config.ts where Redis has its own).
+const configSource = readdirSync('packages/core/src')
+  .filter((f) => /config\.ts$/.test(f) && !f.endsWith('.test.ts'))
+  .map((f) => readFileSync(join('packages/core/src', f), 'utf8'))
+  .join('\n');
 const known = new Set(
   [...configSource.matchAll(/\b(?:str|int|bool|url|required)\('([A-Z][A-Z0-9_]+)'/g)].map((m) => m[1]),
 );
