@@ -65,8 +65,10 @@ def need(ok, what):
     if not ok:
         problems.append(what)
 
-need(set(services) == {"redis", "api", "worker", "webhooks", "dashboard", "simulator"},
+need(set(services) == {"redis", "api", "worker", "webhooks", "dashboard", "simulator", "prometheus", "grafana"},
      f"services are {sorted(services)}")
+for s in ("prometheus", "grafana"):
+    need(services.get(s, {}).get("profiles") == ["monitoring"], f"{s} is not under the monitoring profile")
 redis = services.get("redis", {})
 cmd = " ".join(redis.get("command") or [])
 need("--appendonly yes" in cmd and "--maxmemory-policy noeviction" in cmd, f"redis command is {cmd!r}")
@@ -98,6 +100,7 @@ need(services.get("dashboard", {}).get("environment", {}).get("DASHBOARD_PASSWOR
 if problems:
     print("check-compose: " + "; ".join(problems), file=sys.stderr)
     sys.exit(1)
-print("ok: services " + ", ".join(sorted(services)) + "; worker scalable; redis durable and noeviction; simulator in dev")
+print("ok: services " + ", ".join(sorted(services)) + "; worker scalable; redis durable and noeviction; simulator in dev;"
+      " prometheus and grafana in monitoring")
 PY
 echo "compose file ok"
