@@ -96,6 +96,9 @@ OCTOPUSH_API_KEY=simulator-octopush-api-key
 OCTOPUSH_API_LOGIN=simulator@example.com
 OCTOPUSH_API_BASE_URL=http://simulator:3003/v1/public
 PUBLIC_WEBHOOK_BASE_URL=http://webhooks:3001
+# The images run with NODE_ENV=production, which wants https:// URLs: the simulator and the callbacks app
+# are reached over the compose network in plain http.
+ALLOW_INSECURE_HTTP=true
 OCTOPUSH_WEBHOOK_TOKEN=$token
 SIM_OCTOPUSH_CALLBACK_URL=http://webhooks:3001/webhooks/octopush/delivery/$token
 SIM_CALLBACK_DELAY_MS=200
