@@ -25,6 +25,13 @@ local function give_up(okey, now)
   end_otp(okey, 'failed', now, nil)
   return true
 end
+-- An OTP stays listed as not started (the sweep's safety net) until an attempt is recorded or nothing is left to
+-- send: a job that fails between the plan and the start leaves it listed.
+local function unlist(due, id) redis.call('ZREM', due, DUE_UNSTARTED .. id) end
+local function stop(due, id, reason)
+  unlist(due, id)
+  return {'stop', 'reason', reason}
+end
 -- Outcomes after which a provider is not tried again for this OTP (once per provider).
 local SPENT = {misconfigured = true, undelivered = true, failed = true, no_receipt = true}
 `;
@@ -38,17 +45,11 @@ export const PLAN = defineScript({
   lib: DELIVERY_LUA,
   body: `
 local now = clock(A.now)
--- The OTP stays listed as not started (the sweep's safety net) until an attempt is recorded or nothing is left
--- to send: a job that fails between the plan and the start leaves it listed.
-local function stop(reason)
-  redis.call('ZREM', K.due, DUE_UNSTARTED .. A.id)
-  return {'stop', 'reason', reason}
-end
 local o = redis.call('HMGET', K.otp, F.status, F.exp, F.acc, F.na)
-if not o[1] then return stop('gone') end
+if not o[1] then return stop(K.due, A.id, 'gone') end
 local status = settle(K.otp, K.number, A.id, o[1], o[2], now)
-if status ~= 'pending' then return stop(status) end
-if o[3] and o[3] ~= '' then return stop('done') end
+if status ~= 'pending' then return stop(K.due, A.id, status) end
+if o[3] and o[3] ~= '' then return stop(K.due, A.id, 'done') end
 local na = tonumber(o[4] or '0')
 local lastP, lastO = nil, nil
 if na > 0 then
@@ -60,18 +61,18 @@ if na > 0 then
     if lease > now then return {'busy', 'ms', lease - now} end
     -- the worker that held the lease died during the call: whether it went out is unknown
     redis.call('HSET', K.otp, af(na, AF.outcome), 'interrupted', af(na, AF.updatedAt), now)
-    if now + tonumber(A.minLifeMs) >= tonumber(o[2]) then return stop('too_late') end
+    if now + tonumber(A.minLifeMs) >= tonumber(o[2]) then return stop(K.due, A.id, 'too_late') end
     -- same provider, same request id: a provider that deduplicates by request id (Octopush) cannot send twice
     local origin = last[3] or tostring(na)
     na = na + 1
     redis.call('HSET', K.otp, F.na, na, af(na, AF.provider), lastP, af(na, AF.outcome), 'sending',
       af(na, AF.startedAt), now, af(na, AF.updatedAt), now, af(na, AF.requestAttempt), origin,
       F.lease, now + tonumber(A.leaseMs))
-    redis.call('ZREM', K.due, DUE_UNSTARTED .. A.id)
+    unlist(K.due, A.id)
     return send_data(K.otp, {'go', 'attempt', na, 'provider', lastP, 'requestAttempt', origin})
   end
 end
-if now + tonumber(A.minLifeMs) >= tonumber(o[2]) then return stop('too_late') end
+if now + tonumber(A.minLifeMs) >= tonumber(o[2]) then return stop(K.due, A.id, 'too_late') end
 local spent = {}
 for i = 1, na do
   local a = redis.call('HMGET', K.otp, af(i, AF.provider), af(i, AF.outcome))
@@ -85,7 +86,7 @@ for _, p in ipairs(A.order) do
   end
 end
 for _, p in ipairs(again) do first[#first + 1] = p end
-if #first == 0 then return stop('exhausted') end
+if #first == 0 then return stop(K.due, A.id, 'exhausted') end
 return {'choose', 'attempts', na, 'candidates', table.concat(first, ','), 'exp', o[2]}
 `,
 });
@@ -98,15 +99,11 @@ export const START = defineScript({
   lib: DELIVERY_LUA,
   body: `
 local now = clock(A.now)
-local function stop(reason)
-  redis.call('ZREM', K.due, DUE_UNSTARTED .. A.id)
-  return {'stop', 'reason', reason}
-end
 local o = redis.call('HMGET', K.otp, F.status, F.exp, F.acc, F.na, F.ds)
-if not o[1] then return stop('gone') end
+if not o[1] then return stop(K.due, A.id, 'gone') end
 local status = settle(K.otp, K.number, A.id, o[1], o[2], now)
-if status ~= 'pending' then return stop(status) end
-if o[3] and o[3] ~= '' then return stop('done') end
+if status ~= 'pending' then return stop(K.due, A.id, status) end
+if o[3] and o[3] ~= '' then return stop(K.due, A.id, 'done') end
 -- another job of this OTP started an attempt since the plan: plan again shortly
 if tonumber(o[4] or '0') ~= tonumber(A.attempts) then return {'busy', 'ms', 100} end
 local na = tonumber(A.attempts) + 1
@@ -114,7 +111,7 @@ redis.call('HSET', K.otp, F.na, na, af(na, AF.provider), A.provider, af(na, AF.o
   af(na, AF.startedAt), now, af(na, AF.updatedAt), now, af(na, AF.requestAttempt), na, F.lease, now + tonumber(A.leaseMs))
 -- a new attempt that will count: after a failover the delivery status starts again from sending
 if o[5] ~= 'sending' then redis.call('HSET', K.otp, F.ds, 'sending') end
-redis.call('ZREM', K.due, DUE_UNSTARTED .. A.id)
+unlist(K.due, A.id)
 return send_data(K.otp, {'go', 'attempt', na, 'provider', A.provider, 'requestAttempt', na})
 `,
 });

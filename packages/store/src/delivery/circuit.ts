@@ -18,7 +18,15 @@ import { CLOCK_LUA, defineScript } from '../redis/script.js';
  *   goes through as the one probe, and the circuit is open again to the others for another cool-down, or until
  *   the probe succeeds (success resets `fails` and closes it).
  */
-const FIELDS = `local FAILS, OPEN, PAUSED, RATE_SEC, RATE_N = 'fails', 'openUntil', 'pausedUntil', 'rateSec', 'rateN'`;
+const CIRCUIT_FIELDS = Object.freeze({
+  fails: 'fails',
+  openUntil: 'openUntil',
+  pausedUntil: 'pausedUntil',
+  rateSec: 'rateSec',
+  rateN: 'rateN',
+});
+const F = CIRCUIT_FIELDS;
+const FIELDS = `local FAILS, OPEN, PAUSED, RATE_SEC, RATE_N = '${F.fails}', '${F.openUntil}', '${F.pausedUntil}', '${F.rateSec}', '${F.rateN}'`;
 
 const PICK = defineScript({
   name: 'otpCircuitPick',
@@ -145,7 +153,7 @@ export function createCircuits(redis: RedisClient, ks: Keyspace, settings: Circu
       return r.outcome === 'open' ? 'open' : 'closed';
     },
     async success(provider) {
-      await redis.hset(key(provider), 'fails', 0, 'openUntil', 0);
+      await redis.hset(key(provider), F.fails, 0, F.openUntil, 0);
     },
     async states(providers, now = 0) {
       if (providers.length === 0) return {};
