@@ -45,8 +45,9 @@ describe('metrics follow the OTP funnel', () => {
     const [sms] = await stack.inbox('+33640000001');
     expect((await stack.verify({ id: a.body.id, code: codeIn(sms!.body)! })).status).toBe(200);
 
-    // 2. two wrong codes: locked
+    // 2. two wrong codes: locked. Its SMS is out first, so the fault set in step 3 cannot land on it.
     const b = await stack.send('+33640000002');
+    await eventually(async () => ((await stack.otp(b.body.id)).deliveryStatus === 'delivered' ? true : undefined));
     for (const code of ['000000', '000001']) await stack.verify({ id: b.body.id, code });
 
     // 3. Twilio reports it undelivered; it goes out through Octopush and is delivered there

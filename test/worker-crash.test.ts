@@ -3,7 +3,8 @@ import { eventually } from './support/processes.js';
 import { codeIn, type Stack, startStack } from './support/stack.js';
 
 // Real processes: simulator with 800 ms Twilio latency (so the sends of a burst are in flight together even on
-// a busy machine), API, two workers sharing one Redis.
+// a busy machine), API, two workers sharing one Redis. Each worker takes 2 jobs per shard at a time, fewer than
+// the burst: a worker that has just had one send accepted is already sending the next when it is killed.
 let stack: Stack;
 const phones = (count: number, base: number) =>
   Array.from({ length: count }, (_, i) => `+3366${String(base + i).padStart(7, '0')}`);
@@ -12,7 +13,7 @@ beforeAll(async () => {
   stack = await startStack({
     workers: 2,
     env: { SIM_TWILIO_LATENCY_MS: '800' },
-    workerEnv: { WORKER_CONCURRENCY: '5', WORKER_LOCK_MS: '2000' },
+    workerEnv: { WORKER_CONCURRENCY: '2', WORKER_LOCK_MS: '2000' },
   });
 });
 afterAll(async () => stack?.stop());
