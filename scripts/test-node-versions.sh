@@ -41,6 +41,7 @@ node_bin() {
   echo "$dir/bin/node"
 }
 
+. scripts/vitest-rerun.sh
 summary=()
 status=0
 for major in $versions; do
@@ -48,27 +49,9 @@ for major in $versions; do
   version=$("$bin" --version)
   echo "==> vitest run under Node $version"
   t=$(date +%s)
-  log="$cache/vitest-node$major.log"
-  mkdir -p "$cache"
-  if PATH="$(dirname "$bin"):$PATH" "$bin" node_modules/vitest/vitest.mjs run "$@" 2>&1 | tee "$log"; then
-    result="passed"
-  else
-    # The suite starts real processes with fixed start-up deadlines (15 s), which a machine shared with other
-    # runs can miss. Failed files get one more run, and the summary names them: a file that fails twice fails CI.
-    failed=$(sed -E 's/\x1b\[[0-9;]*m//g' "$log" | grep -oE '^ FAIL  [^ ]+\.test\.ts' | awk '{print $2}' | sort -u | tr '\n' ' ')
-    if [ -n "$failed" ]; then
-      echo "==> Node $version: running the failed files once more: $failed"
-      if PATH="$(dirname "$bin"):$PATH" "$bin" node_modules/vitest/vitest.mjs run $failed 2>&1 | tee "$log.rerun"; then
-        result="passed, after a second run of $failed(failed the first time; see $log)"
-      else
-        result="FAILED (twice: $failed)"; status=1
-      fi
-    else
-      result="FAILED"; status=1
-    fi
-  fi
-  counts=$(sed -E 's/\x1b\[[0-9;]*m//g' "$log" | grep -E '^\s+Tests\s' | tail -1 | sed -E 's/^\s+//' || true)
-  summary+=("Node $version: $result in $(($(date +%s) - t))s (first run: $counts)")
+  PATH="$(dirname "$bin"):$PATH" vitest_run "Node $version" "$cache/vitest-node$major.log" \
+    "$bin" node_modules/vitest/vitest.mjs run "$@" || status=1
+  summary+=("$VITEST_RESULT, in $(($(date +%s) - t))s")
 done
 echo "== node versions"
 printf '   %s\n' "${summary[@]}"

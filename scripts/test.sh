@@ -13,9 +13,18 @@ bash scripts/check-compose.sh
 echo "==> lint and typecheck"
 pnpm -s exec biome check .
 pnpm -s typecheck
+. scripts/vitest-rerun.sh
+logs=${TEST_LOG_DIR:-/tmp/otp-gateway-test-logs}
+results=()
+status=0
 echo "==> tests on one Redis"
-pnpm -s exec vitest run "$@"
+vitest_run "one Redis" "$logs/vitest-single.log" pnpm -s exec vitest run "$@" || status=1
+results+=("$VITEST_RESULT")
 # The same suite on a 3-master Redis Cluster that the test setup starts from redis-server (each file on its own
 # key prefix, the send queue in 3 shards): every script must stay in one slot, every master must get work.
 echo "==> tests on a 3-master Redis Cluster"
-OTP_TEST_REDIS=cluster pnpm -s exec vitest run "$@"
+OTP_TEST_REDIS=cluster vitest_run "3-master Redis Cluster" "$logs/vitest-cluster.log" pnpm -s exec vitest run "$@" || status=1
+results+=("$VITEST_RESULT")
+echo "== tests"
+printf '   %s\n' "${results[@]}"
+exit "$status"
