@@ -23,10 +23,15 @@ export async function freePort(): Promise<number> {
   });
 }
 
-/** Starts `redis-server` on a free loopback port; `port` may be given to restart on the same one. */
-export async function startLocalRedis(opts: { port?: number; args?: string[] } = {}): Promise<LocalRedis> {
+/**
+ * Starts `redis-server` on a free loopback port. `port` and `dir` may be given to restart on the same port from
+ * the same files (the caller then owns `dir`: stop() leaves it).
+ */
+export async function startLocalRedis(
+  opts: { port?: number; args?: string[]; dir?: string } = {},
+): Promise<LocalRedis> {
   const port = opts.port ?? (await freePort());
-  const dir = mkdtempSync(join(tmpdir(), 'otp-redis-'));
+  const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'otp-redis-'));
   const child: ChildProcess = spawn(
     'redis-server',
     [
@@ -83,7 +88,7 @@ export async function startLocalRedis(opts: { port?: number; args?: string[] } =
         child.kill('SIGKILL');
         await exited;
       }
-      rmSync(dir, { recursive: true, force: true });
+      if (!opts.dir) rmSync(dir, { recursive: true, force: true });
     },
   };
 }
