@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { join } from 'node:path';
 import { BENCH_DIR, machine, RESULTS_DIR, ROOT } from './lib.mjs';
 
-const BENCHES = ['api-send', 'webhooks', 'worker-drain', 'memory'];
+const BENCHES = ['api-send', 'webhooks', 'worker-drain', 'memory', 'headline', 'end-to-end'];
 const only = (process.env.BENCH_ONLY ?? '')
   .split(',')
   .map((s) => s.trim())
@@ -23,7 +23,7 @@ const OUT = process.env.BENCH_OUT || (both ? 'cluster' : 'latest');
  * A benchmark that runs longer than this is stopped (each bounds itself below: a worker-drain run stops after 60 s
  * at most, and a loaded machine can make its rounds several times longer than on a quiet one).
  */
-const BENCH_TIMEOUT_MS = { memory: 330_000, 'worker-drain': 600_000 };
+const BENCH_TIMEOUT_MS = { memory: 330_000, 'worker-drain': 600_000, headline: 420_000, 'end-to-end': 420_000 };
 const timeoutOf = (name) => (BENCH_TIMEOUT_MS[name] ?? 240_000) * (both && name !== 'memory' ? 2 : 1);
 
 const missing = ['api', 'worker', 'webhooks', 'simulator']
@@ -128,6 +128,10 @@ function markdown(rep) {
       `| memory | ${verdict(x)} | Redis bytes per OTP: queued ${x.bytesPerOtp?.queued ?? '?'}, after delivery ${x.bytesPerOtp?.delivered ?? '?'} | ≤ ${x.threshold?.queuedBytesAtMost ?? '?'}; ≤ ${x.threshold?.deliveredBytesAtMost ?? '?'} |`,
     );
   }
+  // Newer benchmarks describe themselves: a row for this table and a section (summaryRow, summaryThreshold, sectionMd).
+  for (const [name, q] of Object.entries(r)) {
+    if (q.summaryRow) out.push(`| ${name} | ${verdict(q)} | ${q.summaryRow} | ${q.summaryThreshold ?? ''} |`);
+  }
   out.push('');
 
   const x = r['api-send'];
@@ -208,6 +212,7 @@ function markdown(rep) {
     }
   }
   if (r.memory?.bytesPerOtp) out.push(...memoryMd(r.memory));
+  for (const q of Object.values(r)) if (q.sectionMd) out.push(...q.sectionMd);
   for (const [name, q] of Object.entries(r)) {
     if (q.error) out.push(`**${name} error:** \`${q.error.split('\n')[0]}\``, '');
     else if (!q.ok) out.push(`**${name} failed:** ${q.failures.join('; ')}`, '');

@@ -61,8 +61,9 @@ export async function startCluster({ masters = 3 } = {}) {
   for (const n of nodes) {
     const c = new Redis({ port: n.port, maxRetriesPerRequest: 1 });
     c.on('error', () => {});
-    // as the benchmarks' single Redis: no persistence
-    await c.config('SET', 'appendonly', 'no');
+    // as the benchmarks' single Redis: AOF with fsync every second, no RDB snapshots
+    await c.config('SET', 'appendonly', 'yes');
+    await c.config('SET', 'appendfsync', 'everysec');
     await c.config('SET', 'save', '');
     await c.config('SET', 'maxmemory-policy', 'noeviction');
     const pid = Number(/process_id:(\d+)/.exec(await c.info('server'))?.[1]);
@@ -131,7 +132,7 @@ async function startOwnCluster(dir, masters) {
         ...['--port', `${n.port}`, '--bind', '127.0.0.1', '--dir', dir, '--loglevel', 'warning'],
         ...['--cluster-enabled', 'yes', '--cluster-port', `${n.bus}`],
         ...['--cluster-config-file', join(dir, `nodes-${n.port}.conf`), '--dbfilename', `dump-${n.port}.rdb`],
-        ...['--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction'],
+        ...['--save', '', '--appendonly', 'yes', '--appendfsync', 'everysec', '--maxmemory-policy', 'noeviction'],
       ],
       { stdio: 'ignore' },
     ),
