@@ -55,7 +55,6 @@ export async function endToEndBench(
     RATE_LIMIT_PER_KEY_PER_MINUTE: '10000000',
     RATE_LIMIT_PER_IP_PER_MINUTE: '10000000',
     PUBLIC_WEBHOOK_BASE_URL: hooksUrl,
-    ALLOW_INSECURE_HTTP: 'true',
     WORKER_CONCURRENCY: String(concurrency),
     SIM_INBOX_LIMIT: '1000000',
     SIM_CALLBACK_DELAY_MS: '200',

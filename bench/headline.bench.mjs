@@ -57,7 +57,6 @@ export async function headlineBench(
     RATE_LIMIT_PER_KEY_PER_MINUTE: '10000000',
     RATE_LIMIT_PER_IP_PER_MINUTE: '10000000',
     PUBLIC_WEBHOOK_BASE_URL: hooksUrl,
-    ALLOW_INSECURE_HTTP: 'true',
     WORKER_CONCURRENCY: String(workerConcurrency),
     PROVIDER_TIMEOUT_MS: '5000',
     SIM_INBOX_LIMIT: '1000000',

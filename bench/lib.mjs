@@ -464,6 +464,8 @@ export function gatewayEnv({ redis, simUrl = 'http://127.0.0.1:9', ...ports }) {
     OCTOPUSH_API_LOGIN: SIM_OCTOPUSH.login,
     OCTOPUSH_API_BASE_URL: `${simUrl}/v1/public`,
     OCTOPUSH_WEBHOOK_TOKEN: OCTOPUSH_TOKEN,
+    // the simulator and the callbacks app speak plain http on loopback (production refuses it otherwise)
+    ALLOW_INSECURE_HTTP: 'true',
     ...Object.fromEntries(Object.entries(ports).map(([k, v]) => [k, String(v)])),
   };
 }

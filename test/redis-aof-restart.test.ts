@@ -67,7 +67,9 @@ describe('a Redis with AOF (everysec) killed during a burst', () => {
     const otps = await eventually(
       async () => {
         const all = await Promise.all(accepted.map((a) => stack.otp(a.id)));
-        return all.every((o) => o.deliveryStatus === 'sent' || o.deliveryStatus === 'delivered') ? all : undefined;
+        const waiting = all.filter((o) => o.deliveryStatus !== 'sent' && o.deliveryStatus !== 'delivered');
+        if (waiting.length === 0) return all;
+        throw new Error(`${waiting.length} not sent yet, e.g. ${JSON.stringify(waiting.slice(0, 2))}`);
       },
       45_000,
       'every accepted OTP sent',

@@ -48,6 +48,8 @@ describe('workers that stop', () => {
     const ids = await Promise.all(to.map(async (p) => (await stack.send(p)).body.id as string));
     const victim = stack.workers[0]!;
     await victim.waitForLog((l) => l.msg === 'sms accepted by provider');
+    // Half a provider latency later the victim is in the middle of its next sends (started right after that one).
+    await new Promise((r) => setTimeout(r, 400));
     await victim.stop('SIGKILL');
     const otps = await expectDeliveredOnce(ids, to);
     // The killed worker had sends in flight: the other worker took them over once their lock expired.

@@ -22,7 +22,8 @@ async function main() {
     log,
     readyTimeoutMs: 5000,
   }).catch((e) => refuseToStart('worker', e));
-  const sender = await startSendWorker({ config, redis, ks, log });
+  const scripts = connectStore(config, 'worker', 'otp-worker-scripts', { autoPipelining: true }).redis;
+  const sender = await startSendWorker({ config, redis, scripts, ks, log });
   const storeErrors = new Counter({
     name: 'otp_store_errors_total',
     help: 'Errors of Redis clients and queues outside any command (reconnects failing, ...), by source: logged at most every 10 s',
@@ -49,6 +50,7 @@ async function main() {
     await sender.close(config.worker.shutdownTimeoutMs);
     health?.close();
     redis.disconnect();
+    scripts.disconnect();
     log.info('worker stopped');
     process.exit(0);
   };

@@ -22,7 +22,13 @@ import { createSendProcessor } from './send-otp.processor.js';
 
 export interface SendWorkerDeps {
   readonly config: Config;
+  /** BullMQ's connection (queues, job state), also the default for the store's scripts. */
   readonly redis: RedisClient;
+  /**
+   * The store's scripts of a send (pick, start, accept, circuits, message index), on a connection of their own that
+   * pipelines the commands of concurrent sends into one write (see connection.ts); BullMQ's stays unpipelined.
+   */
+  readonly scripts?: RedisClient;
   readonly ks: Keyspace;
   readonly log: Logger & { child(b: object): Logger };
   /** The providers to send through; by default built from the configuration (SMS_PROVIDERS). */
@@ -42,6 +48,7 @@ export interface SendWorker {
 /** Wires and starts the send worker on a connection (built apart from main.ts, which handles process concerns). */
 export async function startSendWorker(deps: SendWorkerDeps): Promise<SendWorker> {
   const { config, redis, ks, log } = deps;
+  const scripts = deps.scripts ?? redis;
 
   const shutdown = new AbortController();
   const list =
@@ -52,10 +59,10 @@ export async function startSendWorker(deps: SendWorkerDeps): Promise<SendWorker>
         : null,
     });
   const providers = new Map(list.map((p) => [p.id, p]));
-  const circuits = createCircuits(redis, ks, circuitSettings(config));
-  const messages = createMessageIndex(redis, ks);
+  const circuits = createCircuits(scripts, ks, circuitSettings(config));
+  const messages = createMessageIndex(scripts, ks);
   const delivery = createDeliveryRepo(
-    { redis, ks, circuits, messages },
+    { redis: scripts, ks, circuits, messages },
     {
       leaseMs: config.providers.timeoutMs + 2000,
       // Receipts are expected only when the callbacks process is reachable by the providers.
@@ -65,7 +72,7 @@ export async function startSendWorker(deps: SendWorkerDeps): Promise<SendWorker>
   );
   const metrics = deps.metrics ?? createWorkerMetrics(() => circuits.states(config.providers.order));
   const queues = createSendQueues(redis, ks, config.queues);
-  const reports = createReportRepo({ redis, ks, messages, circuits });
+  const reports = createReportRepo({ redis: scripts, ks, messages, circuits });
   const applyEarlyReports = async (raw: string[], jobLog: Logger) => {
     for (const json of raw) {
       const report = parseDeliveryReport(json);

@@ -1,10 +1,9 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { Agent as HttpAgent } from 'node:http';
-import https from 'node:https';
 import { maskPhone, type SmsProvider, type TwilioConfig } from '@otp-gateway/core';
 import twilio from 'twilio';
 import { abortedError, sendSignals } from '../http.errors.js';
 import { classifyTwilioFailure } from './twilio.errors.js';
+import { createTwilioHttpClient, type TwilioCallScope } from './twilio.http-client.js';
 
 export interface TwilioProviderOptions {
   /** Twilio's StatusCallback URL (`${PUBLIC_WEBHOOK_BASE_URL}/webhooks/twilio/status`); none when null. */
@@ -21,44 +20,27 @@ export function validityPeriodSeconds(expiresAt: number, now = Date.now()): numb
   return Math.min(MAX_VALIDITY_SECONDS, Math.max(1, Math.floor((expiresAt - now) / 1000)));
 }
 
-/** What one send carries through the shared client: its abort signal, and the answer's headers once known. */
-interface SendScope {
-  readonly signal: AbortSignal;
-  response?: { statusCode: number; headers?: Record<string, unknown> };
-}
-
 /**
  * Twilio through the official library (`messages.create`), against `cfg.apiBaseUrl`.
  *
  * How the library is steered (twilio 6):
- * - one client and one `RequestClient` (the library's axios client) for all sends, with keep-alive agents for
- *   http and https: building them per send costs a new connection and most of a send's CPU;
+ * - one client for all sends, whose `httpClient` is ours (twilio.http-client.ts: node's http with keep-alive
+ *   agents; the library's axios client cost a fifth of the worker's CPU per send), or the library's own
+ *   `RequestClient` when HTTP(S)_PROXY is set;
  * - host: the `api` domain's `baseUrl` is set to `cfg.apiBaseUrl`, so requests go to
  *   `${apiBaseUrl}/2010-04-01/Accounts/{sid}/Messages.json`; `edge`/`region` are set empty so the
  *   library's TWILIO_EDGE/TWILIO_REGION lookups never rewrite that host;
- * - timeout and abort: `timeout` = timeoutMs on the client, and an interceptor adds the current send's
- *   AbortSignal, found through AsyncLocalStorage (sends run concurrently on the one client); another keeps
- *   the answer's headers for that send, since a RestException drops them (Retry-After). The library never
- *   retries (autoRetry off).
+ * - timeout and abort: each send's AbortSignal (and deadline) reaches the HTTP call through AsyncLocalStorage
+ *   (sends run concurrently on the one client), and the answer's status and headers are kept for that send,
+ *   since a RestException drops them (Retry-After). The library never retries (autoRetry off).
  */
 export function createTwilioProvider(cfg: TwilioConfig, opts: TwilioProviderOptions): SmsProvider {
-  const scope = new AsyncLocalStorage<SendScope>();
-  const http = new twilio.RequestClient({ timeout: opts.timeoutMs, keepAlive: true });
-  http.axios.defaults.httpAgent = new HttpAgent({ keepAlive: true });
-  // With HTTP_PROXY set the library uses its proxy agent; keep it then.
-  if (!process.env.HTTP_PROXY) http.axios.defaults.httpsAgent = new https.Agent({ keepAlive: true });
-  http.axios.interceptors.request.use((config) => {
-    const current = scope.getStore();
-    if (current) config.signal = current.signal;
-    return config;
-  });
-  http.axios.interceptors.response.use((res) => {
-    const current = scope.getStore();
-    if (current) current.response = { statusCode: res.status, headers: res.headers as Record<string, unknown> };
-    return res;
-  });
+  const scope = new AsyncLocalStorage<TwilioCallScope>();
+  const http = useProxy()
+    ? proxiedRequestClient(opts.timeoutMs, scope)
+    : createTwilioHttpClient({ timeoutMs: opts.timeoutMs, scope: () => scope.getStore() });
   const client = twilio(cfg.accountSid, cfg.authToken, {
-    httpClient: http,
+    httpClient: http as unknown as twilio.RequestClient,
     edge: '',
     region: '',
     autoRetry: false,
@@ -72,7 +54,7 @@ export function createTwilioProvider(cfg: TwilioConfig, opts: TwilioProviderOpti
     async send(sms, { signal, log }) {
       if (signal.aborted) throw abortedError('twilio');
       const signals = sendSignals(signal, opts.timeoutMs);
-      const current: SendScope = { signal: signals.combined };
+      const current: TwilioCallScope = { signal: signals.combined };
       try {
         const message = await scope.run(current, () =>
           client.messages.create({
@@ -91,4 +73,22 @@ export function createTwilioProvider(cfg: TwilioConfig, opts: TwilioProviderOpti
       }
     },
   };
+}
+
+const useProxy = () => Boolean(process.env.HTTPS_PROXY || process.env.https_proxy || process.env.HTTP_PROXY);
+
+/** The library's own axios client (it knows HTTP(S)_PROXY), steered like ours: the send's signal, its answer kept. */
+function proxiedRequestClient(timeoutMs: number, scope: AsyncLocalStorage<TwilioCallScope>) {
+  const http = new twilio.RequestClient({ timeout: timeoutMs, keepAlive: true });
+  http.axios.interceptors.request.use((config) => {
+    const current = scope.getStore();
+    if (current) config.signal = current.signal;
+    return config;
+  });
+  http.axios.interceptors.response.use((res) => {
+    const current = scope.getStore();
+    if (current) current.response = { statusCode: res.status, headers: res.headers as Record<string, unknown> };
+    return res;
+  });
+  return http;
 }

@@ -1,6 +1,7 @@
 import type { RedisConnection } from '@otp-gateway/core';
 import { Cluster, type ClusterOptions, Redis, type RedisOptions } from 'ioredis';
 import { reportStoreError } from './errors.js';
+import { defineScripts } from './script.js';
 
 /** A connection in any of the three modes: scripts, queues and repositories take either. */
 export type RedisClient = Redis | Cluster;
@@ -20,6 +21,15 @@ function roleOptions(role: ConnectionRole): RedisOptions {
     : { maxRetriesPerRequest: null, enableReadyCheck: true };
 }
 
+export interface ConnectionOptions {
+  /**
+   * ioredis auto-pipelining: the commands issued in one event-loop turn go out in one write. On by default for
+   * `request` connections; a worker opens one for its own scripts (never for BullMQ, whose job state commands are
+   * known to misbehave with it). Always off on a cluster (see below).
+   */
+  readonly autoPipelining?: boolean;
+}
+
 /**
  * Opens a connection for `role` in the configured mode; it reconnects by itself with a capped backoff.
  * - single: `REDIS_URL`;
@@ -28,11 +38,17 @@ function roleOptions(role: ConnectionRole): RedisOptions {
  *   `natMap` maps the addresses the nodes announce to reachable ones;
  * - sentinel: ioredis asks the sentinels for the current primary and follows failovers.
  */
-export function createRedis(conn: RedisConnection, role: ConnectionRole, name?: string): RedisClient {
+export function createRedis(
+  conn: RedisConnection,
+  role: ConnectionRole,
+  name?: string,
+  opts: ConnectionOptions = {},
+): RedisClient {
+  const pipelined = opts.autoPipelining ?? role === 'request';
   const common: RedisOptions = { connectionName: name, retryStrategy, ...roleOptions(role) };
   let client: RedisClient;
   if (conn.mode === 'single') {
-    client = new Redis(conn.url, { ...common, enableAutoPipelining: role === 'request' });
+    client = new Redis(conn.url, { ...common, enableAutoPipelining: pipelined });
   } else if (conn.mode === 'cluster') {
     const opts: ClusterOptions = {
       redisOptions: {
@@ -66,12 +82,13 @@ export function createRedis(conn: RedisConnection, role: ConnectionRole, name?: 
       ...(conn.username ? { username: conn.username } : {}),
       ...(conn.password ? { password: conn.password } : {}),
       ...(conn.tls ? { tls: {}, enableTLSForSentinelMode: true } : {}),
-      enableAutoPipelining: role === 'request',
+      enableAutoPipelining: pipelined,
     });
   }
   // Errors surface through commands and readiness too; these (reconnects failing, ...) are logged rate-limited
   // and counted by the process's sink (see errors.ts). Without a listener ioredis would print them to stderr.
   client.on('error', (err) => reportStoreError('redis', err));
+  defineScripts(client);
   return client;
 }
 

@@ -8,10 +8,14 @@ function fakeRedis(acks: number, present: Set<string>, ms = 20) {
   const redis = {
     pipeline() {
       const cmds: [string, unknown][] = [];
+      const add = (c: string, a: unknown) => {
+        cmds.push([c, a]);
+        return p;
+      };
       const p = {
-        exists: (k: string) => (cmds.push(['exists', k]), p),
-        incr: (k: string) => (cmds.push(['incr', k]), p),
-        wait: (n: number) => (cmds.push(['wait', n]), p),
+        exists: (k: string) => add('exists', k),
+        incr: (k: string) => add('incr', k),
+        wait: (n: number) => add('wait', n),
         exec: async () => {
           batches.push(cmds.map(([c, a]) => `${c} ${a}`));
           await new Promise((r) => setTimeout(r, ms));

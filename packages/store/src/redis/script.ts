@@ -44,6 +44,23 @@ type Callable = Record<string, (...a: (string | number)[]) => Promise<unknown>>;
 /** Every script of the store, as defined: the layout test checks each starts with `#!lua` and stays in one slot. */
 export const SCRIPTS: Script<string, string>[] = [];
 
+/**
+ * Defines every script of the store on a new connection, before it sends anything (createRedis calls it).
+ *
+ * Why not lazily on first use: with ioredis auto-pipelining, a command defined after the current turn's pipeline
+ * was made is missing from that pipeline; the call fails, the pipeline's answers no longer line up with its
+ * callbacks, and ioredis throws "results[i] is not iterable" outside any promise, which ends the process
+ * (ioredis issue #1931). That happened on a worker's first concurrent sends; an API's first requests were open to
+ * it too. A script defined later (a module imported after the connection) still gets defined on first use.
+ */
+export function defineScripts(redis: RedisClient): void {
+  for (const s of SCRIPTS) defineOn(redis, s.name, s.source);
+}
+
+function defineOn(redis: RedisClient, name: string, source: string): void {
+  if (typeof (redis as unknown as Callable)[name] !== 'function') redis.defineCommand(name, { lua: source });
+}
+
 export function defineScript<K extends string, A extends string>(def: ScriptDef<K, A>): Script<K, A> {
   const source = luaSource(def);
   const script: Script<K, A> = {
@@ -51,7 +68,7 @@ export function defineScript<K extends string, A extends string>(def: ScriptDef<
     source,
     async run(redis, keys, args, rest = {}) {
       const r = redis as unknown as Callable & RedisClient;
-      if (typeof r[def.name] !== 'function') redis.defineCommand(def.name, { lua: source });
+      defineOn(redis, def.name, source);
       const keyList = [...def.keys.map((k) => keys[k]), ...(rest.keys ?? [])];
       const argList = [...def.args.map((a) => args[a]), ...(rest.args ?? [])];
       const fn = r[def.name] as (...a: (string | number)[]) => Promise<unknown>;
