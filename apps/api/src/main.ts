@@ -69,6 +69,12 @@ async function main() {
     registers: [metrics.registry],
   });
   guardProcess('api', app.log, (source) => storeErrors.inc({ source }));
+  if (config.otp.allowAllCountries) {
+    app.log.warn(
+      { variable: 'OTP_ALLOWED_COUNTRIES' },
+      'OTP_ALLOWED_COUNTRIES=* lets codes go to every country: SMS pumping aims at the countries you never serve; list yours',
+    );
+  }
   await checkRedisConfig(redis, {
     env: config.env,
     allowNoAof: config.redisAllowNoAof,

@@ -56,6 +56,18 @@ describe('loadConfig', () => {
     expect([...c.otp.allowedCountries]).toEqual(['FR', 'BE']);
   });
 
+  it('requires OTP_ALLOWED_COUNTRIES for the API in production; * only when written out', () => {
+    const prod = { ...API_ENV, NODE_ENV: 'production' };
+    expect(problems(prod).join('\n')).toContain('OTP_ALLOWED_COUNTRIES is required in production');
+    expect(problems(prod, 'worker').join('\n')).not.toContain('OTP_ALLOWED_COUNTRIES');
+    const all = loadConfig({ ...prod, OTP_ALLOWED_COUNTRIES: '*' }, 'api');
+    expect(all.otp.allowAllCountries).toBe(true);
+    expect(all.otp.allowedCountries.size).toBe(0);
+    const some = loadConfig({ ...prod, OTP_ALLOWED_COUNTRIES: 'FR' }, 'api');
+    expect(some.otp).toMatchObject({ allowAllCountries: false, allowUnknownNumberType: false });
+    expect(problems({ ...prod, OTP_ALLOWED_COUNTRIES: 'FR,*' }).join('\n')).toContain('"*"');
+  });
+
   it('names every bad variable in one error', () => {
     const found = problems({
       OTP_SECRET: 'short',

@@ -64,7 +64,12 @@ export interface Config {
     readonly recordRetentionSeconds: number;
     readonly codeLength: number;
     readonly maxAttempts: number;
+    /** OTP_ALLOWED_COUNTRIES: ISO codes; empty when every country is allowed (`*`, or unset outside production). */
     readonly allowedCountries: ReadonlySet<string>;
+    /** OTP_ALLOWED_COUNTRIES=* written out: every country allowed on purpose (the API warns at start). */
+    readonly allowAllCountries: boolean;
+    /** OTP_ALLOW_UNKNOWN_NUMBER_TYPE: a valid number whose line type libphonenumber cannot tell is let through. */
+    readonly allowUnknownNumberType: boolean;
     readonly resendCooldownSeconds: number;
     readonly maxSendsPerNumber: number;
     readonly sendWindowSeconds: number;
@@ -209,7 +214,14 @@ export function loadConfig(env: NodeJS.ProcessEnv, app: AppName): Config {
   }
 
   const allowed = new Set<string>();
-  for (const c of (r.str('OTP_ALLOWED_COUNTRIES') ?? '').split(',')) {
+  const rawAllowed = r.str('OTP_ALLOWED_COUNTRIES');
+  const allowAll = rawAllowed?.trim() === '*';
+  if (needs('api') && nodeEnv === 'production' && !rawAllowed) {
+    r.problems.push(
+      'OTP_ALLOWED_COUNTRIES is required in production: the ISO codes of the countries codes may go to (e.g. FR,BE), or * written out to allow every country',
+    );
+  }
+  for (const c of allowAll ? [] : (rawAllowed ?? '').split(',')) {
     const code = c.trim().toUpperCase();
     if (!code) continue;
     if (!/^[A-Z]{2}$/.test(code)) r.problems.push(`OTP_ALLOWED_COUNTRIES entry "${c}" is not an ISO 3166 alpha-2 code`);
@@ -324,6 +336,8 @@ export function loadConfig(env: NodeJS.ProcessEnv, app: AppName): Config {
       codeLength: r.int('OTP_CODE_LENGTH', 6, 6, 10),
       maxAttempts: r.int('OTP_MAX_ATTEMPTS', 5, 1, 20),
       allowedCountries: allowed,
+      allowAllCountries: allowAll,
+      allowUnknownNumberType: r.bool('OTP_ALLOW_UNKNOWN_NUMBER_TYPE', false),
       resendCooldownSeconds: r.int('OTP_RESEND_COOLDOWN_SECONDS', 30, 0, 3600),
       maxSendsPerNumber: r.int('OTP_MAX_SENDS_PER_NUMBER', 5, 1, 1000),
       sendWindowSeconds: r.int('OTP_SEND_WINDOW_SECONDS', 3600, 60, 86400),

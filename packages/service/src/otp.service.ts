@@ -103,7 +103,7 @@ export function createOtpService(deps: OtpServiceDeps): OtpService {
 
   return {
     async send(caller, req) {
-      const phone = parsePhone(req.phoneNumber, otp.allowedCountries);
+      const phone = parsePhone(req.phoneNumber, otp);
       const locale = req.locale ?? 'en';
       await counted(caller);
       let id = newOtpId(numberToken(keys, caller.keyName, phone.e164));
