@@ -22,7 +22,10 @@ import type { WorkerMetrics } from './metrics.js';
 
 export interface SendProcessorDeps {
   readonly providers: ReadonlyMap<ProviderId, SmsProvider>;
+  /** The order for countries without a route of their own. */
   readonly order: readonly ProviderId[];
+  /** SMS_ROUTES: provider order per ISO country of the destination. */
+  readonly routes?: ReadonlyMap<string, readonly ProviderId[]>;
   readonly delivery: DeliveryRepo;
   readonly keys: OtpKeys;
   readonly log: Logger & { child(b: object): Logger };
@@ -63,7 +66,7 @@ export function createSendProcessor(deps: SendProcessorDeps) {
   return async (job: SendJob, token?: string): Promise<void> => {
     const { otpId } = job.data;
     const log = deps.log.child({ otpId, jobId: job.id });
-    const begun = await delivery.begin(otpId, order, MIN_SEND_LIFE_MS);
+    const begun = await delivery.begin(otpId, order, MIN_SEND_LIFE_MS, deps.routes);
 
     if (begun.kind === 'stop') {
       if (begun.reason === 'too_late' || begun.reason === 'exhausted') return giveUp(otpId, log, begun.reason);

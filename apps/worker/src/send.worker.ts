@@ -80,7 +80,8 @@ export async function startSendWorker(deps: SendWorkerDeps): Promise<SendWorker>
   };
   const processor = createSendProcessor({
     providers,
-    order: config.providers.order.filter((p) => providers.has(p)),
+    order: config.providers.defaultRoute.filter((p) => providers.has(p)),
+    routes: new Map([...config.providers.routes].map(([cc, order]) => [cc, order.filter((p) => providers.has(p))])),
     delivery,
     keys: deriveKeys(config.otpSecret),
     log,

@@ -68,6 +68,18 @@ describe('loadConfig', () => {
     expect(problems({ ...prod, OTP_ALLOWED_COUNTRIES: 'FR,*' }).join('\n')).toContain('"*"');
   });
 
+  it('reads SMS_ROUTES and names an unknown provider or country', () => {
+    const c = loadConfig({ ...API_ENV, SMS_ROUTES: 'fr=octopush,twilio; BE=octopush;*=octopush,twilio' }, 'api');
+    expect(Object.fromEntries(c.providers.routes)).toEqual({ FR: ['octopush', 'twilio'], BE: ['octopush'] });
+    expect(c.providers.defaultRoute).toEqual(['octopush', 'twilio']);
+    expect(loadConfig(API_ENV, 'api').providers.defaultRoute).toEqual(['twilio', 'octopush']);
+    const found = problems({ ...API_ENV, SMS_PROVIDERS: 'twilio', SMS_ROUTES: 'FR=smsbox;XX=twilio;BE=octopush;DE' });
+    expect(found.join('\n')).toContain('"smsbox"');
+    expect(found.join('\n')).toContain('"XX"');
+    expect(found.join('\n')).toContain('"octopush" (BE) is not in SMS_PROVIDERS');
+    expect(found.join('\n')).toContain('"DE"');
+  });
+
   it('names every bad variable in one error', () => {
     const found = problems({
       OTP_SECRET: 'short',

@@ -1,4 +1,5 @@
 import { isIP } from 'node:net';
+import { isSupportedCountry } from 'libphonenumber-js/max';
 import { EnvReader } from './env-reader.js';
 import { ConfigError } from './errors.js';
 import { type RedisConfig, readRedisConfig } from './redis.config.js';
@@ -79,7 +80,12 @@ export interface Config {
     readonly ipRequestsPerMinute: number;
   };
   readonly providers: {
+    /** SMS_PROVIDERS: the providers configured, the first preferred. */
     readonly order: readonly ProviderId[];
+    /** SMS_ROUTES: provider order per ISO country of the destination (failover, circuits stay within it). */
+    readonly routes: ReadonlyMap<string, readonly ProviderId[]>;
+    /** The order for countries SMS_ROUTES does not list: its `*` entry, else SMS_PROVIDERS. */
+    readonly defaultRoute: readonly ProviderId[];
     readonly twilio: TwilioConfig | null;
     readonly octopush: OctopushConfig | null;
     readonly timeoutMs: number;
@@ -236,6 +242,8 @@ export function loadConfig(env: NodeJS.ProcessEnv, app: AppName): Config {
     else if (!order.includes(id)) order.push(id);
   }
 
+  const { routes, defaultRoute } = readRoutes(r, order);
+
   let twilio: TwilioConfig | null = null;
   let octopush: OctopushConfig | null = null;
   if (needs('worker')) {
@@ -348,6 +356,8 @@ export function loadConfig(env: NodeJS.ProcessEnv, app: AppName): Config {
     },
     providers: {
       order: Object.freeze(order),
+      routes,
+      defaultRoute,
       twilio,
       octopush,
       timeoutMs: r.int('PROVIDER_TIMEOUT_MS', 5000, 100, 30000),
@@ -382,6 +392,46 @@ export function loadConfig(env: NodeJS.ProcessEnv, app: AppName): Config {
   };
   if (r.problems.length > 0) throw new ConfigError(r.problems);
   return deepFreeze(config);
+}
+
+/**
+ * SMS_ROUTES: `FR=octopush,twilio;BE=octopush;*=twilio,octopush`. Each provider must be in SMS_PROVIDERS (it
+ * needs its credentials) and each country an ISO code libphonenumber knows: a typo would silently route nothing.
+ */
+function readRoutes(
+  r: EnvReader,
+  order: readonly ProviderId[],
+): { routes: ReadonlyMap<string, readonly ProviderId[]>; defaultRoute: readonly ProviderId[] } {
+  const routes = new Map<string, readonly ProviderId[]>();
+  let defaultRoute: readonly ProviderId[] = Object.freeze([...order]);
+  const seen = new Set<string>();
+  for (const entry of (r.str('SMS_ROUTES') ?? '').split(';')) {
+    if (!entry.trim()) continue;
+    const [rawCc = '', list = '', extra] = entry.split('=');
+    const cc = rawCc.trim().toUpperCase();
+    if (extra !== undefined || !list.trim()) {
+      r.problems.push(`SMS_ROUTES entry "${entry.trim()}" must be COUNTRY=provider,provider`);
+      continue;
+    }
+    if (cc !== '*' && !(/^[A-Z]{2}$/.test(cc) && isSupportedCountry(cc))) {
+      r.problems.push(`SMS_ROUTES country "${rawCc.trim()}" is not an ISO 3166 alpha-2 code of a known country`);
+      continue;
+    }
+    const providers: ProviderId[] = [];
+    for (const p of list.split(',')) {
+      const id = p.trim().toLowerCase();
+      if (!id) continue;
+      if (!isProviderId(id))
+        r.problems.push(`SMS_ROUTES provider "${p.trim()}" (${cc}) is not a provider (twilio, octopush)`);
+      else if (!order.includes(id)) r.problems.push(`SMS_ROUTES provider "${id}" (${cc}) is not in SMS_PROVIDERS`);
+      else if (!providers.includes(id)) providers.push(id);
+    }
+    if (seen.has(cc)) r.problems.push(`SMS_ROUTES names ${cc} twice`);
+    seen.add(cc);
+    if (cc === '*') defaultRoute = Object.freeze(providers);
+    else routes.set(cc, Object.freeze(providers));
+  }
+  return { routes, defaultRoute };
 }
 
 function readMetricsToken(r: EnvReader): string | null {

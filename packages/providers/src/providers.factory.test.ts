@@ -15,6 +15,8 @@ const providers = (
   over: Partial<Config['providers']> = {},
 ): Config['providers'] => ({
   order,
+  routes: new Map(),
+  defaultRoute: order,
   twilio,
   octopush,
   timeoutMs: 1000,

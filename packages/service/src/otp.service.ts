@@ -144,6 +144,7 @@ export function createOtpService(deps: OtpServiceDeps): OtpService {
             ttlMs: otp.ttlSeconds * 1000,
             maxAttempts: otp.maxAttempts,
             callingCode: phone.callingCode,
+            country: phone.country,
             locale,
           },
           now(),

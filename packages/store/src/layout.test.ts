@@ -78,6 +78,7 @@ beforeAll(async () => {
       ttlMs: 300_000,
       maxAttempts: 5,
       callingCode: '33',
+      country: 'FR',
       locale: 'fr',
     });
   await create();

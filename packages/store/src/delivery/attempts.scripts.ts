@@ -40,13 +40,24 @@ export const PLAN = defineScript({
   name: 'otpPlan',
   doc: 'a job starts: may the OTP go out, and through which providers, in order? (or resume an interrupted attempt)',
   keys: ['otp', 'number', 'due'],
-  args: ['now', 'id', 'minLifeMs', 'leaseMs'],
+  args: ['now', 'id', 'minLifeMs', 'leaseMs', 'routes'],
   restArgs: 'order',
   lib: DELIVERY_LUA,
   body: `
 local now = clock(A.now)
-local o = redis.call('HMGET', K.otp, F.status, F.exp, F.acc, F.na)
+local o = redis.call('HMGET', K.otp, F.status, F.exp, F.acc, F.na, F.country)
 if not o[1] then return stop(K.due, A.id, 'gone') end
+-- the route of the number's country (SMS_ROUTES, as ';CC=p1,p2;'), else the default order
+local order = A.order
+local ct = o[5] or ''
+if ct ~= '' then
+  local _, e = string.find(A.routes, ';' .. ct .. '=', 1, true)
+  if e then
+    order = {}
+    local list = string.sub(A.routes, e + 1, string.find(A.routes, ';', e + 1, true) - 1)
+    for p in string.gmatch(list, '[^,]+') do order[#order + 1] = p end
+  end
+end
 local status = settle(K.otp, K.number, A.id, o[1], o[2], now)
 if status ~= 'pending' then return stop(K.due, A.id, status) end
 if o[3] and o[3] ~= '' then return stop(K.due, A.id, 'done') end
@@ -80,7 +91,7 @@ for i = 1, na do
 end
 -- after a failure another provider goes first; the same one again only when no other is free
 local first, again = {}, {}
-for _, p in ipairs(A.order) do
+for _, p in ipairs(order) do
   if not spent[p] then
     if p == lastP and lastO ~= 'accepted' then again[#again + 1] = p else first[#first + 1] = p end
   end

@@ -37,6 +37,13 @@ export type BeginOutcome =
       reason: 'gone' | 'approved' | 'expired' | 'locked' | 'failed' | 'done' | 'too_late' | 'exhausted';
     };
 
+/** SMS_ROUTES: provider order per ISO country of the destination; countries not listed use the default order. */
+export type ProviderRoutes = ReadonlyMap<string, readonly ProviderId[]>;
+
+/** Routes as the plan script reads them: `;FR=octopush,twilio;BE=twilio;` (countries and ids never hold ; = ,). */
+export const encodeRoutes = (routes: ProviderRoutes | undefined): string =>
+  routes && routes.size > 0 ? `;${[...routes].map(([cc, order]) => `${cc}=${order.join(',')}`).join(';')};` : '';
+
 /** The worker's view of an OTP's delivery: begin an attempt, settle it, give up. */
 export interface DeliveryRepo {
   /**
@@ -44,7 +51,7 @@ export interface DeliveryRepo {
    * then the attempt recorded `sending` under a lease. Three steps in two slots; a job of the same OTP that
    * moved in between makes the last one answer `busy`.
    */
-  begin(otpId: string, order: readonly ProviderId[], minLifeMs: number): Promise<BeginOutcome>;
+  begin(otpId: string, order: readonly ProviderId[], minLifeMs: number, routes?: ProviderRoutes): Promise<BeginOutcome>;
   /** A provider accepted attempt n. Returns the delivery reports that arrived before (JSON), to apply now. */
   accepted(
     otpId: string,
@@ -84,12 +91,12 @@ export function createDeliveryRepo(
   const { redis, ks, circuits, messages } = deps;
   const now = () => deps.now?.() ?? 0;
   return {
-    async begin(otpId, order, minLifeMs) {
+    async begin(otpId, order, minLifeMs, routes) {
       const keys = otpKeys(ks, otpId);
       const plan = await PLAN.run(
         redis,
         keys,
-        { now: now(), id: otpId, minLifeMs, leaseMs: settings.leaseMs },
+        { now: now(), id: otpId, minLifeMs, leaseMs: settings.leaseMs, routes: encodeRoutes(routes) },
         { args: order },
       );
       if (plan.outcome === 'go') return go(plan, false);

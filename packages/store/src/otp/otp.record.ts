@@ -36,6 +36,8 @@ export const OTP_FIELDS = Object.freeze({
   left: 'left',
   /** Country calling code, for metrics. */
   cc: 'cc',
+  /** ISO country of the number ('' on records older than SMS_ROUTES): picks its route (provider order). */
+  country: 'ct',
   locale: 'locale',
   /** Number of attempts. */
   na: 'na',

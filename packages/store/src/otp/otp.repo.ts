@@ -27,6 +27,8 @@ export interface CreateOtpInput {
   readonly ttlMs: number;
   readonly maxAttempts: number;
   readonly callingCode: string;
+  /** ISO country of the number (its route, its guards). */
+  readonly country: string;
   readonly locale: string;
 }
 
@@ -120,6 +122,7 @@ export function createOtpRepo(
           ttlMs: i.ttlMs,
           maxAttempts: i.maxAttempts,
           cc: i.callingCode,
+          country: i.country,
           locale: i.locale,
           retentionMs: settings.retentionMs,
           maxFailures: rules.maxFailures,

@@ -26,6 +26,7 @@ export const CREATE = defineScript({
     'ttlMs',
     'maxAttempts',
     'cc',
+    'country',
     'locale',
     'retentionMs',
     'maxFailures',
@@ -53,7 +54,7 @@ if sends >= tonumber(A.maxSends) then return {'limited', 'scope', 'number_window
 local exp = now + tonumber(A.ttlMs)
 redis.call('HSET', K.otp, F.key, A.keyName, F.phone, A.phone, F.hash, A.hash, F.sealed, A.sealed,
   F.status, 'pending', F.ds, 'queued', F.exp, exp, F.created, now, F.left, A.maxAttempts, F.cc, A.cc,
-  F.locale, A.locale)
+  F.country, A.country, F.locale, A.locale)
 local keep = exp - now + tonumber(A.retentionMs)
 redis.call('PEXPIRE', K.otp, keep)
 redis.call('HSET', K.number, NF.current, A.id, NF.windowSends, sends + 1, NF.windowUntil, windowUntil)
