@@ -2,6 +2,7 @@ import { isIP } from 'node:net';
 import { isSupportedCountry } from 'libphonenumber-js/max';
 import { EnvReader } from './env-reader.js';
 import { ConfigError } from './errors.js';
+import { type GuardsConfig, readGuardsConfig } from './guards.config.js';
 import { type RedisConfig, readRedisConfig } from './redis.config.js';
 import { isProviderId, type ProviderId } from './statuses.js';
 
@@ -79,6 +80,8 @@ export interface Config {
     readonly keyRequestsPerMinute: number;
     readonly ipRequestsPerMinute: number;
   };
+  /** The abuse guards (GUARD_*): velocity per range and country, conversion watch, daily budgets. */
+  readonly guards: GuardsConfig;
   readonly providers: {
     /** SMS_PROVIDERS: the providers configured, the first preferred. */
     readonly order: readonly ProviderId[];
@@ -354,6 +357,10 @@ export function loadConfig(env: NodeJS.ProcessEnv, app: AppName): Config {
       keyRequestsPerMinute: r.int('RATE_LIMIT_PER_KEY_PER_MINUTE', 60000, 1, 10_000_000),
       ipRequestsPerMinute: r.int('RATE_LIMIT_PER_IP_PER_MINUTE', 60000, 1, 10_000_000),
     },
+    guards: readGuardsConfig(
+      r,
+      keys.map((k) => k.name),
+    ),
     providers: {
       order: Object.freeze(order),
       routes,

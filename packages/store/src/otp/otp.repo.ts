@@ -48,7 +48,8 @@ export interface OtpLabels {
 }
 
 export type VerifyOutcome =
-  | ({ kind: 'approved'; id: string } & OtpLabels)
+  /** With the number and its ISO country ('' on older records): the abuse guards count the approval. */
+  | ({ kind: 'approved'; id: string; phoneNumber: string; country: string } & OtpLabels)
   | ({ kind: 'wrong'; id: string; status: 'pending' | 'locked'; attemptsRemaining: number } & OtpLabels)
   | ({
       kind: 'ended';
@@ -163,7 +164,7 @@ export function createOtpRepo(
           case 'stale':
             continue;
           case 'approved':
-            return { kind: 'approved', id, ...labels };
+            return { kind: 'approved', id, phoneNumber: r.phone ?? '', country: r.country ?? '', ...labels };
           case 'not_found':
             return { kind: 'not_found' };
           case 'limited':

@@ -100,7 +100,9 @@ for i = 1, math.min(#a, #b) do diff = bit.bor(diff, bit.bxor(string.byte(a, i), 
 if diff == 0 then
   end_otp(K.otp, 'approved', now, nil)
   redis.call('HDEL', K.number, NF.failures, NF.failuresUntil)
-  return {'approved', 'cc', cc, 'provider', provider}
+  -- the number and its country: the abuse guards count the approval
+  local who = redis.call('HMGET', K.otp, F.phone, F.country)
+  return {'approved', 'cc', cc, 'provider', provider, 'phone', who[1] or '', 'country', who[2] or ''}
 end
 local left = redis.call('HINCRBY', K.otp, F.left, -1)
 -- A fixed window, never a sliding one: the first wrong code of a window opens it for lockMs, later ones do not
