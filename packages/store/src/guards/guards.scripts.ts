@@ -98,6 +98,18 @@ return {'ok', 'throttled', renewed, 'filled', filled, 'dayEndMs', (day + 1) * DA
 `,
 });
 
+export const GUARD_BLOCKED = defineScript({
+  name: 'otpGuardBlocked',
+  doc: 'list a block (or renew it) in the index of active blocks, with what the dashboard shows of it',
+  keys: ['blocks', 'info'],
+  args: ['id', 'endsAt', 'info'],
+  body: `
+redis.call('ZADD', K.blocks, A.endsAt, A.id)
+redis.call('HSET', K.info, A.id, A.info)
+return {'ok'}
+`,
+});
+
 export const GUARD_UNDO = defineScript({
   name: 'otpGuardUndo',
   doc: 'take back the count of a send that another subject (or a per-number rule) refused',

@@ -4,7 +4,7 @@ import type { Keyspace } from '../keyspace.js';
 import type { RedisClient } from '../redis/connection.js';
 import type { ScriptResult } from '../redis/script.js';
 import { type GuardSubjectKind, guardIndexKeys, guardKey, guardSubject } from './guard.record.js';
-import { GUARD_APPROVED, GUARD_SEND, GUARD_UNDO } from './guards.scripts.js';
+import { GUARD_APPROVED, GUARD_BLOCKED, GUARD_SEND, GUARD_UNDO } from './guards.scripts.js';
 
 /** The number a guard looks at: its E.164 form, ISO country and calling code, and the API key that sends. */
 export interface GuardTarget {
@@ -68,6 +68,7 @@ export function createSendGuards(redis: RedisClient, ks: Keyspace, cfg: GuardsCo
   const convBucketMs = Math.ceil((c.windowSeconds * 1000) / CONV_BUCKETS);
   const keepMs = Math.max(v.windowSeconds * 1000, c.windowSeconds * 1000 + convBucketMs, 2 * 86_400_000);
   const index = guardIndexKeys(ks);
+  for (const s of [GUARD_SEND, GUARD_UNDO, GUARD_APPROVED, GUARD_BLOCKED]) s.prepare(redis);
 
   const subjects = (t: GuardTarget): Subject[] => {
     const range = numberRange(t.phoneNumber, cfg.rangeDigits);
@@ -137,7 +138,8 @@ export function createSendGuards(redis: RedisClient, ks: Keyspace, cfg: GuardsCo
       why,
       until,
     };
-    await redis.multi().zadd(index.blocks, until, id).hset(index.info, id, JSON.stringify(info)).exec();
+    // a script, not MULTI: the clients pipeline automatically, which MULTI does not mix with
+    await GUARD_BLOCKED.run(redis, index, { id, endsAt: until, info: JSON.stringify(info) });
   };
 
   const undoAll = (list: Subject[], now: number) =>
@@ -222,12 +224,7 @@ export function createSendGuards(redis: RedisClient, ks: Keyspace, cfg: GuardsCo
 
     async blocks(now = Date.now()) {
       const ended = await redis.zrangebyscore(index.blocks, '-inf', now);
-      if (ended.length > 0)
-        await redis
-          .multi()
-          .zrem(index.blocks, ...ended)
-          .hdel(index.info, ...ended)
-          .exec();
+      if (ended.length > 0) await Promise.all([redis.zrem(index.blocks, ...ended), redis.hdel(index.info, ...ended)]);
       const ids = await redis.zrangebyscore(index.blocks, now, '+inf');
       if (ids.length === 0) return [];
       const infos = await redis.hmget(index.info, ...ids);
