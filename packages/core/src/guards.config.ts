@@ -41,11 +41,11 @@ export interface GuardsConfig {
 function readBudgets(
   r: EnvReader,
   name: string,
-  def: string,
+  raw: string,
   isName: (n: string) => boolean,
 ): ReadonlyMap<string, number> {
   const out = new Map<string, number>();
-  for (const entry of (r.str(name) ?? def).split(',')) {
+  for (const entry of raw.split(',')) {
     if (!entry.trim()) continue;
     const [rawSubject = '', rawN = '', extra] = entry.split('=');
     const subject = rawSubject.trim();
@@ -80,14 +80,14 @@ export function readGuardsConfig(r: EnvReader, keyNames: readonly string[]): Gua
     dailyPerCountry: readBudgets(
       r,
       'GUARD_DAILY_SMS_PER_COUNTRY',
-      '*=100000',
+      r.str('GUARD_DAILY_SMS_PER_COUNTRY') ?? '*=100000',
       (cc) => /^[A-Z]{2}$/.test(cc) && isSupportedCountry(cc),
     ),
     // keys are named when the process knows them (the API); elsewhere any name is taken as written
     dailyPerKey: readBudgets(
       r,
       'GUARD_DAILY_SMS_PER_KEY',
-      '*=1000000',
+      r.str('GUARD_DAILY_SMS_PER_KEY') ?? '*=1000000',
       (k) => keyNames.length === 0 || keyNames.includes(k),
     ),
   };
