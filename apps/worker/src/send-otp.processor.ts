@@ -6,6 +6,7 @@ import {
   type OtpKeys,
   ProviderError,
   type ProviderId,
+  type SmsCost,
   type SmsProvider,
 } from '@otp-gateway/core';
 import { renderOtpMessage } from '@otp-gateway/providers';
@@ -26,6 +27,8 @@ export interface SendProcessorDeps {
   readonly order: readonly ProviderId[];
   /** SMS_ROUTES: provider order per ISO country of the destination. */
   readonly routes?: ReadonlyMap<string, readonly ProviderId[]>;
+  /** SMS_PRICES: a message's cost when the provider's answer does not say it. */
+  readonly priceOf?: (provider: ProviderId, country: string) => SmsCost | null;
   readonly delivery: DeliveryRepo;
   readonly keys: OtpKeys;
   readonly log: Logger & { child(b: object): Logger };
@@ -120,11 +123,14 @@ export function createSendProcessor(deps: SendProcessorDeps) {
         { signal: deps.shutdown, log },
       );
       stopTimer({ outcome: 'accepted' });
+      const cost = res.cost ?? deps.priceOf?.(providerId, otp.country) ?? null;
       const early = await delivery.accepted(otpId, attempt, providerId, {
         messageId: res.messageId,
         providerStatus: res.providerStatus ?? '',
         hadFailures: begun.hadFailures,
+        cost,
       });
+      if (cost) metrics.cost.inc({ provider: providerId, cc: otp.callingCode, currency: cost.currency }, cost.amount);
       if (early.length > 0 && deps.applyEarlyReports) await deps.applyEarlyReports(early, log);
       metrics.funnel.inc({ stage: 'sent', provider: providerId, cc: otp.callingCode });
       if (attempt > 1) metrics.failovers.inc({ provider: providerId });

@@ -89,6 +89,10 @@ export interface Config {
     readonly routes: ReadonlyMap<string, readonly ProviderId[]>;
     /** The order for countries SMS_ROUTES does not list: its `*` entry, else SMS_PROVIDERS. */
     readonly defaultRoute: readonly ProviderId[];
+    /** SMS_PRICES: price of one SMS by `<provider>:<ISO country>` (or `<provider>:*`), in `priceCurrency`. */
+    readonly prices: ReadonlyMap<string, number>;
+    /** SMS_PRICE_CURRENCY (ISO 4217, default EUR). */
+    readonly priceCurrency: string;
     readonly twilio: TwilioConfig | null;
     readonly octopush: OctopushConfig | null;
     readonly timeoutMs: number;
@@ -365,6 +369,8 @@ export function loadConfig(env: NodeJS.ProcessEnv, app: AppName): Config {
       order: Object.freeze(order),
       routes,
       defaultRoute,
+      prices: readPrices(r),
+      priceCurrency: readCurrency(r),
       twilio,
       octopush,
       timeoutMs: r.int('PROVIDER_TIMEOUT_MS', 5000, 100, 30000),
@@ -439,6 +445,35 @@ function readRoutes(
     else routes.set(cc, Object.freeze(providers));
   }
   return { routes, defaultRoute };
+}
+
+/** SMS_PRICES: `twilio:FR=0.07,twilio:*=0.05,octopush:FR=0.045`: used when a provider's answer has no price. */
+function readPrices(r: EnvReader): ReadonlyMap<string, number> {
+  const prices = new Map<string, number>();
+  for (const entry of (r.str('SMS_PRICES') ?? '').split(',')) {
+    if (!entry.trim()) continue;
+    const m = /^\s*([a-z]+):([A-Za-z]{2}|\*)\s*=\s*(\d+(?:\.\d+)?)\s*$/.exec(entry);
+    if (!m || !isProviderId(m[1] ?? '') || (m[2] !== '*' && !isSupportedCountry((m[2] ?? '').toUpperCase()))) {
+      r.problems.push(`SMS_PRICES entry "${entry.trim()}" must be provider:COUNTRY=price (or provider:*=price)`);
+    } else prices.set(`${m[1]}:${(m[2] ?? '').toUpperCase()}`, Number(m[3]));
+  }
+  return prices;
+}
+
+function readCurrency(r: EnvReader): string {
+  const c = (r.str('SMS_PRICE_CURRENCY') ?? 'EUR').toUpperCase();
+  if (!/^[A-Z]{3}$/.test(c)) r.problems.push(`SMS_PRICE_CURRENCY must be an ISO 4217 code (got "${c}")`);
+  return c;
+}
+
+/** The price table's price of one SMS through `provider` to `country`, or null when it has none. */
+export function tablePrice(
+  c: Pick<Config['providers'], 'prices' | 'priceCurrency'>,
+  provider: string,
+  country: string,
+): { amount: number; currency: string } | null {
+  const amount = c.prices.get(`${provider}:${country}`) ?? c.prices.get(`${provider}:*`);
+  return amount === undefined ? null : { amount, currency: c.priceCurrency };
 }
 
 function readMetricsToken(r: EnvReader): string | null {

@@ -17,6 +17,8 @@ const providers = (
   order,
   routes: new Map(),
   defaultRoute: order,
+  prices: new Map(),
+  priceCurrency: 'EUR',
   twilio,
   octopush,
   timeoutMs: 1000,

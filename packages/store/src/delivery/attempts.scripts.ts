@@ -10,9 +10,9 @@ import { CLOCK_LUA, defineScript } from '../redis/script.js';
 export const DELIVERY_LUA = `${CLOCK_LUA}${RECORD_LUA}
 -- What a worker needs to send it (the job carries only the id).
 local function send_data(okey, out)
-  local d = redis.call('HMGET', okey, F.phone, F.locale, F.sealed, F.exp, F.cc)
-  local names = {'phone', 'locale', 'sealed', 'exp', 'cc'}
-  for i = 1, 5 do out[#out + 1] = names[i]; out[#out + 1] = d[i] or '' end
+  local d = redis.call('HMGET', okey, F.phone, F.locale, F.sealed, F.exp, F.cc, F.country)
+  local names = {'phone', 'locale', 'sealed', 'exp', 'cc', 'country'}
+  for i = 1, 6 do out[#out + 1] = names[i]; out[#out + 1] = d[i] or '' end
   return out
 end
 -- No provider can send it before expiry: it ends failed, unless a message already went out once (the code may
@@ -131,7 +131,18 @@ export const ACCEPT = defineScript({
   name: 'otpAccept',
   doc: 'a provider accepted attempt n: it counts now; its receipt is awaited (due set) when receipts are expected',
   keys: ['otp', 'due'],
-  args: ['now', 'id', 'attempt', 'provider', 'messageId', 'providerStatus', 'receiptAfterMs', 'minLifeMs'],
+  args: [
+    'now',
+    'id',
+    'attempt',
+    'provider',
+    'messageId',
+    'providerStatus',
+    'receiptAfterMs',
+    'minLifeMs',
+    'cost',
+    'currency',
+  ],
   lib: DELIVERY_LUA,
   body: `
 local now = clock(A.now)
@@ -142,6 +153,7 @@ if not o[2] then return {'gone'} end
 redis.call('HSET', K.otp, af(n, AF.outcome), 'accepted', af(n, AF.messageId), A.messageId,
   af(n, AF.providerStatus), A.providerStatus, af(n, AF.updatedAt), now,
   F.acc, n, F.provider, A.provider, F.sent, n)
+if A.cost ~= '' then redis.call('HSET', K.otp, af(n, AF.cost), A.cost, af(n, AF.currency), A.currency) end
 -- the lease belongs to the newest attempt: a resume of this one may be sending now
 if o[3] == n then redis.call('HSET', K.otp, F.lease, 0) end
 if o[1] ~= 'sent' and o[1] ~= 'delivered' then redis.call('HSET', K.otp, F.ds, 'sent') end

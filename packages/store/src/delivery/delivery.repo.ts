@@ -1,4 +1,4 @@
-import type { ProviderErrorKind, ProviderId } from '@otp-gateway/core';
+import type { ProviderErrorKind, ProviderId, SmsCost } from '@otp-gateway/core';
 import type { Keyspace } from '../keyspace.js';
 import { otpKeys } from '../otp/otp.record.js';
 import type { RedisClient } from '../redis/connection.js';
@@ -15,6 +15,8 @@ export interface OutboundOtp {
   readonly sealedCode: string;
   readonly expiresAt: number;
   readonly callingCode: string;
+  /** ISO country ('' on records older than SMS_ROUTES): its price in SMS_PRICES. */
+  readonly country: string;
 }
 
 export type BeginOutcome =
@@ -57,7 +59,7 @@ export interface DeliveryRepo {
     otpId: string,
     attempt: number,
     provider: ProviderId,
-    result: { messageId: string; providerStatus: string; hadFailures: boolean },
+    result: { messageId: string; providerStatus: string; hadFailures: boolean; cost?: SmsCost | null },
   ): Promise<string[]>;
   /** Attempt n failed; says whether the provider's circuit opened and whether the OTP ended (permanent). */
   failed(
@@ -128,6 +130,8 @@ export function createDeliveryRepo(
         providerStatus: result.providerStatus,
         receiptAfterMs: settings.receiptAfterMs,
         minLifeMs: MIN_RESEND_LIFE_MS,
+        cost: result.cost ? String(result.cost.amount) : '',
+        currency: result.cost?.currency ?? '',
       });
       // Recorded on the OTP first: a report can only find the attempt once it counts. A crash between the two
       // leaves the message unindexed: its reports wait unapplied, and the receipt check resends in time.
@@ -169,6 +173,7 @@ function go(r: Record<string, string | undefined>, hadFailures: boolean): BeginO
       sealedCode: r.sealed ?? '',
       expiresAt: Number(r.exp),
       callingCode: r.cc ?? '',
+      country: r.country ?? '',
     },
   };
 }

@@ -65,6 +65,9 @@ export const ATTEMPT_FIELDS = Object.freeze({
   requestAttempt: 'r',
   /** Last delivery status reported for it (moves forward only). */
   delivery: 'd',
+  /** What its message cost, and the currency (accepted attempts whose cost is known). */
+  cost: 'c',
+  currency: 'cu',
 });
 
 export const NUMBER_FIELDS = Object.freeze({
