@@ -455,6 +455,8 @@ export function gatewayEnv({ redis, simUrl = 'http://127.0.0.1:9', ...ports }) {
     OTP_SECRET: BENCH_SECRET,
     API_KEYS: `bench:${BENCH_KEY}`,
     HOST: '127.0.0.1',
+    // production refuses to start without it; the bench's numbers are French
+    OTP_ALLOWED_COUNTRIES: 'FR',
     SMS_PROVIDERS: 'twilio,octopush',
     TWILIO_ACCOUNT_SID: SIM_TWILIO.sid,
     TWILIO_AUTH_TOKEN: SIM_TWILIO.token,

@@ -34,6 +34,7 @@ describe('.env.example', () => {
   const gateway = new Set([
     ...variablesRead(read('packages/core/src/config.ts')),
     ...variablesRead(read('packages/core/src/redis.config.ts')),
+    ...variablesRead(read('packages/core/src/guards.config.ts')),
   ]);
   const simSource = read('apps/simulator/src/sim.config.ts');
   const simulator = [...variablesRead(simSource), ...simulatorFaultVariables(simSource)];

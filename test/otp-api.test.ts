@@ -68,20 +68,22 @@ describe('POST /v1/otp/send', () => {
     expect(res.body['phoneNumber']).toBe('+33612345679');
   });
 
-  const badNumbers: [string, string][] = [
-    ['garbage', 'not a number'],
-    ['0612345678', 'a national number without +'],
-    ['+3361234567', 'too short for France'],
-    ['+999123456789', 'an unassigned country code'],
-    ['+33899123456', 'a French premium-rate number'],
-    ['+33891123456', 'another French premium-rate number'],
-    ['+33123456789', 'a French fixed line'],
-    ['+33800123456', 'a French toll-free number'],
+  const badNumbers: [string, string, string][] = [
+    ['garbage', 'not a number', 'invalid_phone_number'],
+    ['0612345678', 'a national number without +', 'invalid_phone_number'],
+    ['+3361234567', 'too short for France', 'invalid_phone_number'],
+    ['+999123456789', 'an unassigned country code', 'invalid_phone_number'],
+    ['+33899123456', 'a French premium-rate number', 'number_type_not_allowed'],
+    ['+33891123456', 'another French premium-rate number', 'number_type_not_allowed'],
+    ['+33123456789', 'a French fixed line', 'number_type_not_allowed'],
+    ['+33800123456', 'a French toll-free number', 'number_type_not_allowed'],
+    ['+447012345678', 'a UK personal number', 'number_type_not_allowed'],
+    ['+443001234567', 'a UK UAN', 'number_type_not_allowed'],
   ];
-  it.each(badNumbers)('refuses %s (%s) with 400 invalid_phone_number and changes nothing', async (phoneNumber) => {
+  it.each(badNumbers)('refuses %s (%s) with 400 %s and changes nothing', async (phoneNumber, _what, code) => {
     const before = await snapshot(api.db, api.store.prefix);
     const res = await api.send(phoneNumber);
-    expectError(res, 400, 'invalid_phone_number');
+    expectError(res, 400, code);
     expect(await snapshot(api.db, api.store.prefix)).toBe(before);
   });
 
@@ -136,7 +138,7 @@ describe('OTP_ALLOWED_COUNTRIES', () => {
   });
 
   it('still rejects a premium-rate number of an allowed country with 400', async () => {
-    expectError(await fr.send('+33899123456'), 400, 'invalid_phone_number');
+    expectError(await fr.send('+33899123456'), 400, 'number_type_not_allowed');
   });
 });
 

@@ -40,6 +40,16 @@ describe('every process refuses a configuration it cannot run with', () => {
       },
       ['OCTOPUSH_API_BASE_URL', 'PUBLIC_WEBHOOK_BASE_URL', 'ALLOW_INSECURE_HTTP'],
     ],
+    // safe defaults: the countries codes may go to are chosen, never "all" by omission
+    [
+      'api',
+      {
+        NODE_ENV: 'production',
+        OTP_SECRET: 'unit-test-secret-0123456789abcdefghijklmnop',
+        API_KEYS: 'k:0123456789abcdef0123',
+      },
+      ['OTP_ALLOWED_COUNTRIES'],
+    ],
   ] as const)('%s names every bad variable in one message and exits 78', async (app, env, names) => {
     const p = startApp(app, { REDIS_URL: 'redis://127.0.0.1:1', ...env });
     expect(await exitOf(p)).toBe(78);
@@ -59,6 +69,7 @@ describe('a Redis that may evict keys', () => {
   it('is refused in production', async () => {
     const p = startApp('api', {
       NODE_ENV: 'production',
+      OTP_ALLOWED_COUNTRIES: 'FR',
       REDIS_URL: redis.url,
       API_KEYS: 'k:0123456789abcdef0123',
       API_PORT: String(await freePort()),

@@ -1,4 +1,4 @@
-import { type AppProcess, startApp, waitForHttp } from './processes.js';
+import { type AppProcess, LOAD_TEST_GUARDS, startApp, waitForHttp } from './processes.js';
 import { freePort } from './redis-server.js';
 
 export interface HttpAnswer {
@@ -32,7 +32,7 @@ export async function startApiProcess(
   opts: { waitReady?: boolean } = {},
 ): Promise<ApiProcess> {
   const port = await freePort();
-  const proc = startApp('api', { HOST: '127.0.0.1', API_PORT: String(port), ...env });
+  const proc = startApp('api', { HOST: '127.0.0.1', API_PORT: String(port), ...LOAD_TEST_GUARDS, ...env });
   const base = `http://127.0.0.1:${port}`;
   try {
     await waitForHttp(`${base}/healthz`);

@@ -88,6 +88,7 @@ export function otpFixtures(
         ttlMs: o.ttlMs ?? 300_000,
         maxAttempts: 5,
         callingCode: '33',
+        country: 'FR',
         locale: 'fr',
       },
       o.now ?? opts.now?.(),

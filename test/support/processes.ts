@@ -20,6 +20,17 @@ export interface AppProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
+/**
+ * Abuse guards that count but do not stop the load the suites send on purpose (hundreds of codes to one range,
+ * never verified). The guards' own tests (test/abuse-guards.test.ts) run with the defaults or tighter.
+ */
+export const LOAD_TEST_GUARDS: Record<string, string> = {
+  GUARD_VELOCITY_RANGE_MAX_UNVERIFIED: '1000000',
+  GUARD_VELOCITY_COUNTRY_MAX_UNVERIFIED: '1000000',
+  GUARD_CONVERSION_RANGE_MIN_SENDS: '0',
+  GUARD_CONVERSION_COUNTRY_MIN_SENDS: '0',
+};
+
 export function startApp(app: string, env: Record<string, string>): AppProcess {
   const entry = join(ROOT, 'apps', app, 'dist', 'main.js');
   if (!existsSync(entry)) throw new Error(`${entry} is missing: run pnpm build first`);

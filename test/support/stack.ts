@@ -1,5 +1,5 @@
 import type { RedisClient } from '../../packages/store/src/index.js';
-import { type AppProcess, startApp, TEST_SECRET, waitForHttp } from './processes.js';
+import { type AppProcess, LOAD_TEST_GUARDS, startApp, TEST_SECRET, waitForHttp } from './processes.js';
 import { type IsolatedStore, isolatedRedis } from './redis.js';
 import { freePort } from './redis-server.js';
 
@@ -72,6 +72,7 @@ export async function startStack(
     PROVIDER_TIMEOUT_MS: '2000',
     WORKER_LOCK_MS: '3000',
     SIM_CALLBACK_DELAY_MS: '200',
+    ...LOAD_TEST_GUARDS,
     ...(webhooksUrl
       ? {
           PUBLIC_WEBHOOK_BASE_URL: webhooksUrl,

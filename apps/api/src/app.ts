@@ -4,6 +4,7 @@ import { type TypeBoxTypeProvider, TypeBoxValidatorCompiler } from '@fastify/typ
 import {
   type Config,
   fastifyTrustProxy,
+  GUARD_REFUSALS,
   isGatewayError,
   logFormat,
   maskPhone,
@@ -104,7 +105,10 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     if (isGatewayError(err)) {
       if (err.retryAfterSeconds !== undefined) reply.header('retry-after', String(err.retryAfterSeconds));
       if (err.statusCode === 401) reply.header('www-authenticate', 'Bearer');
-      if (err.statusCode === 429 || err.statusCode === 401) metrics.refusals.inc({ code: err.code });
+      const guarded = GUARD_REFUSALS.has(err.code);
+      if (err.statusCode === 429 || err.statusCode === 401 || guarded) metrics.refusals.inc({ code: err.code });
+      // a guard's refusal names the guard and why: operators see abuse (and false positives) in the logs
+      if (guarded) req.log.warn({ code: err.code, reason: err.message }, 'send refused by an abuse guard');
       return reply.code(err.statusCode).send({ error: { code: err.code, message: err.message }, ...err.details });
     }
     if (err.validation) {

@@ -9,6 +9,7 @@ import {
   createRedis,
   createReplicaWait,
   createRequestLimiter,
+  createSendGuards,
   createSendQueues,
   numberRules,
   otpKeys,
@@ -30,7 +31,8 @@ async function main() {
   const { redis, ks } = connectStore(config, 'request', 'otp-api');
   const queues = createSendQueues(redis, ks, config.queues);
   const clock = startRedisClock(redis);
-  const metrics = createApiMetrics();
+  const guards = createSendGuards(redis, ks, config.guards);
+  const metrics = createApiMetrics(config.guards.enabled ? () => guards.blocks() : undefined);
   const repo = createOtpRepo(
     redis,
     ks,
@@ -53,6 +55,7 @@ async function main() {
     limiter: createRequestLimiter(redis, ks, requestLimits(config.otp)),
     idempotency: createIdempotencyStore(redis, ks),
     queues,
+    guards,
     durable: durability ? (id) => durability(otpKeys(ks, id).otp) : undefined,
     onFunnel: (e) => metrics.funnel.inc({ stage: e.stage, provider: e.provider, cc: e.callingCode }),
     onEnqueueFailed: (otpId, err) =>
@@ -69,6 +72,12 @@ async function main() {
     registers: [metrics.registry],
   });
   guardProcess('api', app.log, (source) => storeErrors.inc({ source }));
+  if (config.otp.allowAllCountries) {
+    app.log.warn(
+      { variable: 'OTP_ALLOWED_COUNTRIES' },
+      'OTP_ALLOWED_COUNTRIES=* lets codes go to every country: SMS pumping aims at the countries you never serve; list yours',
+    );
+  }
   await checkRedisConfig(redis, {
     env: config.env,
     allowNoAof: config.redisAllowNoAof,

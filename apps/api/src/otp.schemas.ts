@@ -88,6 +88,8 @@ const Attempt = Type.Object({
   messageId: Type.Union([Type.String(), Type.Null()]),
   at: Type.String({ format: 'date-time' }),
   updatedAt: Type.String({ format: 'date-time' }),
+  cost: Type.Optional(Type.Number({ description: 'what the message cost, when the provider or SMS_PRICES says' })),
+  currency: Type.Optional(Type.String({ description: 'ISO 4217 currency of cost' })),
 });
 
 export const OtpReply = Type.Object({

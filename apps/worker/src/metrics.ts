@@ -11,6 +11,8 @@ export interface WorkerMetrics {
   readonly retries: Counter<'provider'>;
   readonly failovers: Counter<'provider'>;
   readonly circuitOpened: Counter<'provider'>;
+  /** What the SMS accepted cost, by provider, calling code and currency (provider's answer, else SMS_PRICES). */
+  readonly cost: Counter<'provider' | 'cc' | 'currency'>;
 }
 
 /**
@@ -45,6 +47,12 @@ export function createWorkerMetrics(
   return {
     registry,
     funnel: new Counter({ ...FUNNEL_METRIC, labelNames: [...FUNNEL_METRIC.labelNames], registers }),
+    cost: new Counter({
+      name: 'otp_sms_cost_total',
+      help: "What accepted SMS cost: the provider's answer when it says, else the SMS_PRICES table",
+      labelNames: ['provider', 'cc', 'currency'],
+      registers,
+    }),
     latency: new Histogram({
       name: 'otp_provider_request_seconds',
       help: 'Provider send call latency',

@@ -6,6 +6,7 @@ import {
   type OtpKeys,
   ProviderError,
   type ProviderId,
+  type SmsCost,
   type SmsProvider,
 } from '@otp-gateway/core';
 import { renderOtpMessage } from '@otp-gateway/providers';
@@ -22,7 +23,12 @@ import type { WorkerMetrics } from './metrics.js';
 
 export interface SendProcessorDeps {
   readonly providers: ReadonlyMap<ProviderId, SmsProvider>;
+  /** The order for countries without a route of their own. */
   readonly order: readonly ProviderId[];
+  /** SMS_ROUTES: provider order per ISO country of the destination. */
+  readonly routes?: ReadonlyMap<string, readonly ProviderId[]>;
+  /** SMS_PRICES: a message's cost when the provider's answer does not say it. */
+  readonly priceOf?: (provider: ProviderId, country: string) => SmsCost | null;
   readonly delivery: DeliveryRepo;
   readonly keys: OtpKeys;
   readonly log: Logger & { child(b: object): Logger };
@@ -63,7 +69,7 @@ export function createSendProcessor(deps: SendProcessorDeps) {
   return async (job: SendJob, token?: string): Promise<void> => {
     const { otpId } = job.data;
     const log = deps.log.child({ otpId, jobId: job.id });
-    const begun = await delivery.begin(otpId, order, MIN_SEND_LIFE_MS);
+    const begun = await delivery.begin(otpId, order, MIN_SEND_LIFE_MS, deps.routes);
 
     if (begun.kind === 'stop') {
       if (begun.reason === 'too_late' || begun.reason === 'exhausted') return giveUp(otpId, log, begun.reason);
@@ -117,11 +123,14 @@ export function createSendProcessor(deps: SendProcessorDeps) {
         { signal: deps.shutdown, log },
       );
       stopTimer({ outcome: 'accepted' });
+      const cost = res.cost ?? deps.priceOf?.(providerId, otp.country) ?? null;
       const early = await delivery.accepted(otpId, attempt, providerId, {
         messageId: res.messageId,
         providerStatus: res.providerStatus ?? '',
         hadFailures: begun.hadFailures,
+        cost,
       });
+      if (cost) metrics.cost.inc({ provider: providerId, cc: otp.callingCode, currency: cost.currency }, cost.amount);
       if (early.length > 0 && deps.applyEarlyReports) await deps.applyEarlyReports(early, log);
       metrics.funnel.inc({ stage: 'sent', provider: providerId, cc: otp.callingCode });
       if (attempt > 1) metrics.failovers.inc({ provider: providerId });

@@ -1,4 +1,4 @@
-import { type Config, deriveKeys, type Logger, type SmsProvider } from '@otp-gateway/core';
+import { type Config, deriveKeys, type Logger, type SmsProvider, tablePrice } from '@otp-gateway/core';
 import { createProviders } from '@otp-gateway/providers';
 import {
   circuitSettings,
@@ -87,7 +87,9 @@ export async function startSendWorker(deps: SendWorkerDeps): Promise<SendWorker>
   };
   const processor = createSendProcessor({
     providers,
-    order: config.providers.order.filter((p) => providers.has(p)),
+    order: config.providers.defaultRoute.filter((p) => providers.has(p)),
+    priceOf: (provider, country) => tablePrice(config.providers, provider, country),
+    routes: new Map([...config.providers.routes].map(([cc, order]) => [cc, order.filter((p) => providers.has(p))])),
     delivery,
     keys: deriveKeys(config.otpSecret),
     log,

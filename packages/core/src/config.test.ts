@@ -56,6 +56,30 @@ describe('loadConfig', () => {
     expect([...c.otp.allowedCountries]).toEqual(['FR', 'BE']);
   });
 
+  it('requires OTP_ALLOWED_COUNTRIES for the API in production; * only when written out', () => {
+    const prod = { ...API_ENV, NODE_ENV: 'production' };
+    expect(problems(prod).join('\n')).toContain('OTP_ALLOWED_COUNTRIES is required in production');
+    expect(problems(prod, 'worker').join('\n')).not.toContain('OTP_ALLOWED_COUNTRIES');
+    const all = loadConfig({ ...prod, OTP_ALLOWED_COUNTRIES: '*' }, 'api');
+    expect(all.otp.allowAllCountries).toBe(true);
+    expect(all.otp.allowedCountries.size).toBe(0);
+    const some = loadConfig({ ...prod, OTP_ALLOWED_COUNTRIES: 'FR' }, 'api');
+    expect(some.otp).toMatchObject({ allowAllCountries: false, allowUnknownNumberType: false });
+    expect(problems({ ...prod, OTP_ALLOWED_COUNTRIES: 'FR,*' }).join('\n')).toContain('"*"');
+  });
+
+  it('reads SMS_ROUTES and names an unknown provider or country', () => {
+    const c = loadConfig({ ...API_ENV, SMS_ROUTES: 'fr=octopush,twilio; BE=octopush;*=octopush,twilio' }, 'api');
+    expect(Object.fromEntries(c.providers.routes)).toEqual({ FR: ['octopush', 'twilio'], BE: ['octopush'] });
+    expect(c.providers.defaultRoute).toEqual(['octopush', 'twilio']);
+    expect(loadConfig(API_ENV, 'api').providers.defaultRoute).toEqual(['twilio', 'octopush']);
+    const found = problems({ ...API_ENV, SMS_PROVIDERS: 'twilio', SMS_ROUTES: 'FR=smsbox;XX=twilio;BE=octopush;DE' });
+    expect(found.join('\n')).toContain('"smsbox"');
+    expect(found.join('\n')).toContain('"XX"');
+    expect(found.join('\n')).toContain('"octopush" (BE) is not in SMS_PROVIDERS');
+    expect(found.join('\n')).toContain('"DE"');
+  });
+
   it('names every bad variable in one error', () => {
     const found = problems({
       OTP_SECRET: 'short',

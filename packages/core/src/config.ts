@@ -1,6 +1,8 @@
 import { isIP } from 'node:net';
+import { isSupportedCountry } from 'libphonenumber-js/max';
 import { EnvReader } from './env-reader.js';
 import { ConfigError } from './errors.js';
+import { type GuardsConfig, readGuardsConfig } from './guards.config.js';
 import { type RedisConfig, readRedisConfig } from './redis.config.js';
 import { isProviderId, type ProviderId } from './statuses.js';
 
@@ -64,7 +66,12 @@ export interface Config {
     readonly recordRetentionSeconds: number;
     readonly codeLength: number;
     readonly maxAttempts: number;
+    /** OTP_ALLOWED_COUNTRIES: ISO codes; empty when every country is allowed (`*`, or unset outside production). */
     readonly allowedCountries: ReadonlySet<string>;
+    /** OTP_ALLOWED_COUNTRIES=* written out: every country allowed on purpose (the API warns at start). */
+    readonly allowAllCountries: boolean;
+    /** OTP_ALLOW_UNKNOWN_NUMBER_TYPE: a valid number whose line type libphonenumber cannot tell is let through. */
+    readonly allowUnknownNumberType: boolean;
     readonly resendCooldownSeconds: number;
     readonly maxSendsPerNumber: number;
     readonly sendWindowSeconds: number;
@@ -73,8 +80,19 @@ export interface Config {
     readonly keyRequestsPerMinute: number;
     readonly ipRequestsPerMinute: number;
   };
+  /** The abuse guards (GUARD_*): velocity per range and country, conversion watch, daily budgets. */
+  readonly guards: GuardsConfig;
   readonly providers: {
+    /** SMS_PROVIDERS: the providers configured, the first preferred. */
     readonly order: readonly ProviderId[];
+    /** SMS_ROUTES: provider order per ISO country of the destination (failover, circuits stay within it). */
+    readonly routes: ReadonlyMap<string, readonly ProviderId[]>;
+    /** The order for countries SMS_ROUTES does not list: its `*` entry, else SMS_PROVIDERS. */
+    readonly defaultRoute: readonly ProviderId[];
+    /** SMS_PRICES: price of one SMS by `<provider>:<ISO country>` (or `<provider>:*`), in `priceCurrency`. */
+    readonly prices: ReadonlyMap<string, number>;
+    /** SMS_PRICE_CURRENCY (ISO 4217, default EUR). */
+    readonly priceCurrency: string;
     readonly twilio: TwilioConfig | null;
     readonly octopush: OctopushConfig | null;
     readonly timeoutMs: number;
@@ -209,7 +227,14 @@ export function loadConfig(env: NodeJS.ProcessEnv, app: AppName): Config {
   }
 
   const allowed = new Set<string>();
-  for (const c of (r.str('OTP_ALLOWED_COUNTRIES') ?? '').split(',')) {
+  const rawAllowed = r.str('OTP_ALLOWED_COUNTRIES');
+  const allowAll = rawAllowed?.trim() === '*';
+  if (needs('api') && nodeEnv === 'production' && !rawAllowed) {
+    r.problems.push(
+      'OTP_ALLOWED_COUNTRIES is required in production: the ISO codes of the countries codes may go to (e.g. FR,BE), or * written out to allow every country',
+    );
+  }
+  for (const c of allowAll ? [] : (rawAllowed ?? '').split(',')) {
     const code = c.trim().toUpperCase();
     if (!code) continue;
     if (!/^[A-Z]{2}$/.test(code)) r.problems.push(`OTP_ALLOWED_COUNTRIES entry "${c}" is not an ISO 3166 alpha-2 code`);
@@ -223,6 +248,8 @@ export function loadConfig(env: NodeJS.ProcessEnv, app: AppName): Config {
     if (!isProviderId(id)) r.problems.push(`SMS_PROVIDERS entry "${p}" is not a provider (twilio, octopush)`);
     else if (!order.includes(id)) order.push(id);
   }
+
+  const { routes, defaultRoute } = readRoutes(r, order);
 
   let twilio: TwilioConfig | null = null;
   let octopush: OctopushConfig | null = null;
@@ -324,6 +351,8 @@ export function loadConfig(env: NodeJS.ProcessEnv, app: AppName): Config {
       codeLength: r.int('OTP_CODE_LENGTH', 6, 6, 10),
       maxAttempts: r.int('OTP_MAX_ATTEMPTS', 5, 1, 20),
       allowedCountries: allowed,
+      allowAllCountries: allowAll,
+      allowUnknownNumberType: r.bool('OTP_ALLOW_UNKNOWN_NUMBER_TYPE', false),
       resendCooldownSeconds: r.int('OTP_RESEND_COOLDOWN_SECONDS', 30, 0, 3600),
       maxSendsPerNumber: r.int('OTP_MAX_SENDS_PER_NUMBER', 5, 1, 1000),
       sendWindowSeconds: r.int('OTP_SEND_WINDOW_SECONDS', 3600, 60, 86400),
@@ -332,8 +361,16 @@ export function loadConfig(env: NodeJS.ProcessEnv, app: AppName): Config {
       keyRequestsPerMinute: r.int('RATE_LIMIT_PER_KEY_PER_MINUTE', 60000, 1, 10_000_000),
       ipRequestsPerMinute: r.int('RATE_LIMIT_PER_IP_PER_MINUTE', 60000, 1, 10_000_000),
     },
+    guards: readGuardsConfig(
+      r,
+      keys.map((k) => k.name),
+    ),
     providers: {
       order: Object.freeze(order),
+      routes,
+      defaultRoute,
+      prices: readPrices(r),
+      priceCurrency: readCurrency(r),
       twilio,
       octopush,
       timeoutMs: r.int('PROVIDER_TIMEOUT_MS', 5000, 100, 30000),
@@ -368,6 +405,75 @@ export function loadConfig(env: NodeJS.ProcessEnv, app: AppName): Config {
   };
   if (r.problems.length > 0) throw new ConfigError(r.problems);
   return deepFreeze(config);
+}
+
+/**
+ * SMS_ROUTES: `FR=octopush,twilio;BE=octopush;*=twilio,octopush`. Each provider must be in SMS_PROVIDERS (it
+ * needs its credentials) and each country an ISO code libphonenumber knows: a typo would silently route nothing.
+ */
+function readRoutes(
+  r: EnvReader,
+  order: readonly ProviderId[],
+): { routes: ReadonlyMap<string, readonly ProviderId[]>; defaultRoute: readonly ProviderId[] } {
+  const routes = new Map<string, readonly ProviderId[]>();
+  let defaultRoute: readonly ProviderId[] = Object.freeze([...order]);
+  const seen = new Set<string>();
+  for (const entry of (r.str('SMS_ROUTES') ?? '').split(';')) {
+    if (!entry.trim()) continue;
+    const [rawCc = '', list = '', extra] = entry.split('=');
+    const cc = rawCc.trim().toUpperCase();
+    if (extra !== undefined || !list.trim()) {
+      r.problems.push(`SMS_ROUTES entry "${entry.trim()}" must be COUNTRY=provider,provider`);
+      continue;
+    }
+    if (cc !== '*' && !(/^[A-Z]{2}$/.test(cc) && isSupportedCountry(cc))) {
+      r.problems.push(`SMS_ROUTES country "${rawCc.trim()}" is not an ISO 3166 alpha-2 code of a known country`);
+      continue;
+    }
+    const providers: ProviderId[] = [];
+    for (const p of list.split(',')) {
+      const id = p.trim().toLowerCase();
+      if (!id) continue;
+      if (!isProviderId(id))
+        r.problems.push(`SMS_ROUTES provider "${p.trim()}" (${cc}) is not a provider (twilio, octopush)`);
+      else if (!order.includes(id)) r.problems.push(`SMS_ROUTES provider "${id}" (${cc}) is not in SMS_PROVIDERS`);
+      else if (!providers.includes(id)) providers.push(id);
+    }
+    if (seen.has(cc)) r.problems.push(`SMS_ROUTES names ${cc} twice`);
+    seen.add(cc);
+    if (cc === '*') defaultRoute = Object.freeze(providers);
+    else routes.set(cc, Object.freeze(providers));
+  }
+  return { routes, defaultRoute };
+}
+
+/** SMS_PRICES: `twilio:FR=0.07,twilio:*=0.05,octopush:FR=0.045`: used when a provider's answer has no price. */
+function readPrices(r: EnvReader): ReadonlyMap<string, number> {
+  const prices = new Map<string, number>();
+  for (const entry of (r.str('SMS_PRICES') ?? '').split(',')) {
+    if (!entry.trim()) continue;
+    const m = /^\s*([a-z]+):([A-Za-z]{2}|\*)\s*=\s*(\d+(?:\.\d+)?)\s*$/.exec(entry);
+    if (!m || !isProviderId(m[1] ?? '') || (m[2] !== '*' && !isSupportedCountry((m[2] ?? '').toUpperCase()))) {
+      r.problems.push(`SMS_PRICES entry "${entry.trim()}" must be provider:COUNTRY=price (or provider:*=price)`);
+    } else prices.set(`${m[1]}:${(m[2] ?? '').toUpperCase()}`, Number(m[3]));
+  }
+  return prices;
+}
+
+function readCurrency(r: EnvReader): string {
+  const c = (r.str('SMS_PRICE_CURRENCY') ?? 'EUR').toUpperCase();
+  if (!/^[A-Z]{3}$/.test(c)) r.problems.push(`SMS_PRICE_CURRENCY must be an ISO 4217 code (got "${c}")`);
+  return c;
+}
+
+/** The price table's price of one SMS through `provider` to `country`, or null when it has none. */
+export function tablePrice(
+  c: Pick<Config['providers'], 'prices' | 'priceCurrency'>,
+  provider: string,
+  country: string,
+): { amount: number; currency: string } | null {
+  const amount = c.prices.get(`${provider}:${country}`) ?? c.prices.get(`${provider}:*`);
+  return amount === undefined ? null : { amount, currency: c.priceCurrency };
 }
 
 function readMetricsToken(r: EnvReader): string | null {

@@ -28,6 +28,9 @@ export interface AttemptRecord {
   readonly at: string;
   /** ISO time of the last change. */
   updatedAt: string;
+  /** What the message cost (the provider's answer, else SMS_PRICES), when known; only on accepted attempts. */
+  cost?: number;
+  currency?: string;
 }
 
 /** The public view of an OTP. Never holds the code or its hash. */

@@ -2,9 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { isGatewayError } from './errors.js';
 import { maskPhone, parsePhone } from './phone.js';
 
-function refusal(input: string, allowed?: ReadonlySet<string>) {
+function refusal(input: string, allowed?: ReadonlySet<string>, allowUnknownNumberType = true) {
   try {
-    parsePhone(input, allowed);
+    parsePhone(input, allowed ? { allowedCountries: allowed, allowUnknownNumberType } : undefined);
   } catch (e) {
     if (isGatewayError(e)) return { status: e.statusCode, code: e.code };
     throw e;
@@ -45,8 +45,11 @@ describe('parsePhone', () => {
     ['+33800123456', 'French toll free'],
     ['+442012345678', 'UK fixed line'],
     ['+19005551234', 'US premium rate'],
-  ])('refuses %s (%s), which cannot receive an SMS code, with 400', (input) => {
-    expect(refusal(input)).toEqual({ status: 400, code: 'invalid_phone_number' });
+    ['+447012345678', 'UK personal number'],
+    ['+445512345678', 'UK UAN'],
+    ['+447640123456', 'UK pager'],
+  ])('refuses %s (%s), which cannot receive an SMS code, with 400 number_type_not_allowed', (input) => {
+    expect(refusal(input)).toEqual({ status: 400, code: 'number_type_not_allowed' });
   });
 
   it('refuses countries outside a non-empty allow-list with 403, after the validity rules', () => {
@@ -54,7 +57,7 @@ describe('parsePhone', () => {
     expect(refusal('+447400123456', allowed)).toEqual({ status: 403, code: 'country_not_allowed' });
     expect(refusal('+33612345678', allowed)).toBeNull();
     expect(refusal('+32470123456', allowed)).toBeNull();
-    expect(refusal('+33899123456', allowed)).toEqual({ status: 400, code: 'invalid_phone_number' });
+    expect(refusal('+33899123456', allowed)).toEqual({ status: 400, code: 'number_type_not_allowed' });
     expect(refusal('garbage', allowed)).toEqual({ status: 400, code: 'invalid_phone_number' });
     expect(refusal('+447400123456', new Set())).toBeNull();
   });

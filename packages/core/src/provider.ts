@@ -26,6 +26,14 @@ export interface SendResult {
   readonly messageId: string;
   /** The provider's own status at acceptance (e.g. Twilio `queued`). */
   readonly providerStatus?: string;
+  /** What the provider says the message cost, when its answer says it (Octopush `total_cost`, Twilio `price`). */
+  readonly cost?: SmsCost;
+}
+
+/** A message's cost: an amount in a currency (ISO 4217). */
+export interface SmsCost {
+  readonly amount: number;
+  readonly currency: string;
 }
 
 /** One SMS vendor. send() throws only ProviderError; see errors.ts for what each kind makes the worker do. */

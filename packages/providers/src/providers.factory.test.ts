@@ -15,6 +15,10 @@ const providers = (
   over: Partial<Config['providers']> = {},
 ): Config['providers'] => ({
   order,
+  routes: new Map(),
+  defaultRoute: order,
+  prices: new Map(),
+  priceCurrency: 'EUR',
   twilio,
   octopush,
   timeoutMs: 1000,

@@ -18,10 +18,11 @@ import {
   type OtpRepo,
   type OtpTarget,
   type RequestLimiter,
+  type SendGuards,
   type SendQueues,
 } from '@otp-gateway/store';
 import type { Caller, FunnelEvent, OtpLookup, SendAnswer, SendRequest, VerifyRequest } from './otp.types.js';
-import { endedError, notFound, refuse, store } from './refusals.js';
+import { endedError, guardError, notFound, refuse, store } from './refusals.js';
 
 /** The OTP use cases, independent of HTTP. Refusals are GatewayErrors carrying the contract's codes. */
 export interface OtpService {
@@ -37,6 +38,10 @@ export interface OtpServiceDeps {
   readonly limiter: RequestLimiter;
   readonly idempotency: IdempotencyStore;
   readonly queues: SendQueues;
+  /** The abuse guards (velocity, conversion watch, daily budgets); absent: none. */
+  readonly guards?: SendGuards;
+  /** A guard refused a send (for logs and metrics beyond the answer). */
+  readonly onGuardRefusal?: (r: { code: string; why: string; country: string; callingCode: string }) => void;
   /**
    * Resolves true once what this request wrote is on the replicas the configuration asks for (Sentinel); false:
    * the send is answered 503, since a failover could lose it (createReplicaWait). Absent: nothing to wait for.
@@ -103,7 +108,7 @@ export function createOtpService(deps: OtpServiceDeps): OtpService {
 
   return {
     async send(caller, req) {
-      const phone = parsePhone(req.phoneNumber, otp.allowedCountries);
+      const phone = parsePhone(req.phoneNumber, otp);
       const locale = req.locale ?? 'en';
       await counted(caller);
       let id = newOtpId(numberToken(keys, caller.keyName, phone.e164));
@@ -132,6 +137,22 @@ export function createOtpService(deps: OtpServiceDeps): OtpService {
           id = claim.otpId;
         }
       }
+      const target = {
+        keyName: caller.keyName,
+        phoneNumber: phone.e164,
+        country: phone.country,
+        callingCode: phone.callingCode,
+      };
+      const guarded = deps.guards ? await store(() => deps.guards!.send(target, now())) : null;
+      if (guarded?.kind === 'refused') {
+        deps.onGuardRefusal?.({
+          code: guarded.code,
+          why: guarded.why,
+          country: phone.country,
+          callingCode: phone.callingCode,
+        });
+        throw guardError(guarded.code, guarded.why, guarded.retryAfterMs);
+      }
       const code = generateCode(otp.codeLength);
       const outcome = await store(() =>
         repo.create(
@@ -144,11 +165,14 @@ export function createOtpService(deps: OtpServiceDeps): OtpService {
             ttlMs: otp.ttlSeconds * 1000,
             maxAttempts: otp.maxAttempts,
             callingCode: phone.callingCode,
+            country: phone.country,
             locale,
           },
           now(),
         ),
       );
+      // not sent after all: the guards take their count back (best effort: a lost undo over-counts one send)
+      if (outcome.kind !== 'created') await guarded?.undo().catch(() => undefined);
       if (outcome.kind === 'limited') refuse(outcome);
       if (outcome.kind === 'exists') {
         const answer = await replay(caller, id);
@@ -177,8 +201,18 @@ export function createOtpService(deps: OtpServiceDeps): OtpService {
       }
       await counted(caller);
       const r = await store(() => repo.verify(target, caller.keyName, (id) => hashCode(keys, id, req.code), now()));
-      if (r.kind === 'approved') funnel('approved', r);
-      else if (r.kind === 'wrong') funnel(r.status === 'locked' ? 'locked' : 'wrong_code', r);
+      if (r.kind === 'approved') {
+        funnel('approved', r);
+        if (deps.guards && r.country) {
+          // best effort: a verification the guards missed only makes them stricter
+          await deps.guards
+            .approved(
+              { keyName: caller.keyName, phoneNumber: r.phoneNumber, country: r.country, callingCode: r.callingCode },
+              now(),
+            )
+            .catch(() => undefined);
+        }
+      } else if (r.kind === 'wrong') funnel(r.status === 'locked' ? 'locked' : 'wrong_code', r);
       else if (r.kind === 'ended' && r.justExpired) funnel('expired', r);
       switch (r.kind) {
         case 'approved':

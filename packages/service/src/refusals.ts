@@ -36,6 +36,19 @@ export function refuse(l: Limited): never {
   throw new GatewayError(429, code, message, undefined, Math.ceil(l.retryAfterMs / 1000));
 }
 
+const GUARD_MESSAGES: Record<string, string> = {
+  prefix_velocity: 'too many codes to this number range (or country) were never verified; sends there are paused',
+  low_conversion: 'too few codes sent there are verified; sends there are throttled',
+  country_budget_exhausted: "the daily SMS budget of this number's country is spent; it resets at 00:00 UTC",
+  key_budget_exhausted: "this API key's daily SMS budget is spent; it resets at 00:00 UTC",
+};
+
+/** 429 of an abuse guard: the guard (its code), what it saw, and when to try again. */
+export function guardError(code: string, why: string, retryAfterMs: number): GatewayError {
+  const message = `${code}: ${GUARD_MESSAGES[code] ?? 'refused by an abuse guard'}${why ? ` (${why})` : ''}`;
+  return new GatewayError(429, code, message, undefined, Math.max(1, Math.ceil(retryAfterMs / 1000)));
+}
+
 export const notFound = () => new GatewayError(404, 'otp_not_found', 'no such OTP for this API key');
 
 export function endedError(id: string, status: string, replacedBy: string | null): GatewayError {

@@ -7,6 +7,9 @@ export * from './delivery/life-left.js';
 export * from './delivery/messages.js';
 export * from './delivery/reports.js';
 export * from './delivery/sweep.js';
+// The abuse guards: velocity, conversion watch, daily budgets, the index of blocks.
+export * from './guards/guard.record.js';
+export * from './guards/guards.js';
 // Jobs: every kind of send job.
 export * from './jobs/send-jobs.js';
 // The key space: prefixes, hash tags, partitions, shards.

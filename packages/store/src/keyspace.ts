@@ -13,6 +13,9 @@ import calculateSlot from 'cluster-key-slot';
  *   can aim traffic at one node.
  * - `{r<xyz>}`: request rate counters, `{i<xyz>}`: idempotency records, `{m<xyz>}`: the message index; xyz is a hash
  *   bucket of the subject, so a caller-chosen string (an IP, an Idempotency-Key, a message id) never picks a slot.
+ * - `{g<xyz>}`: an abuse guard's state for one subject (a number range, a country, an API key; see
+ *   guards/guard.record.ts), xyz a hash bucket of the subject: a pumping run on one range heats one bucket only.
+ * - `{gb}`: the index of active guard blocks (written only when a block starts or is lifted: cold).
  * - `{cir}`: the provider circuits, all in one slot so one script picks among providers.
  * - `{q<n>...}`: a send queue shard (BullMQ's keys for that shard; see jobs/send-jobs.ts).
  */
@@ -36,7 +39,7 @@ export const partitionTag = (token: string): string => `p${token.slice(0, 3)}`;
 export const partitionTagOf = (n: number): string => `p${n.toString(16).padStart(3, '0')}`;
 
 /** A hash-bucket tag for a subject: `kind` and 3 hex digits of its SHA-256. */
-export function bucketTag(kind: 'r' | 'i' | 'm', subject: string): string {
+export function bucketTag(kind: 'r' | 'i' | 'm' | 'g', subject: string): string {
   return kind + createHash('sha256').update(subject).digest('hex').slice(0, 3);
 }
 

@@ -1,4 +1,12 @@
-import { deriveKeys, encryptCode, hashCode, newOtpId, numberToken } from '@otp-gateway/core';
+import {
+  deriveKeys,
+  EnvReader,
+  encryptCode,
+  hashCode,
+  newOtpId,
+  numberToken,
+  readGuardsConfig,
+} from '@otp-gateway/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { closeRedisClients, type IsolatedStore, isolatedRedis } from '../../../test/support/redis.js';
 import { createCircuits } from './delivery/circuit.js';
@@ -6,6 +14,7 @@ import { createDeliveryRepo } from './delivery/delivery.repo.js';
 import { createMessageIndex } from './delivery/messages.js';
 import { createReportRepo } from './delivery/reports.js';
 import { sweepDue } from './delivery/sweep.js';
+import { createSendGuards } from './guards/guards.js';
 import { createSendQueues } from './jobs/send-jobs.js';
 import { PARTITIONS, shardTag, slotOf } from './keyspace.js';
 import { createIdempotencyStore } from './otp/idempotency.js';
@@ -78,8 +87,21 @@ beforeAll(async () => {
       ttlMs: 300_000,
       maxAttempts: 5,
       callingCode: '33',
+      country: 'FR',
       locale: 'fr',
     });
+  // the abuse guards: a send counted, its approval, a refusal (whose counts on the other subjects are undone)
+  const guards = createSendGuards(
+    redis,
+    ks,
+    readGuardsConfig(new EnvReader({ GUARD_VELOCITY_RANGE_MAX_UNVERIFIED: '1', GUARD_DAILY_SMS_PER_KEY: '*=5' }), []),
+  );
+  const target = { keyName: 'shop', phoneNumber: phone, country: 'FR', callingCode: '33' };
+  await guards.send(target);
+  await guards.approved(target);
+  await guards.send(target);
+  const refused = await guards.send(target);
+  if (refused.kind !== 'refused') throw new Error('guard did not refuse');
   await create();
   await repo.read({ by: 'phone', token }, 'shop');
   await reports.apply({

@@ -26,7 +26,10 @@ const ctx = () => ({ signal: new AbortController().signal, log: silentLog });
 describe('octopush adapter on the wire', () => {
   it('posts the JSON campaign with api-key/api-login and returns the sms_ticket', async () => {
     const { provider, requests } = await setup({ status: 201, body: fixture('campaign-created') });
-    expect(await provider.send(sms, ctx())).toEqual({ messageId: 'sms_5fec89fe97109' });
+    expect(await provider.send(sms, ctx())).toEqual({
+      messageId: 'sms_5fec89fe97109',
+      cost: { amount: 0.045, currency: 'EUR' },
+    });
     const [req] = requests;
     expect(req?.url).toBe('/v1/public/sms-campaign/send');
     expect(req?.headers).toMatchObject({

@@ -72,7 +72,11 @@ export function createOctopushProvider(
 
       const ticket = (res.data as { sms_ticket?: unknown } | null)?.sms_ticket;
       if (res.status >= 200 && res.status < 300 && typeof ticket === 'string' && ticket) {
-        return { messageId: ticket };
+        // Octopush accounts are billed in euros: total_cost is the campaign's price (one recipient here)
+        const cost = (res.data as { total_cost?: unknown }).total_cost;
+        return typeof cost === 'number' && Number.isFinite(cost) && cost >= 0
+          ? { messageId: ticket, cost: { amount: cost, currency: 'EUR' } }
+          : { messageId: ticket };
       }
       if (res.status === 400 && octopushCode(res.data) === OCTOPUSH_DUPLICATE_REQUEST) {
         // Octopush already took this very request (our earlier call's answer was lost). The message is on

@@ -35,6 +35,12 @@ const sms = {
 const ctx = () => ({ signal: new AbortController().signal, log: silentLog });
 
 describe('twilio adapter on the wire', () => {
+  it('returns the price when the answer has one (a charge, negative in Twilio), in its price_unit', async () => {
+    const body = { ...fixture('message-created'), price: '-0.07500', price_unit: 'usd' };
+    const { provider } = await setup({ status: 201, body });
+    expect((await provider.send(sms, ctx())).cost).toEqual({ amount: 0.075, currency: 'USD' });
+  });
+
   it('posts the form Twilio expects to the configured host and returns the sid', async () => {
     const { provider, requests } = await setup(
       { status: 201, body: fixture('message-created') },

@@ -65,7 +65,15 @@ export function createTwilioProvider(cfg: TwilioConfig, opts: TwilioProviderOpti
             validityPeriod: validityPeriodSeconds(sms.expiresAt),
           }),
         );
-        return { messageId: message.sid, providerStatus: message.status };
+        // Twilio gives the price (negative: a charge) once it is known, usually not yet in the create answer
+        const price = message.price == null ? Number.NaN : Math.abs(Number(message.price));
+        return Number.isFinite(price) && message.priceUnit
+          ? {
+              messageId: message.sid,
+              providerStatus: message.status,
+              cost: { amount: price, currency: message.priceUnit.toUpperCase() },
+            }
+          : { messageId: message.sid, providerStatus: message.status };
       } catch (err) {
         const e = classifyTwilioFailure(err, signals, current.response);
         log.debug({ provider: 'twilio', to: maskPhone(sms.to), kind: e.kind, code: e.code }, 'sms refused by provider');

@@ -10,9 +10,9 @@ import { CLOCK_LUA, defineScript } from '../redis/script.js';
 export const DELIVERY_LUA = `${CLOCK_LUA}${RECORD_LUA}
 -- What a worker needs to send it (the job carries only the id).
 local function send_data(okey, out)
-  local d = redis.call('HMGET', okey, F.phone, F.locale, F.sealed, F.exp, F.cc)
-  local names = {'phone', 'locale', 'sealed', 'exp', 'cc'}
-  for i = 1, 5 do out[#out + 1] = names[i]; out[#out + 1] = d[i] or '' end
+  local d = redis.call('HMGET', okey, F.phone, F.locale, F.sealed, F.exp, F.cc, F.country)
+  local names = {'phone', 'locale', 'sealed', 'exp', 'cc', 'country'}
+  for i = 1, 6 do out[#out + 1] = names[i]; out[#out + 1] = d[i] or '' end
   return out
 end
 -- No provider can send it before expiry: it ends failed, unless a message already went out once (the code may
@@ -40,13 +40,24 @@ export const PLAN = defineScript({
   name: 'otpPlan',
   doc: 'a job starts: may the OTP go out, and through which providers, in order? (or resume an interrupted attempt)',
   keys: ['otp', 'number', 'due'],
-  args: ['now', 'id', 'minLifeMs', 'leaseMs'],
+  args: ['now', 'id', 'minLifeMs', 'leaseMs', 'routes'],
   restArgs: 'order',
   lib: DELIVERY_LUA,
   body: `
 local now = clock(A.now)
-local o = redis.call('HMGET', K.otp, F.status, F.exp, F.acc, F.na)
+local o = redis.call('HMGET', K.otp, F.status, F.exp, F.acc, F.na, F.country)
 if not o[1] then return stop(K.due, A.id, 'gone') end
+-- the route of the number's country (SMS_ROUTES, as ';CC=p1,p2;'), else the default order
+local order = A.order
+local ct = o[5] or ''
+if ct ~= '' then
+  local _, e = string.find(A.routes, ';' .. ct .. '=', 1, true)
+  if e then
+    order = {}
+    local list = string.sub(A.routes, e + 1, string.find(A.routes, ';', e + 1, true) - 1)
+    for p in string.gmatch(list, '[^,]+') do order[#order + 1] = p end
+  end
+end
 local status = settle(K.otp, K.number, A.id, o[1], o[2], now)
 if status ~= 'pending' then return stop(K.due, A.id, status) end
 if o[3] and o[3] ~= '' then return stop(K.due, A.id, 'done') end
@@ -80,7 +91,7 @@ for i = 1, na do
 end
 -- after a failure another provider goes first; the same one again only when no other is free
 local first, again = {}, {}
-for _, p in ipairs(A.order) do
+for _, p in ipairs(order) do
   if not spent[p] then
     if p == lastP and lastO ~= 'accepted' then again[#again + 1] = p else first[#first + 1] = p end
   end
@@ -120,7 +131,18 @@ export const ACCEPT = defineScript({
   name: 'otpAccept',
   doc: 'a provider accepted attempt n: it counts now; its receipt is awaited (due set) when receipts are expected',
   keys: ['otp', 'due'],
-  args: ['now', 'id', 'attempt', 'provider', 'messageId', 'providerStatus', 'receiptAfterMs', 'minLifeMs'],
+  args: [
+    'now',
+    'id',
+    'attempt',
+    'provider',
+    'messageId',
+    'providerStatus',
+    'receiptAfterMs',
+    'minLifeMs',
+    'cost',
+    'currency',
+  ],
   lib: DELIVERY_LUA,
   body: `
 local now = clock(A.now)
@@ -131,6 +153,7 @@ if not o[2] then return {'gone'} end
 redis.call('HSET', K.otp, af(n, AF.outcome), 'accepted', af(n, AF.messageId), A.messageId,
   af(n, AF.providerStatus), A.providerStatus, af(n, AF.updatedAt), now,
   F.acc, n, F.provider, A.provider, F.sent, n)
+if A.cost ~= '' then redis.call('HSET', K.otp, af(n, AF.cost), A.cost, af(n, AF.currency), A.currency) end
 -- the lease belongs to the newest attempt: a resume of this one may be sending now
 if o[3] == n then redis.call('HSET', K.otp, F.lease, 0) end
 if o[1] ~= 'sent' and o[1] ~= 'delivered' then redis.call('HSET', K.otp, F.ds, 'sent') end

@@ -75,6 +75,22 @@ afterEach(async () => {
 });
 
 describe('delivery repo', () => {
+  it('follows the route of the number country (SMS_ROUTES), failing over within it', async () => {
+    const routes = new Map([
+      ['FR', ['octopush', 'twilio'] as const],
+      ['DE', ['twilio'] as const],
+    ]);
+    const { id } = await fixtures.created({ phoneNumber: nextPhone() });
+    expect(await repo.begin(id, order, 5000, routes)).toMatchObject({ kind: 'go', provider: 'octopush' });
+    await repo.failed(id, 1, 'octopush', 'misconfigured', 'x');
+    expect(await repo.begin(id, order, 5000, routes)).toMatchObject({ kind: 'go', attempt: 2, provider: 'twilio' });
+    // a country without a route of its own: the default order
+    const other = await fixtures.created({ phoneNumber: nextPhone() });
+    expect(await repo.begin(other.id, order, 5000, new Map([['DE', ['octopush'] as const]]))).toMatchObject({
+      provider: 'twilio',
+    });
+  });
+
   it('records an attempt, then its acceptance, and indexes the message id', async () => {
     const phoneNumber = nextPhone();
     const { id, exp } = await fixtures.created({ phoneNumber });
@@ -85,7 +101,14 @@ describe('delivery repo', () => {
       provider: 'twilio',
       requestAttempt: 1,
       hadFailures: false,
-      otp: { phoneNumber, locale: 'fr', sealedCode: expect.any(String), expiresAt: exp, callingCode: '33' },
+      otp: {
+        phoneNumber,
+        locale: 'fr',
+        sealedCode: expect.any(String),
+        expiresAt: exp,
+        callingCode: '33',
+        country: 'FR',
+      },
     });
     // what the worker sends is the OTP's code
     if (b.kind !== 'go') throw new Error('not begun');

@@ -1,4 +1,4 @@
-import type { ProviderErrorKind, ProviderId } from '@otp-gateway/core';
+import type { ProviderErrorKind, ProviderId, SmsCost } from '@otp-gateway/core';
 import type { Keyspace } from '../keyspace.js';
 import { otpKeys } from '../otp/otp.record.js';
 import type { RedisClient } from '../redis/connection.js';
@@ -15,6 +15,8 @@ export interface OutboundOtp {
   readonly sealedCode: string;
   readonly expiresAt: number;
   readonly callingCode: string;
+  /** ISO country ('' on records older than SMS_ROUTES): its price in SMS_PRICES. */
+  readonly country: string;
 }
 
 export type BeginOutcome =
@@ -37,6 +39,13 @@ export type BeginOutcome =
       reason: 'gone' | 'approved' | 'expired' | 'locked' | 'failed' | 'done' | 'too_late' | 'exhausted';
     };
 
+/** SMS_ROUTES: provider order per ISO country of the destination; countries not listed use the default order. */
+export type ProviderRoutes = ReadonlyMap<string, readonly ProviderId[]>;
+
+/** Routes as the plan script reads them: `;FR=octopush,twilio;BE=twilio;` (countries and ids never hold ; = ,). */
+export const encodeRoutes = (routes: ProviderRoutes | undefined): string =>
+  routes && routes.size > 0 ? `;${[...routes].map(([cc, order]) => `${cc}=${order.join(',')}`).join(';')};` : '';
+
 /** The worker's view of an OTP's delivery: begin an attempt, settle it, give up. */
 export interface DeliveryRepo {
   /**
@@ -44,13 +53,13 @@ export interface DeliveryRepo {
    * then the attempt recorded `sending` under a lease. Three steps in two slots; a job of the same OTP that
    * moved in between makes the last one answer `busy`.
    */
-  begin(otpId: string, order: readonly ProviderId[], minLifeMs: number): Promise<BeginOutcome>;
+  begin(otpId: string, order: readonly ProviderId[], minLifeMs: number, routes?: ProviderRoutes): Promise<BeginOutcome>;
   /** A provider accepted attempt n. Returns the delivery reports that arrived before (JSON), to apply now. */
   accepted(
     otpId: string,
     attempt: number,
     provider: ProviderId,
-    result: { messageId: string; providerStatus: string; hadFailures: boolean },
+    result: { messageId: string; providerStatus: string; hadFailures: boolean; cost?: SmsCost | null },
   ): Promise<string[]>;
   /** Attempt n failed; says whether the provider's circuit opened and whether the OTP ended (permanent). */
   failed(
@@ -84,12 +93,12 @@ export function createDeliveryRepo(
   const { redis, ks, circuits, messages } = deps;
   const now = () => deps.now?.() ?? 0;
   return {
-    async begin(otpId, order, minLifeMs) {
+    async begin(otpId, order, minLifeMs, routes) {
       const keys = otpKeys(ks, otpId);
       const plan = await PLAN.run(
         redis,
         keys,
-        { now: now(), id: otpId, minLifeMs, leaseMs: settings.leaseMs },
+        { now: now(), id: otpId, minLifeMs, leaseMs: settings.leaseMs, routes: encodeRoutes(routes) },
         { args: order },
       );
       if (plan.outcome === 'go') return go(plan, false);
@@ -121,6 +130,8 @@ export function createDeliveryRepo(
         providerStatus: result.providerStatus,
         receiptAfterMs: settings.receiptAfterMs,
         minLifeMs: MIN_RESEND_LIFE_MS,
+        cost: result.cost ? String(result.cost.amount) : '',
+        currency: result.cost?.currency ?? '',
       });
       // Recorded on the OTP first: a report can only find the attempt once it counts. A crash between the two
       // leaves the message unindexed: its reports wait unapplied, and the receipt check resends in time.
@@ -162,6 +173,7 @@ function go(r: Record<string, string | undefined>, hadFailures: boolean): BeginO
       sealedCode: r.sealed ?? '',
       expiresAt: Number(r.exp),
       callingCode: r.cc ?? '',
+      country: r.country ?? '',
     },
   };
 }

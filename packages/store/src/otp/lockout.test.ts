@@ -30,6 +30,7 @@ async function newOtp(phone: string, now: number): Promise<string> {
     {
       id,
       keyName: 'shop',
+      country: 'FR',
       phoneNumber: phone,
       codeHash: hashCode(keys, id, '123456'),
       sealedCode: encryptCode(keys, id, '123456'),

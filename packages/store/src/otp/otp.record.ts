@@ -36,6 +36,8 @@ export const OTP_FIELDS = Object.freeze({
   left: 'left',
   /** Country calling code, for metrics. */
   cc: 'cc',
+  /** ISO country of the number ('' on records older than SMS_ROUTES): picks its route (provider order). */
+  country: 'ct',
   locale: 'locale',
   /** Number of attempts. */
   na: 'na',
@@ -63,6 +65,9 @@ export const ATTEMPT_FIELDS = Object.freeze({
   requestAttempt: 'r',
   /** Last delivery status reported for it (moves forward only). */
   delivery: 'd',
+  /** What its message cost, and the currency (accepted attempts whose cost is known). */
+  cost: 'c',
+  currency: 'cu',
 });
 
 export const NUMBER_FIELDS = Object.freeze({

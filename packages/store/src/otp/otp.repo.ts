@@ -27,6 +27,8 @@ export interface CreateOtpInput {
   readonly ttlMs: number;
   readonly maxAttempts: number;
   readonly callingCode: string;
+  /** ISO country of the number (its route, its guards). */
+  readonly country: string;
   readonly locale: string;
 }
 
@@ -46,7 +48,8 @@ export interface OtpLabels {
 }
 
 export type VerifyOutcome =
-  | ({ kind: 'approved'; id: string } & OtpLabels)
+  /** With the number and its ISO country ('' on older records): the abuse guards count the approval. */
+  | ({ kind: 'approved'; id: string; phoneNumber: string; country: string } & OtpLabels)
   | ({ kind: 'wrong'; id: string; status: 'pending' | 'locked'; attemptsRemaining: number } & OtpLabels)
   | ({
       kind: 'ended';
@@ -120,6 +123,7 @@ export function createOtpRepo(
           ttlMs: i.ttlMs,
           maxAttempts: i.maxAttempts,
           cc: i.callingCode,
+          country: i.country,
           locale: i.locale,
           retentionMs: settings.retentionMs,
           maxFailures: rules.maxFailures,
@@ -160,7 +164,7 @@ export function createOtpRepo(
           case 'stale':
             continue;
           case 'approved':
-            return { kind: 'approved', id, ...labels };
+            return { kind: 'approved', id, phoneNumber: r.phone ?? '', country: r.country ?? '', ...labels };
           case 'not_found':
             return { kind: 'not_found' };
           case 'limited':

@@ -26,6 +26,7 @@ export const CREATE = defineScript({
     'ttlMs',
     'maxAttempts',
     'cc',
+    'country',
     'locale',
     'retentionMs',
     'maxFailures',
@@ -53,7 +54,7 @@ if sends >= tonumber(A.maxSends) then return {'limited', 'scope', 'number_window
 local exp = now + tonumber(A.ttlMs)
 redis.call('HSET', K.otp, F.key, A.keyName, F.phone, A.phone, F.hash, A.hash, F.sealed, A.sealed,
   F.status, 'pending', F.ds, 'queued', F.exp, exp, F.created, now, F.left, A.maxAttempts, F.cc, A.cc,
-  F.locale, A.locale)
+  F.country, A.country, F.locale, A.locale)
 local keep = exp - now + tonumber(A.retentionMs)
 redis.call('PEXPIRE', K.otp, keep)
 redis.call('HSET', K.number, NF.current, A.id, NF.windowSends, sends + 1, NF.windowUntil, windowUntil)
@@ -99,7 +100,9 @@ for i = 1, math.min(#a, #b) do diff = bit.bor(diff, bit.bxor(string.byte(a, i), 
 if diff == 0 then
   end_otp(K.otp, 'approved', now, nil)
   redis.call('HDEL', K.number, NF.failures, NF.failuresUntil)
-  return {'approved', 'cc', cc, 'provider', provider}
+  -- the number and its country: the abuse guards count the approval
+  local who = redis.call('HMGET', K.otp, F.phone, F.country)
+  return {'approved', 'cc', cc, 'provider', provider, 'phone', who[1] or '', 'country', who[2] or ''}
 end
 local left = redis.call('HINCRBY', K.otp, F.left, -1)
 -- A fixed window, never a sliding one: the first wrong code of a window opens it for lockMs, later ones do not

@@ -12,7 +12,9 @@ export function toView(id: string, f: Record<string, string>, now: number): OtpV
   for (let i = 1; i <= n; i++) {
     const field = (part: string) => f[`a${i}.${part}`];
     if (!field(A.provider)) continue;
+    const cost = field(A.cost);
     attempts.push({
+      ...(cost ? { cost: Number(cost), currency: field(A.currency) ?? '' } : {}),
       n: i,
       provider: field(A.provider) as ProviderId,
       outcome: field(A.outcome) as AttemptRecord['outcome'],

@@ -1,0 +1,123 @@
+import { EnvReader, readGuardsConfig } from '@otp-gateway/core';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { closeRedisClients, type IsolatedStore, isolatedRedis } from '../../../../test/support/redis.js';
+import { createSendGuards, type GuardTarget, type SendGuards } from './guards.js';
+
+/** The guards against a real Redis, time moved by the scripts' `now` (a shifted clock). */
+const T0 = Date.UTC(2031, 0, 1, 10, 0, 0);
+const MIN = 60_000;
+let store: IsolatedStore;
+let n = 0;
+
+const guardsWith = (env: Record<string, string>): SendGuards =>
+  createSendGuards(store.redis, store.ks, readGuardsConfig(new EnvReader(env), []));
+const fr = (range = '+3361234', key = 'shop'): GuardTarget => ({
+  keyName: key,
+  phoneNumber: `${range}${String(++n % 1000).padStart(3, '0')}`,
+  country: 'FR',
+  callingCode: '33',
+});
+
+beforeEach(async () => {
+  store = await isolatedRedis();
+});
+afterEach(async () => closeRedisClients(store.redis));
+
+describe('velocity per number range', () => {
+  it('blocks a range after N sends without verification, for the cool-down; other ranges and keys go on', async () => {
+    const g = guardsWith({ GUARD_VELOCITY_RANGE_MAX_UNVERIFIED: '5', GUARD_VELOCITY_COOLDOWN_SECONDS: '600' });
+    for (let i = 0; i < 5; i++) expect((await g.send(fr(), T0 + i)).kind).toBe('ok');
+    const refused = await g.send(fr(), T0 + 10);
+    expect(refused).toMatchObject({ kind: 'refused', code: 'prefix_velocity', retryAfterMs: 600_000 });
+    expect(refused.kind === 'refused' && refused.why).toContain('5 codes sent without a verification');
+    expect(await g.send(fr(), T0 + 5 * MIN)).toMatchObject({ code: 'prefix_velocity' });
+    expect((await g.send(fr('+3361299'), T0 + 20)).kind).toBe('ok');
+    expect((await g.send(fr('+3361234', 'other'), T0 + 20)).kind).toBe('ok');
+    // the block is listed, with its reason, until it ends
+    const blocks = await g.blocks(T0 + 30);
+    expect(blocks).toEqual([
+      expect.objectContaining({ guard: 'prefix_velocity', label: '+3361234xxx', callingCode: '33' }),
+    ]);
+    expect((await g.send(fr(), T0 + 10 + 600_000)).kind).toBe('ok');
+  });
+
+  it('never blocks a send-then-verify flow, however long it runs', async () => {
+    const g = guardsWith({ GUARD_VELOCITY_RANGE_MAX_UNVERIFIED: '3' });
+    for (let i = 0; i < 50; i++) {
+      const t = fr();
+      expect((await g.send(t, T0 + i * 1000)).kind).toBe('ok');
+      await g.approved(t, T0 + i * 1000 + 500);
+    }
+  });
+
+  it('a refused send counts nowhere, and lifting a block starts its counters again', async () => {
+    const g = guardsWith({ GUARD_VELOCITY_RANGE_MAX_UNVERIFIED: '2', GUARD_VELOCITY_COUNTRY_MAX_UNVERIFIED: '4' });
+    await g.send(fr(), T0);
+    await g.send(fr(), T0);
+    for (let i = 0; i < 20; i++) expect(await g.send(fr(), T0 + i)).toMatchObject({ code: 'prefix_velocity' });
+    // the country counted only the two sends that went: two more ranges' worth still go
+    expect((await g.send(fr('+3361299'), T0 + 50)).kind).toBe('ok');
+    expect((await g.send(fr('+3361299'), T0 + 50)).kind).toBe('ok');
+    expect(await g.send(fr('+3361288'), T0 + 60)).toMatchObject({ code: 'prefix_velocity' });
+    const [block] = (await g.blocks(T0 + 70)).filter((b) => b.label === '+3361234xxx');
+    expect(await g.lift(block!.id)).toBe(true);
+    expect((await g.blocks(T0 + 70)).map((b) => b.label)).toEqual(['FR']);
+  });
+});
+
+describe('conversion watch', () => {
+  it('throttles a range whose approved share falls under the threshold, and lets one send through per interval', async () => {
+    const g = guardsWith({
+      GUARD_VELOCITY_RANGE_MAX_UNVERIFIED: '0',
+      GUARD_CONVERSION_RANGE_MIN_SENDS: '10',
+      GUARD_CONVERSION_MIN_PERCENT: '50',
+      GUARD_CONVERSION_WINDOW_SECONDS: '3600',
+      GUARD_CONVERSION_THROTTLE_SECONDS: '60',
+    });
+    for (let i = 0; i < 12; i++) {
+      const t = fr();
+      expect((await g.send(t, T0 + i)).kind).toBe('ok');
+      if (i % 4 === 0) await g.approved(t, T0 + i);
+    }
+    // sends of the newest bucket (5 min) are not judged yet
+    expect((await g.send(fr(), T0 + MIN)).kind).toBe('ok');
+    const later = T0 + 6 * MIN;
+    expect((await g.send(fr(), later)).kind).toBe('ok');
+    const refused = await g.send(fr(), later + 1000);
+    expect(refused).toMatchObject({ kind: 'refused', code: 'low_conversion' });
+    expect(refused.kind === 'refused' && refused.why).toMatch(/approved of .* codes sent, under 50%/);
+    expect((await g.send(fr(), later + 61_000)).kind).toBe('ok');
+  });
+});
+
+describe('daily budgets', () => {
+  it('refuses past the country budget until the next UTC day; other countries and keys go on', async () => {
+    const g = guardsWith({ GUARD_DAILY_SMS_PER_COUNTRY: 'DE=3,*=100', GUARD_DAILY_SMS_PER_KEY: 'small=2,*=1000' });
+    const de = (): GuardTarget => ({
+      keyName: 'shop',
+      phoneNumber: `+491512123${++n}`,
+      country: 'DE',
+      callingCode: '49',
+    });
+    for (let i = 0; i < 3; i++) expect((await g.send(de(), T0)).kind).toBe('ok');
+    const refused = await g.send(de(), T0);
+    const midnight = Date.UTC(2031, 0, 2);
+    expect(refused).toMatchObject({ kind: 'refused', code: 'country_budget_exhausted', retryAfterMs: midnight - T0 });
+    expect((await g.send(fr(), T0)).kind).toBe('ok');
+    expect((await g.blocks(T0)).map((b) => b.guard)).toEqual(['country_budget_exhausted']);
+    expect((await g.send(de(), midnight)).kind).toBe('ok');
+
+    expect((await g.send(fr('+3361299', 'small'), T0)).kind).toBe('ok');
+    expect((await g.send(fr('+3361299', 'small'), T0)).kind).toBe('ok');
+    expect(await g.send(fr('+3361299', 'small'), T0)).toMatchObject({ code: 'key_budget_exhausted' });
+  });
+
+  it('a send the per-number rules refused after the guards counted it is taken back', async () => {
+    const g = guardsWith({ GUARD_DAILY_SMS_PER_COUNTRY: '*=1' });
+    const first = await g.send(fr(), T0);
+    if (first.kind !== 'ok') throw new Error('refused');
+    await first.undo();
+    expect((await g.send(fr(), T0)).kind).toBe('ok');
+    expect((await g.send(fr(), T0)).kind).toBe('refused');
+  });
+});

@@ -1,0 +1,246 @@
+import type { GuardsConfig } from '@otp-gateway/core';
+import { budgetOf } from '@otp-gateway/core';
+import type { Keyspace } from '../keyspace.js';
+import type { RedisClient } from '../redis/connection.js';
+import type { ScriptResult } from '../redis/script.js';
+import { type GuardSubjectKind, guardIndexKeys, guardKey, guardSubject } from './guard.record.js';
+import { GUARD_APPROVED, GUARD_BLOCKED, GUARD_SEND, GUARD_UNDO } from './guards.scripts.js';
+
+/** The number a guard looks at: its E.164 form, ISO country and calling code, and the API key that sends. */
+export interface GuardTarget {
+  readonly keyName: string;
+  readonly phoneNumber: string;
+  readonly country: string;
+  readonly callingCode: string;
+}
+
+/** A guard's refusal code (CONTRACT): 429 with Retry-After. */
+export type GuardCode = 'prefix_velocity' | 'low_conversion' | 'country_budget_exhausted' | 'key_budget_exhausted';
+
+export type GuardOutcome =
+  /** Counted by every guard; `undo` takes the counts back when the send does not happen after all. */
+  | { kind: 'ok'; undo: () => Promise<void> }
+  | { kind: 'refused'; code: GuardCode; retryAfterMs: number; why: string; subject: string };
+
+/** One active block, as the dashboard and the gauge show it. */
+export interface GuardBlock {
+  /** `<code>|<subject>`: what `lift` takes. */
+  readonly id: string;
+  readonly guard: GuardCode;
+  readonly subject: string;
+  /** The range (`+33612345xxx`), the country or the API key name. */
+  readonly label: string;
+  readonly country: string;
+  readonly callingCode: string;
+  readonly why: string;
+  readonly until: number;
+}
+
+export interface SendGuards {
+  /** Checks and counts a send on every guard (one round trip); a refusal counts nothing. */
+  send(t: GuardTarget, now?: number): Promise<GuardOutcome>;
+  /** A code was approved: its send counts as verified and converted. */
+  approved(t: GuardTarget, now?: number): Promise<void>;
+  /** Active blocks (velocity blocks, low-conversion throttles, exhausted budgets), soonest to end first. */
+  blocks(now?: number): Promise<GuardBlock[]>;
+  /** Lifts a block: the subject's counters start again from nothing. False when there was no such block. */
+  lift(id: string): Promise<boolean>;
+}
+
+/** The number range of a number: its E.164 form without the last `digits` digits. */
+export const numberRange = (phoneNumber: string, digits: number): string => phoneNumber.slice(0, -digits);
+
+interface Subject {
+  readonly kind: GuardSubjectKind;
+  readonly subject: string;
+  readonly label: string;
+  readonly velocityMax: number;
+  readonly convMinSends: number;
+  readonly budget: number;
+}
+
+const CONV_BUCKETS = 12;
+
+/** Builds the guards over Redis; `cfg.enabled` false gives guards that never refuse and touch nothing. */
+export function createSendGuards(redis: RedisClient, ks: Keyspace, cfg: GuardsConfig): SendGuards {
+  const v = cfg.velocity;
+  const c = cfg.conversion;
+  const convBucketMs = Math.ceil((c.windowSeconds * 1000) / CONV_BUCKETS);
+  const keepMs = Math.max(v.windowSeconds * 1000, c.windowSeconds * 1000 + convBucketMs, 2 * 86_400_000);
+  const index = guardIndexKeys(ks);
+  for (const s of [GUARD_SEND, GUARD_UNDO, GUARD_APPROVED, GUARD_BLOCKED]) s.prepare(redis);
+
+  const subjects = (t: GuardTarget): Subject[] => {
+    const range = numberRange(t.phoneNumber, cfg.rangeDigits);
+    const rangeLabel = range + 'x'.repeat(cfg.rangeDigits);
+    const all: Subject[] = [
+      {
+        kind: 'vr',
+        subject: guardSubject('vr', t.keyName, range),
+        label: rangeLabel,
+        velocityMax: v.rangeMaxUnverified,
+        convMinSends: 0,
+        budget: 0,
+      },
+      {
+        kind: 'vc',
+        subject: guardSubject('vc', t.keyName, t.country),
+        label: t.country,
+        velocityMax: v.countryMaxUnverified,
+        convMinSends: 0,
+        budget: 0,
+      },
+      {
+        kind: 'wr',
+        subject: guardSubject('wr', range),
+        label: rangeLabel,
+        velocityMax: 0,
+        convMinSends: c.rangeMinSends,
+        budget: 0,
+      },
+      {
+        kind: 'wc',
+        subject: guardSubject('wc', t.country),
+        label: t.country,
+        velocityMax: 0,
+        convMinSends: c.countryMinSends,
+        budget: budgetOf(cfg.dailyPerCountry, t.country),
+      },
+      {
+        kind: 'bk',
+        subject: guardSubject('bk', t.keyName),
+        label: t.keyName,
+        velocityMax: 0,
+        convMinSends: 0,
+        budget: budgetOf(cfg.dailyPerKey, t.keyName),
+      },
+    ];
+    return all.filter((s) => s.velocityMax > 0 || s.convMinSends > 0 || s.budget > 0);
+  };
+
+  const codeOf = (s: Subject, guard: string): GuardCode =>
+    guard === 'velocity'
+      ? 'prefix_velocity'
+      : guard === 'conversion'
+        ? 'low_conversion'
+        : s.kind === 'bk'
+          ? 'key_budget_exhausted'
+          : 'country_budget_exhausted';
+
+  const register = async (s: Subject, t: GuardTarget, guard: GuardCode, why: string, until: number) => {
+    const id = `${guard}|${s.subject}`;
+    const info: Omit<GuardBlock, 'id'> = {
+      guard,
+      subject: s.subject,
+      label: s.label,
+      country: s.kind === 'bk' ? '' : t.country,
+      callingCode: s.kind === 'bk' ? '' : t.callingCode,
+      why,
+      until,
+    };
+    // a script, not MULTI: the clients pipeline automatically, which MULTI does not mix with
+    await GUARD_BLOCKED.run(redis, index, { id, endsAt: until, info: JSON.stringify(info) });
+  };
+
+  const undoAll = (list: Subject[], now: number) =>
+    Promise.all(
+      list.map((s) =>
+        GUARD_UNDO.run(
+          redis,
+          { state: guardKey(ks, s.subject) },
+          {
+            now,
+            velocity: s.velocityMax > 0 ? 1 : 0,
+            convBucketMs: s.convMinSends > 0 ? convBucketMs : 0,
+            budget: s.budget > 0 ? 1 : 0,
+          },
+        ),
+      ),
+    ).then(() => undefined);
+
+  return {
+    async send(t, now = 0) {
+      if (!cfg.enabled) return { kind: 'ok', undo: async () => {} };
+      const list = subjects(t);
+      const results: ScriptResult[] = await Promise.all(
+        list.map((s) =>
+          GUARD_SEND.run(
+            redis,
+            { state: guardKey(ks, s.subject) },
+            {
+              now,
+              velocityMax: s.velocityMax,
+              velocityWindowMs: v.windowSeconds * 1000,
+              cooldownMs: v.cooldownSeconds * 1000,
+              convMinSends: s.convMinSends,
+              convMinPercent: c.minPercent,
+              convBucketMs,
+              convBuckets: CONV_BUCKETS,
+              throttleMs: c.throttleSeconds * 1000,
+              budget: s.budget,
+              keepMs,
+            },
+          ),
+        ),
+      );
+      const at = now || Date.now();
+      const notes: Promise<unknown>[] = [];
+      let refusal: Extract<GuardOutcome, { kind: 'refused' }> | null = null;
+      const counted: Subject[] = [];
+      results.forEach((r, i) => {
+        const s = list[i]!;
+        if (r.outcome === 'refused') {
+          const code = codeOf(s, r.guard ?? '');
+          const ms = Math.max(1, Number(r.ms));
+          if (r.started === '1') notes.push(register(s, t, code, r.why ?? '', at + ms));
+          refusal ??= { kind: 'refused', code, retryAfterMs: ms, why: r.why ?? '', subject: s.label };
+        } else {
+          counted.push(s);
+          if (r.throttled === '1') {
+            notes.push(register(s, t, 'low_conversion', r.why ?? '', at + c.throttleSeconds * 1000));
+          }
+          if (r.filled === '1') notes.push(register(s, t, codeOf(s, 'budget'), r.why ?? '', at + Number(r.dayEndMs)));
+        }
+      });
+      if (refusal) notes.push(undoAll(counted, now));
+      await Promise.all(notes);
+      return refusal ?? { kind: 'ok', undo: () => undoAll(counted, now) };
+    },
+
+    async approved(t, now = 0) {
+      if (!cfg.enabled) return;
+      await Promise.all(
+        subjects(t)
+          .filter((s) => s.velocityMax > 0 || s.convMinSends > 0)
+          .map((s) =>
+            GUARD_APPROVED.run(
+              redis,
+              { state: guardKey(ks, s.subject) },
+              { now, velocity: s.velocityMax > 0 ? 1 : 0, convBucketMs: s.convMinSends > 0 ? convBucketMs : 0, keepMs },
+            ),
+          ),
+      );
+    },
+
+    async blocks(now = Date.now()) {
+      const ended = await redis.zrangebyscore(index.blocks, '-inf', now);
+      if (ended.length > 0) await Promise.all([redis.zrem(index.blocks, ...ended), redis.hdel(index.info, ...ended)]);
+      const ids = await redis.zrangebyscore(index.blocks, now, '+inf');
+      if (ids.length === 0) return [];
+      const infos = await redis.hmget(index.info, ...ids);
+      return ids.flatMap((id, i) => {
+        const raw = infos[i];
+        return raw ? [{ id, ...(JSON.parse(raw) as Omit<GuardBlock, 'id'>) }] : [];
+      });
+    },
+
+    async lift(id) {
+      const subject = id.slice(id.indexOf('|') + 1);
+      const removed = await redis.zrem(index.blocks, id);
+      await redis.hdel(index.info, id);
+      if (removed === 0 || !/^(vr|vc|wr|wc|bk):/.test(subject)) return false;
+      await redis.del(guardKey(ks, subject));
+      return true;
+    },
+  };
+}
