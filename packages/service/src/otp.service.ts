@@ -1,10 +1,12 @@
 import {
   type Config,
+  encodeMetadata,
   encryptCode,
   fingerprint,
   GatewayError,
   generateCode,
   hashCode,
+  metadataProblem,
   newOtpId,
   numberToken,
   type OtpKeys,
@@ -105,10 +107,16 @@ export function createOtpService(deps: OtpServiceDeps): OtpService {
     async send(caller, req) {
       const phone = parsePhone(req.phoneNumber, otp.allowedCountries);
       const locale = req.locale ?? 'en';
+      if (req.metadata !== undefined) {
+        const problem = metadataProblem(req.metadata);
+        if (problem) throw new GatewayError(400, 'invalid_metadata', problem);
+      }
+      const metadata = encodeMetadata(req.metadata);
       await counted(caller);
       let id = newOtpId(numberToken(keys, caller.keyName, phone.e164));
       if (req.idempotencyKey) {
-        const print = fingerprint(keys, `${phone.e164}\n${locale}`);
+        // metadata joins the fingerprint only when given: a key reused without it keeps its old fingerprint
+        const print = fingerprint(keys, `${phone.e164}\n${locale}${metadata ? `\n${metadata}` : ''}`);
         const claim = await store(() =>
           deps.idempotency.claim(
             caller.keyName,
@@ -145,6 +153,7 @@ export function createOtpService(deps: OtpServiceDeps): OtpService {
             maxAttempts: otp.maxAttempts,
             callingCode: phone.callingCode,
             locale,
+            metadata,
           },
           now(),
         ),

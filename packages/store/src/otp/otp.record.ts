@@ -47,6 +47,8 @@ export const OTP_FIELDS = Object.freeze({
   lease: 'lease',
   /** The OTP that replaced this one. */
   replacedBy: 'replacedBy',
+  /** Correlation metadata as JSON (core's encodeMetadata); absent when none was given. */
+  meta: 'meta',
 });
 
 /** Fields of attempt n, stored as `a<n>.<suffix>`. */

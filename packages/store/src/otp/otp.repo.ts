@@ -28,6 +28,8 @@ export interface CreateOtpInput {
   readonly maxAttempts: number;
   readonly callingCode: string;
   readonly locale: string;
+  /** Correlation metadata, encoded (core's encodeMetadata; '' when none). */
+  readonly metadata?: string;
 }
 
 export type CreateOutcome =
@@ -127,6 +129,7 @@ export function createOtpRepo(
           maxSends: rules.maxSends,
           windowMs: rules.windowMs,
           sweepAfterMs: SWEEP_GRACE_MS,
+          meta: i.metadata ?? '',
         }),
       );
       if (r.outcome === 'created') return { kind: 'created', expiresAt: Number(r.exp) };

@@ -33,6 +33,7 @@ export const CREATE = defineScript({
     'maxSends',
     'windowMs',
     'sweepAfterMs',
+    'meta',
   ],
   lib: LIB,
   body: `
@@ -54,6 +55,7 @@ local exp = now + tonumber(A.ttlMs)
 redis.call('HSET', K.otp, F.key, A.keyName, F.phone, A.phone, F.hash, A.hash, F.sealed, A.sealed,
   F.status, 'pending', F.ds, 'queued', F.exp, exp, F.created, now, F.left, A.maxAttempts, F.cc, A.cc,
   F.locale, A.locale)
+if A.meta ~= '' then redis.call('HSET', K.otp, F.meta, A.meta) end
 local keep = exp - now + tonumber(A.retentionMs)
 redis.call('PEXPIRE', K.otp, keep)
 redis.call('HSET', K.number, NF.current, A.id, NF.windowSends, sends + 1, NF.windowUntil, windowUntil)
