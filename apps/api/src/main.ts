@@ -10,6 +10,8 @@ import {
   createReplicaWait,
   createRequestLimiter,
   createSendQueues,
+  createStatusEventQueue,
+  createStatusEvents,
   numberRules,
   otpKeys,
   requestLimits,
@@ -31,11 +33,22 @@ async function main() {
   const queues = createSendQueues(redis, ks, config.queues);
   const clock = startRedisClock(redis);
   const metrics = createApiMetrics();
+  const eventQueue = createStatusEventQueue(redis, ks);
+  let app: Awaited<ReturnType<typeof buildApi>> | undefined;
   const repo = createOtpRepo(
     redis,
     ks,
     { rules: numberRules(config.otp), retentionMs: config.otp.recordRetentionSeconds * 1000 },
-    { clock, deadlineMs: 500 },
+    {
+      clock,
+      deadlineMs: 500,
+      events: createStatusEvents({ redis, ks, queue: eventQueue }),
+      onEventError: (err) =>
+        app?.log.warn(
+          { err: { message: err instanceof Error ? err.message : String(err) } },
+          'status event not queued; the worker sweep will queue it',
+        ),
+    },
   );
   // Behind Sentinel an OTP is accepted once a replica holds it (REDIS_WAIT_REPLICAS), checked on a connection of
   // its own (see createReplicaWait).
@@ -45,7 +58,6 @@ async function main() {
     durabilityRedis && !(durabilityRedis instanceof Cluster)
       ? createReplicaWait(durabilityRedis, { replicas: config.redis.waitReplicas, markerKey: ks.key('dur', 'marker') })
       : null;
-  let app: Awaited<ReturnType<typeof buildApi>> | undefined;
   const service = createOtpService({
     config,
     keys: deriveKeys(config.otpSecret),
@@ -54,6 +66,7 @@ async function main() {
     idempotency: createIdempotencyStore(redis, ks),
     queues,
     durable: durability ? (id) => durability(otpKeys(ks, id).otp) : undefined,
+    wantsEvents: () => config.statusWebhooks.url !== null,
     onFunnel: (e) => metrics.funnel.inc({ stage: e.stage, provider: e.provider, cc: e.callingCode }),
     onEnqueueFailed: (otpId, err) =>
       app?.log.warn(
@@ -83,6 +96,7 @@ async function main() {
     app.log.info({ signal }, 'api stopping');
     await app.close();
     await queues.close();
+    await eventQueue.close().catch(() => {});
     clock.stop();
     redis.disconnect();
     durabilityRedis?.disconnect();

@@ -2,6 +2,7 @@ import { isIP } from 'node:net';
 import { EnvReader } from './env-reader.js';
 import { ConfigError } from './errors.js';
 import { type RedisConfig, readRedisConfig } from './redis.config.js';
+import { readStatusWebhookConfig, type StatusWebhookConfig } from './status-webhooks.config.js';
 import { isProviderId, type ProviderId } from './statuses.js';
 
 /** Which process is loading: each requires its own variables. */
@@ -100,6 +101,8 @@ export interface Config {
     /** Callback requests per minute per client address, across the callbacks processes. */
     readonly ipRequestsPerMinute: number;
   };
+  /** Status webhooks to the backend (STATUS_WEBHOOK_URL, STATUS_WEBHOOK_SECRET, WEBHOOK_*). */
+  readonly statusWebhooks: StatusWebhookConfig;
   readonly dashboard: {
     readonly port: number;
     readonly user: string | null;
@@ -358,6 +361,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, app: AppName): Config {
       octopushTokens: Object.freeze([octopushToken, octopushPrevious].filter((t): t is string => t !== null)),
       ipRequestsPerMinute: r.int('WEBHOOKS_RATE_LIMIT_PER_IP_PER_MINUTE', 6000, 1, 10_000_000),
     },
+    statusWebhooks: readStatusWebhookConfig(r, { production: nodeEnv === 'production', allowInsecureHttp }),
     dashboard: {
       port: r.int('DASHBOARD_PORT', 3002, 0, 65535),
       user: dashUser,

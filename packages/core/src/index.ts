@@ -8,4 +8,6 @@ export * from './phone.js';
 export * from './provider.js';
 export * from './redis.config.js';
 export * from './secrets.js';
+export * from './status-webhooks.config.js';
+export * from './status-webhooks.js';
 export * from './statuses.js';

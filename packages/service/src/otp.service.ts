@@ -51,6 +51,11 @@ export interface OtpServiceDeps {
    * workers' sweep queues its job within seconds.
    */
   readonly onEnqueueFailed?: (otpId: string, err: unknown) => void;
+  /**
+   * Whether OTPs of an API key get status events (a webhook endpoint is configured for it); absent: never.
+   * The events themselves are listed by the store's scripts and published by the repositories.
+   */
+  readonly wantsEvents?: (keyName: string) => boolean;
   /** Funnel events for metrics: requested, approved, expired, locked, wrong_code. */
   readonly onFunnel?: (event: FunnelEvent) => void;
 }
@@ -154,6 +159,7 @@ export function createOtpService(deps: OtpServiceDeps): OtpService {
             callingCode: phone.callingCode,
             locale,
             metadata,
+            events: deps.wantsEvents?.(caller.keyName) ?? false,
           },
           now(),
         ),

@@ -7,6 +7,9 @@ export * from './delivery/life-left.js';
 export * from './delivery/messages.js';
 export * from './delivery/reports.js';
 export * from './delivery/sweep.js';
+// Status events: the outbox in the due sets, the events queue.
+export * from './events/expiry.script.js';
+export * from './events/status-events.js';
 // Jobs: every kind of send job.
 export * from './jobs/send-jobs.js';
 // The key space: prefixes, hash tags, partitions, shards.

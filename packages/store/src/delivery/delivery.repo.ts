@@ -1,4 +1,5 @@
 import type { ProviderErrorKind, ProviderId } from '@otp-gateway/core';
+import { publishQuietly, type StatusEvents } from '../events/status-events.js';
 import type { Keyspace } from '../keyspace.js';
 import { otpKeys } from '../otp/otp.record.js';
 import type { RedisClient } from '../redis/connection.js';
@@ -78,7 +79,16 @@ export interface DeliverySettings {
 }
 
 export function createDeliveryRepo(
-  deps: { redis: RedisClient; ks: Keyspace; circuits: Circuits; messages: MessageIndex; now?: () => number },
+  deps: {
+    redis: RedisClient;
+    ks: Keyspace;
+    circuits: Circuits;
+    messages: MessageIndex;
+    now?: () => number;
+    /** Publishes the status events these steps list (sent, failed); the sweep covers a failed publish. */
+    events?: StatusEvents;
+    onEventError?: (err: unknown) => void;
+  },
   settings: DeliverySettings,
 ): DeliveryRepo {
   const { redis, ks, circuits, messages } = deps;
@@ -127,21 +137,24 @@ export function createDeliveryRepo(
       const [early] = await Promise.all([
         messages.record(provider, result.messageId, { otpId, attempt }, settings.messageTtlMs),
         result.hadFailures ? circuits.success(provider) : Promise.resolve(),
+        publishQuietly(deps.events, otpId, 'sent', attempt, deps.onEventError),
       ]);
       return early;
     },
 
     async failed(otpId, attempt, provider, kind, errorCode, pauseMs) {
-      const r = await FAIL.run(redis, otpKeys(ks, otpId), { now: now(), attempt, outcome: kind, errorCode });
+      const r = await FAIL.run(redis, otpKeys(ks, otpId), { now: now(), id: otpId, attempt, outcome: kind, errorCode });
       const circuit =
         kind === 'retryable' || kind === 'rate_limited'
           ? await circuits.failure(provider, kind, { pauseMs: pauseMs ?? 1000, now: now() || undefined })
           : 'closed';
+      if (r.outcome === 'ended') await publishQuietly(deps.events, otpId, 'failed', 0, deps.onEventError);
       return { circuit, ended: r.outcome === 'ended' };
     },
 
     async giveUp(otpId) {
-      const r = await GIVE_UP.run(redis, otpKeys(ks, otpId), { now: now() });
+      const r = await GIVE_UP.run(redis, otpKeys(ks, otpId), { now: now(), id: otpId });
+      if (r.outcome === 'ended') await publishQuietly(deps.events, otpId, 'failed', 0, deps.onEventError);
       return { ended: r.outcome === 'ended', callingCode: r.cc ?? '' };
     },
   };

@@ -34,6 +34,7 @@ export const CREATE = defineScript({
     'windowMs',
     'sweepAfterMs',
     'meta',
+    'events',
   ],
   lib: LIB,
   body: `
@@ -56,6 +57,11 @@ redis.call('HSET', K.otp, F.key, A.keyName, F.phone, A.phone, F.hash, A.hash, F.
   F.status, 'pending', F.ds, 'queued', F.exp, exp, F.created, now, F.left, A.maxAttempts, F.cc, A.cc,
   F.locale, A.locale)
 if A.meta ~= '' then redis.call('HSET', K.otp, F.meta, A.meta) end
+-- status events: the sweep looks at it when it expires (otp.expired needs no verify to be noticed)
+if A.events == '1' then
+  redis.call('HSET', K.otp, F.events, '1')
+  redis.call('ZADD', K.due, exp, DUE_EXPIRY .. A.id)
+end
 local keep = exp - now + tonumber(A.retentionMs)
 redis.call('PEXPIRE', K.otp, keep)
 redis.call('HSET', K.number, NF.current, A.id, NF.windowSends, sends + 1, NF.windowUntil, windowUntil)
@@ -71,7 +77,7 @@ return {'created', 'exp', exp}
 export const VERIFY = defineScript({
   name: 'otpVerify',
   doc: 'check a code: approve at most once, count a wrong code, lock after the last attempt',
-  keys: ['otp', 'number'],
+  keys: ['otp', 'number', 'due'],
   args: ['now', 'deadline', 'keyName', 'candidate', 'mode', 'id', 'maxFailures', 'lockMs'],
   lib: LIB,
   body: `
@@ -101,6 +107,7 @@ for i = 1, math.min(#a, #b) do diff = bit.bor(diff, bit.bxor(string.byte(a, i), 
 if diff == 0 then
   end_otp(K.otp, 'approved', now, nil)
   redis.call('HDEL', K.number, NF.failures, NF.failuresUntil)
+  emit(K.otp, K.due, A.id, 'approved', 0, now)
   return {'approved', 'cc', cc, 'provider', provider}
 end
 local left = redis.call('HINCRBY', K.otp, F.left, -1)
@@ -113,6 +120,7 @@ redis.call('HSET', K.number, NF.failures, fails, NF.failuresUntil, failsUntil)
 if redis.call('PTTL', K.number) < failsUntil - now then redis.call('PEXPIRE', K.number, failsUntil - now) end
 if left <= 0 then
   end_otp(K.otp, 'locked', now, nil)
+  emit(K.otp, K.due, A.id, 'locked', 0, now)
   return {'wrong', 'status', 'locked', 'left', 0, 'cc', cc, 'provider', provider}
 end
 return {'wrong', 'status', 'pending', 'left', left, 'cc', cc, 'provider', provider}
