@@ -15,6 +15,7 @@ import calculateSlot from 'cluster-key-slot';
  *   bucket of the subject, so a caller-chosen string (an IP, an Idempotency-Key, a message id) never picks a slot.
  * - `{cir}`: the provider circuits, all in one slot so one script picks among providers.
  * - `{q<n>...}`: a send queue shard (BullMQ's keys for that shard; see jobs/send-jobs.ts).
+ * - `{ev}`: the status events queue (BullMQ's keys; see events/status-events.ts).
  */
 export interface Keyspace {
   readonly prefix: string;
