@@ -1,5 +1,6 @@
 import 'dotenv/config';
-import { loadConfig, logFormat } from '@otp-gateway/core';
+import { ConfigError, loadConfig, logFormat } from '@otp-gateway/core';
+import { compileTemplates, TemplateError } from '@otp-gateway/providers';
 import { guardProcess, refuseToStart } from '@otp-gateway/service';
 import { checkRedisConfig, connectStore, redisAnswers } from '@otp-gateway/store';
 import { pino } from 'pino';
@@ -11,8 +12,9 @@ async function main() {
   let config: ReturnType<typeof loadConfig>;
   try {
     config = loadConfig(process.env, 'worker');
+    compileTemplates(config.messages, { maxCodeLength: config.otp.codeLength, maxTtlSeconds: config.otp.ttlSeconds });
   } catch (e) {
-    refuseToStart('worker', e);
+    refuseToStart('worker', e instanceof TemplateError ? new ConfigError(e.problems) : e);
   }
   const log = pino({ level: config.logLevel, base: { app: 'worker', pid: process.pid }, ...logFormat(config) });
   const { redis, ks } = connectStore(config, 'worker', 'otp-worker');

@@ -8,7 +8,7 @@ import {
   type ProviderId,
   type SmsProvider,
 } from '@otp-gateway/core';
-import { renderOtpMessage } from '@otp-gateway/providers';
+import { type OtpTemplates, renderOtpMessage } from '@otp-gateway/providers';
 import {
   type DeliveryRepo,
   MIN_SEND_LIFE_MS,
@@ -31,6 +31,8 @@ export interface SendProcessorDeps {
   readonly shutdown: AbortSignal;
   /** Applies delivery reports that arrived before the message id was recorded. */
   readonly applyEarlyReports?: (reports: string[], log: Logger) => Promise<void>;
+  /** The templates of an API key's messages; by default the built-in ones (renderOtpMessage). */
+  readonly templatesFor?: (keyName: string) => OtpTemplates;
   readonly now?: () => number;
 }
 
@@ -93,11 +95,12 @@ export function createSendProcessor(deps: SendProcessorDeps) {
     let body: string;
     try {
       const code = decryptCode(keys, otpId, otp.sealedCode);
-      body = renderOtpMessage({
+      const input = {
         code,
         ttlSeconds: Math.max(60, Math.round((otp.expiresAt - now()) / 1000)),
         locale: otp.locale,
-      });
+      };
+      body = deps.templatesFor ? deps.templatesFor(otp.keyName).render(input) : renderOtpMessage(input);
     } catch {
       await delivery.failed(otpId, attempt, providerId, 'permanent', 'sealed_code_unreadable');
       log.error({ attempt }, 'sealed code cannot be decrypted (OTP_SECRET changed or data tampered)');

@@ -1,5 +1,5 @@
 import { type Config, deriveKeys, type Logger, type SmsProvider } from '@otp-gateway/core';
-import { createProviders } from '@otp-gateway/providers';
+import { compileTemplates, createProviders, type OtpTemplates } from '@otp-gateway/providers';
 import { postWebhook, type WebhookTarget } from '@otp-gateway/service';
 import {
   circuitSettings,
@@ -36,6 +36,8 @@ export interface SendWorkerDeps {
   readonly metrics?: WorkerMetrics;
   /** Where each API key's status events go; by default STATUS_WEBHOOK_URL and its secrets for every key. */
   readonly webhookTargetFor?: (keyName: string) => WebhookTarget | null;
+  /** The SMS templates of each API key; by default the configured ones (SMS_TEMPLATE_*, SMS_BRAND) for every key. */
+  readonly templatesFor?: (keyName: string) => OtpTemplates;
 }
 
 /** A running send worker: one BullMQ worker per queue shard, its metrics, and how to stop it. */
@@ -62,6 +64,11 @@ export async function startSendWorker(deps: SendWorkerDeps): Promise<SendWorker>
         : null,
     });
   const providers = new Map(list.map((p) => [p.id, p]));
+  // checked at start by main.ts (one message naming every problem); compiled once here
+  const templates = compileTemplates(config.messages, {
+    maxCodeLength: config.otp.codeLength,
+    maxTtlSeconds: config.otp.ttlSeconds,
+  });
   const circuits = createCircuits(redis, ks, circuitSettings(config));
   const messages = createMessageIndex(redis, ks);
   const eventQueue = createStatusEventQueue(redis, ks);
@@ -104,6 +111,7 @@ export async function startSendWorker(deps: SendWorkerDeps): Promise<SendWorker>
     metrics,
     shutdown: shutdown.signal,
     applyEarlyReports,
+    templatesFor: deps.templatesFor ?? (() => templates),
   });
 
   // Every shard is consumed, each with WORKER_CONCURRENCY sends in flight: a shared budget would let the OTPs

@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
 import { EnvReader } from './env-reader.js';
 import { ConfigError } from './errors.js';
+import { type MessageConfig, readMessageConfig } from './messages.config.js';
 import { type RedisConfig, readRedisConfig } from './redis.config.js';
 import { readStatusWebhookConfig, type StatusWebhookConfig } from './status-webhooks.config.js';
 import { isProviderId, type ProviderId } from './statuses.js';
@@ -101,6 +102,8 @@ export interface Config {
     /** Callback requests per minute per client address, across the callbacks processes. */
     readonly ipRequestsPerMinute: number;
   };
+  /** SMS brand, Android app hash and templates per locale (SMS_BRAND, SMS_ANDROID_APP_HASH, SMS_TEMPLATE_*). */
+  readonly messages: MessageConfig;
   /** Status webhooks to the backend (STATUS_WEBHOOK_URL, STATUS_WEBHOOK_SECRET, WEBHOOK_*). */
   readonly statusWebhooks: StatusWebhookConfig;
   readonly dashboard: {
@@ -361,6 +364,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, app: AppName): Config {
       octopushTokens: Object.freeze([octopushToken, octopushPrevious].filter((t): t is string => t !== null)),
       ipRequestsPerMinute: r.int('WEBHOOKS_RATE_LIMIT_PER_IP_PER_MINUTE', 6000, 1, 10_000_000),
     },
+    messages: readMessageConfig(r, env),
     statusWebhooks: readStatusWebhookConfig(r, { production: nodeEnv === 'production', allowInsecureHttp }),
     dashboard: {
       port: r.int('DASHBOARD_PORT', 3002, 0, 65535),

@@ -1,6 +1,7 @@
 export * from './config.js';
 export * from './env-reader.js';
 export * from './errors.js';
+export * from './messages.config.js';
 export * from './metadata.js';
 export * from './metrics-auth.js';
 export * from './otp.js';

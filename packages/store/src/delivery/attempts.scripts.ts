@@ -10,9 +10,9 @@ import { CLOCK_LUA, defineScript } from '../redis/script.js';
 export const DELIVERY_LUA = `${CLOCK_LUA}${RECORD_LUA}
 -- What a worker needs to send it (the job carries only the id).
 local function send_data(okey, out)
-  local d = redis.call('HMGET', okey, F.phone, F.locale, F.sealed, F.exp, F.cc)
-  local names = {'phone', 'locale', 'sealed', 'exp', 'cc'}
-  for i = 1, 5 do out[#out + 1] = names[i]; out[#out + 1] = d[i] or '' end
+  local d = redis.call('HMGET', okey, F.phone, F.locale, F.sealed, F.exp, F.cc, F.key)
+  local names = {'phone', 'locale', 'sealed', 'exp', 'cc', 'keyName'}
+  for i = 1, 6 do out[#out + 1] = names[i]; out[#out + 1] = d[i] or '' end
   return out
 end
 -- No provider can send it before expiry: it ends failed, unless a message already went out once (the code may

@@ -16,6 +16,8 @@ export interface OutboundOtp {
   readonly sealedCode: string;
   readonly expiresAt: number;
   readonly callingCode: string;
+  /** The API key that created it (whose settings apply: templates, sender, webhooks). */
+  readonly keyName: string;
 }
 
 export type BeginOutcome =
@@ -175,6 +177,7 @@ function go(r: Record<string, string | undefined>, hadFailures: boolean): BeginO
       sealedCode: r.sealed ?? '',
       expiresAt: Number(r.exp),
       callingCode: r.cc ?? '',
+      keyName: r.keyName ?? '',
     },
   };
 }
