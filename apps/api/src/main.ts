@@ -1,6 +1,13 @@
 import 'dotenv/config';
 import { deriveKeys, loadConfig } from '@otp-gateway/core';
-import { createOtpService, guardProcess, refuseToStart } from '@otp-gateway/service';
+import { tenantTemplateProblems } from '@otp-gateway/providers';
+import {
+  createOtpService,
+  createTenantRegistry,
+  guardProcess,
+  refuseToStart,
+  type TenantRegistry,
+} from '@otp-gateway/service';
 import {
   checkRedisConfig,
   connectStore,
@@ -26,6 +33,12 @@ async function main() {
   let config: ReturnType<typeof loadConfig>;
   try {
     config = loadConfig(process.env, 'api');
+  } catch (e) {
+    refuseToStart('api', e);
+  }
+  let tenants: TenantRegistry;
+  try {
+    tenants = createTenantRegistry(config, (t) => tenantTemplateProblems(t, config));
   } catch (e) {
     refuseToStart('api', e);
   }
@@ -66,7 +79,17 @@ async function main() {
     idempotency: createIdempotencyStore(redis, ks),
     queues,
     durable: durability ? (id) => durability(otpKeys(ks, id).otp) : undefined,
-    wantsEvents: () => config.statusWebhooks.url !== null,
+    wantsEvents: (name) => config.statusWebhooks.url !== null || tenants.get(name)?.webhook != null,
+    keySettings: (name) => {
+      const t = tenants.get(name);
+      return t
+        ? {
+            ...(t.ttlSeconds !== null ? { ttlSeconds: t.ttlSeconds } : {}),
+            ...(t.codeLength !== null ? { codeLength: t.codeLength } : {}),
+            ...(t.allowedCountries !== null ? { allowedCountries: t.allowedCountries } : {}),
+          }
+        : {};
+    },
     onFunnel: (e) => metrics.funnel.inc({ stage: e.stage, provider: e.provider, cc: e.callingCode }),
     onEnqueueFailed: (otpId, err) =>
       app?.log.warn(
@@ -74,7 +97,12 @@ async function main() {
         'otp stored but its send job was not queued; the worker sweep will queue it',
       ),
   });
-  app = await buildApi({ config, service, redis, metrics });
+  app = await buildApi({ config, service, redis, metrics, keys: () => tenants.current().byDigest });
+  process.on('SIGHUP', () => {
+    const r = tenants.reload();
+    if (r.ok) app?.log.info({ keys: r.keys }, 'api keys and their settings reloaded');
+    else app?.log.error({ problems: r.problems }, 'TENANTS_FILE not reloaded: the settings in force are kept');
+  });
   const storeErrors = new Counter({
     name: 'otp_store_errors_total',
     help: 'Errors of Redis clients and queues outside any command (reconnects failing, ...), by source: logged at most every 10 s',

@@ -1,7 +1,7 @@
 import 'dotenv/config';
 import { ConfigError, loadConfig, logFormat } from '@otp-gateway/core';
-import { compileTemplates, TemplateError } from '@otp-gateway/providers';
-import { guardProcess, refuseToStart } from '@otp-gateway/service';
+import { compileTemplates, TemplateError, tenantTemplateProblems } from '@otp-gateway/providers';
+import { createTenantRegistry, guardProcess, refuseToStart, type TenantRegistry } from '@otp-gateway/service';
 import { checkRedisConfig, connectStore, redisAnswers } from '@otp-gateway/store';
 import { pino } from 'pino';
 import { Counter } from 'prom-client';
@@ -16,6 +16,12 @@ async function main() {
   } catch (e) {
     refuseToStart('worker', e instanceof TemplateError ? new ConfigError(e.problems) : e);
   }
+  let tenants: TenantRegistry;
+  try {
+    tenants = createTenantRegistry(config, (t) => tenantTemplateProblems(t, config));
+  } catch (e) {
+    refuseToStart('worker', e);
+  }
   const log = pino({ level: config.logLevel, base: { app: 'worker', pid: process.pid }, ...logFormat(config) });
   const { redis, ks } = connectStore(config, 'worker', 'otp-worker');
   await checkRedisConfig(redis, {
@@ -24,7 +30,12 @@ async function main() {
     log,
     readyTimeoutMs: 5000,
   }).catch((e) => refuseToStart('worker', e));
-  const sender = await startSendWorker({ config, redis, ks, log });
+  const sender = await startSendWorker({ config, redis, ks, log, tenants });
+  process.on('SIGHUP', () => {
+    const r = tenants.reload();
+    if (r.ok) log.info({ keys: r.keys }, 'key settings reloaded');
+    else log.error({ problems: r.problems }, 'TENANTS_FILE not reloaded: the settings in force are kept');
+  });
   const storeErrors = new Counter({
     name: 'otp_store_errors_total',
     help: 'Errors of Redis clients and queues outside any command (reconnects failing, ...), by source: logged at most every 10 s',

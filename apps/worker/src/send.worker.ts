@@ -1,6 +1,6 @@
 import { type Config, deriveKeys, type Logger, type SmsProvider } from '@otp-gateway/core';
 import { compileTemplates, createProviders, type OtpTemplates } from '@otp-gateway/providers';
-import { postWebhook, type WebhookTarget } from '@otp-gateway/service';
+import { postWebhook, type TenantRegistry, type WebhookTarget } from '@otp-gateway/service';
 import {
   circuitSettings,
   createCircuits,
@@ -34,10 +34,8 @@ export interface SendWorkerDeps {
   /** The providers to send through; by default built from the configuration (SMS_PROVIDERS). */
   readonly providers?: readonly SmsProvider[];
   readonly metrics?: WorkerMetrics;
-  /** Where each API key's status events go; by default STATUS_WEBHOOK_URL and its secrets for every key. */
-  readonly webhookTargetFor?: (keyName: string) => WebhookTarget | null;
-  /** The SMS templates of each API key; by default the configured ones (SMS_TEMPLATE_*, SMS_BRAND) for every key. */
-  readonly templatesFor?: (keyName: string) => OtpTemplates;
+  /** Settings per API key (TENANTS_FILE): templates, brand, webhook endpoint over the gateway-wide ones. */
+  readonly tenants?: TenantRegistry;
 }
 
 /** A running send worker: one BullMQ worker per queue shard, its metrics, and how to stop it. */
@@ -69,6 +67,26 @@ export async function startSendWorker(deps: SendWorkerDeps): Promise<SendWorker>
     maxCodeLength: config.otp.codeLength,
     maxTtlSeconds: config.otp.ttlSeconds,
   });
+  // per key (TENANTS_FILE): compiled once per settings in force, again after each reload
+  const perKey = new Map<string, OtpTemplates>();
+  deps.tenants?.onChange(() => perKey.clear());
+  const templatesFor = (keyName: string): OtpTemplates => {
+    const t = deps.tenants?.get(keyName);
+    if (!t || (t.brand === null && Object.keys(t.templates).length === 0)) return templates;
+    let compiled = perKey.get(keyName);
+    if (!compiled) {
+      compiled = compileTemplates(
+        {
+          brand: t.brand ?? config.messages.brand,
+          appHash: config.messages.appHash,
+          templates: { ...config.messages.templates, ...t.templates },
+        },
+        { maxCodeLength: t.codeLength ?? config.otp.codeLength, maxTtlSeconds: t.ttlSeconds ?? config.otp.ttlSeconds },
+      );
+      perKey.set(keyName, compiled);
+    }
+    return compiled;
+  };
   const circuits = createCircuits(redis, ks, circuitSettings(config));
   const messages = createMessageIndex(redis, ks);
   const eventQueue = createStatusEventQueue(redis, ks);
@@ -111,7 +129,7 @@ export async function startSendWorker(deps: SendWorkerDeps): Promise<SendWorker>
     metrics,
     shutdown: shutdown.signal,
     applyEarlyReports,
-    templatesFor: deps.templatesFor ?? (() => templates),
+    templatesFor,
   });
 
   // Every shard is consumed, each with WORKER_CONCURRENCY sends in flight: a shared budget would let the OTPs
@@ -142,10 +160,11 @@ export async function startSendWorker(deps: SendWorkerDeps): Promise<SendWorker>
     return jobs.length === 0 ? null : Date.now() - Math.min(...jobs.map((j) => j.timestamp));
   });
   const defaultTarget: WebhookTarget | null = hooks.url ? { url: hooks.url, secrets: hooks.secrets } : null;
+  const webhookTargetFor = (keyName: string) => deps.tenants?.get(keyName)?.webhook ?? defaultTarget;
   const eventWorker = new Worker<StatusEventJob, void, string>(
     eventQueue.name,
     createStatusEventProcessor({
-      targetFor: deps.webhookTargetFor ?? (() => defaultTarget),
+      targetFor: webhookTargetFor,
       post: postWebhook,
       settings: {
         timeoutMs: hooks.timeoutMs,

@@ -59,6 +59,8 @@ export interface Config {
   readonly api: {
     readonly port: number;
     readonly keys: readonly ApiKey[];
+    /** TENANTS_FILE: settings per API key (YAML or JSON), reloaded on SIGHUP; see tenants.ts. */
+    readonly tenantsFile: string | null;
   };
   readonly otp: {
     readonly ttlSeconds: number;
@@ -197,7 +199,9 @@ export function loadConfig(env: NodeJS.ProcessEnv, app: AppName): Config {
   const keys: ApiKey[] = [];
   const rawKeys = r.str('API_KEYS');
   if (needs('api')) {
-    if (!rawKeys) r.problems.push('API_KEYS is required (comma-separated name:secret pairs)');
+    if (!rawKeys && !r.str('TENANTS_FILE')) {
+      r.problems.push('API_KEYS is required (comma-separated name:secret pairs), unless TENANTS_FILE lists the keys');
+    }
     for (const [n, pair] of (rawKeys ?? '').split(',').entries()) {
       if (!pair.trim()) continue;
       const i = pair.indexOf(':');
@@ -323,6 +327,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, app: AppName): Config {
     api: {
       port: r.int('API_PORT', 3000, 0, 65535),
       keys: Object.freeze(keys),
+      tenantsFile: r.str('TENANTS_FILE'),
     },
     otp: {
       ttlSeconds: r.int('OTP_TTL_SECONDS', 600, 30, 600),

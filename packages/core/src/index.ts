@@ -12,3 +12,4 @@ export * from './secrets.js';
 export * from './status-webhooks.config.js';
 export * from './status-webhooks.js';
 export * from './statuses.js';
+export * from './tenants.js';

@@ -24,6 +24,7 @@ export {
   TEMPLATE_PLACEHOLDERS,
   TemplateError,
   type TemplateSettings,
+  tenantTemplateProblems,
 } from './templates/otp-templates.js';
 export { classifyTwilioResponse } from './twilio/twilio.errors.js';
 export { createTwilioProvider, type TwilioProviderOptions, validityPeriodSeconds } from './twilio/twilio.provider.js';

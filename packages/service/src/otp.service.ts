@@ -56,8 +56,17 @@ export interface OtpServiceDeps {
    * The events themselves are listed by the store's scripts and published by the repositories.
    */
   readonly wantsEvents?: (keyName: string) => boolean;
+  /** Settings of one API key (TENANTS_FILE) over the gateway-wide ones; absent: the gateway-wide ones. */
+  readonly keySettings?: (keyName: string) => Partial<KeyOtpSettings>;
   /** Funnel events for metrics: requested, approved, expired, locked, wrong_code. */
   readonly onFunnel?: (event: FunnelEvent) => void;
+}
+
+/** The OTP settings that may differ per API key. */
+export interface KeyOtpSettings {
+  readonly ttlSeconds: number;
+  readonly codeLength: number;
+  readonly allowedCountries: ReadonlySet<string>;
 }
 
 /** Builds the OTP service. */
@@ -65,7 +74,15 @@ export function createOtpService(deps: OtpServiceDeps): OtpService {
   const { config, keys, repo, limiter, queues } = deps;
   const now = () => deps.now?.();
   const { otp } = config;
-  const codeFormat = new RegExp(`^\\d{${otp.codeLength}}$`);
+  /** The OTP settings of the calling key: its own (TENANTS_FILE) where it has them. */
+  const settingsOf = (keyName: string): KeyOtpSettings => {
+    const own = deps.keySettings?.(keyName) ?? {};
+    return {
+      ttlSeconds: own.ttlSeconds ?? otp.ttlSeconds,
+      codeLength: own.codeLength ?? otp.codeLength,
+      allowedCountries: own.allowedCountries ?? otp.allowedCountries,
+    };
+  };
   const funnel = (stage: FunnelEvent['stage'], l: OtpLabels) =>
     deps.onFunnel?.({ stage, provider: l.provider || 'none', callingCode: l.callingCode });
   const counted = async (caller: Caller) => {
@@ -110,7 +127,8 @@ export function createOtpService(deps: OtpServiceDeps): OtpService {
 
   return {
     async send(caller, req) {
-      const phone = parsePhone(req.phoneNumber, otp.allowedCountries);
+      const mine = settingsOf(caller.keyName);
+      const phone = parsePhone(req.phoneNumber, mine.allowedCountries);
       const locale = req.locale ?? 'en';
       if (req.metadata !== undefined) {
         const problem = metadataProblem(req.metadata);
@@ -128,7 +146,7 @@ export function createOtpService(deps: OtpServiceDeps): OtpService {
             req.idempotencyKey!,
             print,
             id,
-            (otp.ttlSeconds + otp.recordRetentionSeconds) * 1000,
+            (mine.ttlSeconds + otp.recordRetentionSeconds) * 1000,
           ),
         );
         if (claim.kind === 'conflict') {
@@ -145,7 +163,7 @@ export function createOtpService(deps: OtpServiceDeps): OtpService {
           id = claim.otpId;
         }
       }
-      const code = generateCode(otp.codeLength);
+      const code = generateCode(mine.codeLength);
       const outcome = await store(() =>
         repo.create(
           {
@@ -154,7 +172,7 @@ export function createOtpService(deps: OtpServiceDeps): OtpService {
             phoneNumber: phone.e164,
             codeHash: hashCode(keys, id, code),
             sealedCode: encryptCode(keys, id, code),
-            ttlMs: otp.ttlSeconds * 1000,
+            ttlMs: mine.ttlSeconds * 1000,
             maxAttempts: otp.maxAttempts,
             callingCode: phone.callingCode,
             locale,
@@ -187,8 +205,9 @@ export function createOtpService(deps: OtpServiceDeps): OtpService {
       if (req.id) target = { by: 'id', id: req.id };
       else if (req.phoneNumber) target = targetOf(caller, { by: 'phone', phone: req.phoneNumber });
       else throw new GatewayError(400, 'invalid_request', 'give either id or phoneNumber with the code');
-      if (!codeFormat.test(req.code)) {
-        throw new GatewayError(400, 'invalid_code_format', `code must be ${otp.codeLength} digits`);
+      const { codeLength } = settingsOf(caller.keyName);
+      if (!new RegExp(`^\\d{${codeLength}}$`).test(req.code)) {
+        throw new GatewayError(400, 'invalid_code_format', `code must be ${codeLength} digits`);
       }
       await counted(caller);
       const r = await store(() => repo.verify(target, caller.keyName, (id) => hashCode(keys, id, req.code), now()));

@@ -137,3 +137,37 @@ export function compileTemplates(
     },
   });
 }
+
+/**
+ * The template check of one API key's settings (TENANTS_FILE): its templates and brand over the gateway-wide
+ * ones, rendered with its longest code and lifetime. Problems are named after the key.
+ */
+export function tenantTemplateProblems(
+  tenant: {
+    name: string;
+    brand: string | null;
+    templates: Readonly<Record<string, string>>;
+    ttlSeconds: number | null;
+    codeLength: number | null;
+  },
+  base: { messages: TemplateSettings; otp: { codeLength: number; ttlSeconds: number } },
+): string[] {
+  try {
+    compileTemplates(
+      {
+        brand: tenant.brand ?? base.messages.brand ?? null,
+        appHash: base.messages.appHash ?? null,
+        templates: { ...base.messages.templates, ...tenant.templates },
+      },
+      {
+        maxCodeLength: tenant.codeLength ?? base.otp.codeLength,
+        maxTtlSeconds: tenant.ttlSeconds ?? base.otp.ttlSeconds,
+        where: `TENANTS_FILE key ${tenant.name}`,
+      },
+    );
+    return [];
+  } catch (e) {
+    if (e instanceof TemplateError) return [...e.problems];
+    throw e;
+  }
+}
