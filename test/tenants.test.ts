@@ -14,6 +14,10 @@ const BETA = 'beta-secret-0123456789abcdefgh';
 const WH_ALPHA = `whsec_${Buffer.from('tenant-alpha-webhook-secret-012345').toString('base64')}`;
 const WH_BETA = `whsec_${Buffer.from('tenant-beta-webhook-secret-0123456').toString('base64')}`;
 
+const TEST_DELIVERED = '+33612000001';
+const TEST_UNDELIVERED = '+33612000002';
+const TEST_SILENT = '+33612000003';
+
 let stack: Stack;
 let hookA: WebhookReceiver;
 let hookB: WebhookReceiver;
@@ -42,6 +46,10 @@ ${
     webhook:
       url: ${hookB.url}
       secrets: ${WH_BETA}
+    testNumbers:
+      "${TEST_DELIVERED}": { code: "12345678", outcome: delivered }
+      "${TEST_UNDELIVERED}": { outcome: undelivered }
+      "${TEST_SILENT}": { outcome: no_receipt }
 `;
 
 beforeAll(async () => {
@@ -110,6 +118,46 @@ describe('settings per API key (TENANTS_FILE)', () => {
       .logs()
       .find((l) => /not reloaded/.test(String(l.msg)));
     expect(JSON.stringify(line?.problems)).toMatch(/TENANTS_FILE key alpha: template en must contain \{code\}/);
+  });
+
+  it('test numbers: a fixed code approves, nothing reaches the simulator, undelivered fails over', async () => {
+    const get = async (id: string) =>
+      (await (
+        await fetch(`${stack.apiUrl}/v1/otp/${id}`, { headers: { authorization: `Bearer ${BETA}` } })
+      ).json()) as any;
+    const until = (id: string, pred: (o: any) => boolean) =>
+      eventually(async () => {
+        const o = await get(id);
+        return pred(o) ? o : undefined;
+      }, 15_000);
+    const idOf = async (to: string) => {
+      const r = await send(BETA, to);
+      expect(r.status).toBe(202);
+      return ((await r.json()) as { id: string }).id;
+    };
+    const delivered = await idOf(TEST_DELIVERED);
+    const undelivered = await idOf(TEST_UNDELIVERED);
+    const silent = await idOf(TEST_SILENT);
+    await until(delivered, (o) => o.deliveryStatus === 'delivered');
+    const verify = await fetch(`${stack.apiUrl}/v1/otp/verify`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${BETA}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ id: delivered, code: '12345678' }),
+    });
+    expect(verify.status).toBe(200);
+    const failedOver = await until(undelivered, (o) => o.deliveryStatus === 'delivered');
+    expect(failedOver.attempts).toEqual([
+      expect.objectContaining({ n: 1, outcome: 'undelivered', messageId: `test-${undelivered}-1` }),
+      expect.objectContaining({ n: 2, outcome: 'delivered', messageId: `test-${undelivered}-2` }),
+    ]);
+    expect(failedOver.attempts[0].provider).not.toBe(failedOver.attempts[1].provider);
+    const quiet = await until(silent, (o) => o.deliveryStatus === 'sent');
+    expect(quiet.attempts).toHaveLength(1);
+    for (const to of [TEST_DELIVERED, TEST_UNDELIVERED, TEST_SILENT]) expect(await stack.inbox(to)).toEqual([]);
+    await eventually(
+      async () => (hookB.about(delivered).some((r) => r.json.type === 'otp.approved') ? true : undefined),
+      15_000,
+    );
   });
 
   it('a key removed from the file is refused after the reload', async () => {

@@ -80,6 +80,8 @@ async function main() {
     queues,
     durable: durability ? (id) => durability(otpKeys(ks, id).otp) : undefined,
     wantsEvents: (name) => config.statusWebhooks.url !== null || tenants.get(name)?.webhook != null,
+    testNumber: (name, e164) =>
+      config.api.testNumbersEnabled ? (tenants.get(name)?.testNumbers.get(e164) ?? null) : null,
     keySettings: (name) => {
       const t = tenants.get(name);
       return t

@@ -11,6 +11,8 @@ export interface WorkerMetrics {
   readonly retries: Counter<'provider'>;
   readonly failovers: Counter<'provider'>;
   readonly circuitOpened: Counter<'provider'>;
+  /** Test numbers' simulated sends (never sent to a provider), by simulated outcome. */
+  readonly testSends: Counter<'outcome'>;
 }
 
 /**
@@ -68,6 +70,12 @@ export function createWorkerMetrics(
       name: 'otp_failovers_total',
       help: 'Codes that went out on a later attempt',
       labelNames: ['provider'],
+      registers,
+    }),
+    testSends: new Counter({
+      name: 'otp_test_sends_total',
+      help: 'Sends to test numbers (TENANTS_FILE testNumbers), never sent to a provider, by simulated outcome',
+      labelNames: ['outcome'],
       registers,
     }),
     circuitOpened: new Counter({

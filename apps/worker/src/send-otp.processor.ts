@@ -62,6 +62,38 @@ export function createSendProcessor(deps: SendProcessorDeps) {
     log.info({ reason: why }, 'no other provider can resend the code; the earlier message stands');
   };
 
+  /**
+   * A test number (TENANTS_FILE): nothing reaches the provider. The attempt is recorded accepted under a `test-`
+   * message id, then its simulated report is applied as a real one would be: `delivered`; `undelivered` on the
+   * first attempt (the failover's attempt is then delivered); `no_receipt`: none.
+   */
+  const simulateTestNumber = async (
+    otpId: string,
+    attempt: number,
+    providerId: ProviderId,
+    outcome: 'delivered' | 'undelivered' | 'no_receipt',
+    callingCode: string,
+    log: Logger,
+  ): Promise<void> => {
+    const messageId = `test-${otpId}-${attempt}`;
+    await delivery.accepted(otpId, attempt, providerId, { messageId, providerStatus: 'test', hadFailures: false });
+    metrics.funnel.inc({ stage: 'sent', provider: 'test', cc: callingCode });
+    metrics.testSends.inc({ outcome });
+    const status = outcome === 'no_receipt' ? null : outcome === 'undelivered' && attempt === 1 ? 'undelivered' : 'delivered';
+    log.info({ attempt, outcome, simulated: status ?? 'none' }, 'test number: nothing sent to the provider');
+    if (status && deps.applyEarlyReports) {
+      const report = {
+        provider: providerId,
+        messageId,
+        status,
+        providerStatus: `test_${status}`,
+        errorCode: status === 'undelivered' ? 'test' : null,
+        at: now(),
+      };
+      await deps.applyEarlyReports([JSON.stringify(report)], log);
+    }
+  };
+
   return async (job: SendJob, token?: string): Promise<void> => {
     const { otpId } = job.data;
     const log = deps.log.child({ otpId, jobId: job.id });
@@ -86,6 +118,7 @@ export function createSendProcessor(deps: SendProcessorDeps) {
     }
 
     const { attempt, provider: providerId, requestAttempt, otp } = begun;
+    if (otp.testOutcome) return simulateTestNumber(otpId, attempt, providerId, otp.testOutcome, otp.callingCode, log);
     const provider = providers.get(providerId);
     if (!provider) return giveUp(otpId, log, `provider ${providerId} is not configured on this worker`);
     if (attempt > 1) metrics.retries.inc({ provider: providerId });

@@ -61,6 +61,8 @@ export interface Config {
     readonly keys: readonly ApiKey[];
     /** TENANTS_FILE: settings per API key (YAML or JSON), reloaded on SIGHUP; see tenants.ts. */
     readonly tenantsFile: string | null;
+    /** TEST_NUMBERS_ENABLED: the keys' test numbers are honoured (default true); false sends them like any number. */
+    readonly testNumbersEnabled: boolean;
   };
   readonly otp: {
     readonly ttlSeconds: number;
@@ -328,6 +330,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, app: AppName): Config {
       port: r.int('API_PORT', 3000, 0, 65535),
       keys: Object.freeze(keys),
       tenantsFile: r.str('TENANTS_FILE'),
+      testNumbersEnabled: r.bool('TEST_NUMBERS_ENABLED', true),
     },
     otp: {
       ttlSeconds: r.int('OTP_TTL_SECONDS', 600, 30, 600),

@@ -23,6 +23,22 @@ export interface Tenant {
   readonly codeLength: number | null;
   /** ISO codes; null: OTP_ALLOWED_COUNTRIES. */
   readonly allowedCountries: ReadonlySet<string> | null;
+  /** Test numbers (E.164) of this key: never sent to a provider (see TestNumber). */
+  readonly testNumbers: ReadonlyMap<string, TestNumber>;
+}
+
+/** What a test number simulates after its (fake) acceptance. */
+export const TEST_OUTCOMES = ['delivered', 'undelivered', 'no_receipt'] as const;
+export type TestOutcome = (typeof TEST_OUTCOMES)[number];
+
+/**
+ * A test number: its OTPs never reach a provider. The worker records an acceptance and simulates `outcome`:
+ * `delivered`; `undelivered` (the first attempt is reported undelivered, the failover's delivered); `no_receipt`
+ * (no report ever comes). `code`: a fixed code that verifies (app-store review); null: a random one as usual.
+ */
+export interface TestNumber {
+  readonly code: string | null;
+  readonly outcome: TestOutcome;
 }
 
 /** Every key the API accepts, by name, and by its secret's digest. */
@@ -43,6 +59,7 @@ const FIELDS = new Set([
   'ttlSeconds',
   'codeLength',
   'allowedCountries',
+  'testNumbers',
 ]);
 
 /**
@@ -52,7 +69,14 @@ const FIELDS = new Set([
  */
 export function parseTenants(
   doc: unknown,
-  ctx: { apiKeys: readonly ApiKey[]; production: boolean; allowInsecureHttp: boolean; allowPrivateNetworks: boolean },
+  ctx: {
+    apiKeys: readonly ApiKey[];
+    production: boolean;
+    allowInsecureHttp: boolean;
+    allowPrivateNetworks: boolean;
+    /** OTP_CODE_LENGTH: a fixed test code must have the key's code length. */
+    defaultCodeLength?: number;
+  },
 ): TenantSet {
   const problems: string[] = [];
   const byName = new Map<string, Tenant>();
@@ -66,6 +90,7 @@ export function parseTenants(
       ttlSeconds: null,
       codeLength: null,
       allowedCountries: null,
+      testNumbers: new Map(),
     });
   }
   const keys = (doc as { keys?: unknown } | null)?.keys;
@@ -143,6 +168,35 @@ export function parseTenants(
         problems.push(`${where}: allowedCountries must be a list of ISO 3166 alpha-2 codes`);
       } else allowedCountries = new Set(list.map((c: string) => c.toUpperCase()));
     }
+    const testNumbers = new Map<string, TestNumber>();
+    if (e.testNumbers !== undefined) {
+      if (typeof e.testNumbers !== 'object' || e.testNumbers === null || Array.isArray(e.testNumbers)) {
+        problems.push(`${where}: testNumbers must map an E.164 number to {code, outcome}`);
+      } else {
+        for (const [number, v] of Object.entries(e.testNumbers)) {
+          const t = (v ?? {}) as { code?: unknown; outcome?: unknown };
+          const outcome = t.outcome ?? 'delivered';
+          if (!/^\+[1-9]\d{6,14}$/.test(number)) problems.push(`${where}: test number ${number} is not E.164`);
+          if (!(TEST_OUTCOMES as readonly unknown[]).includes(outcome)) {
+            problems.push(`${where}: test number ${number} outcome must be one of ${TEST_OUTCOMES.join(', ')}`);
+          }
+          if (t.code !== undefined && (typeof t.code !== 'string' || !/^\d{6,10}$/.test(t.code))) {
+            problems.push(`${where}: test number ${number} code must be 6 to 10 digits (as text)`);
+          }
+          testNumbers.set(number, {
+            code: typeof t.code === 'string' ? t.code : null,
+            outcome: outcome as TestOutcome,
+          });
+        }
+      }
+    }
+    const codeLength = optInt('codeLength', 6, 10);
+    for (const [number, t] of testNumbers) {
+      const want = codeLength ?? ctx.defaultCodeLength;
+      if (t.code !== null && want !== undefined && t.code.length !== want) {
+        problems.push(`${where}: test number ${number} code must have ${want} digits (the key's code length)`);
+      }
+    }
     const tenant: Tenant = {
       name,
       secretSha256: digest,
@@ -150,8 +204,9 @@ export function parseTenants(
       brand: optString('brand', 30),
       templates: Object.freeze(templates),
       ttlSeconds: optInt('ttlSeconds', 30, 600),
-      codeLength: optInt('codeLength', 6, 10),
+      codeLength,
       allowedCountries,
+      testNumbers,
     };
     if (problems.length === before) byName.set(name, Object.freeze(tenant));
   }

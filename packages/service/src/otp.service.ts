@@ -12,6 +12,7 @@ import {
   type OtpKeys,
   type OtpView,
   parsePhone,
+  type TestNumber,
 } from '@otp-gateway/core';
 import {
   enqueueSend,
@@ -58,6 +59,8 @@ export interface OtpServiceDeps {
   readonly wantsEvents?: (keyName: string) => boolean;
   /** Settings of one API key (TENANTS_FILE) over the gateway-wide ones; absent: the gateway-wide ones. */
   readonly keySettings?: (keyName: string) => Partial<KeyOtpSettings>;
+  /** A test number of an API key (TENANTS_FILE), when test numbers are on: never sent to a provider. */
+  readonly testNumber?: (keyName: string, e164: string) => TestNumber | null;
   /** Funnel events for metrics: requested, approved, expired, locked, wrong_code. */
   readonly onFunnel?: (event: FunnelEvent) => void;
 }
@@ -163,7 +166,8 @@ export function createOtpService(deps: OtpServiceDeps): OtpService {
           id = claim.otpId;
         }
       }
-      const code = generateCode(mine.codeLength);
+      const test = deps.testNumber?.(caller.keyName, phone.e164) ?? null;
+      const code = test?.code ?? generateCode(mine.codeLength);
       const outcome = await store(() =>
         repo.create(
           {
@@ -178,6 +182,7 @@ export function createOtpService(deps: OtpServiceDeps): OtpService {
             locale,
             metadata,
             events: deps.wantsEvents?.(caller.keyName) ?? false,
+            testOutcome: test?.outcome ?? null,
           },
           now(),
         ),

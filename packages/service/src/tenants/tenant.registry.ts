@@ -44,6 +44,7 @@ function load(config: Config, check?: TenantCheck): TenantSet {
     production: config.env === 'production',
     allowInsecureHttp: false,
     allowPrivateNetworks: config.statusWebhooks.allowPrivateNetworks,
+    defaultCodeLength: config.otp.codeLength,
   });
   const problems = check ? [...set.byName.values()].flatMap((t) => check(t)) : [];
   if (problems.length > 0) throw new ConfigError(problems);

@@ -18,6 +18,8 @@ export interface OutboundOtp {
   readonly callingCode: string;
   /** The API key that created it (whose settings apply: templates, sender, webhooks). */
   readonly keyName: string;
+  /** A test number's simulated outcome (never sent to a provider), or null. */
+  readonly testOutcome: 'delivered' | 'undelivered' | 'no_receipt' | null;
 }
 
 export type BeginOutcome =
@@ -178,6 +180,7 @@ function go(r: Record<string, string | undefined>, hadFailures: boolean): BeginO
       expiresAt: Number(r.exp),
       callingCode: r.cc ?? '',
       keyName: r.keyName ?? '',
+      testOutcome: (r.test || null) as OutboundOtp['testOutcome'],
     },
   };
 }

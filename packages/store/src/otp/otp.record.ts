@@ -54,6 +54,8 @@ export const OTP_FIELDS = Object.freeze({
   meta: 'meta',
   /** '1' when status events are wanted for this OTP (a webhook endpoint was configured for its key at send). */
   events: 'ev',
+  /** A test number's simulated outcome (TENANTS_FILE testNumbers): its SMS never reaches a provider. */
+  test: 'test',
 });
 
 /** Fields of attempt n, stored as `a<n>.<suffix>`. */

@@ -33,6 +33,8 @@ export interface CreateOtpInput {
   readonly metadata?: string;
   /** Status events wanted for this OTP (a webhook endpoint is configured for its key). */
   readonly events?: boolean;
+  /** A test number's simulated outcome: the workers never send it to a provider. */
+  readonly testOutcome?: string | null;
 }
 
 export type CreateOutcome =
@@ -140,6 +142,7 @@ export function createOtpRepo(
           sweepAfterMs: SWEEP_GRACE_MS,
           meta: i.metadata ?? '',
           events: i.events ? 1 : 0,
+          test: i.testOutcome ?? '',
         }),
       );
       if (r.outcome === 'created') return { kind: 'created', expiresAt: Number(r.exp) };

@@ -35,6 +35,7 @@ export const CREATE = defineScript({
     'sweepAfterMs',
     'meta',
     'events',
+    'test',
   ],
   lib: LIB,
   body: `
@@ -57,6 +58,7 @@ redis.call('HSET', K.otp, F.key, A.keyName, F.phone, A.phone, F.hash, A.hash, F.
   F.status, 'pending', F.ds, 'queued', F.exp, exp, F.created, now, F.left, A.maxAttempts, F.cc, A.cc,
   F.locale, A.locale)
 if A.meta ~= '' then redis.call('HSET', K.otp, F.meta, A.meta) end
+if A.test ~= '' then redis.call('HSET', K.otp, F.test, A.test) end
 -- status events: the sweep looks at it when it expires (otp.expired needs no verify to be noticed)
 if A.events == '1' then
   redis.call('HSET', K.otp, F.events, '1')
