@@ -79,7 +79,8 @@ export function createSendProcessor(deps: SendProcessorDeps) {
     await delivery.accepted(otpId, attempt, providerId, { messageId, providerStatus: 'test', hadFailures: false });
     metrics.funnel.inc({ stage: 'sent', provider: 'test', cc: callingCode });
     metrics.testSends.inc({ outcome });
-    const status = outcome === 'no_receipt' ? null : outcome === 'undelivered' && attempt === 1 ? 'undelivered' : 'delivered';
+    const status =
+      outcome === 'no_receipt' ? null : outcome === 'undelivered' && attempt === 1 ? 'undelivered' : 'delivered';
     log.info({ attempt, outcome, simulated: status ?? 'none' }, 'test number: nothing sent to the provider');
     if (status && deps.applyEarlyReports) {
       const report = {
