@@ -85,7 +85,15 @@ describe('delivery repo', () => {
       provider: 'twilio',
       requestAttempt: 1,
       hadFailures: false,
-      otp: { phoneNumber, locale: 'fr', sealedCode: expect.any(String), expiresAt: exp, callingCode: '33' },
+      otp: {
+        phoneNumber,
+        locale: 'fr',
+        sealedCode: expect.any(String),
+        expiresAt: exp,
+        callingCode: '33',
+        keyName: 'k',
+        testOutcome: null,
+      },
     });
     // what the worker sends is the OTP's code
     if (b.kind !== 'go') throw new Error('not begun');
