@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ROOT } from './support/processes.js';
@@ -31,11 +31,12 @@ describe('docker-compose.yml', () => {
 describe('.env.example', () => {
   const example = read('.env.example');
   const documented = new Set([...example.matchAll(/^#?([A-Z][A-Z0-9_]+)=/gm)].map((m) => m[1] ?? ''));
-  const gateway = new Set([
-    ...variablesRead(read('packages/core/src/config.ts')),
-    ...variablesRead(read('packages/core/src/redis.config.ts')),
-    ...variablesRead(read('packages/core/src/guards.config.ts')),
-  ]);
+  // config.ts and the readers beside it (redis.config.ts, status-webhooks.config.ts, messages.config.ts, ...)
+  const gateway = new Set(
+    readdirSync(join(ROOT, 'packages/core/src'))
+      .filter((f) => f.endsWith('config.ts'))
+      .flatMap((f) => [...variablesRead(read(`packages/core/src/${f}`))]),
+  );
   const simSource = read('apps/simulator/src/sim.config.ts');
   const simulator = [...variablesRead(simSource), ...simulatorFaultVariables(simSource)];
   /** Read by docker-compose.yml only. */

@@ -263,7 +263,8 @@ describe('dashboard process (dist/main.js)', () => {
       expect(started).toMatchObject({
         port,
         path: '/admin/queues',
-        queues: Array.from({ length: shards }, (_, i) => `otp-send-${i}`),
+        // every send queue shard, and the status events (failed deliveries shown)
+        queues: [...Array.from({ length: shards }, (_, i) => `otp-send-${i}`), 'otp-events'],
       });
       const base = `http://127.0.0.1:${port}`;
       expect((await fetch(`${base}/admin/queues`)).status).toBe(401);

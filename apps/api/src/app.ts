@@ -25,6 +25,8 @@ export interface ApiDeps {
   readonly redis: RedisClient;
   readonly logger?: FastifyServerOptions['logger'] | false;
   readonly metrics?: ApiMetrics;
+  /** The API keys as they stand (SHA-256 of the secret → name), when they can change (TENANTS_FILE); else API_KEYS. */
+  readonly keys?: () => ReadonlyMap<string, string>;
 }
 
 const safeDecode = (v: string): string => {
@@ -162,7 +164,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     prefix: '/v1',
     service,
     metrics,
-    authenticate: createAuthenticator(config.api.keys),
+    authenticate: createAuthenticator(deps.keys ?? config.api.keys),
   });
   return app;
 }

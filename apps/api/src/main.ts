@@ -1,6 +1,13 @@
 import 'dotenv/config';
 import { deriveKeys, loadConfig } from '@otp-gateway/core';
-import { createOtpService, guardProcess, refuseToStart } from '@otp-gateway/service';
+import { tenantTemplateProblems } from '@otp-gateway/providers';
+import {
+  createOtpService,
+  createTenantRegistry,
+  guardProcess,
+  refuseToStart,
+  type TenantRegistry,
+} from '@otp-gateway/service';
 import {
   checkRedisConfig,
   connectStore,
@@ -11,6 +18,8 @@ import {
   createRequestLimiter,
   createSendGuards,
   createSendQueues,
+  createStatusEventQueue,
+  createStatusEvents,
   numberRules,
   otpKeys,
   requestLimits,
@@ -28,16 +37,33 @@ async function main() {
   } catch (e) {
     refuseToStart('api', e);
   }
+  let tenants: TenantRegistry;
+  try {
+    tenants = createTenantRegistry(config, (t) => tenantTemplateProblems(t, config));
+  } catch (e) {
+    refuseToStart('api', e);
+  }
   const { redis, ks } = connectStore(config, 'request', 'otp-api');
   const queues = createSendQueues(redis, ks, config.queues);
   const clock = startRedisClock(redis);
   const guards = createSendGuards(redis, ks, config.guards);
   const metrics = createApiMetrics(config.guards.enabled ? () => guards.blocks() : undefined);
+  const eventQueue = createStatusEventQueue(redis, ks);
+  let app: Awaited<ReturnType<typeof buildApi>> | undefined;
   const repo = createOtpRepo(
     redis,
     ks,
     { rules: numberRules(config.otp), retentionMs: config.otp.recordRetentionSeconds * 1000 },
-    { clock, deadlineMs: 500 },
+    {
+      clock,
+      deadlineMs: 500,
+      events: createStatusEvents({ redis, ks, queue: eventQueue }),
+      onEventError: (err) =>
+        app?.log.warn(
+          { err: { message: err instanceof Error ? err.message : String(err) } },
+          'status event not queued; the worker sweep will queue it',
+        ),
+    },
   );
   // Behind Sentinel an OTP is accepted once a replica holds it (REDIS_WAIT_REPLICAS), checked on a connection of
   // its own (see createReplicaWait).
@@ -47,7 +73,6 @@ async function main() {
     durabilityRedis && !(durabilityRedis instanceof Cluster)
       ? createReplicaWait(durabilityRedis, { replicas: config.redis.waitReplicas, markerKey: ks.key('dur', 'marker') })
       : null;
-  let app: Awaited<ReturnType<typeof buildApi>> | undefined;
   const service = createOtpService({
     config,
     keys: deriveKeys(config.otpSecret),
@@ -57,6 +82,19 @@ async function main() {
     queues,
     guards,
     durable: durability ? (id) => durability(otpKeys(ks, id).otp) : undefined,
+    wantsEvents: (name) => config.statusWebhooks.url !== null || tenants.get(name)?.webhook != null,
+    testNumber: (name, e164) =>
+      config.api.testNumbersEnabled ? (tenants.get(name)?.testNumbers.get(e164) ?? null) : null,
+    keySettings: (name) => {
+      const t = tenants.get(name);
+      return t
+        ? {
+            ...(t.ttlSeconds !== null ? { ttlSeconds: t.ttlSeconds } : {}),
+            ...(t.codeLength !== null ? { codeLength: t.codeLength } : {}),
+            ...(t.allowedCountries !== null ? { allowedCountries: t.allowedCountries } : {}),
+          }
+        : {};
+    },
     onFunnel: (e) => metrics.funnel.inc({ stage: e.stage, provider: e.provider, cc: e.callingCode }),
     onEnqueueFailed: (otpId, err) =>
       app?.log.warn(
@@ -64,7 +102,12 @@ async function main() {
         'otp stored but its send job was not queued; the worker sweep will queue it',
       ),
   });
-  app = await buildApi({ config, service, redis, metrics });
+  app = await buildApi({ config, service, redis, metrics, keys: () => tenants.current().byDigest });
+  process.on('SIGHUP', () => {
+    const r = tenants.reload();
+    if (r.ok) app?.log.info({ keys: r.keys }, 'api keys and their settings reloaded');
+    else app?.log.error({ problems: r.problems }, 'TENANTS_FILE not reloaded: the settings in force are kept');
+  });
   const storeErrors = new Counter({
     name: 'otp_store_errors_total',
     help: 'Errors of Redis clients and queues outside any command (reconnects failing, ...), by source: logged at most every 10 s',
@@ -92,6 +135,7 @@ async function main() {
     app.log.info({ signal }, 'api stopping');
     await app.close();
     await queues.close();
+    await eventQueue.close().catch(() => {});
     clock.stop();
     redis.disconnect();
     durabilityRedis?.disconnect();

@@ -49,6 +49,7 @@ export const otpRoutes: FastifyPluginAsyncTypebox<OtpRoutesOptions> = async (
       const answer = await service.send(caller(req), {
         phoneNumber: req.body.phoneNumber,
         locale: req.body.locale,
+        metadata: req.body.metadata,
         idempotencyKey: req.headers['idempotency-key'],
       });
       req.otpId = answer.id;

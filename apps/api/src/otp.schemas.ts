@@ -1,4 +1,5 @@
 import { Type } from '@fastify/type-provider-typebox';
+import { METADATA_KEY_PATTERN, METADATA_LIMITS } from '@otp-gateway/core';
 
 /** Request and response schemas: declared once, they drive validation, types and the OpenAPI document. */
 
@@ -35,9 +36,21 @@ const DeliveryStatus = Type.Union(
   { description: 'the SMS delivery status' },
 );
 
+const Metadata = Type.Record(
+  Type.String({ pattern: METADATA_KEY_PATTERN }),
+  Type.String({ maxLength: METADATA_LIMITS.maxValueLength }),
+  {
+    maxProperties: METADATA_LIMITS.maxPairs,
+    additionalProperties: false,
+    description: `correlation pairs kept with the OTP, returned by GET and carried in every status webhook (up to ${METADATA_LIMITS.maxPairs}; keys 1-40 of A-Za-z0-9_.:-, values up to ${METADATA_LIMITS.maxValueLength} characters)`,
+    examples: [{ userId: 'u_123', flow: 'signup' }],
+  },
+);
+
 export const SendBody = Type.Object(
   {
     phoneNumber: Phone,
+    metadata: Type.Optional(Metadata),
     locale: Type.Optional(
       Type.String({
         pattern: '^[a-z]{2}(-[A-Z]{2})?$',
@@ -100,6 +113,7 @@ export const OtpReply = Type.Object({
   phoneNumber: Phone,
   expiresAt: Type.String({ format: 'date-time' }),
   createdAt: Type.String({ format: 'date-time' }),
+  metadata: Metadata,
   attempts: Type.Array(Attempt),
 });
 

@@ -1,7 +1,7 @@
 import 'dotenv/config';
 import { loadConfig } from '@otp-gateway/core';
 import { guardProcess, refuseToStart } from '@otp-gateway/service';
-import { checkRedisConfig, connectStore, createSendQueues } from '@otp-gateway/store';
+import { checkRedisConfig, connectStore, createSendQueues, createStatusEventQueue } from '@otp-gateway/store';
 import { pino } from 'pino';
 import { Counter } from 'prom-client';
 import { BOARD_PATH, buildDashboard, dashboardLoggerOptions } from './app.js';
@@ -19,9 +19,10 @@ async function main() {
   await checkRedisConfig(redis, { env: config.env, allowNoAof: config.redisAllowNoAof, log }).catch((e) =>
     refuseToStart('dashboard', e),
   );
-  // Every shard of the send queue, each shown on the board and in the metrics.
+  // Every shard of the send queue, and the status events (failed deliveries shown), on the board and in the metrics.
   const sendQueues = createSendQueues(redis, ks, config.queues);
-  const queues = sendQueues.shards;
+  const eventQueue = createStatusEventQueue(redis, ks);
+  const queues = [...sendQueues.shards, eventQueue];
   const metrics = createDashboardMetrics(queues, {
     onError: (err) =>
       log.warn({ reason: err instanceof Error ? err.message : String(err) }, 'queue metrics unavailable'),
@@ -42,6 +43,7 @@ async function main() {
     log.info({ signal }, 'dashboard stopping');
     await app.close();
     await sendQueues.close();
+    await eventQueue.close().catch(() => {});
     redis.disconnect();
     log.info('dashboard stopped');
     process.exit(0);

@@ -10,6 +10,8 @@ import {
   createMessageIndex,
   createReportRepo,
   createSendQueues,
+  createStatusEventQueue,
+  createStatusEvents,
 } from '@otp-gateway/store';
 import { Counter } from 'prom-client';
 import { buildWebhooks } from './app.js';
@@ -25,6 +27,8 @@ async function main() {
   const { redis, ks } = connectStore(config, 'request', 'otp-webhooks');
   const queues = createSendQueues(redis, ks, config.queues);
   const metrics = createWebhookMetrics();
+  const eventQueue = createStatusEventQueue(redis, ks);
+  let log: { warn(o: object, m: string): void } | undefined;
   const reports = createReportRepo({
     redis,
     ks,
@@ -32,9 +36,16 @@ async function main() {
       onEarly: (provider, outcome) => metrics.earlyReports.inc({ provider, outcome }),
     }),
     circuits: createCircuits(redis, ks, circuitSettings(config)),
+    events: createStatusEvents({ redis, ks, queue: eventQueue }),
+    onEventError: (err) =>
+      log?.warn(
+        { err: { message: err instanceof Error ? err.message : String(err) } },
+        'status event not queued; the worker sweep will queue it',
+      ),
   });
   const limiter = createAddressLimiter(redis, ks, 'cb', config.webhooks.ipRequestsPerMinute);
   const app = await buildWebhooks({ config, reports, queues, redis, metrics, limiter });
+  log = app.log;
   const storeErrors = new Counter({
     name: 'otp_store_errors_total',
     help: 'Errors of Redis clients and queues outside any command (reconnects failing, ...), by source: logged at most every 10 s',
@@ -59,6 +70,7 @@ async function main() {
     app.log.info({ signal }, 'webhooks stopping');
     await app.close();
     await queues.close();
+    await eventQueue.close().catch(() => {});
     redis.disconnect();
     process.exit(0);
   };

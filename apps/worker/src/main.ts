@@ -1,6 +1,7 @@
 import 'dotenv/config';
-import { loadConfig, logFormat } from '@otp-gateway/core';
-import { guardProcess, refuseToStart } from '@otp-gateway/service';
+import { ConfigError, loadConfig, logFormat } from '@otp-gateway/core';
+import { compileTemplates, TemplateError, tenantTemplateProblems } from '@otp-gateway/providers';
+import { createTenantRegistry, guardProcess, refuseToStart, type TenantRegistry } from '@otp-gateway/service';
 import { checkRedisConfig, connectStore, redisAnswers } from '@otp-gateway/store';
 import { pino } from 'pino';
 import { Counter } from 'prom-client';
@@ -11,6 +12,13 @@ async function main() {
   let config: ReturnType<typeof loadConfig>;
   try {
     config = loadConfig(process.env, 'worker');
+    compileTemplates(config.messages, { maxCodeLength: config.otp.codeLength, maxTtlSeconds: config.otp.ttlSeconds });
+  } catch (e) {
+    refuseToStart('worker', e instanceof TemplateError ? new ConfigError(e.problems) : e);
+  }
+  let tenants: TenantRegistry;
+  try {
+    tenants = createTenantRegistry(config, (t) => tenantTemplateProblems(t, config));
   } catch (e) {
     refuseToStart('worker', e);
   }
@@ -23,7 +31,12 @@ async function main() {
     readyTimeoutMs: 5000,
   }).catch((e) => refuseToStart('worker', e));
   const scripts = connectStore(config, 'worker', 'otp-worker-scripts', { autoPipelining: true }).redis;
-  const sender = await startSendWorker({ config, redis, scripts, ks, log });
+  const sender = await startSendWorker({ config, redis, scripts, ks, log, tenants });
+  process.on('SIGHUP', () => {
+    const r = tenants.reload();
+    if (r.ok) log.info({ keys: r.keys }, 'key settings reloaded');
+    else log.error({ problems: r.problems }, 'TENANTS_FILE not reloaded: the settings in force are kept');
+  });
   const storeErrors = new Counter({
     name: 'otp_store_errors_total',
     help: 'Errors of Redis clients and queues outside any command (reconnects failing, ...), by source: logged at most every 10 s',

@@ -13,6 +13,8 @@ export interface WorkerMetrics {
   readonly circuitOpened: Counter<'provider'>;
   /** What the SMS accepted cost, by provider, calling code and currency (provider's answer, else SMS_PRICES). */
   readonly cost: Counter<'provider' | 'cc' | 'currency'>;
+  /** Test numbers' simulated sends (never sent to a provider), by simulated outcome. */
+  readonly testSends: Counter<'outcome'>;
 }
 
 /**
@@ -76,6 +78,12 @@ export function createWorkerMetrics(
       name: 'otp_failovers_total',
       help: 'Codes that went out on a later attempt',
       labelNames: ['provider'],
+      registers,
+    }),
+    testSends: new Counter({
+      name: 'otp_test_sends_total',
+      help: 'Sends to test numbers (TENANTS_FILE testNumbers), never sent to a provider, by simulated outcome',
+      labelNames: ['outcome'],
       registers,
     }),
     circuitOpened: new Counter({

@@ -9,7 +9,7 @@ import {
   type SmsCost,
   type SmsProvider,
 } from '@otp-gateway/core';
-import { renderOtpMessage } from '@otp-gateway/providers';
+import { type OtpTemplates, renderOtpMessage } from '@otp-gateway/providers';
 import {
   type DeliveryRepo,
   MIN_SEND_LIFE_MS,
@@ -37,6 +37,8 @@ export interface SendProcessorDeps {
   readonly shutdown: AbortSignal;
   /** Applies delivery reports that arrived before the message id was recorded. */
   readonly applyEarlyReports?: (reports: string[], log: Logger) => Promise<void>;
+  /** The templates of an API key's messages; by default the built-in ones (renderOtpMessage). */
+  readonly templatesFor?: (keyName: string) => OtpTemplates;
   readonly now?: () => number;
 }
 
@@ -66,6 +68,39 @@ export function createSendProcessor(deps: SendProcessorDeps) {
     log.info({ reason: why }, 'no other provider can resend the code; the earlier message stands');
   };
 
+  /**
+   * A test number (TENANTS_FILE): nothing reaches the provider. The attempt is recorded accepted under a `test-`
+   * message id, then its simulated report is applied as a real one would be: `delivered`; `undelivered` on the
+   * first attempt (the failover's attempt is then delivered); `no_receipt`: none.
+   */
+  const simulateTestNumber = async (
+    otpId: string,
+    attempt: number,
+    providerId: ProviderId,
+    outcome: 'delivered' | 'undelivered' | 'no_receipt',
+    callingCode: string,
+    log: Logger,
+  ): Promise<void> => {
+    const messageId = `test-${otpId}-${attempt}`;
+    await delivery.accepted(otpId, attempt, providerId, { messageId, providerStatus: 'test', hadFailures: false });
+    metrics.funnel.inc({ stage: 'sent', provider: 'test', cc: callingCode });
+    metrics.testSends.inc({ outcome });
+    const status =
+      outcome === 'no_receipt' ? null : outcome === 'undelivered' && attempt === 1 ? 'undelivered' : 'delivered';
+    log.info({ attempt, outcome, simulated: status ?? 'none' }, 'test number: nothing sent to the provider');
+    if (status && deps.applyEarlyReports) {
+      const report = {
+        provider: providerId,
+        messageId,
+        status,
+        providerStatus: `test_${status}`,
+        errorCode: status === 'undelivered' ? 'test' : null,
+        at: now(),
+      };
+      await deps.applyEarlyReports([JSON.stringify(report)], log);
+    }
+  };
+
   return async (job: SendJob, token?: string): Promise<void> => {
     const { otpId } = job.data;
     const log = deps.log.child({ otpId, jobId: job.id });
@@ -90,6 +125,7 @@ export function createSendProcessor(deps: SendProcessorDeps) {
     }
 
     const { attempt, provider: providerId, requestAttempt, otp } = begun;
+    if (otp.testOutcome) return simulateTestNumber(otpId, attempt, providerId, otp.testOutcome, otp.callingCode, log);
     const provider = providers.get(providerId);
     if (!provider) return giveUp(otpId, log, `provider ${providerId} is not configured on this worker`);
     if (attempt > 1) metrics.retries.inc({ provider: providerId });
@@ -99,11 +135,12 @@ export function createSendProcessor(deps: SendProcessorDeps) {
     let body: string;
     try {
       const code = decryptCode(keys, otpId, otp.sealedCode);
-      body = renderOtpMessage({
+      const input = {
         code,
         ttlSeconds: Math.max(60, Math.round((otp.expiresAt - now()) / 1000)),
         locale: otp.locale,
-      });
+      };
+      body = deps.templatesFor ? deps.templatesFor(otp.keyName).render(input) : renderOtpMessage(input);
     } catch {
       await delivery.failed(otpId, attempt, providerId, 'permanent', 'sealed_code_unreadable');
       log.error({ attempt }, 'sealed code cannot be decrypted (OTP_SECRET changed or data tampered)');

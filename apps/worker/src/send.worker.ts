@@ -1,5 +1,6 @@
 import { type Config, deriveKeys, type Logger, type SmsProvider, tablePrice } from '@otp-gateway/core';
-import { createProviders } from '@otp-gateway/providers';
+import { compileTemplates, createProviders, type OtpTemplates } from '@otp-gateway/providers';
+import { postWebhook, type TenantRegistry, type WebhookTarget } from '@otp-gateway/service';
 import {
   circuitSettings,
   createCircuits,
@@ -7,18 +8,23 @@ import {
   createMessageIndex,
   createReportRepo,
   createSendQueues,
+  createStatusEventQueue,
+  createStatusEvents,
   enqueueResend,
   type Keyspace,
   parseDeliveryReport,
   type RedisClient,
   type SendJobData,
   type SendJobKind,
+  type StatusEventJob,
   startSweeper,
   workerKeepJobs,
 } from '@otp-gateway/store';
 import { Worker } from 'bullmq';
 import { createWorkerMetrics, type WorkerMetrics } from './metrics.js';
 import { createSendProcessor } from './send-otp.processor.js';
+import { createStatusEventMetrics } from './status-event.metrics.js';
+import { createStatusEventProcessor, webhookBackoff } from './status-event.processor.js';
 
 export interface SendWorkerDeps {
   readonly config: Config;
@@ -34,11 +40,15 @@ export interface SendWorkerDeps {
   /** The providers to send through; by default built from the configuration (SMS_PROVIDERS). */
   readonly providers?: readonly SmsProvider[];
   readonly metrics?: WorkerMetrics;
+  /** Settings per API key (TENANTS_FILE): templates, brand, webhook endpoint over the gateway-wide ones. */
+  readonly tenants?: TenantRegistry;
 }
 
 /** A running send worker: one BullMQ worker per queue shard, its metrics, and how to stop it. */
 export interface SendWorker {
   readonly workers: readonly Worker<SendJobData, void, SendJobKind>[];
+  /** Delivers status events (the `otp-events` queue). */
+  readonly eventWorker: Worker<StatusEventJob, void, string>;
   readonly metrics: WorkerMetrics;
   isRunning(): boolean;
   /** Lets in-flight sends finish, aborting them past `deadlineMs`; closes what it opened (not the connection). */
@@ -59,10 +69,42 @@ export async function startSendWorker(deps: SendWorkerDeps): Promise<SendWorker>
         : null,
     });
   const providers = new Map(list.map((p) => [p.id, p]));
+  // checked at start by main.ts (one message naming every problem); compiled once here
+  const templates = compileTemplates(config.messages, {
+    maxCodeLength: config.otp.codeLength,
+    maxTtlSeconds: config.otp.ttlSeconds,
+  });
+  // per key (TENANTS_FILE): compiled once per settings in force, again after each reload
+  const perKey = new Map<string, OtpTemplates>();
+  deps.tenants?.onChange(() => perKey.clear());
+  const templatesFor = (keyName: string): OtpTemplates => {
+    const t = deps.tenants?.get(keyName);
+    if (!t || (t.brand === null && Object.keys(t.templates).length === 0)) return templates;
+    let compiled = perKey.get(keyName);
+    if (!compiled) {
+      compiled = compileTemplates(
+        {
+          brand: t.brand ?? config.messages.brand,
+          appHash: config.messages.appHash,
+          templates: { ...config.messages.templates, ...t.templates },
+        },
+        { maxCodeLength: t.codeLength ?? config.otp.codeLength, maxTtlSeconds: t.ttlSeconds ?? config.otp.ttlSeconds },
+      );
+      perKey.set(keyName, compiled);
+    }
+    return compiled;
+  };
   const circuits = createCircuits(scripts, ks, circuitSettings(config));
   const messages = createMessageIndex(scripts, ks);
+  const eventQueue = createStatusEventQueue(redis, ks);
+  const events = createStatusEvents({ redis: scripts, ks, queue: eventQueue });
+  const onEventError = (err: unknown) =>
+    log.warn(
+      { err: { message: err instanceof Error ? err.message : String(err) } },
+      'status event not queued; the sweep will queue it',
+    );
   const delivery = createDeliveryRepo(
-    { redis: scripts, ks, circuits, messages },
+    { redis: scripts, ks, circuits, messages, events, onEventError },
     {
       leaseMs: config.providers.timeoutMs + 2000,
       // Receipts are expected only when the callbacks process is reachable by the providers.
@@ -72,7 +114,7 @@ export async function startSendWorker(deps: SendWorkerDeps): Promise<SendWorker>
   );
   const metrics = deps.metrics ?? createWorkerMetrics(() => circuits.states(config.providers.order));
   const queues = createSendQueues(redis, ks, config.queues);
-  const reports = createReportRepo({ redis: scripts, ks, messages, circuits });
+  const reports = createReportRepo({ redis: scripts, ks, messages, circuits, events, onEventError });
   const applyEarlyReports = async (raw: string[], jobLog: Logger) => {
     for (const json of raw) {
       const report = parseDeliveryReport(json);
@@ -96,6 +138,7 @@ export async function startSendWorker(deps: SendWorkerDeps): Promise<SendWorker>
     metrics,
     shutdown: shutdown.signal,
     applyEarlyReports,
+    templatesFor,
   });
 
   // Every shard is consumed, each with WORKER_CONCURRENCY sends in flight: a shared budget would let the OTPs
@@ -119,13 +162,52 @@ export async function startSendWorker(deps: SendWorkerDeps): Promise<SendWorker>
     return worker;
   });
 
-  // The safety net: jobs that never started, receipts that never came (see the store's sweep).
+  // Status events: posted from here, never from a request path; retried with the `webhook` backoff.
+  const hooks = config.statusWebhooks;
+  const eventMetrics = createStatusEventMetrics(metrics.registry, async () => {
+    const jobs = await eventQueue.getJobs(['waiting', 'delayed', 'prioritized'], 0, 199);
+    return jobs.length === 0 ? null : Date.now() - Math.min(...jobs.map((j) => j.timestamp));
+  });
+  const defaultTarget: WebhookTarget | null = hooks.url ? { url: hooks.url, secrets: hooks.secrets } : null;
+  const webhookTargetFor = (keyName: string) => deps.tenants?.get(keyName)?.webhook ?? defaultTarget;
+  const eventWorker = new Worker<StatusEventJob, void, string>(
+    eventQueue.name,
+    createStatusEventProcessor({
+      targetFor: webhookTargetFor,
+      post: postWebhook,
+      settings: {
+        timeoutMs: hooks.timeoutMs,
+        allowPrivateNetworks: hooks.allowPrivateNetworks,
+        maxAgeMs: hooks.maxAgeSeconds * 1000,
+      },
+      metrics: eventMetrics,
+      log,
+    }),
+    {
+      connection: redis,
+      prefix: eventQueue.opts.prefix,
+      concurrency: hooks.concurrency,
+      settings: { backoffStrategy: webhookBackoff(hooks.retryBaseMs) },
+      removeOnFail: { age: config.queues.keepFailedSeconds, count: 10_000 },
+    },
+  );
+  eventWorker.on('error', (err) =>
+    log.error({ queue: eventQueue.name, err: { message: err.message } }, 'worker error'),
+  );
+  eventWorker.on('failed', (job, err) => {
+    if (job && (err.name === 'UnrecoverableError' || job.attemptsMade >= (job.opts.attempts ?? 1))) {
+      log.warn({ webhookId: job.data.webhookId, event: job.name, reason: err.message }, 'status event failed for good');
+    }
+  });
+
+  // The safety net: jobs that never started, receipts that never came, events left listed, expiries (the sweep).
   const sweeper = startSweeper(
     {
       redis,
       ks,
       queues,
       circuits,
+      events,
       onFailed: (_otpId, cc) => metrics.funnel.inc({ stage: 'failed', provider: 'none', cc }),
       onNoReceipt: (provider) => metrics.attemptFailures.inc({ provider, kind: 'no_receipt' }),
     },
@@ -133,15 +215,17 @@ export async function startSendWorker(deps: SendWorkerDeps): Promise<SendWorker>
       onRound: (r) => {
         if (r.queued > 0 || r.gaveUp > 0 || r.receiptTimeouts > 0 || r.errors > 0)
           log.warn({ ...r }, 'sweep queued or ended OTPs');
+        else if (r.events > 0) log.info({ ...r }, 'sweep published status events');
       },
       onError: (err) =>
         log.warn({ err: { message: err instanceof Error ? err.message : String(err) } }, 'sweep failed'),
     },
   );
-  await Promise.all(workers.map((w) => w.waitUntilReady()));
+  await Promise.all([...workers, eventWorker].map((w) => w.waitUntilReady()));
 
   return {
     workers,
+    eventWorker,
     metrics,
     isRunning: () => workers.every((w) => w.isRunning()),
     async close(deadlineMs) {
@@ -149,11 +233,12 @@ export async function startSendWorker(deps: SendWorkerDeps): Promise<SendWorker>
       const deadline = setTimeout(() => {
         log.warn({ deadlineMs }, 'shutdown deadline reached; aborting in-flight sends');
         shutdown.abort();
-        for (const w of workers) void w.close(true);
+        for (const w of [...workers, eventWorker]) void w.close(true);
       }, deadlineMs);
-      await Promise.all(workers.map((w) => w.close()));
+      await Promise.all([...workers, eventWorker].map((w) => w.close()));
       clearTimeout(deadline);
       await queues.close();
+      await eventQueue.close().catch(() => {});
     },
   };
 }

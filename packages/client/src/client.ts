@@ -71,7 +71,11 @@ export function createOtpClient(options: OtpClientOptions): OtpClient {
   return Object.freeze({
     async send(phoneNumber, sendOptions = {}) {
       const what = 'POST /v1/otp/send';
-      const body = sendOptions.locale === undefined ? { phoneNumber } : { phoneNumber, locale: sendOptions.locale };
+      const body = {
+        phoneNumber,
+        ...(sendOptions.locale === undefined ? {} : { locale: sendOptions.locale }),
+        ...(sendOptions.metadata === undefined ? {} : { metadata: sendOptions.metadata }),
+      };
       // One key for both tries: if the first reached the gateway, the retry gets its answer and sends nothing new.
       const headers = { 'idempotency-key': sendOptions.idempotencyKey ?? randomKey() };
       for (let attempt = 1; ; attempt++) {

@@ -25,3 +25,10 @@ export type {
   VerifyResult,
   VerifyTarget,
 } from './types.js';
+export {
+  type StatusEvent,
+  type StatusEventType,
+  type VerifyWebhookOptions,
+  verifyWebhook,
+  WebhookVerificationError,
+} from './webhooks.js';

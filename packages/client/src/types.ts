@@ -58,6 +58,8 @@ export interface OtpView {
   readonly expiresAt: string;
   /** ISO time the OTP was created. */
   readonly createdAt: string;
+  /** The correlation metadata given at send time ({} when none). */
+  readonly metadata: Readonly<Record<string, string>>;
   readonly attempts: readonly AttemptRecord[];
 }
 
@@ -76,6 +78,11 @@ export interface SendResult {
 export interface SendOptions {
   /** Message language, e.g. `en`, `fr` or `fr-FR` (the gateway's default is English). */
   readonly locale?: string;
+  /**
+   * Correlation pairs kept with the OTP, returned by `get` and carried in every status webhook: up to 10, keys of
+   * 1-40 letters, digits or `_.:-`, values up to 256 characters. Not for secrets.
+   */
+  readonly metadata?: Readonly<Record<string, string>>;
   /**
    * Makes the send repeat-safe for 24 h: the same key with the same number and locale returns the first answer
    * and sends nothing new. Give your own (1 to 128 printable ASCII characters) to make your retries safe too;

@@ -3,7 +3,9 @@ import { isSupportedCountry } from 'libphonenumber-js/max';
 import { EnvReader } from './env-reader.js';
 import { ConfigError } from './errors.js';
 import { type GuardsConfig, readGuardsConfig } from './guards.config.js';
+import { type MessageConfig, readMessageConfig } from './messages.config.js';
 import { type RedisConfig, readRedisConfig } from './redis.config.js';
+import { readStatusWebhookConfig, type StatusWebhookConfig } from './status-webhooks.config.js';
 import { isProviderId, type ProviderId } from './statuses.js';
 
 /** Which process is loading: each requires its own variables. */
@@ -59,6 +61,10 @@ export interface Config {
   readonly api: {
     readonly port: number;
     readonly keys: readonly ApiKey[];
+    /** TENANTS_FILE: settings per API key (YAML or JSON), reloaded on SIGHUP; see tenants.ts. */
+    readonly tenantsFile: string | null;
+    /** TEST_NUMBERS_ENABLED: the keys' test numbers are honoured (default true); false sends them like any number. */
+    readonly testNumbersEnabled: boolean;
   };
   readonly otp: {
     readonly ttlSeconds: number;
@@ -118,6 +124,10 @@ export interface Config {
     /** Callback requests per minute per client address, across the callbacks processes. */
     readonly ipRequestsPerMinute: number;
   };
+  /** SMS brand, Android app hash and templates per locale (SMS_BRAND, SMS_ANDROID_APP_HASH, SMS_TEMPLATE_*). */
+  readonly messages: MessageConfig;
+  /** Status webhooks to the backend (STATUS_WEBHOOK_URL, STATUS_WEBHOOK_SECRET, WEBHOOK_*). */
+  readonly statusWebhooks: StatusWebhookConfig;
   readonly dashboard: {
     readonly port: number;
     readonly user: string | null;
@@ -209,7 +219,9 @@ export function loadConfig(env: NodeJS.ProcessEnv, app: AppName): Config {
   const keys: ApiKey[] = [];
   const rawKeys = r.str('API_KEYS');
   if (needs('api')) {
-    if (!rawKeys) r.problems.push('API_KEYS is required (comma-separated name:secret pairs)');
+    if (!rawKeys && !r.str('TENANTS_FILE')) {
+      r.problems.push('API_KEYS is required (comma-separated name:secret pairs), unless TENANTS_FILE lists the keys');
+    }
     for (const [n, pair] of (rawKeys ?? '').split(',').entries()) {
       if (!pair.trim()) continue;
       const i = pair.indexOf(':');
@@ -344,6 +356,8 @@ export function loadConfig(env: NodeJS.ProcessEnv, app: AppName): Config {
     api: {
       port: r.int('API_PORT', 3000, 0, 65535),
       keys: Object.freeze(keys),
+      tenantsFile: r.str('TENANTS_FILE'),
+      testNumbersEnabled: r.bool('TEST_NUMBERS_ENABLED', true),
     },
     otp: {
       ttlSeconds: r.int('OTP_TTL_SECONDS', 600, 30, 600),
@@ -395,6 +409,8 @@ export function loadConfig(env: NodeJS.ProcessEnv, app: AppName): Config {
       octopushTokens: Object.freeze([octopushToken, octopushPrevious].filter((t): t is string => t !== null)),
       ipRequestsPerMinute: r.int('WEBHOOKS_RATE_LIMIT_PER_IP_PER_MINUTE', 6000, 1, 10_000_000),
     },
+    messages: readMessageConfig(r, env),
+    statusWebhooks: readStatusWebhookConfig(r, { production: nodeEnv === 'production', allowInsecureHttp }),
     dashboard: {
       port: r.int('DASHBOARD_PORT', 3002, 0, 65535),
       user: dashUser,

@@ -1,3 +1,4 @@
+import type { Metadata } from './metadata.js';
 import type { DeliveryStatus, OtpStatus, ProviderId } from './statuses.js';
 
 /** Outcome of one provider attempt as recorded on the OTP. */
@@ -42,5 +43,7 @@ export interface OtpView {
   readonly phoneNumber: string;
   readonly expiresAt: string;
   readonly createdAt: string;
+  /** The correlation metadata given at send time ({} when none). */
+  readonly metadata: Metadata;
   readonly attempts: readonly AttemptRecord[];
 }

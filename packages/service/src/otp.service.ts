@@ -1,15 +1,18 @@
 import {
   type Config,
+  encodeMetadata,
   encryptCode,
   fingerprint,
   GatewayError,
   generateCode,
   hashCode,
+  metadataProblem,
   newOtpId,
   numberToken,
   type OtpKeys,
   type OtpView,
   parsePhone,
+  type TestNumber,
 } from '@otp-gateway/core';
 import {
   enqueueSend,
@@ -54,8 +57,24 @@ export interface OtpServiceDeps {
    * workers' sweep queues its job within seconds.
    */
   readonly onEnqueueFailed?: (otpId: string, err: unknown) => void;
+  /**
+   * Whether OTPs of an API key get status events (a webhook endpoint is configured for it); absent: never.
+   * The events themselves are listed by the store's scripts and published by the repositories.
+   */
+  readonly wantsEvents?: (keyName: string) => boolean;
+  /** Settings of one API key (TENANTS_FILE) over the gateway-wide ones; absent: the gateway-wide ones. */
+  readonly keySettings?: (keyName: string) => Partial<KeyOtpSettings>;
+  /** A test number of an API key (TENANTS_FILE), when test numbers are on: never sent to a provider. */
+  readonly testNumber?: (keyName: string, e164: string) => TestNumber | null;
   /** Funnel events for metrics: requested, approved, expired, locked, wrong_code. */
   readonly onFunnel?: (event: FunnelEvent) => void;
+}
+
+/** The OTP settings that may differ per API key. */
+export interface KeyOtpSettings {
+  readonly ttlSeconds: number;
+  readonly codeLength: number;
+  readonly allowedCountries: ReadonlySet<string>;
 }
 
 /** Builds the OTP service. */
@@ -63,7 +82,15 @@ export function createOtpService(deps: OtpServiceDeps): OtpService {
   const { config, keys, repo, limiter, queues } = deps;
   const now = () => deps.now?.();
   const { otp } = config;
-  const codeFormat = new RegExp(`^\\d{${otp.codeLength}}$`);
+  /** The OTP settings of the calling key: its own (TENANTS_FILE) where it has them. */
+  const settingsOf = (keyName: string): KeyOtpSettings => {
+    const own = deps.keySettings?.(keyName) ?? {};
+    return {
+      ttlSeconds: own.ttlSeconds ?? otp.ttlSeconds,
+      codeLength: own.codeLength ?? otp.codeLength,
+      allowedCountries: own.allowedCountries ?? otp.allowedCountries,
+    };
+  };
   const funnel = (stage: FunnelEvent['stage'], l: OtpLabels) =>
     deps.onFunnel?.({ stage, provider: l.provider || 'none', callingCode: l.callingCode });
   const counted = async (caller: Caller) => {
@@ -108,19 +135,29 @@ export function createOtpService(deps: OtpServiceDeps): OtpService {
 
   return {
     async send(caller, req) {
-      const phone = parsePhone(req.phoneNumber, otp);
+      const mine = settingsOf(caller.keyName);
+      const phone = parsePhone(req.phoneNumber, {
+        allowedCountries: mine.allowedCountries,
+        allowUnknownNumberType: otp.allowUnknownNumberType,
+      });
       const locale = req.locale ?? 'en';
+      if (req.metadata !== undefined) {
+        const problem = metadataProblem(req.metadata);
+        if (problem) throw new GatewayError(400, 'invalid_metadata', problem);
+      }
+      const metadata = encodeMetadata(req.metadata);
       await counted(caller);
       let id = newOtpId(numberToken(keys, caller.keyName, phone.e164));
       if (req.idempotencyKey) {
-        const print = fingerprint(keys, `${phone.e164}\n${locale}`);
+        // metadata joins the fingerprint only when given: a key reused without it keeps its old fingerprint
+        const print = fingerprint(keys, `${phone.e164}\n${locale}${metadata ? `\n${metadata}` : ''}`);
         const claim = await store(() =>
           deps.idempotency.claim(
             caller.keyName,
             req.idempotencyKey!,
             print,
             id,
-            (otp.ttlSeconds + otp.recordRetentionSeconds) * 1000,
+            (mine.ttlSeconds + otp.recordRetentionSeconds) * 1000,
           ),
         );
         if (claim.kind === 'conflict') {
@@ -137,13 +174,15 @@ export function createOtpService(deps: OtpServiceDeps): OtpService {
           id = claim.otpId;
         }
       }
+      const test = deps.testNumber?.(caller.keyName, phone.e164) ?? null;
       const target = {
         keyName: caller.keyName,
         phoneNumber: phone.e164,
         country: phone.country,
         callingCode: phone.callingCode,
       };
-      const guarded = deps.guards ? await store(() => deps.guards!.send(target, now())) : null;
+      // A test number never reaches a provider: no SMS for the guards to weigh or to count against a budget.
+      const guarded = deps.guards && !test ? await store(() => deps.guards!.send(target, now())) : null;
       if (guarded?.kind === 'refused') {
         deps.onGuardRefusal?.({
           code: guarded.code,
@@ -153,7 +192,7 @@ export function createOtpService(deps: OtpServiceDeps): OtpService {
         });
         throw guardError(guarded.code, guarded.why, guarded.retryAfterMs);
       }
-      const code = generateCode(otp.codeLength);
+      const code = test?.code ?? generateCode(mine.codeLength);
       const outcome = await store(() =>
         repo.create(
           {
@@ -162,11 +201,14 @@ export function createOtpService(deps: OtpServiceDeps): OtpService {
             phoneNumber: phone.e164,
             codeHash: hashCode(keys, id, code),
             sealedCode: encryptCode(keys, id, code),
-            ttlMs: otp.ttlSeconds * 1000,
+            ttlMs: mine.ttlSeconds * 1000,
             maxAttempts: otp.maxAttempts,
             callingCode: phone.callingCode,
             country: phone.country,
             locale,
+            metadata,
+            events: deps.wantsEvents?.(caller.keyName) ?? false,
+            testOutcome: test?.outcome ?? null,
           },
           now(),
         ),
@@ -196,8 +238,9 @@ export function createOtpService(deps: OtpServiceDeps): OtpService {
       if (req.id) target = { by: 'id', id: req.id };
       else if (req.phoneNumber) target = targetOf(caller, { by: 'phone', phone: req.phoneNumber });
       else throw new GatewayError(400, 'invalid_request', 'give either id or phoneNumber with the code');
-      if (!codeFormat.test(req.code)) {
-        throw new GatewayError(400, 'invalid_code_format', `code must be ${otp.codeLength} digits`);
+      const { codeLength } = settingsOf(caller.keyName);
+      if (!new RegExp(`^\\d{${codeLength}}$`).test(req.code)) {
+        throw new GatewayError(400, 'invalid_code_format', `code must be ${codeLength} digits`);
       }
       await counted(caller);
       const r = await store(() => repo.verify(target, caller.keyName, (id) => hashCode(keys, id, req.code), now()));

@@ -10,6 +10,8 @@ export interface SendRequest {
   readonly phoneNumber: string;
   readonly locale?: string | undefined;
   readonly idempotencyKey?: string | undefined;
+  /** Correlation metadata (checked here too: core's metadataProblem). */
+  readonly metadata?: Readonly<Record<string, string>> | undefined;
 }
 
 export interface SendAnswer {

@@ -7,6 +7,9 @@ export * from './delivery/life-left.js';
 export * from './delivery/messages.js';
 export * from './delivery/reports.js';
 export * from './delivery/sweep.js';
+// Status events: the outbox in the due sets, the events queue.
+export * from './events/expiry.script.js';
+export * from './events/status-events.js';
 // The abuse guards: velocity, conversion watch, daily budgets, the index of blocks.
 export * from './guards/guard.record.js';
 export * from './guards/guards.js';

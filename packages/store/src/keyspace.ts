@@ -18,6 +18,7 @@ import calculateSlot from 'cluster-key-slot';
  * - `{gb}`: the index of active guard blocks (written only when a block starts or is lifted: cold).
  * - `{cir}`: the provider circuits, all in one slot so one script picks among providers.
  * - `{q<n>...}`: a send queue shard (BullMQ's keys for that shard; see jobs/send-jobs.ts).
+ * - `{ev}`: the status events queue (BullMQ's keys; see events/status-events.ts).
  */
 export interface Keyspace {
   readonly prefix: string;

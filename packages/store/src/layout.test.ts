@@ -14,6 +14,7 @@ import { createDeliveryRepo } from './delivery/delivery.repo.js';
 import { createMessageIndex } from './delivery/messages.js';
 import { createReportRepo } from './delivery/reports.js';
 import { sweepDue } from './delivery/sweep.js';
+import { createStatusEventQueue, createStatusEvents } from './events/status-events.js';
 import { createSendGuards } from './guards/guards.js';
 import { createSendQueues } from './jobs/send-jobs.js';
 import { PARTITIONS, shardTag, slotOf } from './keyspace.js';
@@ -68,7 +69,9 @@ beforeAll(async () => {
     { redis, ks, circuits, messages },
     { leaseMs: 5000, receiptAfterMs: 1, messageTtlMs: 60_000 },
   );
-  const reports = createReportRepo({ redis, ks, messages, circuits });
+  const eventQueue = createStatusEventQueue(store.redis, ks);
+  const events = createStatusEvents({ redis, ks, queue: eventQueue });
+  const reports = createReportRepo({ redis, ks, messages, circuits, events });
   const queues = createSendQueues(store.redis, ks, { sendShards: 1, keepCompleted: 10, keepFailedSeconds: 60 });
 
   // One OTP through every step a user's OTP can take: sent, refused, failed over, reported, swept, verified.
@@ -89,6 +92,8 @@ beforeAll(async () => {
       callingCode: '33',
       country: 'FR',
       locale: 'fr',
+      // status events on: the outbox entries and the expiry check are walked too
+      events: true,
     });
   // the abuse guards: a send counted, its approval, a refusal (whose counts on the other subjects are undone)
   const guards = createSendGuards(
@@ -134,10 +139,13 @@ beforeAll(async () => {
     at: 0,
   });
   await sweepDue({ redis, ks, queues, circuits, now: () => Date.now() + 200_000 }, { partitions });
+  // past its expiry: the sweep notices it (otp.expired) and publishes what was left listed
+  await sweepDue({ redis, ks, queues, circuits, events, now: () => Date.now() + 400_000 }, { partitions });
   await delivery.giveUp(id);
   await circuits.states(['twilio', 'octopush']);
   await repo.verify({ by: 'id', id }, 'shop', () => 'wrong');
   await queues.close();
+  await eventQueue.close();
 });
 
 afterAll(async () => {

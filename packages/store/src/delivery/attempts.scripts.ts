@@ -10,19 +10,20 @@ import { CLOCK_LUA, defineScript } from '../redis/script.js';
 export const DELIVERY_LUA = `${CLOCK_LUA}${RECORD_LUA}
 -- What a worker needs to send it (the job carries only the id).
 local function send_data(okey, out)
-  local d = redis.call('HMGET', okey, F.phone, F.locale, F.sealed, F.exp, F.cc, F.country)
-  local names = {'phone', 'locale', 'sealed', 'exp', 'cc', 'country'}
-  for i = 1, 6 do out[#out + 1] = names[i]; out[#out + 1] = d[i] or '' end
+  local d = redis.call('HMGET', okey, F.phone, F.locale, F.sealed, F.exp, F.cc, F.country, F.key, F.test)
+  local names = {'phone', 'locale', 'sealed', 'exp', 'cc', 'country', 'keyName', 'test'}
+  for i = 1, 8 do out[#out + 1] = names[i]; out[#out + 1] = d[i] or '' end
   return out
 end
 -- No provider can send it before expiry: it ends failed, unless a message already went out once (the code may
 -- well have arrived: it stays usable, and the last accepted attempt counts again). True when it ended it.
-local function give_up(okey, now)
+local function give_up(okey, due, id, now)
   local o = redis.call('HMGET', okey, F.status, F.acc, F.sent)
   if o[1] ~= 'pending' or (o[2] and o[2] ~= '') then return false end
   if o[3] then redis.call('HSET', okey, F.acc, o[3]); return false end
   redis.call('HSET', okey, F.ds, 'failed')
   end_otp(okey, 'failed', now, nil)
+  emit(okey, due, id, 'failed', 0, now)
   return true
 end
 -- An OTP stays listed as not started (the sweep's safety net) until an attempt is recorded or nothing is left to
@@ -157,9 +158,12 @@ if A.cost ~= '' then redis.call('HSET', K.otp, af(n, AF.cost), A.cost, af(n, AF.
 -- the lease belongs to the newest attempt: a resume of this one may be sending now
 if o[3] == n then redis.call('HSET', K.otp, F.lease, 0) end
 if o[1] ~= 'sent' and o[1] ~= 'delivered' then redis.call('HSET', K.otp, F.ds, 'sent') end
+emit(K.otp, K.due, A.id, 'sent', n, now)
 local due = now + tonumber(A.receiptAfterMs)
--- a receipt check is only worth it when a resend could still arrive in time
-if tonumber(A.receiptAfterMs) > 0 and tonumber(o[2] or '0') - due > tonumber(A.minLifeMs) then
+-- a receipt check is only worth it when a resend could still arrive in time (a test number's receipts are
+-- simulated by the worker: none is awaited, so a provider's circuit never counts a test number's silence)
+if tonumber(A.receiptAfterMs) > 0 and tonumber(o[2] or '0') - due > tonumber(A.minLifeMs)
+  and not redis.call('HGET', K.otp, F.test) then
   redis.call('ZADD', K.due, due, DUE_RECEIPT .. A.id .. ':' .. n)
 end
 return {'ok'}
@@ -169,8 +173,8 @@ return {'ok'}
 export const FAIL = defineScript({
   name: 'otpAttemptFailed',
   doc: 'attempt n failed; a permanent refusal ends the OTP failed unless a message went out before',
-  keys: ['otp'],
-  args: ['now', 'attempt', 'outcome', 'errorCode'],
+  keys: ['otp', 'due'],
+  args: ['now', 'id', 'attempt', 'outcome', 'errorCode'],
   lib: DELIVERY_LUA,
   body: `
 local now = clock(A.now)
@@ -179,7 +183,7 @@ local na = redis.call('HGET', K.otp, F.na)
 if not na then return {'gone'} end
 redis.call('HSET', K.otp, af(n, AF.outcome), A.outcome, af(n, AF.errorCode), A.errorCode, af(n, AF.updatedAt), now)
 if na == n then redis.call('HSET', K.otp, F.lease, 0) end
-if A.outcome == 'permanent' and give_up(K.otp, now) then return {'ended'} end
+if A.outcome == 'permanent' and give_up(K.otp, K.due, A.id, now) then return {'ended'} end
 return {'recorded'}
 `,
 });
@@ -187,12 +191,12 @@ return {'recorded'}
 export const GIVE_UP = defineScript({
   name: 'otpGiveUp',
   doc: 'no provider can send it before expiry: end it failed, unless a message already went out',
-  keys: ['otp'],
-  args: ['now'],
+  keys: ['otp', 'due'],
+  args: ['now', 'id'],
   lib: DELIVERY_LUA,
   body: `
 local cc = redis.call('HGET', K.otp, F.cc) or ''
-if give_up(K.otp, clock(A.now)) then return {'ended', 'cc', cc} end
+if give_up(K.otp, K.due, A.id, clock(A.now)) then return {'ended', 'cc', cc} end
 return {'usable', 'cc', cc}
 `,
 });

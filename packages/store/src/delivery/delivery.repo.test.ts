@@ -108,6 +108,8 @@ describe('delivery repo', () => {
         expiresAt: exp,
         callingCode: '33',
         country: 'FR',
+        keyName: 'k',
+        testOutcome: null,
       },
     });
     // what the worker sends is the OTP's code
@@ -171,7 +173,7 @@ describe('delivery repo', () => {
     await repo.begin(s2.id, order, 5000);
     await accept(s2.id, 1, 'twilio', 'SMs2');
     at(RECEIPT_AFTER_MS);
-    expect(await sweep(s1.id, s2.id)).toMatchObject({ receiptTimeouts: 2, errors: 0 });
+    expect(await sweep(s1.id, s2.id)).toMatchObject({ receiptTimeouts: 2, events: 0, errors: 0 });
 
     // s1 may only go through Twilio, which already had its chance
     at(RECEIPT_AFTER_MS + 1);
@@ -316,15 +318,15 @@ describe('delivery repo', () => {
     await repo.begin(id, order, 5000);
     await accept(id, 1, 'twilio', 'SMt');
     at(RECEIPT_AFTER_MS - 1);
-    expect(await sweep(id)).toEqual({ queued: 0, gaveUp: 0, receiptTimeouts: 0, errors: 0 });
+    expect(await sweep(id)).toEqual({ queued: 0, gaveUp: 0, receiptTimeouts: 0, events: 0, errors: 0 });
     at(RECEIPT_AFTER_MS);
-    expect(await sweep(id)).toEqual({ queued: 1, gaveUp: 0, receiptTimeouts: 1, errors: 0 });
+    expect(await sweep(id)).toEqual({ queued: 1, gaveUp: 0, receiptTimeouts: 1, events: 0, errors: 0 });
     expect(noReceipts).toEqual(['twilio']);
     const resend = await fixtures.queues.forOtp(id).getJob(resendJobId(id, 1));
     expect(resend?.data).toEqual({ otpId: id, after: 1 });
     // the same timeout is not taken twice
     at(RECEIPT_AFTER_MS + 1);
-    expect(await sweep(id)).toMatchObject({ receiptTimeouts: 0, errors: 0 });
+    expect(await sweep(id)).toMatchObject({ receiptTimeouts: 0, events: 0, errors: 0 });
     expect(await outcomes(id)).toEqual(['no_receipt']);
 
     at(RECEIPT_AFTER_MS + 2);
@@ -332,7 +334,7 @@ describe('delivery repo', () => {
     at(RECEIPT_AFTER_MS + 3);
     await accept(id, 2, 'octopush', 'tk');
     at(2 * RECEIPT_AFTER_MS + 3);
-    expect(await sweep(id)).toMatchObject({ receiptTimeouts: 1, errors: 0 });
+    expect(await sweep(id)).toMatchObject({ receiptTimeouts: 1, events: 0, errors: 0 });
     expect(noReceipts).toEqual(['twilio', 'octopush']);
     at(2 * RECEIPT_AFTER_MS + 4);
     expect(await repo.begin(id, order, 5000)).toEqual({ kind: 'stop', reason: 'exhausted' });

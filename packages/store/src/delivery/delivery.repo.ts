@@ -1,4 +1,5 @@
 import type { ProviderErrorKind, ProviderId, SmsCost } from '@otp-gateway/core';
+import { publishQuietly, type StatusEvents } from '../events/status-events.js';
 import type { Keyspace } from '../keyspace.js';
 import { otpKeys } from '../otp/otp.record.js';
 import type { RedisClient } from '../redis/connection.js';
@@ -17,6 +18,10 @@ export interface OutboundOtp {
   readonly callingCode: string;
   /** ISO country ('' on records older than SMS_ROUTES): its price in SMS_PRICES. */
   readonly country: string;
+  /** The API key that created it (whose settings apply: templates, sender, webhooks). */
+  readonly keyName: string;
+  /** A test number's simulated outcome (never sent to a provider), or null. */
+  readonly testOutcome: 'delivered' | 'undelivered' | 'no_receipt' | null;
 }
 
 export type BeginOutcome =
@@ -87,7 +92,16 @@ export interface DeliverySettings {
 }
 
 export function createDeliveryRepo(
-  deps: { redis: RedisClient; ks: Keyspace; circuits: Circuits; messages: MessageIndex; now?: () => number },
+  deps: {
+    redis: RedisClient;
+    ks: Keyspace;
+    circuits: Circuits;
+    messages: MessageIndex;
+    now?: () => number;
+    /** Publishes the status events these steps list (sent, failed); the sweep covers a failed publish. */
+    events?: StatusEvents;
+    onEventError?: (err: unknown) => void;
+  },
   settings: DeliverySettings,
 ): DeliveryRepo {
   const { redis, ks, circuits, messages } = deps;
@@ -138,21 +152,24 @@ export function createDeliveryRepo(
       const [early] = await Promise.all([
         messages.record(provider, result.messageId, { otpId, attempt }, settings.messageTtlMs),
         result.hadFailures ? circuits.success(provider) : Promise.resolve(),
+        publishQuietly(deps.events, otpId, 'sent', attempt, deps.onEventError),
       ]);
       return early;
     },
 
     async failed(otpId, attempt, provider, kind, errorCode, pauseMs) {
-      const r = await FAIL.run(redis, otpKeys(ks, otpId), { now: now(), attempt, outcome: kind, errorCode });
+      const r = await FAIL.run(redis, otpKeys(ks, otpId), { now: now(), id: otpId, attempt, outcome: kind, errorCode });
       const circuit =
         kind === 'retryable' || kind === 'rate_limited'
           ? await circuits.failure(provider, kind, { pauseMs: pauseMs ?? 1000, now: now() || undefined })
           : 'closed';
+      if (r.outcome === 'ended') await publishQuietly(deps.events, otpId, 'failed', 0, deps.onEventError);
       return { circuit, ended: r.outcome === 'ended' };
     },
 
     async giveUp(otpId) {
-      const r = await GIVE_UP.run(redis, otpKeys(ks, otpId), { now: now() });
+      const r = await GIVE_UP.run(redis, otpKeys(ks, otpId), { now: now(), id: otpId });
+      if (r.outcome === 'ended') await publishQuietly(deps.events, otpId, 'failed', 0, deps.onEventError);
       return { ended: r.outcome === 'ended', callingCode: r.cc ?? '' };
     },
   };
@@ -174,6 +191,8 @@ function go(r: Record<string, string | undefined>, hadFailures: boolean): BeginO
       expiresAt: Number(r.exp),
       callingCode: r.cc ?? '',
       country: r.country ?? '',
+      keyName: r.keyName ?? '',
+      testOutcome: (r.test || null) as OutboundOtp['testOutcome'],
     },
   };
 }

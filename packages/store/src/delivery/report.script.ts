@@ -69,11 +69,13 @@ if A.status == 'delivered' and acc ~= n then
   ds = 'queued'
 end
 local resend = 0
+local event = nil
 if acc == n then
   local dsRank = RANK[ds] or 0
   if rank > dsRank or (dsRank == 3 and prevRank < 3) then
     ds = A.status
     sets[#sets + 1] = F.ds; sets[#sets + 1] = ds
+    if rank == 3 then event = ds == 'delivered' and 'delivered' or 'undelivered' end
   end
   if negative and status == 'pending' and o[8] and tonumber(o[2]) - now > tonumber(A.minLifeMs) then
     sets[#sets + 1] = F.acc; sets[#sets + 1] = ''
@@ -82,9 +84,10 @@ if acc == n then
   end
 end
 redis.call('HSET', K.otp, unpack(sets))
+if event then emit(K.otp, K.due, A.id, event, n, now) end
 -- a final status is the receipt the due set waited for: the sweep need not look at this attempt again
 if rank == 3 then redis.call('ZREM', K.due, DUE_RECEIPT .. A.id .. ':' .. n) end
 return {'applied', 'ds', ds, 'changed', 1, 'cc', cc, 'negative', negative and 1 or 0, 'resend', resend,
-  'provider', o[10] or ''}
+  'provider', o[10] or '', 'event', event or ''}
 `,
 });

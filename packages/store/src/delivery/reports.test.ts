@@ -283,7 +283,7 @@ describe('report repo', () => {
         { partitions: [Number.parseInt(id.slice(4, 7), 16)] },
       );
     at(60_002);
-    expect(await sweep()).toMatchObject({ receiptTimeouts: 1, errors: 0 });
+    expect(await sweep()).toMatchObject({ receiptTimeouts: 1, events: 0, errors: 0 });
     expect(await otp(id)).toMatchObject({ [F.acc]: '', [af(2, 'outcome')]: 'no_receipt' });
 
     // it is reported delivered later: it counts, and the sweep sends nothing more
@@ -294,7 +294,7 @@ describe('report repo', () => {
     expect(late).toMatchObject({ attempt: 2, deliveryStatus: 'delivered', changed: true, resend: null });
     expect(await otp(id)).toMatchObject({ [F.acc]: '2', [F.ds]: 'delivered', [F.provider]: 'octopush' });
     at(61_000 + SWEEP_GRACE_MS);
-    expect(await sweep()).toEqual({ queued: 0, gaveUp: 0, receiptTimeouts: 0, errors: 0 });
+    expect(await sweep()).toEqual({ queued: 0, gaveUp: 0, receiptTimeouts: 0, events: 0, errors: 0 });
     expect(await listedForResend(id)).toBeNull();
   });
 

@@ -1,4 +1,5 @@
 import { DELIVERY_STATUSES, type DeliveryStatus, isProviderId, type ProviderId } from '@otp-gateway/core';
+import { publishQuietly, type StatusEvents } from '../events/status-events.js';
 import type { Keyspace } from '../keyspace.js';
 import { otpKeys, SWEEP_GRACE_MS } from '../otp/otp.record.js';
 import type { RedisClient } from '../redis/connection.js';
@@ -81,6 +82,9 @@ export function createReportRepo(deps: {
   messages: MessageIndex;
   circuits: Circuits;
   now?: () => number;
+  /** Publishes the status events a report lists (delivered, undelivered); the sweep covers a failed publish. */
+  events?: StatusEvents;
+  onEventError?: (err: unknown) => void;
 }): ReportRepo {
   const { redis, ks, messages, circuits } = deps;
   return {
@@ -113,7 +117,13 @@ export function createReportRepo(deps: {
         const reason = r.reason === 'unknown_otp' || r.reason === 'number_mismatch' ? r.reason : 'stale';
         return { kind: 'ignored', reason };
       }
-      if (r.negative === '1') await circuits.failure(report.provider, 'undelivered');
+      // a test number's simulated non-delivery (message id `test-...`, set by the worker) says nothing of the provider
+      if (r.negative === '1' && !report.messageId.startsWith('test-')) {
+        await circuits.failure(report.provider, 'undelivered');
+      }
+      if (r.event === 'delivered' || r.event === 'undelivered') {
+        await publishQuietly(deps.events, ref.otpId, r.event, ref.attempt, deps.onEventError);
+      }
       return {
         kind: 'applied',
         otpId: ref.otpId,

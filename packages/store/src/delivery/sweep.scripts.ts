@@ -48,7 +48,7 @@ if status ~= 'pending' or not waiting then redis.call('ZREM', K.due, member); re
 if tonumber(o[2]) <= now + tonumber(A.minLifeMs) then
   redis.call('ZREM', K.due, member)
   local cc = redis.call('HGET', K.otp, F.cc) or ''
-  if give_up(K.otp, now) then return {'gave_up', 'failed', 1, 'cc', cc} end
+  if give_up(K.otp, K.due, A.id, now) then return {'gave_up', 'failed', 1, 'cc', cc} end
   return {'gave_up', 'failed', 0, 'cc', cc}
 end
 -- stays listed, further out, in case this job is lost too: the job's start removes the entry

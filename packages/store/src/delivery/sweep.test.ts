@@ -60,10 +60,10 @@ describe('sweepDue: OTPs whose job never started', () => {
   it('queues the job of an accepted OTP whose job was lost, after the grace period only', async () => {
     const { id } = await fixtures.created();
     at(SWEEP_GRACE_MS / 2);
-    expect(await sweep(id)).toEqual({ queued: 0, gaveUp: 0, receiptTimeouts: 0, errors: 0 });
+    expect(await sweep(id)).toEqual({ queued: 0, gaveUp: 0, receiptTimeouts: 0, events: 0, errors: 0 });
     expect(await job(id)).toBeUndefined();
     at(SWEEP_GRACE_MS + 1000);
-    expect(await sweep(id)).toEqual({ queued: 1, gaveUp: 0, receiptTimeouts: 0, errors: 0 });
+    expect(await sweep(id)).toEqual({ queued: 1, gaveUp: 0, receiptTimeouts: 0, events: 0, errors: 0 });
     const queued = await job(id);
     expect(queued?.name).toBe('send');
     expect(queued?.data).toEqual({ otpId: id });
@@ -81,7 +81,13 @@ describe('sweepDue: OTPs whose job never started', () => {
     const late = await fixtures.created({ ttlMs: 20_000 });
 
     at(SWEEP_GRACE_MS + 1000);
-    expect(await sweep(done.id, started.id, late.id)).toEqual({ queued: 0, gaveUp: 1, receiptTimeouts: 0, errors: 0 });
+    expect(await sweep(done.id, started.id, late.id)).toEqual({
+      queued: 0,
+      gaveUp: 1,
+      receiptTimeouts: 0,
+      events: 0,
+      errors: 0,
+    });
     expect(failed).toEqual([[late.id, '33']]);
     for (const o of [done, started, late]) {
       expect(await job(o.id)).toBeUndefined();
@@ -115,7 +121,7 @@ describe('sweepDue: OTPs whose job never started', () => {
     // the callbacks app should queue this resend now; it could not
     expect(applied).toMatchObject({ resend: { otpId: id, after: 1 } });
     at(SWEEP_GRACE_MS + 1000);
-    expect(await sweep(id)).toEqual({ queued: 1, gaveUp: 0, receiptTimeouts: 0, errors: 0 });
+    expect(await sweep(id)).toEqual({ queued: 1, gaveUp: 0, receiptTimeouts: 0, events: 0, errors: 0 });
     const resend = await job(id, resendJobId(id, 1));
     expect(resend?.name).toBe('resend');
     expect(resend?.data).toEqual({ otpId: id, after: 1 });

@@ -1,5 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { ProviderId } from '@otp-gateway/core';
+import { EXPIRY_CHECK } from '../events/expiry.script.js';
+import type { StatusEvents } from '../events/status-events.js';
 import { enqueueResend, requeue, type SendQueues } from '../jobs/send-jobs.js';
 import { type Keyspace, PARTITIONS, partitionTagOf } from '../keyspace.js';
 import { DUE, otpKeys, SWEEP_GRACE_MS, SWEEP_RELIST_MS } from '../otp/otp.record.js';
@@ -19,6 +21,8 @@ import { RECEIPT_TIMEOUT, SWEEP_UNSTARTED } from './sweep.scripts.js';
  * - `r:<id>:<n>`, attempt n waiting for its delivery receipt: when no final receipt came and the attempt still
  *   counts, it becomes `no_receipt`, the provider's circuit takes a failure, and the code goes out through the
  *   next provider.
+ * - `e:<event>:<id>:<n>`, a status event its process did not publish (it died or lost Redis): published now;
+ * - `x:<id>`, an OTP with status events at its expiry: ended expired if nobody verified it, `otp.expired` published.
  * Reading 4096 partitions is 4096 cheap reads per round, spread over the cluster's masters.
  */
 const DUE_NOW = defineScript({
@@ -39,6 +43,8 @@ export interface SweepReport {
   readonly queued: number;
   readonly gaveUp: number;
   readonly receiptTimeouts: number;
+  /** Status events published by the sweep (left listed by their process, or expiries). */
+  readonly events: number;
   /** Partitions or entries that could not be handled this round (they are looked at again next round). */
   readonly errors: number;
 }
@@ -48,6 +54,8 @@ export interface SweepDeps {
   readonly ks: Keyspace;
   readonly queues: SendQueues;
   readonly circuits: Circuits;
+  /** Publishes status events; without it, event and expiry entries are left for a worker that has it. */
+  readonly events?: StatusEvents;
   /** Each OTP that ends failed here, with its calling code (for the funnel metric). */
   readonly onFailed?: (otpId: string, callingCode: string) => void;
   /** Each receipt that never came, by provider. */
@@ -62,7 +70,7 @@ export async function sweepDue(
 ): Promise<SweepReport> {
   const parts = opts.partitions ?? Array.from({ length: PARTITIONS }, (_, i) => i);
   const now = () => deps.now?.() ?? 0;
-  const totals = { queued: 0, gaveUp: 0, receiptTimeouts: 0, errors: 0 };
+  const totals = { queued: 0, gaveUp: 0, receiptTimeouts: 0, events: 0, errors: 0 };
   const step = opts.concurrency ?? 512;
   // A round ends in time even when part of the store hangs (one master away): the next round goes on.
   const deadline = Date.now() + (opts.budgetMs ?? 30_000);
@@ -99,8 +107,19 @@ async function sweepEntry(
   deps: SweepDeps,
   member: string,
   now: number,
-  totals: { queued: number; gaveUp: number; receiptTimeouts: number },
+  totals: { queued: number; gaveUp: number; receiptTimeouts: number; events: number },
 ) {
+  if (member.startsWith(DUE.event)) {
+    if (deps.events && (await deps.events.publishMember(member)) === 'queued') totals.events++;
+    return;
+  }
+  if (member.startsWith(DUE.expiry)) {
+    if (!deps.events) return;
+    const otpId = member.slice(DUE.expiry.length);
+    const r = await EXPIRY_CHECK.run(deps.redis, otpKeys(deps.ks, otpId), { now, id: otpId });
+    if (r.outcome === 'expired' && (await deps.events.publish(otpId, 'expired', 0)) === 'queued') totals.events++;
+    return;
+  }
   if (member.startsWith(DUE.unstarted)) {
     const otpId = member.slice(DUE.unstarted.length);
     const r = await SWEEP_UNSTARTED.run(deps.redis, otpKeys(deps.ks, otpId), {
@@ -115,6 +134,7 @@ async function sweepEntry(
     } else if (r.outcome === 'gave_up' && r.failed === '1') {
       totals.gaveUp++;
       deps.onFailed?.(otpId, r.cc ?? '');
+      if (deps.events && (await deps.events.publish(otpId, 'failed', 0)) === 'queued') totals.events++;
     }
     return;
   }

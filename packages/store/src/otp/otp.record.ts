@@ -14,6 +14,9 @@ import { type Keyspace, partitionTag } from '../keyspace.js';
  *   lockout. The current OTP replaces older ones: an OTP whose number points elsewhere is expired (replaced).
  * - `due` ZSET of work to look at after a time (score ms): `s:<otpId>` an OTP whose send job has not started,
  *   `r:<otpId>:<n>` attempt n waiting for its delivery receipt. The workers' sweep reads it (delivery/sweep.ts).
+ *   With status events on (field `ev`): `e:<event>:<otpId>:<n>` an event to publish (the outbox: listed by the
+ *   script that makes the change, removed once its job is queued), `x:<otpId>` at the OTP's expiry, so that an
+ *   OTP nobody verifies is noticed expired (events/status-events.ts).
  */
 export const OTP_FIELDS = Object.freeze({
   /** API key name that created it (OTPs are scoped to their key). */
@@ -49,6 +52,12 @@ export const OTP_FIELDS = Object.freeze({
   lease: 'lease',
   /** The OTP that replaced this one. */
   replacedBy: 'replacedBy',
+  /** Correlation metadata as JSON (core's encodeMetadata); absent when none was given. */
+  meta: 'meta',
+  /** '1' when status events are wanted for this OTP (a webhook endpoint was configured for its key at send). */
+  events: 'ev',
+  /** A test number's simulated outcome (TENANTS_FILE testNumbers): its SMS never reaches a provider. */
+  test: 'test',
 });
 
 /** Fields of attempt n, stored as `a<n>.<suffix>`. */
@@ -97,7 +106,13 @@ export const SWEEP_GRACE_MS = 10_000;
 export const SWEEP_RELIST_MS = 60_000;
 
 /** Member prefixes of the due set. */
-export const DUE = Object.freeze({ unstarted: 's:', receipt: 'r:' });
+export const DUE = Object.freeze({ unstarted: 's:', receipt: 'r:', event: 'e:', expiry: 'x:' });
+
+/**
+ * How long an event stays listed before the sweep publishes it itself: the process that made the change publishes
+ * it right away and removes the entry; the sweep only covers a process that died (or lost Redis) in between.
+ */
+export const EVENT_GRACE_MS = 15_000;
 
 /** The keys of one OTP (and of its number and partition), from its id alone. */
 export interface OtpKeys {
@@ -130,7 +145,16 @@ ${luaTable('F', OTP_FIELDS)}
 ${luaTable('AF', ATTEMPT_FIELDS)}
 ${luaTable('NF', NUMBER_FIELDS)}
 local DUE_UNSTARTED, DUE_RECEIPT = '${DUE.unstarted}', '${DUE.receipt}'
+local DUE_EVENT, DUE_EXPIRY = '${DUE.event}', '${DUE.expiry}'
 local function af(n, part) return 'a' .. n .. '.' .. part end
+-- The outbox of status events: an OTP that wants them has event ev (of attempt n, 0 when not about one) listed in
+-- its due set in the same step as the change; answers the member, or nil when events are off for it.
+local function emit(okey, due, id, ev, n, now, grace)
+  if redis.call('HGET', okey, F.events) ~= '1' then return nil end
+  local m = DUE_EVENT .. ev .. ':' .. id .. ':' .. n
+  redis.call('ZADD', due, now + (grace or ${EVENT_GRACE_MS}), m)
+  return m
+end
 -- Ends an OTP: a final status, the time, and the code's hash and sealed form gone.
 local function end_otp(okey, status, now, replacedBy)
   redis.call('HSET', okey, F.status, status, F.endedAt, now)

@@ -1,4 +1,5 @@
 import type { OtpStatus, OtpView } from '@otp-gateway/core';
+import { publishQuietly, type StatusEvents } from '../events/status-events.js';
 import type { Keyspace } from '../keyspace.js';
 import type { RedisClock } from '../redis/clock.js';
 import type { RedisClient } from '../redis/connection.js';
@@ -30,6 +31,12 @@ export interface CreateOtpInput {
   /** ISO country of the number (its route, its guards). */
   readonly country: string;
   readonly locale: string;
+  /** Correlation metadata, encoded (core's encodeMetadata; '' when none). */
+  readonly metadata?: string;
+  /** Status events wanted for this OTP (a webhook endpoint is configured for its key). */
+  readonly events?: boolean;
+  /** A test number's simulated outcome: the workers never send it to a provider. */
+  readonly testOutcome?: string | null;
 }
 
 export type CreateOutcome =
@@ -100,7 +107,13 @@ export function createOtpRepo(
   redis: RedisClient,
   ks: Keyspace,
   settings: { rules: NumberRules; retentionMs: number },
-  opts: { clock?: RedisClock; deadlineMs?: number } = {},
+  opts: {
+    clock?: RedisClock;
+    deadlineMs?: number;
+    /** Publishes the status events a verify lists (approved, locked); the sweep covers a failed publish. */
+    events?: StatusEvents;
+    onEventError?: (err: unknown) => void;
+  } = {},
 ): OtpRepo {
   const { rules } = settings;
   const deadline = () => opts.clock?.deadline(opts.deadlineMs ?? 500) ?? 0;
@@ -131,6 +144,9 @@ export function createOtpRepo(
           maxSends: rules.maxSends,
           windowMs: rules.windowMs,
           sweepAfterMs: SWEEP_GRACE_MS,
+          meta: i.metadata ?? '',
+          events: i.events ? 1 : 0,
+          test: i.testOutcome ?? '',
         }),
       );
       if (r.outcome === 'created') return { kind: 'created', expiresAt: Number(r.exp) };
@@ -142,34 +158,31 @@ export function createOtpRepo(
       for (let round = 0; round < 3; round++) {
         const id = await resolve(target);
         if (!id) return { kind: 'not_found' };
-        const { otp, number } = otpKeys(ks, id);
         const r = checked(
-          await VERIFY.run(
-            redis,
-            { otp, number },
-            {
-              now,
-              deadline: deadline(),
-              keyName,
-              candidate: candidateHash(id),
-              mode: target.by,
-              id,
-              maxFailures: rules.maxFailures,
-              lockMs: rules.lockMs,
-            },
-          ),
+          await VERIFY.run(redis, otpKeys(ks, id), {
+            now,
+            deadline: deadline(),
+            keyName,
+            candidate: candidateHash(id),
+            mode: target.by,
+            id,
+            maxFailures: rules.maxFailures,
+            lockMs: rules.lockMs,
+          }),
         );
         const labels = { callingCode: r.cc ?? '', provider: r.provider ?? '' };
         switch (r.outcome) {
           case 'stale':
             continue;
           case 'approved':
+            await publishQuietly(opts.events, id, 'approved', 0, opts.onEventError);
             return { kind: 'approved', id, phoneNumber: r.phone ?? '', country: r.country ?? '', ...labels };
           case 'not_found':
             return { kind: 'not_found' };
           case 'limited':
             return limited(r);
           case 'wrong':
+            if (r.status === 'locked') await publishQuietly(opts.events, id, 'locked', 0, opts.onEventError);
             return {
               kind: 'wrong',
               id,

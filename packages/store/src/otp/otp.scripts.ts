@@ -34,6 +34,9 @@ export const CREATE = defineScript({
     'maxSends',
     'windowMs',
     'sweepAfterMs',
+    'meta',
+    'events',
+    'test',
   ],
   lib: LIB,
   body: `
@@ -55,6 +58,13 @@ local exp = now + tonumber(A.ttlMs)
 redis.call('HSET', K.otp, F.key, A.keyName, F.phone, A.phone, F.hash, A.hash, F.sealed, A.sealed,
   F.status, 'pending', F.ds, 'queued', F.exp, exp, F.created, now, F.left, A.maxAttempts, F.cc, A.cc,
   F.country, A.country, F.locale, A.locale)
+if A.meta ~= '' then redis.call('HSET', K.otp, F.meta, A.meta) end
+if A.test ~= '' then redis.call('HSET', K.otp, F.test, A.test) end
+-- status events: the sweep looks at it when it expires (otp.expired needs no verify to be noticed)
+if A.events == '1' then
+  redis.call('HSET', K.otp, F.events, '1')
+  redis.call('ZADD', K.due, exp, DUE_EXPIRY .. A.id)
+end
 local keep = exp - now + tonumber(A.retentionMs)
 redis.call('PEXPIRE', K.otp, keep)
 redis.call('HSET', K.number, NF.current, A.id, NF.windowSends, sends + 1, NF.windowUntil, windowUntil)
@@ -70,7 +80,7 @@ return {'created', 'exp', exp}
 export const VERIFY = defineScript({
   name: 'otpVerify',
   doc: 'check a code: approve at most once, count a wrong code, lock after the last attempt',
-  keys: ['otp', 'number'],
+  keys: ['otp', 'number', 'due'],
   args: ['now', 'deadline', 'keyName', 'candidate', 'mode', 'id', 'maxFailures', 'lockMs'],
   lib: LIB,
   body: `
@@ -100,6 +110,7 @@ for i = 1, math.min(#a, #b) do diff = bit.bor(diff, bit.bxor(string.byte(a, i), 
 if diff == 0 then
   end_otp(K.otp, 'approved', now, nil)
   redis.call('HDEL', K.number, NF.failures, NF.failuresUntil)
+  emit(K.otp, K.due, A.id, 'approved', 0, now)
   -- the number and its country: the abuse guards count the approval
   local who = redis.call('HMGET', K.otp, F.phone, F.country)
   return {'approved', 'cc', cc, 'provider', provider, 'phone', who[1] or '', 'country', who[2] or ''}
@@ -114,6 +125,7 @@ redis.call('HSET', K.number, NF.failures, fails, NF.failuresUntil, failsUntil)
 if redis.call('PTTL', K.number) < failsUntil - now then redis.call('PEXPIRE', K.number, failsUntil - now) end
 if left <= 0 then
   end_otp(K.otp, 'locked', now, nil)
+  emit(K.otp, K.due, A.id, 'locked', 0, now)
   return {'wrong', 'status', 'locked', 'left', 0, 'cc', cc, 'provider', provider}
 end
 return {'wrong', 'status', 'pending', 'left', left, 'cc', cc, 'provider', provider}

@@ -1,4 +1,11 @@
-import type { AttemptRecord, DeliveryStatus, OtpStatus, OtpView, ProviderId } from '@otp-gateway/core';
+import {
+  type AttemptRecord,
+  type DeliveryStatus,
+  decodeMetadata,
+  type OtpStatus,
+  type OtpView,
+  type ProviderId,
+} from '@otp-gateway/core';
 import { ATTEMPT_FIELDS as A, OTP_FIELDS as F } from './otp.record.js';
 
 /** Maps an OTP hash to its public view; a pending OTP past its expiry reads as expired. */
@@ -34,6 +41,7 @@ export function toView(id: string, f: Record<string, string>, now: number): OtpV
     phoneNumber: f[F.phone]!,
     expiresAt: new Date(exp).toISOString(),
     createdAt: new Date(Number(f[F.created])).toISOString(),
+    metadata: decodeMetadata(f[F.meta]),
     attempts,
   };
 }

@@ -1,0 +1,72 @@
+import type { Logger } from '@otp-gateway/core';
+import type { postWebhook, WebhookTarget } from '@otp-gateway/service';
+import type { StatusEventJob } from '@otp-gateway/store';
+import { type Job, UnrecoverableError } from 'bullmq';
+import type { StatusEventMetrics } from './status-event.metrics.js';
+
+export interface StatusEventProcessorDeps {
+  /** The endpoint and secrets of an API key's events, looked up at each try (a rotation applies at once). */
+  readonly targetFor: (keyName: string) => WebhookTarget | null;
+  readonly post: typeof postWebhook;
+  readonly settings: { timeoutMs: number; allowPrivateNetworks: boolean; maxAgeMs: number };
+  readonly metrics: StatusEventMetrics;
+  readonly log: Logger;
+}
+
+/**
+ * Delivers one status event. A failed try throws, and BullMQ retries it later (the `webhook` backoff, see
+ * webhookBackoff) with the same job, so the same `webhook-id` and body; a 410 Gone, or an event older than the
+ * maximum age, fails it for good (visible in the dashboard). An API key without an endpoint (any more) drops it.
+ */
+export function createStatusEventProcessor(deps: StatusEventProcessorDeps) {
+  const { metrics, log } = deps;
+  return async (job: Job<StatusEventJob, void, string>): Promise<void> => {
+    const event = job.name;
+    const fields = { webhookId: job.data.webhookId, event, attempt: job.attemptsMade + 1 };
+    if (job.attemptsMade > 0) metrics.retries.inc({ event });
+    const target = deps.targetFor(job.data.keyName);
+    if (!target) {
+      metrics.deliveries.inc({ event, outcome: 'no_endpoint' });
+      log.info(fields, 'status event dropped: no webhook endpoint for its key');
+      return;
+    }
+    if (Date.now() - job.timestamp > deps.settings.maxAgeMs) {
+      metrics.deliveries.inc({ event, outcome: 'expired' });
+      log.warn(fields, 'status event given up: not delivered within its maximum age');
+      throw new UnrecoverableError('not delivered within WEBHOOK_MAX_AGE_SECONDS');
+    }
+    const r = await deps.post(target, { id: job.data.webhookId, body: job.data.body }, deps.settings);
+    switch (r.kind) {
+      case 'delivered':
+        metrics.deliveries.inc({ event, outcome: 'delivered' });
+        metrics.latency.observe({ event }, (Date.now() - job.timestamp) / 1000);
+        return;
+      case 'gone':
+        metrics.deliveries.inc({ event, outcome: 'gone' });
+        log.warn(fields, 'status event endpoint answered 410 Gone: not retried');
+        throw new UnrecoverableError('the endpoint answered 410 Gone');
+      case 'refused':
+        metrics.deliveries.inc({ event, outcome: 'refused' });
+        log.warn({ ...fields, reason: r.reason }, 'status event endpoint refused (private network); retried later');
+        throw new Error(`endpoint refused: ${r.reason}`);
+      case 'failed':
+        metrics.deliveries.inc({ event, outcome: 'failed' });
+        log.info({ ...fields, status: r.status, reason: r.reason }, 'status event try failed; retried later');
+        throw new Error(`endpoint ${r.reason}`);
+    }
+  };
+}
+
+/** One hour: the longest wait between two tries. */
+const MAX_DELAY_MS = 3_600_000;
+
+/**
+ * The `webhook` backoff: exponential from `baseMs` (doubling per try, at most an hour), with jitter (a random
+ * 50-100 % of it) so that an endpoint coming back is not hit by every pending event at once.
+ */
+export function webhookBackoff(baseMs: number, random: () => number = Math.random) {
+  return (attemptsMade: number): number => {
+    const full = Math.min(MAX_DELAY_MS, baseMs * 2 ** Math.max(0, attemptsMade - 1));
+    return Math.round(full / 2 + random() * (full / 2));
+  };
+}
