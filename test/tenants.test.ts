@@ -42,6 +42,7 @@ ${
 }  beta:
     secretSha256: ${createHash('sha256').update(BETA).digest('hex')}
     brand: BetaBank
+    sender: BetaBank
     codeLength: 8
     webhook:
       url: ${hookB.url}
@@ -94,6 +95,9 @@ describe('settings per API key (TENANTS_FILE)', () => {
     const idB = ((await rb.json()) as { id: string }).id;
     expect(await smsTo(a)).toMatch(/^ALPHA \d{6} \((9|10) min\)$/);
     expect(await smsTo(b)).toMatch(/^BetaBank: Your verification code is \d{8}\./);
+    // its own sender; the other key the provider's configured one
+    expect((await stack.inbox(b))[0]?.from).toBe('BetaBank');
+    expect((await stack.inbox(a))[0]?.from).toBe('+15005550006');
     await eventually(async () => (hookA.about(idA).length && hookB.about(idB).length ? true : undefined), 15_000);
     expect(hookA.about(idB)).toEqual([]);
     expect(hookB.about(idA)).toEqual([]);
