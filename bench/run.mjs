@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { join } from 'node:path';
 import { BENCH_DIR, machine, RESULTS_DIR, ROOT } from './lib.mjs';
 
-const BENCHES = ['api-send', 'webhooks', 'worker-drain', 'memory', 'headline', 'end-to-end'];
+const BENCHES = ['api-send', 'webhooks', 'worker-drain', 'memory', 'status-events', 'headline', 'end-to-end'];
 const only = (process.env.BENCH_ONLY ?? '')
   .split(',')
   .map((s) => s.trim())

@@ -77,6 +77,23 @@ describe('status webhooks, end to end', () => {
     expect(byType['otp.approved']).toMatchObject({ status: 'approved' });
   });
 
+  it('an undelivered SMS posts otp.undelivered, then the failover posts otp.sent and otp.delivered', async () => {
+    await stack.faults('twilio', { failNext: { count: 1, kind: 'undelivered' } });
+    const id = await sendWith(phone(), { case: 'failover' });
+    const got = await eventsOf(id, ['otp.sent', 'otp.undelivered', 'otp.delivered']);
+    const seq = got.map((r) => [r.json.type, r.json.data.attempt, r.json.data.provider]);
+    expect(seq).toEqual(
+      expect.arrayContaining([
+        ['otp.sent', 1, 'twilio'],
+        ['otp.undelivered', 1, 'twilio'],
+        ['otp.sent', 2, 'octopush'],
+        ['otp.delivered', 2, 'octopush'],
+      ]),
+    );
+    expect(new Set(got.map((r) => r.headers['webhook-id'])).size).toBe(got.length);
+    await fetch(`${stack.simUrl}/_sim/reset`, { method: 'POST' });
+  });
+
   it('a receiver answering 500 then 200 gets the same webhook-id and body twice', async () => {
     const to = phone();
     const failed = new Set<string>();

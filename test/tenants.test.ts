@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type AppProcess, eventually, startApp } from './support/processes.js';
+import { type AppProcess, eventually, startApp, waitForHttp } from './support/processes.js';
+import { freePort } from './support/redis-server.js';
 import { type Stack, startStack } from './support/stack.js';
 import { startWebhookReceiver, type WebhookReceiver } from './support/webhook-receiver.js';
 
@@ -42,6 +43,7 @@ ${
 }  beta:
     secretSha256: ${createHash('sha256').update(BETA).digest('hex')}
     brand: BetaBank
+    sender: BetaBank
     codeLength: 8
     webhook:
       url: ${hookB.url}
@@ -94,6 +96,9 @@ describe('settings per API key (TENANTS_FILE)', () => {
     const idB = ((await rb.json()) as { id: string }).id;
     expect(await smsTo(a)).toMatch(/^ALPHA \d{6} \((9|10) min\)$/);
     expect(await smsTo(b)).toMatch(/^BetaBank: Your verification code is \d{8}\./);
+    // its own sender; the other key the provider's configured one
+    expect((await stack.inbox(b))[0]?.from).toBe('BetaBank');
+    expect((await stack.inbox(a))[0]?.from).toBe('+15005550006');
     await eventually(async () => (hookA.about(idA).length && hookB.about(idB).length ? true : undefined), 15_000);
     expect(hookA.about(idB)).toEqual([]);
     expect(hookB.about(idA)).toEqual([]);
@@ -158,6 +163,24 @@ describe('settings per API key (TENANTS_FILE)', () => {
       async () => (hookB.about(delivered).some((r) => r.json.type === 'otp.approved') ? true : undefined),
       15_000,
     );
+  });
+
+  it('TEST_NUMBERS_ENABLED=false: a test number is sent like any number', async () => {
+    writeFileSync(file, yaml('ALPHA2 {code}')); // the previous test left a broken file
+    const port = await freePort();
+    const api = startApp('api', { ...stack.env, API_PORT: String(port), TEST_NUMBERS_ENABLED: 'false' });
+    try {
+      await waitForHttp(`http://127.0.0.1:${port}/healthz`);
+      const r = await fetch(`http://127.0.0.1:${port}/v1/otp/send`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${BETA}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ phoneNumber: TEST_SILENT }),
+      });
+      expect(r.status).toBe(202);
+      expect(await smsTo(TEST_SILENT)).toMatch(/^BetaBank: Your verification code is \d{8}\./);
+    } finally {
+      await api.stop();
+    }
   });
 
   it('a key removed from the file is refused after the reload', async () => {

@@ -39,6 +39,8 @@ export interface SendProcessorDeps {
   readonly applyEarlyReports?: (reports: string[], log: Logger) => Promise<void>;
   /** The templates of an API key's messages; by default the built-in ones (renderOtpMessage). */
   readonly templatesFor?: (keyName: string) => OtpTemplates;
+  /** An API key's own SMS sender (TENANTS_FILE), or null for the provider's configured one. */
+  readonly senderFor?: (keyName: string) => string | null;
   readonly now?: () => number;
 }
 
@@ -156,6 +158,7 @@ export function createSendProcessor(deps: SendProcessorDeps) {
           to: otp.phoneNumber,
           body,
           expiresAt: otp.expiresAt,
+          sender: deps.senderFor?.(otp.keyName) ?? null,
         },
         { signal: deps.shutdown, log },
       );

@@ -139,6 +139,7 @@ export async function startSendWorker(deps: SendWorkerDeps): Promise<SendWorker>
     shutdown: shutdown.signal,
     applyEarlyReports,
     templatesFor,
+    senderFor: (keyName) => deps.tenants?.get(keyName)?.sender ?? null,
   });
 
   // Every shard is consumed, each with WORKER_CONCURRENCY sends in flight: a shared budget would let the OTPs

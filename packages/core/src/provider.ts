@@ -18,6 +18,11 @@ export interface OutboundSms {
   readonly body: string;
   /** Epoch ms after which the message is useless (providers with a validity period use it). */
   readonly expiresAt: number;
+  /**
+   * The API key's own sender (TENANTS_FILE `sender`: an alphanumeric sender id or a number) instead of the
+   * provider's configured one (TWILIO_FROM / messaging service, OCTOPUSH_SENDER); absent: the configured one.
+   */
+  readonly sender?: string | null;
 }
 
 /** What a provider answers when it accepted a message. */

@@ -15,6 +15,8 @@ export interface Tenant {
   readonly secretSha256: string;
   /** Where this key's status events go; null: STATUS_WEBHOOK_URL (if any). */
   readonly webhook: { readonly url: string; readonly secrets: readonly string[] } | null;
+  /** Its SMS sender (alphanumeric id of 3-11 characters, or an E.164 number); null: the provider's configured one. */
+  readonly sender: string | null;
   /** Shown in its messages (`{brand}`); null: SMS_BRAND. */
   readonly brand: string | null;
   /** Templates by locale, on top of SMS_TEMPLATE_* and the built-in ones. */
@@ -55,6 +57,7 @@ const FIELDS = new Set([
   'secretSha256',
   'webhook',
   'brand',
+  'sender',
   'templates',
   'ttlSeconds',
   'codeLength',
@@ -85,6 +88,7 @@ export function parseTenants(
       name: k.name,
       secretSha256: sha256Hex(k.secret),
       webhook: null,
+      sender: null,
       brand: null,
       templates: {},
       ttlSeconds: null,
@@ -191,6 +195,14 @@ export function parseTenants(
       }
     }
     const codeLength = optInt('codeLength', 6, 10);
+    const sender = e.sender === undefined ? null : e.sender;
+    if (
+      sender !== null &&
+      (typeof sender !== 'string' ||
+        !(/^(?=.*[A-Za-z])[A-Za-z0-9 ]{3,11}$/.test(sender) || /^\+[1-9]\d{6,14}$/.test(sender)))
+    ) {
+      problems.push(`${where}: sender must be an alphanumeric sender id of 3-11 characters or an E.164 number`);
+    }
     for (const [number, t] of testNumbers) {
       const want = codeLength ?? ctx.defaultCodeLength;
       if (t.code !== null && want !== undefined && t.code.length !== want) {
@@ -201,6 +213,7 @@ export function parseTenants(
       name,
       secretSha256: digest,
       webhook,
+      sender: typeof sender === 'string' ? sender : null,
       brand: optString('brand', 30),
       templates: Object.freeze(templates),
       ttlSeconds: optInt('ttlSeconds', 30, 600),

@@ -52,7 +52,7 @@ export function createOctopushProvider(
         text: sms.body,
         type: 'sms_premium',
         purpose: 'alert',
-        sender: cfg.sender,
+        sender: sms.sender || cfg.sender,
         request_id: sms.attemptId,
       };
 

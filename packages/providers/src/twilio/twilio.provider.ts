@@ -59,7 +59,7 @@ export function createTwilioProvider(cfg: TwilioConfig, opts: TwilioProviderOpti
         const message = await scope.run(current, () =>
           client.messages.create({
             to: sms.to,
-            ...sender,
+            ...(sms.sender ? { from: sms.sender } : sender),
             body: sms.body,
             ...(opts.statusCallbackUrl ? { statusCallback: opts.statusCallbackUrl } : {}),
             validityPeriod: validityPeriodSeconds(sms.expiresAt),

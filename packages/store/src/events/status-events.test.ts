@@ -2,6 +2,8 @@ import { deriveKeys, encryptCode, hashCode, newOtpId, numberToken } from '@otp-g
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { closeRedisClients, type IsolatedStore, isolatedRedis } from '../../../../test/support/redis.js';
 import { createCircuits } from '../delivery/circuit.js';
+import { createDeliveryRepo } from '../delivery/delivery.repo.js';
+import { createMessageIndex } from '../delivery/messages.js';
 import { sweepDue } from '../delivery/sweep.js';
 import { createSendQueues, type SendQueues } from '../jobs/send-jobs.js';
 import { DUE, EVENT_GRACE_MS, otpKeys } from '../otp/otp.record.js';
@@ -147,6 +149,36 @@ describe('status events: the outbox in the due sets', () => {
     t = T0 + 61_000;
     expect((await sweep(id)).events).toBe(0);
     expect(await eventJob(id, 'expired')).toBeUndefined();
+  });
+
+  it('a provider acceptance publishes otp.sent of that attempt; a permanent refusal otp.failed', async () => {
+    const circuits = createCircuits(store.redis, store.ks, {
+      failureThreshold: 5,
+      cooldownMs: 1000,
+      ratePerSecond: {},
+    });
+    const delivery = createDeliveryRepo(
+      { redis: store.redis, ks: store.ks, circuits, messages: createMessageIndex(store.redis, store.ks), events, now },
+      { leaseMs: 5000, receiptAfterMs: 0, messageTtlMs: 60_000 },
+    );
+    const { id } = await create({ events: true });
+    const go = await delivery.begin(id, ['twilio'], 5000);
+    if (go.kind !== 'go') throw new Error(go.kind);
+    await delivery.accepted(id, go.attempt, 'twilio', {
+      messageId: 'SM1',
+      providerStatus: 'queued',
+      hadFailures: false,
+    });
+    const sent = JSON.parse(String((await eventJob(id, 'sent', 1))?.data.body));
+    expect(sent.data).toMatchObject({ attempt: 1, provider: 'twilio', deliveryStatus: 'sent', status: 'pending' });
+
+    const other = await create({ events: true });
+    const b = await delivery.begin(other.id, ['twilio'], 5000);
+    if (b.kind !== 'go') throw new Error(b.kind);
+    expect((await delivery.failed(other.id, b.attempt, 'twilio', 'permanent', '21211')).ended).toBe(true);
+    const failed = JSON.parse(String((await eventJob(other.id, 'failed'))?.data.body));
+    expect(failed).toMatchObject({ type: 'otp.failed', data: { status: 'failed', deliveryStatus: 'failed' } });
+    expect(await listedEvents(other.id)).toEqual([]);
   });
 
   it('with events off nothing is listed and nothing is queued', async () => {

@@ -1,0 +1,97 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError } from './errors.js';
+import { parseTenants, sha256Hex } from './tenants.js';
+
+const ctx = {
+  apiKeys: [],
+  production: false,
+  allowInsecureHttp: false,
+  allowPrivateNetworks: false,
+  defaultCodeLength: 6,
+};
+const WH = `whsec_${Buffer.from('t'.repeat(32)).toString('base64')}`;
+
+const problemsOf = (doc: unknown, c = ctx) => {
+  try {
+    parseTenants(doc, c);
+    return [];
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    return [...e.problems];
+  }
+};
+
+describe('parseTenants', () => {
+  it('reads every setting; the file wins over API_KEYS for a name in both', () => {
+    const set = parseTenants(
+      {
+        keys: {
+          shop: {
+            secret: 'shop-secret-0123456789',
+            sender: 'ACMESHOP',
+            brand: 'ACME',
+            templates: { pt_BR: '{code}' },
+            ttlSeconds: 300,
+            codeLength: 8,
+            allowedCountries: ['fr', 'BE'],
+            webhook: { url: 'https://shop.example.com/hooks', secrets: [WH] },
+            testNumbers: { '+33612000001': { code: '12345678', outcome: 'undelivered' }, '+33612000002': {} },
+          },
+        },
+      },
+      {
+        ...ctx,
+        apiKeys: [
+          { name: 'shop', secret: 'old-secret-0123456789' },
+          { name: 'legacy', secret: 'legacy-secret-012345' },
+        ],
+      },
+    );
+    const shop = set.byName.get('shop')!;
+    expect(shop).toMatchObject({
+      sender: 'ACMESHOP',
+      brand: 'ACME',
+      ttlSeconds: 300,
+      codeLength: 8,
+      templates: { 'pt-br': '{code}' },
+    });
+    expect([...shop.allowedCountries!]).toEqual(['FR', 'BE']);
+    expect(shop.testNumbers.get('+33612000001')).toEqual({ code: '12345678', outcome: 'undelivered' });
+    expect(shop.testNumbers.get('+33612000002')).toEqual({ code: null, outcome: 'delivered' });
+    expect(set.byDigest.get(sha256Hex('shop-secret-0123456789'))).toBe('shop');
+    expect(set.byDigest.has(sha256Hex('old-secret-0123456789'))).toBe(false);
+    expect(set.byDigest.get(sha256Hex('legacy-secret-012345'))).toBe('legacy');
+  });
+
+  it('names every problem at once, never echoing a secret', () => {
+    const problems = problemsOf({
+      keys: {
+        a: { secret: 'tooshort', sender: 'x', codeLength: 12, colour: 'red' },
+        b: { secretSha256: 'zz', webhook: { url: 'http://10.0.0.1/h', secrets: ['nope'] } },
+        c: { secret: 'c-secret-0123456789', testNumbers: { '0612': { code: '123', outcome: 'lost' } } },
+      },
+    });
+    expect(problems).toEqual(
+      expect.arrayContaining([
+        'TENANTS_FILE key a: unknown setting "colour"',
+        'TENANTS_FILE key a: secret must be at least 16 characters',
+        'TENANTS_FILE key a: codeLength must be a whole number from 6 to 10',
+        expect.stringMatching(/^TENANTS_FILE key a: sender must be/),
+        'TENANTS_FILE key b: secretSha256 must be 64 hex digits',
+        expect.stringMatching(/^TENANTS_FILE key b: webhook url points at a loopback or private address/),
+        'TENANTS_FILE key b: webhook secret 1 must be whsec_ followed by base64 of 24 bytes or more',
+        'TENANTS_FILE key c: test number 0612 is not E.164',
+        expect.stringMatching(/^TENANTS_FILE key c: test number 0612 outcome must be one of/),
+        expect.stringMatching(/^TENANTS_FILE key c: test number 0612 code must be 6 to 10 digits/),
+      ]),
+    );
+    expect(problems.join('\n')).not.toContain('tooshort');
+  });
+
+  it('refuses two keys with one secret, and a document without keys', () => {
+    expect(
+      problemsOf({ keys: { a: { secret: 'same-secret-0123456789' }, b: { secret: 'same-secret-0123456789' } } }),
+    ).toEqual(['TENANTS_FILE keys a and b share a secret']);
+    expect(problemsOf({ tenants: [] })).toEqual([expect.stringMatching(/must hold `keys:`/)]);
+  });
+});
