@@ -1,6 +1,7 @@
 import type { RedisConnection } from '@otp-gateway/core';
 import { Cluster, type ClusterOptions, Redis, type RedisOptions } from 'ioredis';
 import { reportStoreError } from './errors.js';
+import { SCRIPTS } from './script.js';
 
 /** A connection in any of the three modes: scripts, queues and repositories take either. */
 export type RedisClient = Redis | Cluster;
@@ -72,6 +73,10 @@ export function createRedis(conn: RedisConnection, role: ConnectionRole, name?: 
   // Errors surface through commands and readiness too; these (reconnects failing, ...) are logged rate-limited
   // and counted by the process's sink (see errors.ts). Without a listener ioredis would print them to stderr.
   client.on('error', (err) => reportStoreError('redis', err));
+  // Every script known now is registered before the first command: on an auto-pipelining client a command
+  // defined while a pipeline is open is missing from that pipeline, which then crashes ioredis's callback
+  // (`results[i] is not iterable`): two first sends at once could take the process down.
+  for (const s of SCRIPTS) s.prepare(client);
   return client;
 }
 
