@@ -45,6 +45,8 @@ export async function apiSendBench(
     cpuProf = process.env.BENCH_CPU_PROF === '1',
     targets = benchTargets(),
     masters = envInt('BENCH_CLUSTER_MASTERS', 3),
+    /** A second gateway on one Redis with the abuse guards off: what the guards cost, in the same rounds. */
+    guardsBaseline = process.env.BENCH_GUARDS_BASELINE !== '0',
   } = {},
   partial = {},
 ) {
@@ -52,7 +54,8 @@ export async function apiSendBench(
   if (cpuProf) mkdirSync(profDir, { recursive: true });
   // one gateway per store: its own Redis (or cluster), its own API process; the idle one waits its turn
   const gateways = {};
-  for (const target of targets) {
+  const gatewayTargets = [...targets, ...(guardsBaseline ? ['noguards'] : [])];
+  for (const target of gatewayTargets) {
     const store = target === 'cluster' ? await startCluster({ masters }) : await startRedis();
     const apiPort = await freePort();
     const env = {
@@ -60,6 +63,9 @@ export async function apiSendBench(
       OTP_RESEND_COOLDOWN_SECONDS: '0',
       RATE_LIMIT_PER_KEY_PER_MINUTE: '10000000',
       RATE_LIMIT_PER_IP_PER_MINUTE: '10000000',
+      // the guards run every check and count every send with limits no load reaches (lib's BENCH_GUARDS); the
+      // baseline for their cost runs without them
+      ...(target === 'noguards' ? { GUARD_ENABLED: 'false' } : {}),
     };
     const profiled = cpuProf && target === 'single';
     const api = startApp(
@@ -113,7 +119,7 @@ export async function apiSendBench(
     return r;
   };
 
-  const sides = ['baseline', ...targets];
+  const sides = ['baseline', ...gatewayTargets];
   const answers = Object.fromEntries(sides.map((s) => [s, {}]));
   const count = (side, r) => {
     for (const [k, v] of Object.entries(r.statusCodes)) answers[side][k] = (answers[side][k] ?? 0) + v;
@@ -177,8 +183,9 @@ export async function apiSendBench(
     Object.entries(answers[side])
       .filter(([k]) => k !== '202' && k !== 'errors')
       .reduce((s, [, v]) => s + v, 0);
-  for (const side of targets) {
-    const name = side === 'single' ? 'gateway' : `gateway on the cluster`;
+  for (const side of gatewayTargets) {
+    const name =
+      side === 'single' ? 'gateway' : side === 'noguards' ? 'gateway without guards' : `gateway on the cluster`;
     if (non2xx(side) > 0) failures.push(`${name} answered ${non2xx(side)} non-202: ${JSON.stringify(answers[side])}`);
     if (answers[side].errors > 0) failures.push(`${name}: ${answers[side].errors} connection errors or timeouts`);
   }
@@ -186,6 +193,22 @@ export async function apiSendBench(
     failures.push(`baseline misbehaved: ${JSON.stringify(answers.baseline)}`);
   if (!(ratios.throughput >= MIN_THROUGHPUT_RATIO))
     failures.push(`throughput ratio ${ratios.throughput} < ${MIN_THROUGHPUT_RATIO}`);
+
+  /** The abuse guards' cost: the gateway (guards on) against the same gateway with GUARD_ENABLED=false. */
+  let guards = null;
+  if (gateways.noguards) {
+    const off = summarize('noguards');
+    guards = {
+      summaryWithout: off,
+      throughputWithOverWithout: round(summary.gateway.rps / off.rps),
+      throughputPairedMedian: round(median(runs.single.map((g, i) => g.rps / runs.noguards[i].rps))),
+      p50LatencyWithOverWithout: ratio(summary.gateway.p50, off.p50),
+      p99LatencyWithOverWithout: ratio(summary.gateway.p99, off.p99),
+      ratioToBaselineWithout: round(off.rps / summary.baseline.rps),
+      checks: results.noguards,
+      answers: answers.noguards,
+    };
+  }
 
   let cluster = null;
   if (gateways.cluster) {
@@ -230,6 +253,7 @@ export async function apiSendBench(
     answers: { gateway: answers.single, baseline: answers.baseline, ...(cluster ? { cluster: answers.cluster } : {}) },
     checks: results.single,
     ...(cluster ? { cluster } : {}),
+    ...(guards ? { guards } : {}),
     runs: { baseline: runs.baseline, gateway: runs.single, ...(cluster ? { cluster: runs.cluster } : {}) },
     ...(profile ? { profile } : {}),
   };

@@ -2,7 +2,15 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createSendQueues, enqueueSend, type RedisClient, type SendQueues } from '../packages/store/src/index.js';
+import { EnvReader, readGuardsConfig } from '../packages/core/src/index.js';
+import {
+  createSendGuards,
+  createSendQueues,
+  enqueueSend,
+  type RedisClient,
+  type SendGuards,
+  type SendQueues,
+} from '../packages/store/src/index.js';
 import { type AppProcess, startApp, waitForHttp } from './support/processes.js';
 import { closeRedisClients, isolatedRedis } from './support/redis.js';
 import { freePort } from './support/redis-server.js';
@@ -47,6 +55,7 @@ async function shot(page: Page, name: string) {
 describe('dashboard in a browser', () => {
   let admin: RedisClient;
   let queues: SendQueues;
+  let guards: SendGuards;
   let dashboard: AppProcess;
   let base: string;
   // Partition 000: the job is on shard 0, whatever the number of shards.
@@ -58,6 +67,12 @@ describe('dashboard in a browser', () => {
     const sendShards = Number(isolated.env.SEND_QUEUE_SHARDS ?? 1);
     queues = createSendQueues(admin, isolated.ks, { sendShards, keepCompleted: 10, keepFailedSeconds: 60 });
     await enqueueSend(queues, otpId);
+    // the API's guards on the same store, strict enough that two unverified sends block a range
+    guards = createSendGuards(
+      admin,
+      isolated.ks,
+      readGuardsConfig(new EnvReader({ GUARD_VELOCITY_RANGE_MAX_UNVERIFIED: '2' }), []),
+    );
     const port = await freePort();
     base = `http://127.0.0.1:${port}`;
     dashboard = startApp('dashboard', {
@@ -91,6 +106,46 @@ describe('dashboard in a browser', () => {
     } finally {
       await context.close();
     }
+  });
+
+  it('lists an active guard block with its reason, and an operator lifts it (a forged POST is refused)', async () => {
+    const target = (n: number) => ({
+      keyName: 'shop',
+      phoneNumber: `+3361234${n}00`,
+      country: 'FR',
+      callingCode: '33',
+    });
+    await guards.send(target(1));
+    await guards.send(target(2));
+    expect(await guards.send(target(3))).toMatchObject({ kind: 'refused', code: 'prefix_velocity' });
+
+    // without the page's token, or from another origin, a lift is refused even with the credentials
+    const auth = { authorization: `Basic ${Buffer.from(`${USER}:${PASSWORD}`).toString('base64')}` };
+    const [id] = (await guards.blocks()).map((b) => b.id);
+    const forged = await fetch(`${base}/admin/guards/lift`, {
+      method: 'POST',
+      headers: { ...auth, 'content-type': 'application/x-www-form-urlencoded', origin: 'http://evil.example' },
+      body: new URLSearchParams({ id: id!, csrf: 'guess' }).toString(),
+    });
+    expect(forged.status).toBe(403);
+
+    const context = await browser.newContext({ httpCredentials: { username: USER, password: PASSWORD } });
+    try {
+      const page = await context.newPage();
+      expect((await page.goto(`${base}/admin/guards`))?.status()).toBe(200);
+      const row = page.locator('tr', { hasText: '+3361234xxx' });
+      await row.getByText('prefix_velocity').waitFor({ timeout: 5_000 });
+      expect(await row.textContent()).toContain('2 codes sent without a verification after them (limit 2)');
+      await shot(page, 'dashboard-guards');
+      await row.getByRole('button', { name: 'Lift' }).click();
+      await page.getByText('Block lifted.').waitFor({ timeout: 5_000 });
+      await page.getByText('No active block.').waitFor({ timeout: 5_000 });
+    } finally {
+      await context.close();
+    }
+    expect(await guards.blocks()).toEqual([]);
+    expect((await guards.send(target(4))).kind).toBe('ok');
+    expect(dashboard.output()).toContain('dashboard operator lifted a guard block');
   });
 
   it('refuses a wrong password with 401', async () => {

@@ -122,7 +122,7 @@ export const StatusQuery = Type.Object({ phoneNumber: Phone }, { additionalPrope
 
 const err = (description: string) => Type.Ref('ErrorBody', { description });
 export const errors = {
-  400: err('invalid body, phone number or code format'),
+  400: err('invalid body, phone number or code format; number_type_not_allowed (premium rate, fixed line, ...)'),
   401: err('missing or unknown API key'),
   403: err('country not allowed'),
   404: err('unknown OTP, or one created by another API key'),
@@ -130,6 +130,8 @@ export const errors = {
   410: err('expired, replaced or failed'),
   422: err('wrong code, or Idempotency-Key reused with another body'),
   423: err('locked: out of attempts'),
-  429: err('rate limited; see Retry-After'),
+  429: err(
+    'rate limited, or refused by an abuse guard (prefix_velocity, low_conversion, country_budget_exhausted, key_budget_exhausted); see Retry-After',
+  ),
   503: err('store unreachable'),
 };

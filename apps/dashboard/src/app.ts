@@ -1,11 +1,12 @@
 import basicAuth from '@fastify/basic-auth';
 import { type Config, fastifyTrustProxy, logFormat, metricsAuthorizer } from '@otp-gateway/core';
-import { type RedisClient, redisAnswers } from '@otp-gateway/store';
+import { type RedisClient, redisAnswers, type SendGuards } from '@otp-gateway/store';
 import type { Queue } from 'bullmq';
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, LogController } from 'fastify';
 import type { LoggerOptions } from 'pino';
 import { createCredentialCheck } from './auth.js';
 import { BOARD_PATH, bullBoardPlugin, DESTRUCTIVE_BOARD_ROUTES, REFUSED_BOARD_ROUTES } from './board.js';
+import { GUARDS_PATH, guardsPage } from './guards.page.js';
 import { createLoginThrottle } from './login-throttle.js';
 import { createDashboardMetrics, type DashboardMetrics } from './metrics.js';
 
@@ -20,6 +21,8 @@ export interface DashboardDeps {
   /** A pino logger; none: no logs. */
   readonly logger?: FastifyBaseLogger;
   readonly metrics?: DashboardMetrics;
+  /** The abuse guards: their page lists active blocks and lifts them. Absent: no page. */
+  readonly guards?: SendGuards;
 }
 
 /** pino options of the dashboard: JSON lines, credentials redacted. */
@@ -166,6 +169,19 @@ export async function buildDashboard(deps: DashboardDeps): Promise<FastifyInstan
       });
     });
     await scope.register(bullBoardPlugin(queues), { prefix: BOARD_PATH });
+    if (deps.guards) {
+      const guards = deps.guards;
+      await scope.register(async (s) =>
+        guardsPage(s, {
+          guards,
+          onLift: (id, lifted, req) =>
+            req.log.info(
+              { user: (req as { dashboardUser?: string }).dashboardUser, block: id, lifted, url: GUARDS_PATH },
+              'dashboard operator lifted a guard block',
+            ),
+        }),
+      );
+    }
   });
   return app;
 }

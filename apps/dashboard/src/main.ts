@@ -1,7 +1,13 @@
 import 'dotenv/config';
 import { loadConfig } from '@otp-gateway/core';
 import { guardProcess, refuseToStart } from '@otp-gateway/service';
-import { checkRedisConfig, connectStore, createSendQueues, createStatusEventQueue } from '@otp-gateway/store';
+import {
+  checkRedisConfig,
+  connectStore,
+  createSendGuards,
+  createSendQueues,
+  createStatusEventQueue,
+} from '@otp-gateway/store';
 import { pino } from 'pino';
 import { Counter } from 'prom-client';
 import { BOARD_PATH, buildDashboard, dashboardLoggerOptions } from './app.js';
@@ -34,7 +40,8 @@ async function main() {
     registers: [metrics.registry],
   });
   guardProcess('dashboard', log, (source) => storeErrors.inc({ source }));
-  const app = await buildDashboard({ config, redis, queues, logger: log, metrics });
+  const guards = createSendGuards(redis, ks, config.guards);
+  const app = await buildDashboard({ config, redis, queues, logger: log, metrics, guards });
 
   let closing = false;
   const stop = async (signal: string) => {

@@ -68,7 +68,6 @@ export function createSendGuards(redis: RedisClient, ks: Keyspace, cfg: GuardsCo
   const convBucketMs = Math.ceil((c.windowSeconds * 1000) / CONV_BUCKETS);
   const keepMs = Math.max(v.windowSeconds * 1000, c.windowSeconds * 1000 + convBucketMs, 2 * 86_400_000);
   const index = guardIndexKeys(ks);
-  for (const s of [GUARD_SEND, GUARD_UNDO, GUARD_APPROVED, GUARD_BLOCKED]) s.prepare(redis);
 
   const subjects = (t: GuardTarget): Subject[] => {
     const range = numberRange(t.phoneNumber, cfg.rangeDigits);

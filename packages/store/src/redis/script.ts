@@ -31,12 +31,6 @@ export interface Script<K extends string, A extends string> {
   readonly name: string;
   /** The Lua source as Redis sees it (header included). */
   readonly source: string;
-  /**
-   * Registers the command on `redis` now. Needed where the first runs go out several at once on an
-   * auto-pipelining client: ioredis builds its pipeline with the commands known then, and one defined meanwhile
-   * is missing from it (`pipeline[name] is not a function`, then a crash in its callback).
-   */
-  prepare(redis: RedisClient): void;
   run(
     redis: RedisClient,
     keys: Readonly<Record<K, string>>,
@@ -72,10 +66,6 @@ export function defineScript<K extends string, A extends string>(def: ScriptDef<
   const script: Script<K, A> = {
     name: def.name,
     source,
-    prepare(redis) {
-      if (typeof (redis as unknown as Callable)[def.name] !== 'function')
-        redis.defineCommand(def.name, { lua: source });
-    },
     async run(redis, keys, args, rest = {}) {
       const r = redis as unknown as Callable & RedisClient;
       defineOn(redis, def.name, source);
