@@ -22,8 +22,12 @@ beforeAll(async () => {
     env: {
       ...DEFAULT_GUARDS,
       TRUST_PROXY: '1',
-      OTP_ALLOWED_COUNTRIES: 'FR,BE,DE,ES',
+      OTP_ALLOWED_COUNTRIES: 'FR,BE,DE,ES,IT',
       GUARD_DAILY_SMS_PER_COUNTRY: 'ES=3,*=100000',
+      // a spend budget for Italy: each SMS there is expected to cost 0.07 EUR through Twilio (the table's price)
+      SMS_PRICES: 'twilio:IT=0.07',
+      SMS_PRICE_CURRENCY: 'EUR',
+      GUARD_DAILY_SPEND_PER_COUNTRY: 'IT=0.15',
       SIM_CALLBACK_DELAY_MS: '50',
     },
   });
@@ -120,6 +124,23 @@ describe('abuse guards', () => {
     const untilMidnight = Math.ceil((new Date().setUTCHours(24, 0, 0, 0) - Date.now()) / 1000);
     expect(Math.abs(Number(refused.retryAfter) - untilMidnight)).toBeLessThan(30);
     expect((await sendFrom(`+3367${pid}9999`, '192.0.2.1')).status).toBe(202);
+  });
+
+  it("refuses a send that would pass a country's daily spend budget, weighed at the price table's price", async () => {
+    const it1 = `+39347${pid}0001`;
+    const first = await sendFrom(it1, '192.0.2.3');
+    expect(first.status).toBe(202);
+    expect((await sendFrom(`+39347${pid}0002`, '192.0.2.3')).status).toBe(202);
+    const refused = await sendFrom(`+39347${pid}0003`, '192.0.2.3');
+    expect(refused.status).toBe(429);
+    expect(refused.body.error.code).toBe('country_budget_exhausted');
+    expect(refused.body.error.message).toContain('0.14 EUR spent today, the daily budget is 0.15 EUR');
+    // what the SMS cost is recorded on its attempt (Twilio's answer has no price here: the table's)
+    const otp = await eventually(async () => {
+      const o = await stack.otp(first.body.id);
+      return o.attempts.some((a: any) => a.outcome === 'accepted' || a.outcome === 'delivered') ? o : undefined;
+    });
+    expect(otp.attempts.at(-1)).toMatchObject({ provider: 'twilio', cost: 0.07, currency: 'EUR' });
   });
 
   it('refuses number types that bill the sender or cannot receive an SMS with 400 number_type_not_allowed', async () => {

@@ -482,6 +482,22 @@ function readCurrency(r: EnvReader): string {
   return c;
 }
 
+/**
+ * What one SMS to `country` is expected to cost before it is sent, for the spend budgets: the price table's price
+ * through the first provider of the country's route (SMS_ROUTES, else SMS_PROVIDERS) that has one; 0 when the table
+ * has none (such a send is not weighed against a spend budget).
+ */
+export function expectedPrice(
+  c: Pick<Config['providers'], 'prices' | 'priceCurrency' | 'routes' | 'defaultRoute'>,
+  country: string,
+): number {
+  for (const p of c.routes.get(country) ?? c.defaultRoute) {
+    const price = tablePrice(c, p, country);
+    if (price) return price.amount;
+  }
+  return 0;
+}
+
 /** The price table's price of one SMS through `provider` to `country`, or null when it has none. */
 export function tablePrice(
   c: Pick<Config['providers'], 'prices' | 'priceCurrency'>,

@@ -35,6 +35,12 @@ export interface GuardsConfig {
   /** Daily SMS budgets (UTC days): per ISO country and per API key name, `*` for the others; 0 = none. */
   readonly dailyPerCountry: ReadonlyMap<string, number>;
   readonly dailyPerKey: ReadonlyMap<string, number>;
+  /**
+   * Daily spend budgets (UTC days) in SMS_PRICE_CURRENCY, per ISO country and per API key name, `*` for the others;
+   * 0 = none. A send is weighed at its expected price (the price table's, core's expectedPrice) when it is accepted.
+   */
+  readonly dailySpendPerCountry: ReadonlyMap<string, number>;
+  readonly dailySpendPerKey: ReadonlyMap<string, number>;
 }
 
 /** `DE=500,*=100000`: a budget per name, `*` for the rest. */
@@ -43,15 +49,21 @@ function readBudgets(
   name: string,
   raw: string,
   isName: (n: string) => boolean,
+  money = false,
 ): ReadonlyMap<string, number> {
   const out = new Map<string, number>();
+  const format = money ? /^\d+(\.\d{1,6})?$/ : /^\d+$/;
   for (const entry of raw.split(',')) {
     if (!entry.trim()) continue;
     const [rawSubject = '', rawN = '', extra] = entry.split('=');
     const subject = rawSubject.trim();
     const n = Number(rawN.trim());
-    if (extra !== undefined || !/^\d+$/.test(rawN.trim()) || n > 1e9) {
-      r.problems.push(`${name} entry "${entry.trim()}" must be NAME=count (a whole number, 0 for no budget)`);
+    if (extra !== undefined || !format.test(rawN.trim()) || n > 1e9) {
+      r.problems.push(
+        money
+          ? `${name} entry "${entry.trim()}" must be NAME=amount (in SMS_PRICE_CURRENCY, e.g. 50 or 12.5; 0 for no budget)`
+          : `${name} entry "${entry.trim()}" must be NAME=count (a whole number, 0 for no budget)`,
+      );
     } else if (subject !== '*' && !isName(subject)) {
       r.problems.push(`${name} entry "${entry.trim()}" does not name a known subject ("${subject}")`);
     } else out.set(subject === '*' ? '*' : subject, n);
@@ -89,6 +101,20 @@ export function readGuardsConfig(r: EnvReader, keyNames: readonly string[]): Gua
       'GUARD_DAILY_SMS_PER_KEY',
       r.str('GUARD_DAILY_SMS_PER_KEY') ?? '*=1000000',
       (k) => keyNames.length === 0 || keyNames.includes(k),
+    ),
+    dailySpendPerCountry: readBudgets(
+      r,
+      'GUARD_DAILY_SPEND_PER_COUNTRY',
+      r.str('GUARD_DAILY_SPEND_PER_COUNTRY') ?? '',
+      (cc) => /^[A-Z]{2}$/.test(cc) && isSupportedCountry(cc),
+      true,
+    ),
+    dailySpendPerKey: readBudgets(
+      r,
+      'GUARD_DAILY_SPEND_PER_KEY',
+      r.str('GUARD_DAILY_SPEND_PER_KEY') ?? '',
+      (k) => keyNames.length === 0 || keyNames.includes(k),
+      true,
     ),
   };
 }

@@ -2,6 +2,7 @@ import {
   type Config,
   encodeMetadata,
   encryptCode,
+  expectedPrice,
   fingerprint,
   GatewayError,
   generateCode,
@@ -180,6 +181,7 @@ export function createOtpService(deps: OtpServiceDeps): OtpService {
         phoneNumber: phone.e164,
         country: phone.country,
         callingCode: phone.callingCode,
+        price: expectedPrice(config.providers, phone.country),
       };
       // A test number never reaches a provider: no SMS for the guards to weigh or to count against a budget.
       const guarded = deps.guards && !test ? await store(() => deps.guards!.send(target, now())) : null;

@@ -8,7 +8,8 @@ import { bucketTag, type Keyspace } from '../keyspace.js';
  *   current window, its end, and the block (until, why) once past the limit;
  * - conversion watch (`wr:<range>`, `wc:<country>`): sends and approvals per time bucket (`s<i>`, `a<i>`, i the
  *   bucket number), and while the approved share is low, when the next send may go;
- * - daily budget (`wc:<country>`, `bk:<key>`): the UTC day number and the SMS counted that day.
+ * - daily budgets (`wc:<country>`, `bk:<key>`): the UTC day number, the SMS counted that day and what they are
+ *   expected to cost (millionths of SMS_PRICE_CURRENCY, so the script adds whole numbers).
  * Deleting a subject's hash lifts whatever it held (the dashboard's "lift").
  *
  * The index of active blocks lives in `{gb}`: `blocks` ZSET (member `<guard>|<subject>`, score: until, ms) and
@@ -22,6 +23,7 @@ export const GUARD_FIELDS = Object.freeze({
   windowEnd: 'vEnd',
   day: 'day',
   dayCount: 'bn',
+  daySpend: 'bs',
   throttledUntil: 'thr',
   /** Prefixes of the conversion buckets: `s<i>` sends, `a<i>` approvals. */
   sendsPrefix: 's',

@@ -38,20 +38,31 @@ export const GUARD_SEND = defineScript({
     'convBuckets',
     'throttleMs',
     'budget',
+    'spendBudget',
+    'price',
+    'currency',
     'keepMs',
   ],
   lib: LIB,
   body: `
 local now = clock(A.now)
-local h = redis.call('HMGET', K.state, G.blockedUntil, G.why, G.unverified, G.windowEnd, G.day, G.dayCount, G.throttledUntil)
+local h = redis.call('HMGET', K.state, G.blockedUntil, G.why, G.unverified, G.windowEnd, G.day, G.dayCount, G.throttledUntil,
+  G.daySpend)
 local blk = tonumber(h[1] or '0')
 if blk > now then return {'refused', 'guard', 'velocity', 'ms', blk - now, 'why', h[2] or '', 'started', 0} end
 local budget, day, bn = tonumber(A.budget), math.floor(now / DAY), 0
-if budget > 0 then
-  if tonumber(h[5] or '-1') == day then bn = tonumber(h[6] or '0') end
-  if bn >= budget then
+-- spend in millionths of the currency: whole numbers
+local spendBudget, price, spent = tonumber(A.spendBudget), tonumber(A.price), 0
+local money = function(m) return string.format('%.2f %s', m / 1000000, A.currency) end
+if budget > 0 or spendBudget > 0 then
+  if tonumber(h[5] or '-1') == day then bn, spent = tonumber(h[6] or '0'), tonumber(h[8] or '0') end
+  if budget > 0 and bn >= budget then
     return {'refused', 'guard', 'budget', 'ms', (day + 1) * DAY - now,
       'why', bn .. ' SMS today, the daily budget is ' .. budget, 'started', 0}
+  end
+  if spendBudget > 0 and price > 0 and spent + price > spendBudget then
+    return {'refused', 'guard', 'budget', 'ms', (day + 1) * DAY - now,
+      'why', money(spent) .. ' spent today, the daily budget is ' .. money(spendBudget), 'started', 0}
   end
 end
 local convMin, cur = tonumber(A.convMinSends), nil
@@ -82,7 +93,7 @@ if vmax > 0 then
   end
   redis.call('HSET', K.state, G.unverified, vu + 1, G.windowEnd, vend)
 end
-if budget > 0 then redis.call('HSET', K.state, G.day, day, G.dayCount, bn + 1) end
+if budget > 0 or spendBudget > 0 then redis.call('HSET', K.state, G.day, day, G.dayCount, bn + 1, G.daySpend, spent + price) end
 if convMin > 0 then
   redis.call('HINCRBY', K.state, G.sendsPrefix .. cur, 1)
   local old = cur - tonumber(A.convBuckets) - 1
@@ -93,7 +104,12 @@ redis.call('PEXPIRE', K.state, math.max(redis.call('PTTL', K.state), tonumber(A.
 local filled = (budget > 0 and bn + 1 >= budget) and 1 or 0
 local why = ''
 if renewed == 1 then why = redis.call('HGET', K.state, G.why) end
-if filled == 1 then why = (bn + 1) .. ' SMS today, the daily budget is ' .. budget end
+if filled == 1 then why = (bn + 1) .. ' SMS today, the daily budget is ' .. budget
+elseif spendBudget > 0 and price > 0 and spent + 2 * price > spendBudget then
+  -- the next send at this price would pass the budget
+  filled = 1
+  why = money(spent + price) .. ' spent today, the daily budget is ' .. money(spendBudget)
+end
 return {'ok', 'throttled', renewed, 'filled', filled, 'dayEndMs', (day + 1) * DAY - now, 'why', why}
 `,
 });
@@ -114,7 +130,7 @@ export const GUARD_UNDO = defineScript({
   name: 'otpGuardUndo',
   doc: 'take back the count of a send that another subject (or a per-number rule) refused',
   keys: ['state'],
-  args: ['now', 'velocity', 'convBucketMs', 'budget'],
+  args: ['now', 'velocity', 'convBucketMs', 'budget', 'price'],
   lib: LIB,
   body: `
 local now = clock(A.now)
@@ -124,9 +140,11 @@ if A.velocity == '1' then
   if vu > 0 then redis.call('HSET', K.state, G.unverified, vu - 1) end
 end
 if A.budget == '1' then
-  local d = redis.call('HMGET', K.state, G.day, G.dayCount)
+  local d = redis.call('HMGET', K.state, G.day, G.dayCount, G.daySpend)
   if tonumber(d[1] or '-1') == math.floor(now / DAY) and tonumber(d[2] or '0') > 0 then
     redis.call('HINCRBY', K.state, G.dayCount, -1)
+    local price = tonumber(A.price)
+    if price > 0 and tonumber(d[3] or '0') >= price then redis.call('HINCRBY', K.state, G.daySpend, -price) end
   end
 end
 if tonumber(A.convBucketMs) > 0 then

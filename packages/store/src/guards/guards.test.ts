@@ -112,6 +112,42 @@ describe('daily budgets', () => {
     expect(await g.send(fr('+3361299', 'small'), T0)).toMatchObject({ code: 'key_budget_exhausted' });
   });
 
+  it('refuses past a spend budget (money, at the expected price of each send) until the next UTC day; undo gives it back', async () => {
+    const g = createSendGuards(
+      store.redis,
+      store.ks,
+      readGuardsConfig(
+        new EnvReader({ GUARD_DAILY_SPEND_PER_COUNTRY: 'FR=0.20', GUARD_DAILY_SPEND_PER_KEY: 'small=0.1' }),
+        [],
+      ),
+      { currency: 'EUR' },
+    );
+    const priced = (t: GuardTarget, price: number): GuardTarget => ({ ...t, price });
+    // 0.07 each: three make 0.21, past 0.20
+    expect((await g.send(priced(fr(), 0.07), T0)).kind).toBe('ok');
+    const second = await g.send(priced(fr(), 0.07), T0);
+    expect(second.kind).toBe('ok');
+    // the next one at this price would pass the budget: the block is listed already
+    expect((await g.blocks(T0)).map((b) => [b.guard, b.why])).toEqual([
+      ['country_budget_exhausted', '0.14 EUR spent today, the daily budget is 0.20 EUR'],
+    ]);
+    const refused = await g.send(priced(fr(), 0.07), T0);
+    expect(refused).toMatchObject({ kind: 'refused', code: 'country_budget_exhausted' });
+    expect(refused.kind === 'refused' && refused.why).toBe('0.14 EUR spent today, the daily budget is 0.20 EUR');
+    // a cheaper SMS still fits; an SMS of unknown price (0) is not weighed
+    expect((await g.send(priced(fr(), 0.05), T0)).kind).toBe('ok');
+    expect((await g.send(priced(fr(), 0), T0)).kind).toBe('ok');
+    expect(await g.send(priced(fr(), 0.02), T0)).toMatchObject({ code: 'country_budget_exhausted' });
+    // a send taken back (not created after all) gives its price back
+    if (second.kind === 'ok') await second.undo();
+    expect((await g.send(priced(fr(), 0.07), T0)).kind).toBe('ok');
+    // the next UTC day starts from nothing
+    expect((await g.send(priced(fr(), 0.07), Date.UTC(2031, 0, 2))).kind).toBe('ok');
+    // per key: 0.1 for `small`
+    expect((await g.send(priced(fr('+3361299', 'small'), 0.07), T0)).kind).toBe('ok');
+    expect(await g.send(priced(fr('+3361299', 'small'), 0.07), T0)).toMatchObject({ code: 'key_budget_exhausted' });
+  });
+
   it('a send the per-number rules refused after the guards counted it is taken back', async () => {
     const g = guardsWith({ GUARD_DAILY_SMS_PER_COUNTRY: '*=1' });
     const first = await g.send(fr(), T0);

@@ -12,6 +12,8 @@ export interface GuardTarget {
   readonly phoneNumber: string;
   readonly country: string;
   readonly callingCode: string;
+  /** What the SMS is expected to cost, in SMS_PRICE_CURRENCY (core's expectedPrice); 0 or absent: not weighed. */
+  readonly price?: number;
 }
 
 /** A guard's refusal code (CONTRACT): 429 with Retry-After. */
@@ -57,12 +59,21 @@ interface Subject {
   readonly velocityMax: number;
   readonly convMinSends: number;
   readonly budget: number;
+  /** Daily spend budget, millionths of the currency; 0 = none. */
+  readonly spendBudget: number;
 }
 
 const CONV_BUCKETS = 12;
+const MICROS = 1_000_000;
 
 /** Builds the guards over Redis; `cfg.enabled` false gives guards that never refuse and touch nothing. */
-export function createSendGuards(redis: RedisClient, ks: Keyspace, cfg: GuardsConfig): SendGuards {
+export function createSendGuards(
+  redis: RedisClient,
+  ks: Keyspace,
+  cfg: GuardsConfig,
+  opts: { currency?: string } = {},
+): SendGuards {
+  const currency = opts.currency ?? 'EUR';
   const v = cfg.velocity;
   const c = cfg.conversion;
   const convBucketMs = Math.ceil((c.windowSeconds * 1000) / CONV_BUCKETS);
@@ -80,6 +91,7 @@ export function createSendGuards(redis: RedisClient, ks: Keyspace, cfg: GuardsCo
         velocityMax: v.rangeMaxUnverified,
         convMinSends: 0,
         budget: 0,
+        spendBudget: 0,
       },
       {
         kind: 'vc',
@@ -88,6 +100,7 @@ export function createSendGuards(redis: RedisClient, ks: Keyspace, cfg: GuardsCo
         velocityMax: v.countryMaxUnverified,
         convMinSends: 0,
         budget: 0,
+        spendBudget: 0,
       },
       {
         kind: 'wr',
@@ -96,6 +109,7 @@ export function createSendGuards(redis: RedisClient, ks: Keyspace, cfg: GuardsCo
         velocityMax: 0,
         convMinSends: c.rangeMinSends,
         budget: 0,
+        spendBudget: 0,
       },
       {
         kind: 'wc',
@@ -104,6 +118,7 @@ export function createSendGuards(redis: RedisClient, ks: Keyspace, cfg: GuardsCo
         velocityMax: 0,
         convMinSends: c.countryMinSends,
         budget: budgetOf(cfg.dailyPerCountry, t.country),
+        spendBudget: Math.round(budgetOf(cfg.dailySpendPerCountry, t.country) * MICROS),
       },
       {
         kind: 'bk',
@@ -112,9 +127,10 @@ export function createSendGuards(redis: RedisClient, ks: Keyspace, cfg: GuardsCo
         velocityMax: 0,
         convMinSends: 0,
         budget: budgetOf(cfg.dailyPerKey, t.keyName),
+        spendBudget: Math.round(budgetOf(cfg.dailySpendPerKey, t.keyName) * MICROS),
       },
     ];
-    return all.filter((s) => s.velocityMax > 0 || s.convMinSends > 0 || s.budget > 0);
+    return all.filter((s) => s.velocityMax > 0 || s.convMinSends > 0 || s.budget > 0 || s.spendBudget > 0);
   };
 
   const codeOf = (s: Subject, guard: string): GuardCode =>
@@ -141,7 +157,8 @@ export function createSendGuards(redis: RedisClient, ks: Keyspace, cfg: GuardsCo
     await GUARD_BLOCKED.run(redis, index, { id, endsAt: until, info: JSON.stringify(info) });
   };
 
-  const undoAll = (list: Subject[], now: number) =>
+  const priceOf = (t: GuardTarget) => Math.round((t.price ?? 0) * MICROS);
+  const undoAll = (list: Subject[], t: GuardTarget, now: number) =>
     Promise.all(
       list.map((s) =>
         GUARD_UNDO.run(
@@ -151,7 +168,8 @@ export function createSendGuards(redis: RedisClient, ks: Keyspace, cfg: GuardsCo
             now,
             velocity: s.velocityMax > 0 ? 1 : 0,
             convBucketMs: s.convMinSends > 0 ? convBucketMs : 0,
-            budget: s.budget > 0 ? 1 : 0,
+            budget: s.budget > 0 || s.spendBudget > 0 ? 1 : 0,
+            price: s.spendBudget > 0 ? priceOf(t) : 0,
           },
         ),
       ),
@@ -177,6 +195,9 @@ export function createSendGuards(redis: RedisClient, ks: Keyspace, cfg: GuardsCo
               convBuckets: CONV_BUCKETS,
               throttleMs: c.throttleSeconds * 1000,
               budget: s.budget,
+              spendBudget: s.spendBudget,
+              price: s.spendBudget > 0 ? priceOf(t) : 0,
+              currency,
               keepMs,
             },
           ),
@@ -201,9 +222,9 @@ export function createSendGuards(redis: RedisClient, ks: Keyspace, cfg: GuardsCo
           if (r.filled === '1') notes.push(register(s, t, codeOf(s, 'budget'), r.why ?? '', at + Number(r.dayEndMs)));
         }
       });
-      if (refusal) notes.push(undoAll(counted, now));
+      if (refusal) notes.push(undoAll(counted, t, now));
       await Promise.all(notes);
-      return refusal ?? { kind: 'ok', undo: () => undoAll(counted, now) };
+      return refusal ?? { kind: 'ok', undo: () => undoAll(counted, t, now) };
     },
 
     async approved(t, now = 0) {
