@@ -12,6 +12,7 @@ import { startWebhookReceiver, type WebhookReceiver } from './support/webhook-re
 // Real processes with TENANTS_FILE: two keys with their own templates, brands and webhook endpoints; reloads.
 const ALPHA = 'alpha-secret-0123456789abcdef';
 const BETA = 'beta-secret-0123456789abcdefgh';
+const GAMMA = 'gamma-secret-0123456789abcdefg';
 const WH_ALPHA = `whsec_${Buffer.from('tenant-alpha-webhook-secret-012345').toString('base64')}`;
 const WH_BETA = `whsec_${Buffer.from('tenant-beta-webhook-secret-0123456').toString('base64')}`;
 
@@ -52,6 +53,12 @@ ${
       "${TEST_DELIVERED}": { code: "12345678", outcome: delivered }
       "${TEST_UNDELIVERED}": { outcome: undelivered }
       "${TEST_SILENT}": { outcome: no_receipt }
+  gamma:
+    secret: ${GAMMA}
+    routes:
+      FR: [octopush, twilio]
+      "*": [twilio]
+    budgets: { dailySms: 2 }
 `;
 
 beforeAll(async () => {
@@ -181,6 +188,28 @@ describe('settings per API key (TENANTS_FILE)', () => {
     } finally {
       await api.stop();
     }
+  });
+
+  it("a key's own routes and daily budget: its FR codes go through Octopush first, its third SMS of the day is refused", async () => {
+    const fr = phone();
+    const r = await send(GAMMA, fr);
+    expect(r.status).toBe(202);
+    await smsTo(fr);
+    expect((await stack.inbox(fr))[0]?.provider).toBe('octopush');
+    // the gateway-wide order (SMS_PROVIDERS twilio,octopush) for the stack's own key
+    const other = phone();
+    expect((await stack.send(other)).status).toBe(202);
+    await smsTo(other);
+    expect((await stack.inbox(other))[0]?.provider).toBe('twilio');
+    // its `*` route: a Belgian number through Twilio
+    expect((await send(GAMMA, '+32470123456')).status).toBe(202);
+    const third = await send(GAMMA, phone());
+    expect(third.status).toBe(429);
+    const body = (await third.json()) as { error: { code: string; message: string } };
+    expect(body.error.code).toBe('key_budget_exhausted');
+    expect(body.error.message).toContain('2 SMS today, the daily budget is 2');
+    await smsTo('+32470123456');
+    expect((await stack.inbox('+32470123456'))[0]?.provider).toBe('twilio');
   });
 
   it('a key removed from the file is refused after the reload', async () => {

@@ -46,7 +46,10 @@ async function main() {
   const { redis, ks } = connectStore(config, 'request', 'otp-api');
   const queues = createSendQueues(redis, ks, config.queues);
   const clock = startRedisClock(redis);
-  const guards = createSendGuards(redis, ks, config.guards, { currency: config.providers.priceCurrency });
+  const guards = createSendGuards(redis, ks, config.guards, {
+    currency: config.providers.priceCurrency,
+    keyBudgets: (name) => tenants.get(name)?.budgets ?? null,
+  });
   const metrics = createApiMetrics(config.guards.enabled ? () => guards.blocks() : undefined);
   const eventQueue = createStatusEventQueue(redis, ks);
   let app: Awaited<ReturnType<typeof buildApi>> | undefined;

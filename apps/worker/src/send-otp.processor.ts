@@ -25,8 +25,8 @@ export interface SendProcessorDeps {
   readonly providers: ReadonlyMap<ProviderId, SmsProvider>;
   /** The order for countries without a route of their own. */
   readonly order: readonly ProviderId[];
-  /** SMS_ROUTES: provider order per ISO country of the destination. */
-  readonly routes?: ReadonlyMap<string, readonly ProviderId[]>;
+  /** The routes in force: SMS_ROUTES by ISO country, and API keys' own (see send.worker.ts and encodeRoutes). */
+  readonly routes?: () => ReadonlyMap<string, readonly ProviderId[]>;
   /** SMS_PRICES: a message's cost when the provider's answer does not say it. */
   readonly priceOf?: (provider: ProviderId, country: string) => SmsCost | null;
   readonly delivery: DeliveryRepo;
@@ -106,7 +106,7 @@ export function createSendProcessor(deps: SendProcessorDeps) {
   return async (job: SendJob, token?: string): Promise<void> => {
     const { otpId } = job.data;
     const log = deps.log.child({ otpId, jobId: job.id });
-    const begun = await delivery.begin(otpId, order, MIN_SEND_LIFE_MS, deps.routes);
+    const begun = await delivery.begin(otpId, order, MIN_SEND_LIFE_MS, deps.routes?.());
 
     if (begun.kind === 'stop') {
       if (begun.reason === 'too_late' || begun.reason === 'exhausted') return giveUp(otpId, log, begun.reason);

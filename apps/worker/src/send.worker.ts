@@ -1,4 +1,4 @@
-import { type Config, deriveKeys, type Logger, type SmsProvider, tablePrice } from '@otp-gateway/core';
+import { type Config, deriveKeys, type Logger, type ProviderId, type SmsProvider, tablePrice } from '@otp-gateway/core';
 import { compileTemplates, createProviders, type OtpTemplates } from '@otp-gateway/providers';
 import { postWebhook, type TenantRegistry, type WebhookTarget } from '@otp-gateway/service';
 import {
@@ -12,6 +12,7 @@ import {
   createStatusEvents,
   enqueueResend,
   type Keyspace,
+  type ProviderRoutes,
   parseDeliveryReport,
   type RedisClient,
   type SendJobData,
@@ -127,11 +128,26 @@ export async function startSendWorker(deps: SendWorkerDeps): Promise<SendWorker>
       if (r.kind === 'applied' && r.resend) await enqueueResend(queues, r.resend.otpId, r.resend.after);
     }
   };
+  // SMS_ROUTES by country, and each API key's own routes (TENANTS_FILE) as `<key>|<country or *>`: rebuilt when the
+  // key settings are reloaded (the plan script picks the key's, then the country's, then the default order)
+  const configured = (order: readonly string[]) => order.filter((p): p is ProviderId => providers.has(p as ProviderId));
+  const buildRoutes = (): ProviderRoutes => {
+    const m = new Map<string, readonly ProviderId[]>();
+    for (const [cc, order] of config.providers.routes) m.set(cc, configured(order));
+    for (const t of deps.tenants?.current().byName.values() ?? []) {
+      for (const [cc, order] of t.routes) m.set(`${t.name}|${cc}`, configured(order));
+    }
+    return m;
+  };
+  let routes = buildRoutes();
+  deps.tenants?.onChange(() => {
+    routes = buildRoutes();
+  });
   const processor = createSendProcessor({
     providers,
     order: config.providers.defaultRoute.filter((p) => providers.has(p)),
     priceOf: (provider, country) => tablePrice(config.providers, provider, country),
-    routes: new Map([...config.providers.routes].map(([cc, order]) => [cc, order.filter((p) => providers.has(p))])),
+    routes: () => routes,
     delivery,
     keys: deriveKeys(config.otpSecret),
     log,

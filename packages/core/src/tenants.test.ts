@@ -21,6 +21,53 @@ const problemsOf = (doc: unknown, c = ctx) => {
   }
 };
 
+describe('parseTenants: routes and budgets per key', () => {
+  it('reads provider routes by country (and *) and daily budgets', () => {
+    const set = parseTenants(
+      {
+        keys: {
+          shop: {
+            secret: 'shop-secret-0123456789',
+            routes: { fr: ['octopush', 'twilio'], '*': ['twilio'] },
+            budgets: { dailySms: 500, dailySpend: 12.5 },
+          },
+        },
+      },
+      { ...ctx, providers: ['twilio', 'octopush'] },
+    );
+    const shop = set.byName.get('shop')!;
+    expect([...shop.routes]).toEqual([
+      ['FR', ['octopush', 'twilio']],
+      ['*', ['twilio']],
+    ]);
+    expect(shop.budgets).toEqual({ dailySms: 500, dailySpend: 12.5 });
+  });
+
+  it('names a provider not configured, an unknown country, a repeat and a bad budget', () => {
+    expect(
+      problemsOf(
+        {
+          keys: {
+            shop: {
+              secret: 'shop-secret-0123456789',
+              routes: { FR: ['octopush'], XX: ['twilio'], DE: ['twilio', 'twilio'] },
+              budgets: { dailySms: 1.5, dailySpend: -1, monthly: 3 },
+            },
+          },
+        },
+        { ...ctx, providers: ['twilio'] } as typeof ctx,
+      ),
+    ).toEqual([
+      'TENANTS_FILE key shop: routes FR names octopush, not among SMS_PROVIDERS (twilio)',
+      'TENANTS_FILE key shop: routes: "XX" is not an ISO 3166 alpha-2 country code',
+      'TENANTS_FILE key shop: routes DE repeats a provider',
+      'TENANTS_FILE key shop: budgets: unknown setting "monthly"',
+      'TENANTS_FILE key shop: budgets.dailySms must be a whole number from 0 (none) to 1000000000',
+      'TENANTS_FILE key shop: budgets.dailySpend must be an amount from 0 (none), in SMS_PRICE_CURRENCY',
+    ]);
+  });
+});
+
 describe('parseTenants', () => {
   it('reads every setting; the file wins over API_KEYS for a name in both', () => {
     const set = parseTenants(

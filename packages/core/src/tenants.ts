@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { isSupportedCountry } from 'libphonenumber-js/max';
 import type { ApiKey } from './config.js';
 import { ConfigError } from './errors.js';
 import { webhookUrlProblem } from './status-webhooks.config.js';
@@ -6,8 +7,7 @@ import { webhookSecretKey } from './status-webhooks.js';
 
 /**
  * Settings per API key (TENANTS_FILE, YAML or JSON), one entry per key name under `keys:`. Every field but the
- * secret is optional: what is absent follows the gateway-wide variables. Reserved for later issues (routes and
- * budgets per key): add their fields here, beside the others, and to parseTenants.
+ * secret is optional: what is absent follows the gateway-wide variables.
  */
 export interface Tenant {
   readonly name: string;
@@ -27,6 +27,13 @@ export interface Tenant {
   readonly allowedCountries: ReadonlySet<string> | null;
   /** Test numbers (E.164) of this key: never sent to a provider (see TestNumber). */
   readonly testNumbers: ReadonlyMap<string, TestNumber>;
+  /**
+   * Its provider order by ISO country, `*` for its other countries; a country it does not name (and no `*`)
+   * follows SMS_ROUTES, then SMS_PROVIDERS. Empty: the gateway-wide routes.
+   */
+  readonly routes: ReadonlyMap<string, readonly string[]>;
+  /** Its daily budgets (UTC days): SMS count and spend in SMS_PRICE_CURRENCY; null: GUARD_DAILY_*_PER_KEY. */
+  readonly budgets: { readonly dailySms: number | null; readonly dailySpend: number | null };
 }
 
 /** What a test number simulates after its (fake) acceptance. */
@@ -63,6 +70,8 @@ const FIELDS = new Set([
   'codeLength',
   'allowedCountries',
   'testNumbers',
+  'routes',
+  'budgets',
 ]);
 
 /**
@@ -79,6 +88,8 @@ export function parseTenants(
     allowPrivateNetworks: boolean;
     /** OTP_CODE_LENGTH: a fixed test code must have the key's code length. */
     defaultCodeLength?: number;
+    /** SMS_PROVIDERS: the providers a route may name (any known one when absent). */
+    providers?: readonly string[];
   },
 ): TenantSet {
   const problems: string[] = [];
@@ -95,6 +106,8 @@ export function parseTenants(
       codeLength: null,
       allowedCountries: null,
       testNumbers: new Map(),
+      routes: new Map(),
+      budgets: { dailySms: null, dailySpend: null },
     });
   }
   const keys = (doc as { keys?: unknown } | null)?.keys;
@@ -194,6 +207,52 @@ export function parseTenants(
         }
       }
     }
+    const routes = new Map<string, readonly string[]>();
+    if (e.routes !== undefined) {
+      const providers = ctx.providers ?? ['twilio', 'octopush'];
+      if (typeof e.routes !== 'object' || e.routes === null || Array.isArray(e.routes)) {
+        problems.push(`${where}: routes must map an ISO country (or *) to a list of providers`);
+      } else {
+        for (const [rawCc, list] of Object.entries(e.routes)) {
+          const cc = rawCc === '*' ? '*' : rawCc.toUpperCase();
+          if (cc !== '*' && !(/^[A-Z]{2}$/.test(cc) && isSupportedCountry(cc))) {
+            problems.push(`${where}: routes: "${rawCc}" is not an ISO 3166 alpha-2 country code`);
+          } else if (!Array.isArray(list) || list.length === 0) {
+            problems.push(`${where}: routes ${rawCc} must be a list of providers`);
+          } else {
+            const bad = list.filter((p) => typeof p !== 'string' || !providers.includes(p));
+            if (bad.length > 0) {
+              problems.push(
+                `${where}: routes ${rawCc} names ${bad.map(String).join(', ')}, not among SMS_PROVIDERS (${providers.join(', ')})`,
+              );
+            } else if (new Set(list).size !== list.length)
+              problems.push(`${where}: routes ${rawCc} repeats a provider`);
+            else routes.set(cc, Object.freeze([...(list as string[])]));
+          }
+        }
+      }
+    }
+    const budgets = { dailySms: null as number | null, dailySpend: null as number | null };
+    if (e.budgets !== undefined) {
+      const b = e.budgets as { dailySms?: unknown; dailySpend?: unknown } | null;
+      if (typeof b !== 'object' || b === null || Array.isArray(b)) {
+        problems.push(`${where}: budgets must be a map with dailySms and/or dailySpend`);
+      } else {
+        for (const f of Object.keys(b)) {
+          if (f !== 'dailySms' && f !== 'dailySpend') problems.push(`${where}: budgets: unknown setting "${f}"`);
+        }
+        if (b.dailySms !== undefined) {
+          if (!Number.isInteger(b.dailySms) || (b.dailySms as number) < 0 || (b.dailySms as number) > 1e9) {
+            problems.push(`${where}: budgets.dailySms must be a whole number from 0 (none) to 1000000000`);
+          } else budgets.dailySms = b.dailySms as number;
+        }
+        if (b.dailySpend !== undefined) {
+          if (typeof b.dailySpend !== 'number' || !(b.dailySpend >= 0) || b.dailySpend > 1e9) {
+            problems.push(`${where}: budgets.dailySpend must be an amount from 0 (none), in SMS_PRICE_CURRENCY`);
+          } else budgets.dailySpend = b.dailySpend;
+        }
+      }
+    }
     const codeLength = optInt('codeLength', 6, 10);
     const sender = e.sender === undefined ? null : e.sender;
     if (
@@ -220,6 +279,8 @@ export function parseTenants(
       codeLength,
       allowedCountries,
       testNumbers,
+      routes,
+      budgets: Object.freeze(budgets),
     };
     if (problems.length === before) byName.set(name, Object.freeze(tenant));
   }

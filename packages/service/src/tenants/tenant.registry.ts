@@ -45,6 +45,7 @@ function load(config: Config, check?: TenantCheck): TenantSet {
     allowInsecureHttp: false,
     allowPrivateNetworks: config.statusWebhooks.allowPrivateNetworks,
     defaultCodeLength: config.otp.codeLength,
+    providers: config.providers.order,
   });
   const problems = check ? [...set.byName.values()].flatMap((t) => check(t)) : [];
   if (problems.length > 0) throw new ConfigError(problems);

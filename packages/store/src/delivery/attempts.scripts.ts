@@ -46,19 +46,21 @@ export const PLAN = defineScript({
   lib: DELIVERY_LUA,
   body: `
 local now = clock(A.now)
-local o = redis.call('HMGET', K.otp, F.status, F.exp, F.acc, F.na, F.country)
+local o = redis.call('HMGET', K.otp, F.status, F.exp, F.acc, F.na, F.country, F.key)
 if not o[1] then return stop(K.due, A.id, 'gone') end
--- the route of the number's country (SMS_ROUTES, as ';CC=p1,p2;'), else the default order
-local order = A.order
-local ct = o[5] or ''
-if ct ~= '' then
-  local _, e = string.find(A.routes, ';' .. ct .. '=', 1, true)
-  if e then
-    order = {}
-    local list = string.sub(A.routes, e + 1, string.find(A.routes, ';', e + 1, true) - 1)
-    for p in string.gmatch(list, '[^,]+') do order[#order + 1] = p end
-  end
+-- the route (routes as ';name=p1,p2;'): the API key's own for the number's country ('key|CC'), the key's own
+-- default ('key|*'), the country's (SMS_ROUTES, 'CC'), else the default order
+local function route(name)
+  local _, e = string.find(A.routes, ';' .. name .. '=', 1, true)
+  if not e then return nil end
+  local r = {}
+  local list = string.sub(A.routes, e + 1, string.find(A.routes, ';', e + 1, true) - 1)
+  for p in string.gmatch(list, '[^,]+') do r[#r + 1] = p end
+  return r
 end
+local ct, kn = o[5] or '', o[6] or ''
+local order = (kn ~= '' and ct ~= '' and route(kn .. '|' .. ct)) or (kn ~= '' and route(kn .. '|*'))
+  or (ct ~= '' and route(ct)) or A.order
 local status = settle(K.otp, K.number, A.id, o[1], o[2], now)
 if status ~= 'pending' then return stop(K.due, A.id, status) end
 if o[3] and o[3] ~= '' then return stop(K.due, A.id, 'done') end

@@ -89,6 +89,21 @@ describe('delivery repo', () => {
     expect(await repo.begin(other.id, order, 5000, new Map([['DE', ['octopush'] as const]]))).toMatchObject({
       provider: 'twilio',
     });
+    // an API key's own routes (TENANTS_FILE) come first: for the country, then its `*`, then SMS_ROUTES
+    const mine = await fixtures.created({ phoneNumber: nextPhone() });
+    const keyRoutes = (extra: [string, readonly ('twilio' | 'octopush')[]][]) =>
+      new Map([['FR', ['twilio'] as const], ...extra]);
+    expect(await repo.begin(mine.id, order, 5000, keyRoutes([['k|FR', ['octopush']]]))).toMatchObject({
+      provider: 'octopush',
+    });
+    const star = await fixtures.created({ phoneNumber: nextPhone() });
+    expect(await repo.begin(star.id, order, 5000, keyRoutes([['k|*', ['octopush']]]))).toMatchObject({
+      provider: 'octopush',
+    });
+    const otherKey = await fixtures.created({ phoneNumber: nextPhone() });
+    expect(await repo.begin(otherKey.id, order, 5000, keyRoutes([['shop|FR', ['octopush']]]))).toMatchObject({
+      provider: 'twilio',
+    });
   });
 
   it('records an attempt, then its acceptance, and indexes the message id', async () => {

@@ -47,9 +47,21 @@ export type BeginOutcome =
 /** SMS_ROUTES: provider order per ISO country of the destination; countries not listed use the default order. */
 export type ProviderRoutes = ReadonlyMap<string, readonly ProviderId[]>;
 
-/** Routes as the plan script reads them: `;FR=octopush,twilio;BE=twilio;` (countries and ids never hold ; = ,). */
-export const encodeRoutes = (routes: ProviderRoutes | undefined): string =>
-  routes && routes.size > 0 ? `;${[...routes].map(([cc, order]) => `${cc}=${order.join(',')}`).join(';')};` : '';
+/**
+ * Routes as the plan script reads them: `;FR=octopush,twilio;BE=twilio;shop|FR=twilio;shop|*=octopush;` (SMS_ROUTES by
+ * country, and an API key's own routes as `<key>|<country or *>`, TENANTS_FILE; names and ids never hold ; = , |).
+ * Encoded once per routes map (the worker keeps one map until the settings change).
+ */
+const encoded = new WeakMap<ProviderRoutes, string>();
+export const encodeRoutes = (routes: ProviderRoutes | undefined): string => {
+  if (!routes || routes.size === 0) return '';
+  let s = encoded.get(routes);
+  if (s === undefined) {
+    s = `;${[...routes].map(([name, order]) => `${name}=${order.join(',')}`).join(';')};`;
+    encoded.set(routes, s);
+  }
+  return s;
+};
 
 /** The worker's view of an OTP's delivery: begin an attempt, settle it, give up. */
 export interface DeliveryRepo {

@@ -71,7 +71,11 @@ export function createSendGuards(
   redis: RedisClient,
   ks: Keyspace,
   cfg: GuardsConfig,
-  opts: { currency?: string } = {},
+  opts: {
+    currency?: string;
+    /** An API key's own daily budgets (TENANTS_FILE), read at each send; null fields: GUARD_DAILY_*_PER_KEY. */
+    keyBudgets?: (keyName: string) => { dailySms: number | null; dailySpend: number | null } | null;
+  } = {},
 ): SendGuards {
   const currency = opts.currency ?? 'EUR';
   const v = cfg.velocity;
@@ -83,6 +87,7 @@ export function createSendGuards(
   const subjects = (t: GuardTarget): Subject[] => {
     const range = numberRange(t.phoneNumber, cfg.rangeDigits);
     const rangeLabel = range + 'x'.repeat(cfg.rangeDigits);
+    const own = opts.keyBudgets?.(t.keyName) ?? null;
     const all: Subject[] = [
       {
         kind: 'vr',
@@ -126,8 +131,8 @@ export function createSendGuards(
         label: t.keyName,
         velocityMax: 0,
         convMinSends: 0,
-        budget: budgetOf(cfg.dailyPerKey, t.keyName),
-        spendBudget: Math.round(budgetOf(cfg.dailySpendPerKey, t.keyName) * MICROS),
+        budget: own?.dailySms ?? budgetOf(cfg.dailyPerKey, t.keyName),
+        spendBudget: Math.round((own?.dailySpend ?? budgetOf(cfg.dailySpendPerKey, t.keyName)) * MICROS),
       },
     ];
     return all.filter((s) => s.velocityMax > 0 || s.convMinSends > 0 || s.budget > 0 || s.spendBudget > 0);
