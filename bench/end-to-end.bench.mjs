@@ -28,6 +28,7 @@ import {
   startApp,
   startRedis,
   waitForHttp,
+  waitQueuesDrained,
 } from './lib.mjs';
 
 /** Target from the performance issue: time to SMS p99 at 500 OTPs a second, instant providers. */
@@ -223,7 +224,7 @@ export async function endToEndBench(
     };
     timeToSms.push(row);
     log(`time to SMS at ${rate}/s: p50 ${row.p50} ms, p99 ${row.p99} ms, queue up to ${maxQueued}`);
-    await drained(layout, rc, 60_000);
+    await waitQueuesDrained(layout, rc, 60_000);
   }
 
   const at500 = timeToSms.find((t) => t.rate === 500);
@@ -311,15 +312,6 @@ async function waitForFunnel(hooksUrl, stage, n, timeoutMs) {
     if (got >= n) return;
     if (Date.now() > deadline) throw new Error(`${got} of ${n} OTPs ${stage} within ${timeoutMs} ms`);
     await sleep(250);
-  }
-}
-
-async function drained(layout, rc, timeoutMs) {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const counts = await Promise.all(layout.queues.flatMap((q) => [rc.llen(q.key('wait')), rc.llen(q.key('active'))]));
-    if (counts.every((n) => n === 0)) return;
-    await sleep(500);
   }
 }
 

@@ -29,6 +29,7 @@ import {
   startApp,
   startRedis,
   waitForHttp,
+  waitQueuesDrained,
 } from './lib.mjs';
 
 /** Targets from the performance issue: throughput ≥ 20× the synchronous gateway's, p99 ≥ 50× lower. */
@@ -121,7 +122,7 @@ export async function headlineBench(
         log(
           `${side} ${c} connections: ${round(accepted / r.durationSeconds, 1)} accepted/s, p99 ${r.latencyMs.p99} ms`,
         );
-        if (side === 'gateway') await drained(layout, rc, 60_000);
+        if (side === 'gateway') await waitQueuesDrained(layout, rc, 60_000);
       }
     }
   }
@@ -251,16 +252,6 @@ export async function headlineBench(
       '',
     ],
   };
-}
-
-/** Waits until the send queues have no waiting or active job, so the next round does not share the CPU with it. */
-async function drained(layout, rc, timeoutMs) {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const counts = await Promise.all(layout.queues.flatMap((q) => [rc.llen(q.key('wait')), rc.llen(q.key('active'))]));
-    if (counts.every((n) => n === 0)) return;
-    await sleep(500);
-  }
 }
 
 /** How many of `phones` received at least one SMS, waiting up to timeoutMs for all of them. */

@@ -490,6 +490,16 @@ export function gatewayEnv({ redis, simUrl = 'http://127.0.0.1:9', ...ports }) {
 // ---------------------------------------------------------------------------------------------------------------
 // load and numbers
 
+/** Waits until the send queues have no waiting or active job (so a next round does not share the CPU with them). */
+export async function waitQueuesDrained(layout, rc, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const counts = await Promise.all(layout.queues.flatMap((q) => [rc.llen(q.key('wait')), rc.llen(q.key('active'))]));
+    if (counts.every((n) => n === 0)) return;
+    await sleep(500);
+  }
+}
+
 /** Valid French mobile numbers (+3361xxxxxxx), unique per call: per-number limits never trigger. */
 export function phoneCounter(start = 0) {
   let i = start;
