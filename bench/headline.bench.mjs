@@ -129,12 +129,12 @@ export async function headlineBench(
   const byConnections = Object.fromEntries(
     Object.entries(runs).map(([c, r]) => {
       const s = {
-        rps: median(r.sync.map((q) => q.acceptedPerSecond)),
-        p99: median(r.sync.map((q) => q.latencyMs.p99)),
+        rps: round(median(r.sync.map((q) => q.acceptedPerSecond)), 1),
+        p99: round(median(r.sync.map((q) => q.latencyMs.p99)), 1),
       };
       const g = {
-        rps: median(r.gateway.map((q) => q.acceptedPerSecond)),
-        p99: median(r.gateway.map((q) => q.latencyMs.p99)),
+        rps: round(median(r.gateway.map((q) => q.acceptedPerSecond)), 1),
+        p99: round(median(r.gateway.map((q) => q.latencyMs.p99)), 1),
       };
       return [
         c,
