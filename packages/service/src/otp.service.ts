@@ -44,8 +44,6 @@ export interface OtpServiceDeps {
   readonly queues: SendQueues;
   /** The abuse guards (velocity, conversion watch, daily budgets); absent: none. */
   readonly guards?: SendGuards;
-  /** A guard refused a send (for logs and metrics beyond the answer). */
-  readonly onGuardRefusal?: (r: { code: string; why: string; country: string; callingCode: string }) => void;
   /**
    * Resolves true once what this request wrote is on the replicas the configuration asks for (Sentinel); false:
    * the send is answered 503, since a failover could lose it (createReplicaWait). Absent: nothing to wait for.
@@ -185,15 +183,8 @@ export function createOtpService(deps: OtpServiceDeps): OtpService {
       };
       // A test number never reaches a provider: no SMS for the guards to weigh or to count against a budget.
       const guarded = deps.guards && !test ? await store(() => deps.guards!.send(target, now())) : null;
-      if (guarded?.kind === 'refused') {
-        deps.onGuardRefusal?.({
-          code: guarded.code,
-          why: guarded.why,
-          country: phone.country,
-          callingCode: phone.callingCode,
-        });
-        throw guardError(guarded.code, guarded.why, guarded.retryAfterMs);
-      }
+      // the API's error handler logs and counts the refusal (its code and why travel in the GatewayError)
+      if (guarded?.kind === 'refused') throw guardError(guarded.code, guarded.why, guarded.retryAfterMs);
       const code = test?.code ?? generateCode(mine.codeLength);
       const outcome = await store(() =>
         repo.create(
