@@ -145,34 +145,7 @@ export function createOtpService(deps: OtpServiceDeps): OtpService {
         if (problem) throw new GatewayError(400, 'invalid_metadata', problem);
       }
       const metadata = encodeMetadata(req.metadata);
-      await counted(caller);
       let id = newOtpId(numberToken(keys, caller.keyName, phone.e164));
-      if (req.idempotencyKey) {
-        // metadata joins the fingerprint only when given: a key reused without it keeps its old fingerprint
-        const print = fingerprint(keys, `${phone.e164}\n${locale}${metadata ? `\n${metadata}` : ''}`);
-        const claim = await store(() =>
-          deps.idempotency.claim(
-            caller.keyName,
-            req.idempotencyKey!,
-            print,
-            id,
-            (mine.ttlSeconds + otp.recordRetentionSeconds) * 1000,
-          ),
-        );
-        if (claim.kind === 'conflict') {
-          throw new GatewayError(
-            422,
-            'idempotency_key_reused',
-            'this Idempotency-Key was already used with a different request body',
-          );
-        }
-        if (claim.kind === 'replay') {
-          // The first request with this key got this id; it created the OTP, or it never got that far.
-          const answer = await replay(caller, claim.otpId);
-          if (answer) return answer;
-          id = claim.otpId;
-        }
-      }
       const test = deps.testNumber?.(caller.keyName, phone.e164) ?? null;
       const target = {
         keyName: caller.keyName,
@@ -181,8 +154,58 @@ export function createOtpService(deps: OtpServiceDeps): OtpService {
         callingCode: phone.callingCode,
         price: expectedPrice(config.providers, phone.country),
       };
+      // The request counters, the Idempotency-Key claim and the abuse guards go in one round trip. The guards count
+      // this send at once; when another step refuses it (or it turns out to be a replay) they take the count back.
       // A test number never reaches a provider: no SMS for the guards to weigh or to count against a budget.
-      const guarded = deps.guards && !test ? await store(() => deps.guards!.send(target, now())) : null;
+      const [counters, claimed, guards] = await Promise.allSettled([
+        store(() => limiter.hit(caller.ip, caller.keyName)),
+        req.idempotencyKey
+          ? store(() =>
+              deps.idempotency.claim(
+                caller.keyName,
+                req.idempotencyKey!,
+                // metadata joins the fingerprint only when given: a key reused without it keeps its old fingerprint
+                fingerprint(keys, `${phone.e164}\n${locale}${metadata ? `\n${metadata}` : ''}`),
+                id,
+                (mine.ttlSeconds + otp.recordRetentionSeconds) * 1000,
+              ),
+            )
+          : null,
+        deps.guards && !test ? store(() => deps.guards!.send(target, now())) : null,
+      ]);
+      const guarded = guards.status === 'fulfilled' ? guards.value : null;
+      const takeBack = async () => {
+        if (guarded?.kind === 'ok') await guarded.undo().catch(() => undefined);
+      };
+      for (const step of [counters, claimed, guards]) {
+        if (step.status === 'rejected') {
+          await takeBack();
+          throw step.reason;
+        }
+      }
+      const limited = counters.status === 'fulfilled' ? counters.value : null;
+      const claim = claimed.status === 'fulfilled' ? claimed.value : null;
+      if (limited) {
+        await takeBack();
+        refuse(limited);
+      }
+      if (claim?.kind === 'conflict') {
+        await takeBack();
+        throw new GatewayError(
+          422,
+          'idempotency_key_reused',
+          'this Idempotency-Key was already used with a different request body',
+        );
+      }
+      if (claim?.kind === 'replay') {
+        // The first request with this key got this id; it created the OTP, or it never got that far.
+        const answer = await replay(caller, claim.otpId);
+        if (answer) {
+          await takeBack();
+          return answer;
+        }
+        id = claim.otpId;
+      }
       // the API's error handler logs and counts the refusal (its code and why travel in the GatewayError)
       if (guarded?.kind === 'refused') throw guardError(guarded.code, guarded.why, guarded.retryAfterMs);
       const code = test?.code ?? generateCode(mine.codeLength);

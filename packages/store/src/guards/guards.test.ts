@@ -1,6 +1,7 @@
 import { EnvReader, readGuardsConfig } from '@otp-gateway/core';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { closeRedisClients, type IsolatedStore, isolatedRedis } from '../../../../test/support/redis.js';
+import { guardKey, guardSubject } from './guard.record.js';
 import { createSendGuards, type GuardTarget, type SendGuards } from './guards.js';
 
 /** The guards against a real Redis, time moved by the scripts' `now` (a shifted clock). */
@@ -90,6 +91,45 @@ describe('conversion watch', () => {
   });
 });
 
+describe('conversion window running sums', () => {
+  it('equal the sums of the window\'s buckets after sends, approvals and undos spread over hours, gaps included', async () => {
+    const g = guardsWith({
+      GUARD_VELOCITY_RANGE_MAX_UNVERIFIED: '0',
+      GUARD_VELOCITY_COUNTRY_MAX_UNVERIFIED: '0',
+      GUARD_CONVERSION_RANGE_MIN_SENDS: '1000000',
+      GUARD_CONVERSION_COUNTRY_MIN_SENDS: '0',
+      GUARD_CONVERSION_WINDOW_SECONDS: '3600',
+    });
+    const bucketMs = 300_000; // 3600 s in 12 buckets
+    const key = guardKey(store.ks, guardSubject('wr', 'FR', '+3361234'));
+    let seed = 7;
+    const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    let t = T0;
+    for (let step = 0; step < 400; step++) {
+      // mostly small moves, sometimes a bucket or two, now and then past the whole window
+      const r = rand();
+      t += r < 0.9 ? Math.floor(rand() * 20_000) : r < 0.98 ? bucketMs * (1 + Math.floor(rand() * 3)) : 5 * 3_600_000;
+      const target = fr('+3361234');
+      const sent = await g.send(target, t);
+      if (sent.kind !== 'ok') throw new Error('refused');
+      if (rand() < 0.3) await g.approved(target, t);
+      if (rand() < 0.1) await sent.undo();
+      const h = await store.redis.hgetall(key);
+      const cur = Math.floor(t / bucketMs);
+      let judged = 0;
+      let approved = 0;
+      for (let i = cur - 12; i <= cur; i++) {
+        if (i < cur) judged += Number(h[`s${i}`] ?? 0);
+        approved += Number(h[`a${i}`] ?? 0);
+      }
+      expect([Number(h.cb), Number(h.cj), Number(h.ca)]).toEqual([cur, judged, approved]);
+      // no bucket older than the window is kept
+      const oldest = Math.min(...Object.keys(h).filter((f) => /^[sa]\d+$/.test(f)).map((f) => Number(f.slice(1))));
+      expect(oldest).toBeGreaterThanOrEqual(cur - 12);
+    }
+  });
+});
+
 describe('daily budgets', () => {
   it('refuses past the country budget until the next UTC day; other countries and keys go on', async () => {
     const g = guardsWith({ GUARD_DAILY_SMS_PER_COUNTRY: 'DE=3,*=100', GUARD_DAILY_SMS_PER_KEY: 'small=2,*=1000' });
@@ -146,6 +186,15 @@ describe('daily budgets', () => {
     // per key: 0.1 for `small`
     expect((await g.send(priced(fr('+3361299', 'small'), 0.07), T0)).kind).toBe('ok');
     expect(await g.send(priced(fr('+3361299', 'small'), 0.07), T0)).toMatchObject({ code: 'key_budget_exhausted' });
+  });
+
+  it('a send the key budget refuses is taken back from the country (another slot)', async () => {
+    const g = guardsWith({ GUARD_DAILY_SMS_PER_COUNTRY: 'FR=2', GUARD_DAILY_SMS_PER_KEY: 'small=1,*=100' });
+    expect((await g.send(fr('+3361234', 'small'), T0)).kind).toBe('ok');
+    expect(await g.send(fr('+3361234', 'small'), T0)).toMatchObject({ code: 'key_budget_exhausted' });
+    // the refused send left the country's count at 1: one more from another key fits, then the country is full
+    expect((await g.send(fr('+3361234', 'big'), T0)).kind).toBe('ok');
+    expect(await g.send(fr('+3361234', 'big'), T0)).toMatchObject({ code: 'country_budget_exhausted' });
   });
 
   it('a send the per-number rules refused after the guards counted it is taken back', async () => {

@@ -55,6 +55,8 @@ export const numberRange = (phoneNumber: string, digits: number): string => phon
 interface Subject {
   readonly kind: GuardSubjectKind;
   readonly subject: string;
+  /** Its hash's key; subjects whose keys share a slot are checked by one script call. */
+  readonly key: string;
   readonly label: string;
   readonly velocityMax: number;
   readonly convMinSends: number;
@@ -88,10 +90,10 @@ export function createSendGuards(
     const range = numberRange(t.phoneNumber, cfg.rangeDigits);
     const rangeLabel = range + 'x'.repeat(cfg.rangeDigits);
     const own = opts.keyBudgets?.(t.keyName) ?? null;
-    const all: Subject[] = [
+    const all: Omit<Subject, 'key'>[] = [
       {
         kind: 'vr',
-        subject: guardSubject('vr', t.keyName, range),
+        subject: guardSubject('vr', t.country, t.keyName, range),
         label: rangeLabel,
         velocityMax: v.rangeMaxUnverified,
         convMinSends: 0,
@@ -100,7 +102,7 @@ export function createSendGuards(
       },
       {
         kind: 'vc',
-        subject: guardSubject('vc', t.keyName, t.country),
+        subject: guardSubject('vc', t.country, t.keyName),
         label: t.country,
         velocityMax: v.countryMaxUnverified,
         convMinSends: 0,
@@ -109,7 +111,7 @@ export function createSendGuards(
       },
       {
         kind: 'wr',
-        subject: guardSubject('wr', range),
+        subject: guardSubject('wr', t.country, range),
         label: rangeLabel,
         velocityMax: 0,
         convMinSends: c.rangeMinSends,
@@ -135,7 +137,16 @@ export function createSendGuards(
         spendBudget: Math.round((own?.dailySpend ?? budgetOf(cfg.dailySpendPerKey, t.keyName)) * MICROS),
       },
     ];
-    return all.filter((s) => s.velocityMax > 0 || s.convMinSends > 0 || s.budget > 0 || s.spendBudget > 0);
+    return all
+      .filter((s) => s.velocityMax > 0 || s.convMinSends > 0 || s.budget > 0 || s.spendBudget > 0)
+      .map((s) => ({ ...s, key: guardKey(ks, s.subject) }));
+  };
+
+  /** The subjects by slot: the country's, then the key's (a script call each). */
+  const bySlot = (list: Subject[]): Subject[][] => {
+    const country = list.filter((s) => s.kind !== 'bk');
+    const key = list.filter((s) => s.kind === 'bk');
+    return [country, key].filter((g) => g.length > 0);
   };
 
   const codeOf = (s: Subject, guard: string): GuardCode =>
@@ -165,16 +176,20 @@ export function createSendGuards(
   const priceOf = (t: GuardTarget) => Math.round((t.price ?? 0) * MICROS);
   const undoAll = (list: Subject[], t: GuardTarget, now: number) =>
     Promise.all(
-      list.map((s) =>
+      bySlot(list).map((group) =>
         GUARD_UNDO.run(
           redis,
-          { state: guardKey(ks, s.subject) },
+          {},
+          { now, convBucketMs, convBuckets: CONV_BUCKETS },
           {
-            now,
-            velocity: s.velocityMax > 0 ? 1 : 0,
-            convBucketMs: s.convMinSends > 0 ? convBucketMs : 0,
-            budget: s.budget > 0 || s.spendBudget > 0 ? 1 : 0,
-            price: s.spendBudget > 0 ? priceOf(t) : 0,
+            keys: group.map((s) => s.key),
+            // in GUARD_UNDO_SUBJECT_ARGS's order
+            args: group.flatMap((s) => [
+              s.velocityMax > 0 ? 1 : 0,
+              s.convMinSends > 0 ? 1 : 0,
+              s.budget > 0 || s.spendBudget > 0 ? 1 : 0,
+              s.spendBudget > 0 ? priceOf(t) : 0,
+            ]),
           },
         ),
       ),
@@ -183,27 +198,33 @@ export function createSendGuards(
   return {
     async send(t, now = 0) {
       if (!cfg.enabled) return { kind: 'ok', undo: async () => {} };
-      const list = subjects(t);
+      const groups = bySlot(subjects(t));
       const results: ScriptResult[] = await Promise.all(
-        list.map((s) =>
+        groups.map((group) =>
           GUARD_SEND.run(
             redis,
-            { state: guardKey(ks, s.subject) },
+            {},
             {
               now,
-              velocityMax: s.velocityMax,
               velocityWindowMs: v.windowSeconds * 1000,
               cooldownMs: v.cooldownSeconds * 1000,
-              convMinSends: s.convMinSends,
               convMinPercent: c.minPercent,
               convBucketMs,
               convBuckets: CONV_BUCKETS,
               throttleMs: c.throttleSeconds * 1000,
-              budget: s.budget,
-              spendBudget: s.spendBudget,
-              price: s.spendBudget > 0 ? priceOf(t) : 0,
               currency,
               keepMs,
+            },
+            {
+              keys: group.map((s) => s.key),
+              // in GUARD_SEND_SUBJECT_ARGS's order
+              args: group.flatMap((s) => [
+                s.velocityMax,
+                s.convMinSends,
+                s.budget,
+                s.spendBudget,
+                s.spendBudget > 0 ? priceOf(t) : 0,
+              ]),
             },
           ),
         ),
@@ -212,20 +233,26 @@ export function createSendGuards(
       const notes: Promise<unknown>[] = [];
       let refusal: Extract<GuardOutcome, { kind: 'refused' }> | null = null;
       const counted: Subject[] = [];
-      results.forEach((r, i) => {
-        const s = list[i]!;
+      results.forEach((r, g) => {
+        const group = groups[g]!;
         if (r.outcome === 'refused') {
+          // nothing of this slot was counted; a block that started here is listed
+          const s = group[Number(r.at) - 1]!;
           const code = codeOf(s, r.guard ?? '');
           const ms = Math.max(1, Number(r.ms));
           if (r.started === '1') notes.push(register(s, t, code, r.why ?? '', at + ms));
           refusal ??= { kind: 'refused', code, retryAfterMs: ms, why: r.why ?? '', subject: s.label };
-        } else {
-          counted.push(s);
-          if (r.throttled === '1') {
-            notes.push(register(s, t, 'low_conversion', r.why ?? '', at + c.throttleSeconds * 1000));
-          }
-          if (r.filled === '1') notes.push(register(s, t, codeOf(s, 'budget'), r.why ?? '', at + Number(r.dayEndMs)));
+          return;
         }
+        group.forEach((s, i) => {
+          counted.push(s);
+          const why = r[`w${i + 1}`] ?? '';
+          if (r[`n${i + 1}`] === 'throttled') {
+            notes.push(register(s, t, 'low_conversion', why, at + c.throttleSeconds * 1000));
+          }
+          const filled = r[`f${i + 1}`];
+          if (filled) notes.push(register(s, t, codeOf(s, 'budget'), filled, at + Number(r.dayEndMs)));
+        });
       });
       if (refusal) notes.push(undoAll(counted, t, now));
       await Promise.all(notes);
@@ -234,16 +261,19 @@ export function createSendGuards(
 
     async approved(t, now = 0) {
       if (!cfg.enabled) return;
+      const watched = subjects(t).filter((s) => s.velocityMax > 0 || s.convMinSends > 0);
       await Promise.all(
-        subjects(t)
-          .filter((s) => s.velocityMax > 0 || s.convMinSends > 0)
-          .map((s) =>
-            GUARD_APPROVED.run(
-              redis,
-              { state: guardKey(ks, s.subject) },
-              { now, velocity: s.velocityMax > 0 ? 1 : 0, convBucketMs: s.convMinSends > 0 ? convBucketMs : 0, keepMs },
-            ),
+        bySlot(watched).map((group) =>
+          GUARD_APPROVED.run(
+            redis,
+            {},
+            { now, convBucketMs, convBuckets: CONV_BUCKETS, keepMs },
+            {
+              keys: group.map((s) => s.key),
+              args: group.flatMap((s) => [s.velocityMax > 0 ? 1 : 0, s.convMinSends > 0 ? 1 : 0]),
+            },
           ),
+        ),
       );
     },
 
