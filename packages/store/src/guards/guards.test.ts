@@ -92,7 +92,7 @@ describe('conversion watch', () => {
 });
 
 describe('conversion window running sums', () => {
-  it('equal the sums of the window\'s buckets after sends, approvals and undos spread over hours, gaps included', async () => {
+  it("equal the sums of the window's buckets after sends, approvals and undos spread over hours, gaps included", async () => {
     const g = guardsWith({
       GUARD_VELOCITY_RANGE_MAX_UNVERIFIED: '0',
       GUARD_VELOCITY_COUNTRY_MAX_UNVERIFIED: '0',
@@ -103,7 +103,10 @@ describe('conversion window running sums', () => {
     const bucketMs = 300_000; // 3600 s in 12 buckets
     const key = guardKey(store.ks, guardSubject('wr', 'FR', '+3361234'));
     let seed = 7;
-    const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const rand = () => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
     let t = T0;
     for (let step = 0; step < 400; step++) {
       // mostly small moves, sometimes a bucket or two, now and then past the whole window
@@ -124,7 +127,11 @@ describe('conversion window running sums', () => {
       }
       expect([Number(h.cb), Number(h.cj), Number(h.ca)]).toEqual([cur, judged, approved]);
       // no bucket older than the window is kept
-      const oldest = Math.min(...Object.keys(h).filter((f) => /^[sa]\d+$/.test(f)).map((f) => Number(f.slice(1))));
+      const oldest = Math.min(
+        ...Object.keys(h)
+          .filter((f) => /^[sa]\d+$/.test(f))
+          .map((f) => Number(f.slice(1))),
+      );
       expect(oldest).toBeGreaterThanOrEqual(cur - 12);
     }
   });
