@@ -95,7 +95,7 @@ beforeAll(async () => {
       // status events on: the outbox entries and the expiry check are walked too
       events: true,
     });
-  // the abuse guards: a send counted, its approval, a refusal (whose counts on the other subjects are undone)
+  // the abuse guards: a send counted, its approval, a refusal, and a send taken back
   const guards = createSendGuards(
     redis,
     ks,
@@ -104,9 +104,10 @@ beforeAll(async () => {
   const target = { keyName: 'shop', phoneNumber: phone, country: 'FR', callingCode: '33' };
   await guards.send(target);
   await guards.approved(target);
-  await guards.send(target);
+  const taken = await guards.send(target);
   const refused = await guards.send(target);
-  if (refused.kind !== 'refused') throw new Error('guard did not refuse');
+  if (refused.kind !== 'refused' || taken.kind !== 'ok') throw new Error('guard did not refuse');
+  await taken.undo();
   await create();
   await repo.read({ by: 'phone', token }, 'shop');
   await reports.apply({

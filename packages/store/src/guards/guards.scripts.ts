@@ -57,7 +57,8 @@ end
 `;
 
 /** ARGV per subject of GUARD_SEND, in this order (the tuple width is its length). */
-export const GUARD_SEND_SUBJECT_ARGS = ['velocityMax', 'convMinSends', 'budget', 'spendBudget', 'price'] as const;
+/** `take`: how many sends a budget counts at once (a key's lease, see guards.ts), at least this one; 1 elsewhere. */
+export const GUARD_SEND_SUBJECT_ARGS = ['velocityMax', 'convMinSends', 'budget', 'spendBudget', 'price', 'take'] as const;
 
 export const GUARD_SEND = defineScript({
   name: 'otpGuardSend',
@@ -89,7 +90,8 @@ for i, state in ipairs(K.states) do
   local p = {
     state = state,
     vmax = tonumber(A.subjects[o + 1]), convMin = tonumber(A.subjects[o + 2]), budget = tonumber(A.subjects[o + 3]),
-    spendBudget = tonumber(A.subjects[o + 4]), price = tonumber(A.subjects[o + 5]), bn = 0, spent = 0,
+    spendBudget = tonumber(A.subjects[o + 4]), price = tonumber(A.subjects[o + 5]), take = tonumber(A.subjects[o + 6]),
+    bn = 0, spent = 0,
   }
   local h = redis.call('HMGET', state, G.blockedUntil, G.why, G.unverified, G.windowEnd, G.day, G.dayCount,
     G.throttledUntil, G.daySpend)
@@ -105,6 +107,11 @@ for i, state in ipairs(K.states) do
     if p.spendBudget > 0 and p.price > 0 and p.spent + p.price > p.spendBudget then
       return {'refused', 'at', i, 'guard', 'budget', 'ms', dayEndMs,
         'why', money(p.spent) .. ' spent today, the daily budget is ' .. money(p.spendBudget), 'started', 0}
+    end
+    -- a lease takes what is left, if less than it asks
+    if p.budget > 0 then p.take = math.min(p.take, p.budget - p.bn) end
+    if p.spendBudget > 0 and p.price > 0 then
+      p.take = math.min(p.take, math.floor((p.spendBudget - p.spent) / p.price))
     end
   end
   if p.convMin > 0 then
@@ -142,17 +149,19 @@ for i, p in ipairs(plans) do
   end
   if p.vmax > 0 then redis.call('HSET', state, G.unverified, p.vu + 1, G.windowEnd, p.vend) end
   if p.budget > 0 or p.spendBudget > 0 then
-    redis.call('HSET', state, G.day, day, G.dayCount, p.bn + 1, G.daySpend, p.spent + p.price)
+    redis.call('HSET', state, G.day, day, G.dayCount, p.bn + p.take, G.daySpend, p.spent + p.price * p.take)
+    out[#out + 1] = 't' .. i; out[#out + 1] = p.take
   end
   if p.convMin > 0 then redis.call('HINCRBY', state, G.sendsPrefix .. p.cur, 1) end
   -- not blocked (a blocked subject refused above): its keep time is the usual one
   redis.call('PEXPIRE', state, A.keepMs)
   -- the send that fills a budget starts its block (the index lists it until the day ends)
   local filled = nil
-  if p.budget > 0 and p.bn + 1 >= p.budget then filled = (p.bn + 1) .. ' SMS today, the daily budget is ' .. p.budget
-  elseif p.spendBudget > 0 and p.price > 0 and p.spent + 2 * p.price > p.spendBudget then
+  local bn, spent = p.bn + p.take, p.spent + p.price * p.take
+  if p.budget > 0 and bn >= p.budget then filled = bn .. ' SMS today, the daily budget is ' .. p.budget
+  elseif p.spendBudget > 0 and p.price > 0 and spent + p.price > p.spendBudget then
     -- the next send at this price would pass the budget
-    filled = money(p.spent + p.price) .. ' spent today, the daily budget is ' .. money(p.spendBudget)
+    filled = money(spent) .. ' spent today, the daily budget is ' .. money(p.spendBudget)
   end
   if filled then out[#out + 1] = 'f' .. i; out[#out + 1] = filled end
 end

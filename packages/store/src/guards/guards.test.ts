@@ -195,6 +195,36 @@ describe('daily budgets', () => {
     expect(await g.send(priced(fr('+3361299', 'small'), 0.07), T0)).toMatchObject({ code: 'key_budget_exhausted' });
   });
 
+  it('a key budget counted in leases by several API processes: never passed, short of it by at most a lease each', async () => {
+    const env = {
+      GUARD_VELOCITY_RANGE_MAX_UNVERIFIED: '0',
+      GUARD_VELOCITY_COUNTRY_MAX_UNVERIFIED: '0',
+      GUARD_CONVERSION_RANGE_MIN_SENDS: '0',
+      GUARD_CONVERSION_COUNTRY_MIN_SENDS: '0',
+      // 1/200 of 1000: leases of 5
+      GUARD_DAILY_SMS_PER_KEY: 'shop=1000',
+    };
+    const processes = [guardsWith(env), guardsWith(env), guardsWith(env)];
+    let accepted = 0;
+    let undone = 0;
+    for (let i = 0; i < 1200; i++) {
+      const r = await processes[i % 3]!.send(fr(`+33612${String(i).padStart(2, '0')}`), T0 + i);
+      if (r.kind === 'ok') {
+        accepted++;
+        // now and then a send is taken back (a per-number rule refused it): its count goes back to the lease
+        if (i % 50 === 0) {
+          await r.undo();
+          undone++;
+        }
+      } else expect(r).toMatchObject({ code: 'key_budget_exhausted' });
+    }
+    expect(accepted - undone).toBeLessThanOrEqual(1000);
+    expect(accepted - undone).toBeGreaterThanOrEqual(1000 - 3 * 5);
+    // Redis counted every send that went, and what the leases still hold
+    const counted = Number(await store.redis.hget(guardKey(store.ks, guardSubject('bk', 'shop')), 'bn'));
+    expect(counted).toBe(1000);
+  });
+
   it('a send the key budget refuses is taken back from the country (another slot)', async () => {
     const g = guardsWith({ GUARD_DAILY_SMS_PER_COUNTRY: 'FR=2', GUARD_DAILY_SMS_PER_KEY: 'small=1,*=100' });
     expect((await g.send(fr('+3361234', 'small'), T0)).kind).toBe('ok');

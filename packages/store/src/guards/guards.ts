@@ -67,6 +67,23 @@ interface Subject {
 
 const CONV_BUCKETS = 12;
 const MICROS = 1_000_000;
+const DAY_MS = 86_400_000;
+
+/**
+ * A key's daily budget is counted in Redis in leases: a send that finds no lease here takes up to LEASE_MAX sends'
+ * worth (never more than 1/200 of the budget, nor more than is left), and the next sends of that key in this process
+ * use it without a round trip to the key's slot, which would cost a script call per send. Every send is still
+ * counted before it goes, so a key never passes its budget; what a process leased and did not use by the end of the
+ * day (or when it stops) was counted all the same, so a key may stop up to LEASE_MAX sends per API process short of
+ * it. The country's budget has no lease: its script runs anyway for the velocity and conversion guards.
+ */
+const LEASE_MAX = 50;
+interface Lease {
+  day: number;
+  sms: number;
+  /** Spend leased, millionths of the currency. */
+  micros: number;
+}
 
 /** Builds the guards over Redis; `cfg.enabled` false gives guards that never refuse and touch nothing. */
 export function createSendGuards(
@@ -85,6 +102,30 @@ export function createSendGuards(
   const convBucketMs = Math.ceil((c.windowSeconds * 1000) / CONV_BUCKETS);
   const keepMs = Math.max(v.windowSeconds * 1000, c.windowSeconds * 1000 + convBucketMs, 2 * 86_400_000);
   const index = guardIndexKeys(ks);
+  /** Leases of key budgets (`bk` subjects), by subject. */
+  const leases = new Map<string, Lease>();
+  const leaseSize = (s: Subject, price: number): number => {
+    let n = LEASE_MAX;
+    if (s.budget > 0) n = Math.min(n, Math.floor(s.budget / 200));
+    if (s.spendBudget > 0 && price > 0) n = Math.min(n, Math.floor(s.spendBudget / 200 / price));
+    return Math.max(1, n);
+  };
+  /** Takes one send from the key's lease, when it holds one for this day (and this price). */
+  const fromLease = (s: Subject, day: number, price: number): boolean => {
+    const l = leases.get(s.subject);
+    if (!l || l.day !== day || l.sms < 1 || (s.spendBudget > 0 && l.micros < price)) return false;
+    l.sms -= 1;
+    if (s.spendBudget > 0) l.micros -= price;
+    return true;
+  };
+  const addToLease = (s: Subject, day: number, sms: number, price: number) => {
+    const l = leases.get(s.subject);
+    const micros = s.spendBudget > 0 ? price * sms : 0;
+    if (l && l.day === day) {
+      l.sms += sms;
+      l.micros += micros;
+    } else leases.set(s.subject, { day, sms, micros });
+  };
 
   const subjects = (t: GuardTarget): Subject[] => {
     const range = numberRange(t.phoneNumber, cfg.rangeDigits);
@@ -174,9 +215,12 @@ export function createSendGuards(
   };
 
   const priceOf = (t: GuardTarget) => Math.round((t.price ?? 0) * MICROS);
-  const undoAll = (list: Subject[], t: GuardTarget, now: number) =>
-    Promise.all(
-      bySlot(list).map((group) =>
+  /** Takes a send's counts back: from Redis, and for a key's budget, into its lease. */
+  const undoAll = (list: Subject[], t: GuardTarget, now: number) => {
+    const day = Math.floor((now || Date.now()) / DAY_MS);
+    for (const s of list) if (s.kind === 'bk') addToLease(s, day, 1, priceOf(t));
+    return Promise.all(
+      bySlot(list.filter((s) => s.kind !== 'bk')).map((group) =>
         GUARD_UNDO.run(
           redis,
           {},
@@ -194,11 +238,17 @@ export function createSendGuards(
         ),
       ),
     ).then(() => undefined);
+  };
 
   return {
     async send(t, now = 0) {
       if (!cfg.enabled) return { kind: 'ok', undo: async () => {} };
-      const groups = bySlot(subjects(t));
+      const day = Math.floor((now || Date.now()) / DAY_MS);
+      const price = priceOf(t);
+      const all = subjects(t);
+      // a key budget with a lease here is counted from it: its slot is not called
+      const leased = all.filter((s) => s.kind === 'bk' && fromLease(s, day, price));
+      const groups = bySlot(leased.length > 0 ? all.filter((s) => !leased.includes(s)) : all);
       const results: ScriptResult[] = await Promise.all(
         groups.map((group) =>
           GUARD_SEND.run(
@@ -223,7 +273,8 @@ export function createSendGuards(
                 s.convMinSends,
                 s.budget,
                 s.spendBudget,
-                s.spendBudget > 0 ? priceOf(t) : 0,
+                s.spendBudget > 0 ? price : 0,
+                s.kind === 'bk' ? leaseSize(s, price) : 1,
               ]),
             },
           ),
@@ -232,7 +283,7 @@ export function createSendGuards(
       const at = now || Date.now();
       const notes: Promise<unknown>[] = [];
       let refusal: Extract<GuardOutcome, { kind: 'refused' }> | null = null;
-      const counted: Subject[] = [];
+      const counted: Subject[] = [...leased];
       results.forEach((r, g) => {
         const group = groups[g]!;
         if (r.outcome === 'refused') {
@@ -246,6 +297,8 @@ export function createSendGuards(
         }
         group.forEach((s, i) => {
           counted.push(s);
+          // this send is one of those taken; the rest is the key's lease
+          if (s.kind === 'bk') addToLease(s, day, Number(r[`t${i + 1}`] ?? 1) - 1, price);
           const why = r[`w${i + 1}`] ?? '';
           if (r[`n${i + 1}`] === 'throttled') {
             notes.push(register(s, t, 'low_conversion', why, at + c.throttleSeconds * 1000));
