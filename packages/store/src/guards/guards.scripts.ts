@@ -58,7 +58,14 @@ end
 
 /** ARGV per subject of GUARD_SEND, in this order (the tuple width is its length). */
 /** `take`: how many sends a budget counts at once (a key's lease, see guards.ts), at least this one; 1 elsewhere. */
-export const GUARD_SEND_SUBJECT_ARGS = ['velocityMax', 'convMinSends', 'budget', 'spendBudget', 'price', 'take'] as const;
+export const GUARD_SEND_SUBJECT_ARGS = [
+  'velocityMax',
+  'convMinSends',
+  'budget',
+  'spendBudget',
+  'price',
+  'take',
+] as const;
 
 export const GUARD_SEND = defineScript({
   name: 'otpGuardSend',
