@@ -30,6 +30,8 @@ export const GUARD_FIELDS = Object.freeze({
   dayCount: 'bn',
   daySpend: 'bs',
   throttledUntil: 'thr',
+  /** Until when the hash is kept (its expiry, in ms): a send renews the expiry only when half of it has gone. */
+  keptUntil: 'kx',
   /**
    * The conversion window's running sums, so a send reads three fields, not the whole window: the bucket they were
    * brought up to, the sends of the judged buckets (the window but its newest bucket) and the approvals of the window.

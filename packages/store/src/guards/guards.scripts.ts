@@ -12,12 +12,14 @@ const LIB = `${CLOCK_LUA}${GUARD_LUA}
 local DAY = 86400000
 -- The conversion window of a subject at \`now\`: buckets cur - buckets .. cur, whose sends are judged but the newest
 -- bucket's (their codes may still be on their way to being typed). Brings the running sums up to the current
--- bucket, reading only the buckets that enter or leave them, and answers cur, judged sends, approvals.
-local function conv(state, now, bucketMs, buckets)
+-- bucket, reading only the buckets that enter or leave them, and answers cur, judged sends, approvals, and whether
+-- the sums moved (buckets were deleted). \`v\`: the running sums' fields (convBucket, convJudged, convApproved) when
+-- the caller read them already.
+local function conv(state, now, bucketMs, buckets, v)
   local cur = math.floor(now / bucketMs)
-  local v = redis.call('HMGET', state, G.convBucket, G.convJudged, G.convApproved)
+  v = v or redis.call('HMGET', state, G.convBucket, G.convJudged, G.convApproved)
   local c, sent, ok = tonumber(v[1]), tonumber(v[2] or '0'), tonumber(v[3] or '0')
-  if c == cur then return cur, sent, ok end
+  if c == cur then return cur, sent, ok, false end
   local S, Ap = G.sendsPrefix, G.approvalsPrefix
   if c == nil or cur < c or cur - c > buckets then
     -- first use, a clock moved back, or a gap longer than the window: sum what the window holds
@@ -49,15 +51,32 @@ local function conv(state, now, bucketMs, buckets)
     if #f > joined then redis.call('HDEL', state, unpack(f, joined + 1)) end
   end
   redis.call('HSET', state, G.convBucket, cur, G.convJudged, sent, G.convApproved, ok)
-  return cur, sent, ok
+  return cur, sent, ok, true
 end
-local function keep(state, ms)
-  redis.call('PEXPIRE', state, math.max(redis.call('PTTL', state), ms))
+-- Keeps a subject's hash at least \`ms\` from \`now\`, and notes until when (a send renews it only when that is near).
+local function keep(state, now, ms)
+  local ends = now + math.max(redis.call('PTTL', state), ms)
+  redis.call('PEXPIRE', state, ends - now)
+  redis.call('HSET', state, G.keptUntil, ends)
 end
 `;
 
-/** ARGV per subject of GUARD_SEND, in this order (the tuple width is its length). */
-/** `take`: how many sends a budget counts at once (a key's lease, see guards.ts), at least this one; 1 elsewhere. */
+/** GUARD_SEND's settings: the start of its `limits`, in this order (the same for every send of a process). */
+export const GUARD_SEND_SETTINGS = [
+  'velocityWindowMs',
+  'cooldownMs',
+  'convMinPercent',
+  'convBucketMs',
+  'convBuckets',
+  'throttleMs',
+  'currency',
+  'keepMs',
+] as const;
+
+/**
+ * What follows the settings in GUARD_SEND's `limits`: a tuple per subject, in this order (the tuple width is its
+ * length). `take`: how many sends a budget counts at once (a key's lease, see guards.ts), at least this one; 1 elsewhere.
+ */
 export const GUARD_SEND_SUBJECT_ARGS = [
   'velocityMax',
   'convMinSends',
@@ -71,42 +90,44 @@ export const GUARD_SEND = defineScript({
   name: 'otpGuardSend',
   doc: 'check the subjects of one slot for a send and count it on each; refuse (counting nothing) when a guard says no',
   keys: [],
-  args: [
-    'now',
-    'velocityWindowMs',
-    'cooldownMs',
-    'convMinPercent',
-    'convBucketMs',
-    'convBuckets',
-    'throttleMs',
-    'currency',
-    'keepMs',
-  ],
+  // limits: the settings and the subjects' tuples, comma-separated in one argument: the API encodes each argument
+  // of every send, and the script splits one string for less than that costs
+  args: ['now', 'limits'],
   restKeys: 'states',
-  restArgs: 'subjects',
   lib: LIB,
   body: `
+local L = {}
+for x in string.gmatch(A.limits, '[^,]+') do L[#L + 1] = x end
+local S = {${GUARD_SEND_SETTINGS.map((n, i) => `${n} = L[${i + 1}]`).join(', ')}}
 local now = clock(A.now)
 local day = math.floor(now / DAY)
 local dayEndMs = (day + 1) * DAY - now
-local money = function(m) return string.format('%.2f %s', m / 1000000, A.currency) end
--- first every subject is judged, writing nothing (but a velocity block that starts now); then each is counted
+local money = function(m) return string.format('%.2f %s', m / 1000000, S.currency) end
+local bucketMs, buckets, keepMs = tonumber(S.convBucketMs), tonumber(S.convBuckets), tonumber(S.keepMs)
+local sendsNow = G.sendsPrefix .. math.floor(now / bucketMs)
+-- Each subject costs two calls on the way that lets the send go: one HMGET of all it judges, one HSET of all it
+-- counts (Lua's calls into Redis are most of a script's time). First every subject is judged, writing nothing (but a
+-- velocity block that starts now); then each is counted.
 local plans = {}
 for i, state in ipairs(K.states) do
-  local o = (i - 1) * ${GUARD_SEND_SUBJECT_ARGS.length}
+  local o = ${GUARD_SEND_SETTINGS.length} + (i - 1) * ${GUARD_SEND_SUBJECT_ARGS.length}
   local p = {
     state = state,
-    vmax = tonumber(A.subjects[o + 1]), convMin = tonumber(A.subjects[o + 2]), budget = tonumber(A.subjects[o + 3]),
-    spendBudget = tonumber(A.subjects[o + 4]), price = tonumber(A.subjects[o + 5]), take = tonumber(A.subjects[o + 6]),
+    vmax = tonumber(L[o + 1]), convMin = tonumber(L[o + 2]), budget = tonumber(L[o + 3]),
+    spendBudget = tonumber(L[o + 4]), price = tonumber(L[o + 5]), take = tonumber(L[o + 6]),
     bn = 0, spent = 0,
   }
-  local h = redis.call('HMGET', state, G.blockedUntil, G.why, G.unverified, G.windowEnd, G.day, G.dayCount,
-    G.throttledUntil, G.daySpend)
+  local h = redis.call('HMGET', state, G.blockedUntil, G.unverified, G.windowEnd, G.day, G.dayCount, G.daySpend,
+    G.throttledUntil, G.convBucket, G.convJudged, G.convApproved, sendsNow, G.keptUntil)
   local blk = tonumber(h[1] or '0')
-  if blk > now then return {'refused', 'at', i, 'guard', 'velocity', 'ms', blk - now, 'why', h[2] or '', 'started', 0} end
+  if blk > now then
+    return {'refused', 'at', i, 'guard', 'velocity', 'ms', blk - now, 'why', redis.call('HGET', state, G.why) or '',
+      'started', 0}
+  end
+  p.kept = tonumber(h[12] or '0')
   -- spend in millionths of the currency: whole numbers
   if p.budget > 0 or p.spendBudget > 0 then
-    if tonumber(h[5] or '-1') == day then p.bn, p.spent = tonumber(h[6] or '0'), tonumber(h[8] or '0') end
+    if tonumber(h[4] or '-1') == day then p.bn, p.spent = tonumber(h[5] or '0'), tonumber(h[6] or '0') end
     if p.budget > 0 and p.bn >= p.budget then
       return {'refused', 'at', i, 'guard', 'budget', 'ms', dayEndMs,
         'why', p.bn .. ' SMS today, the daily budget is ' .. p.budget, 'started', 0}
@@ -122,10 +143,11 @@ for i, state in ipairs(K.states) do
     end
   end
   if p.convMin > 0 then
-    local sent, ok
-    p.cur, sent, ok = conv(state, now, tonumber(A.convBucketMs), tonumber(A.convBuckets))
-    if sent >= p.convMin and ok * 100 < sent * tonumber(A.convMinPercent) then
-      local why = ok .. ' approved of ' .. sent .. ' codes sent, under ' .. A.convMinPercent .. '%'
+    local _, sent, ok, moved = conv(state, now, bucketMs, buckets, {h[8], h[9], h[10]})
+    -- the current bucket's sends, read above (again when the sums moved: a clock moved back may have deleted it)
+    p.sendsNow = tonumber((moved and redis.call('HGET', state, sendsNow)) or h[11] or '0')
+    if sent >= p.convMin and ok * 100 < sent * tonumber(S.convMinPercent) then
+      local why = ok .. ' approved of ' .. sent .. ' codes sent, under ' .. S.convMinPercent .. '%'
       local thr = tonumber(h[7] or '0')
       if thr > now then return {'refused', 'at', i, 'guard', 'conversion', 'ms', thr - now, 'why', why, 'started', 0} end
       -- throttled, not closed: this send goes, the next one after throttleMs, so approvals can bring it back
@@ -133,35 +155,43 @@ for i, state in ipairs(K.states) do
     end
   end
   if p.vmax > 0 then
-    p.vu, p.vend = tonumber(h[3] or '0'), tonumber(h[4] or '0')
-    if p.vend <= now then p.vu, p.vend = 0, now + tonumber(A.velocityWindowMs) end
+    p.vu, p.vend = tonumber(h[2] or '0'), tonumber(h[3] or '0')
+    if p.vend <= now then p.vu, p.vend = 0, now + tonumber(S.velocityWindowMs) end
     if p.vu >= p.vmax then
       local why = p.vu .. ' codes sent without a verification after them (limit ' .. p.vmax .. ')'
-      local cool = tonumber(A.cooldownMs)
+      local cool = tonumber(S.cooldownMs)
       -- the count starts again after the cool-down: the block is the penalty
       redis.call('HSET', state, G.blockedUntil, now + cool, G.why, why, G.unverified, 0, G.windowEnd, 0)
-      keep(state, cool + tonumber(A.keepMs))
+      keep(state, now, cool + keepMs)
       return {'refused', 'at', i, 'guard', 'velocity', 'ms', cool, 'why', why, 'started', 1}
     end
   end
   plans[i] = p
 end
--- every subject lets the send go: count it on each. Notes per subject i: n<i> 'throttled' or 'filled', w<i> why
+-- every subject lets the send go: count it on each. Notes per subject i: n<i> 'throttled' or 'filled', w<i> why;
+-- \`noted\` 1 when there is any (the caller reads them only then)
 local out = {'ok', 'dayEndMs', dayEndMs}
+local noted = false
 for i, p in ipairs(plans) do
-  local state = p.state
+  local f = {}
+  local function set(field, value) f[#f + 1] = field; f[#f + 1] = value end
   if p.throttle then
-    redis.call('HSET', state, G.throttledUntil, now + tonumber(A.throttleMs), G.why, p.throttle)
+    set(G.throttledUntil, now + tonumber(S.throttleMs)); set(G.why, p.throttle)
     out[#out + 1] = 'n' .. i; out[#out + 1] = 'throttled'; out[#out + 1] = 'w' .. i; out[#out + 1] = p.throttle
+    noted = true
   end
-  if p.vmax > 0 then redis.call('HSET', state, G.unverified, p.vu + 1, G.windowEnd, p.vend) end
+  if p.vmax > 0 then set(G.unverified, p.vu + 1); set(G.windowEnd, p.vend) end
   if p.budget > 0 or p.spendBudget > 0 then
-    redis.call('HSET', state, G.day, day, G.dayCount, p.bn + p.take, G.daySpend, p.spent + p.price * p.take)
+    set(G.day, day); set(G.dayCount, p.bn + p.take); set(G.daySpend, p.spent + p.price * p.take)
     out[#out + 1] = 't' .. i; out[#out + 1] = p.take
   end
-  if p.convMin > 0 then redis.call('HINCRBY', state, G.sendsPrefix .. p.cur, 1) end
-  -- not blocked (a blocked subject refused above): its keep time is the usual one
-  redis.call('PEXPIRE', state, A.keepMs)
+  if p.convMin > 0 then set(sendsNow, p.sendsNow + 1) end
+  -- not blocked (a blocked subject refused above): kept the usual time, renewed once half of it has gone
+  local renew = p.kept < now + keepMs / 2
+  if renew then set(G.keptUntil, now + keepMs) end
+  redis.call('HSET', p.state, unpack(f))
+  -- after the HSET: a new subject's hash exists only from it
+  if renew then redis.call('PEXPIRE', p.state, keepMs) end
   -- the send that fills a budget starts its block (the index lists it until the day ends)
   local filled = nil
   local bn, spent = p.bn + p.take, p.spent + p.price * p.take
@@ -170,8 +200,9 @@ for i, p in ipairs(plans) do
     -- the next send at this price would pass the budget
     filled = money(spent) .. ' spent today, the daily budget is ' .. money(p.spendBudget)
   end
-  if filled then out[#out + 1] = 'f' .. i; out[#out + 1] = filled end
+  if filled then out[#out + 1] = 'f' .. i; out[#out + 1] = filled; noted = true end
 end
+if noted then out[#out + 1] = 'noted'; out[#out + 1] = 1 end
 return out
 `,
 });
@@ -250,7 +281,7 @@ for i, state in ipairs(K.states) do
     local cur = conv(state, now, tonumber(A.convBucketMs), tonumber(A.convBuckets))
     redis.call('HINCRBY', state, G.approvalsPrefix .. cur, 1)
     redis.call('HINCRBY', state, G.convApproved, 1)
-    keep(state, tonumber(A.keepMs))
+    keep(state, now, tonumber(A.keepMs))
   end
 end
 return {'ok'}

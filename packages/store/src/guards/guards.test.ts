@@ -1,6 +1,6 @@
 import { EnvReader, readGuardsConfig } from '@otp-gateway/core';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { closeRedisClients, type IsolatedStore, isolatedRedis } from '../../../../test/support/redis.js';
+import { closeRedisClients, type IsolatedStore, isolatedRedis, keysUnder } from '../../../../test/support/redis.js';
 import { guardKey, guardSubject } from './guard.record.js';
 import { createSendGuards, type GuardTarget, type SendGuards } from './guards.js';
 
@@ -63,6 +63,22 @@ describe('velocity per number range', () => {
     const [block] = (await g.blocks(T0 + 70)).filter((b) => b.label === '+3361234xxx');
     expect(await g.lift(block!.id)).toBe(true);
     expect((await g.blocks(T0 + 70)).map((b) => b.label)).toEqual(['FR']);
+  });
+});
+
+describe('what the guards keep', () => {
+  it('every subject hash they write expires: kept two days after its last send, renewed once half of it has gone', async () => {
+    const g = guardsWith({ GUARD_DAILY_SMS_PER_KEY: '*=1000' });
+    const now = Date.now();
+    for (let i = 0; i < 3; i++) expect((await g.send(fr('+3361234'), now + i)).kind).toBe('ok');
+    const keys = await keysUnder(store.redis, store.prefix);
+    // the range's and the country's (velocity and conversion), and the key's budget
+    expect(keys).toHaveLength(5);
+    for (const key of keys) {
+      const ttl = await store.redis.pttl(key);
+      expect(ttl, key).toBeGreaterThan(2 * 86_400_000 - 60_000);
+      expect(ttl, key).toBeLessThanOrEqual(2 * 86_400_000);
+    }
   });
 });
 
@@ -223,6 +239,22 @@ describe('daily budgets', () => {
     // Redis counted every send that went, and what the leases still hold
     const counted = Number(await store.redis.hget(guardKey(store.ks, guardSubject('bk', 'shop')), 'bn'));
     expect(counted).toBe(1000);
+  });
+
+  it("a key's own budget is read at each send: one lowered while the process runs (a reload) holds at once", async () => {
+    let own: { dailySms: number | null; dailySpend: number | null } = { dailySms: 100, dailySpend: null };
+    const g = createSendGuards(store.redis, store.ks, readGuardsConfig(new EnvReader({}), []), {
+      keyBudgets: () => own,
+    });
+    for (let i = 0; i < 3; i++) expect((await g.send(fr('+3361234', 'shop'), T0 + i)).kind).toBe('ok');
+    own = { dailySms: 3, dailySpend: null };
+    expect(await g.send(fr('+3361234', 'shop'), T0 + 10)).toMatchObject({
+      code: 'key_budget_exhausted',
+      why: '3 SMS today, the daily budget is 3',
+    });
+    own = { dailySms: null, dailySpend: null };
+    // back to GUARD_DAILY_SMS_PER_KEY's default
+    expect((await g.send(fr('+3361234', 'shop'), T0 + 20)).kind).toBe('ok');
   });
 
   it('a send the key budget refuses is taken back from the country (another slot)', async () => {

@@ -65,6 +65,27 @@ interface Subject {
   readonly spendBudget: number;
 }
 
+/**
+ * The subjects of a send by one API key to one country, worked out once and kept (keys and countries are few): a
+ * send only adds its range to the two range subjects. Building five subjects, their keys and the script's limits
+ * for every send cost the API more than the script call itself.
+ */
+interface Plan {
+  /** What it was made with, that may change while the process runs: the key's own budgets (TENANTS_FILE), the price. */
+  readonly ownSms: number | null;
+  readonly ownSpend: number | null;
+  readonly price: number;
+  /**
+   * The country slot's subjects in the order the script checks them; a range subject (`ranged`) is a template whose
+   * subject and key end where the range goes.
+   */
+  readonly country: readonly (Subject & { readonly ranged: boolean })[];
+  /** The key's budget (a slot of its own), or null when it has none. */
+  readonly key: Subject | null;
+  /** GUARD_SEND's `limits` for the country slot. */
+  readonly countryLimits: string;
+}
+
 const CONV_BUCKETS = 12;
 const MICROS = 1_000_000;
 const DAY_MS = 86_400_000;
@@ -127,21 +148,43 @@ export function createSendGuards(
     } else leases.set(s.subject, { day, sms, micros });
   };
 
-  const subjects = (t: GuardTarget): Subject[] => {
-    const range = numberRange(t.phoneNumber, cfg.rangeDigits);
-    const rangeLabel = range + 'x'.repeat(cfg.rangeDigits);
-    const own = opts.keyBudgets?.(t.keyName) ?? null;
-    const all: Omit<Subject, 'key'>[] = [
-      {
-        kind: 'vr',
-        subject: guardSubject('vr', t.country, t.keyName, range),
-        label: rangeLabel,
-        velocityMax: v.rangeMaxUnverified,
-        convMinSends: 0,
-        budget: 0,
-        spendBudget: 0,
-      },
-      {
+  /** GUARD_SEND's settings, in GUARD_SEND_SETTINGS's order: the start of every `limits`. */
+  const settings = [
+    v.windowSeconds * 1000,
+    v.cooldownSeconds * 1000,
+    c.minPercent,
+    convBucketMs,
+    CONV_BUCKETS,
+    c.throttleSeconds * 1000,
+    currency,
+    keepMs,
+  ].join(',');
+  /** GUARD_SEND's `limits`: the settings, then each subject's tuple in GUARD_SEND_SUBJECT_ARGS's order. */
+  const limitsOf = (group: readonly Subject[], price: number, take: (s: Subject) => number): string =>
+    [
+      settings,
+      ...group.map((s) =>
+        [s.velocityMax, s.convMinSends, s.budget, s.spendBudget, s.spendBudget > 0 ? price : 0, take(s)].join(','),
+      ),
+    ].join(',');
+
+  const plans = new Map<string, Plan>();
+  const makePlan = (t: GuardTarget, price: number, ownSms: number | null, ownSpend: number | null): Plan => {
+    const subject = (s: Omit<Subject, 'key'>, ranged = false) => ({ ...s, key: guardKey(ks, s.subject), ranged });
+    const all = [
+      subject(
+        {
+          kind: 'vr',
+          subject: guardSubject('vr', t.country, t.keyName, ''),
+          label: '',
+          velocityMax: v.rangeMaxUnverified,
+          convMinSends: 0,
+          budget: 0,
+          spendBudget: 0,
+        },
+        true,
+      ),
+      subject({
         kind: 'vc',
         subject: guardSubject('vc', t.country, t.keyName),
         label: t.country,
@@ -149,17 +192,20 @@ export function createSendGuards(
         convMinSends: 0,
         budget: 0,
         spendBudget: 0,
-      },
-      {
-        kind: 'wr',
-        subject: guardSubject('wr', t.country, range),
-        label: rangeLabel,
-        velocityMax: 0,
-        convMinSends: c.rangeMinSends,
-        budget: 0,
-        spendBudget: 0,
-      },
-      {
+      }),
+      subject(
+        {
+          kind: 'wr',
+          subject: guardSubject('wr', t.country, ''),
+          label: '',
+          velocityMax: 0,
+          convMinSends: c.rangeMinSends,
+          budget: 0,
+          spendBudget: 0,
+        },
+        true,
+      ),
+      subject({
         kind: 'wc',
         subject: guardSubject('wc', t.country),
         label: t.country,
@@ -167,20 +213,62 @@ export function createSendGuards(
         convMinSends: c.countryMinSends,
         budget: budgetOf(cfg.dailyPerCountry, t.country),
         spendBudget: Math.round(budgetOf(cfg.dailySpendPerCountry, t.country) * MICROS),
-      },
-      {
+      }),
+      subject({
         kind: 'bk',
         subject: guardSubject('bk', t.keyName),
         label: t.keyName,
         velocityMax: 0,
         convMinSends: 0,
-        budget: own?.dailySms ?? budgetOf(cfg.dailyPerKey, t.keyName),
-        spendBudget: Math.round((own?.dailySpend ?? budgetOf(cfg.dailySpendPerKey, t.keyName)) * MICROS),
-      },
-    ];
-    return all
-      .filter((s) => s.velocityMax > 0 || s.convMinSends > 0 || s.budget > 0 || s.spendBudget > 0)
-      .map((s) => ({ ...s, key: guardKey(ks, s.subject) }));
+        budget: ownSms ?? budgetOf(cfg.dailyPerKey, t.keyName),
+        spendBudget: Math.round((ownSpend ?? budgetOf(cfg.dailySpendPerKey, t.keyName)) * MICROS),
+      }),
+    ].filter((s) => s.velocityMax > 0 || s.convMinSends > 0 || s.budget > 0 || s.spendBudget > 0);
+    const country = all.filter((s) => s.kind !== 'bk');
+    return {
+      ownSms,
+      ownSpend,
+      price,
+      country,
+      key: all.find((s) => s.kind === 'bk') ?? null,
+      // a country subject takes one send at a time (only a key's budget is leased)
+      countryLimits: limitsOf(country, price, () => 1),
+    };
+  };
+  const planOf = (t: GuardTarget, price: number): Plan => {
+    const own = opts.keyBudgets?.(t.keyName) ?? null;
+    const ownSms = own?.dailySms ?? null;
+    const ownSpend = own?.dailySpend ?? null;
+    const id = `${t.country}|${t.keyName}`;
+    let plan = plans.get(id);
+    if (plan === undefined || plan.price !== price || plan.ownSms !== ownSms || plan.ownSpend !== ownSpend) {
+      plan = makePlan(t, price, ownSms, ownSpend);
+      if (plans.size >= 10_000) plans.clear();
+      plans.set(id, plan);
+    }
+    return plan;
+  };
+  const rangeMarks = 'x'.repeat(cfg.rangeDigits);
+  /** A send's subjects: its plan's, with its range filled in. */
+  const subjects = (t: GuardTarget, plan: Plan): Subject[] => {
+    const range = numberRange(t.phoneNumber, cfg.rangeDigits);
+    const label = range + rangeMarks;
+    const list: Subject[] = plan.country.map((s) =>
+      s.ranged
+        ? {
+            kind: s.kind,
+            subject: s.subject + range,
+            key: s.key + range,
+            label,
+            velocityMax: s.velocityMax,
+            convMinSends: s.convMinSends,
+            budget: s.budget,
+            spendBudget: s.spendBudget,
+          }
+        : s,
+    );
+    if (plan.key) list.push(plan.key);
+    return list;
   };
 
   /** The subjects by slot: the country's, then the key's (a script call each). */
@@ -245,10 +333,11 @@ export function createSendGuards(
       if (!cfg.enabled) return { kind: 'ok', undo: async () => {} };
       const day = Math.floor((now || Date.now()) / DAY_MS);
       const price = priceOf(t);
-      const all = subjects(t);
+      const plan = planOf(t, price);
+      const all = subjects(t, plan);
       // a key budget with a lease here is counted from it: its slot is not called
-      const leased = all.filter((s) => s.kind === 'bk' && fromLease(s, day, price));
-      const groups = bySlot(leased.length > 0 ? all.filter((s) => !leased.includes(s)) : all);
+      const leased = plan.key && fromLease(plan.key, day, price) ? plan.key : null;
+      const groups = bySlot(leased ? all.filter((s) => s !== leased) : all);
       const results: ScriptResult[] = await Promise.all(
         groups.map((group) =>
           GUARD_SEND.run(
@@ -256,34 +345,20 @@ export function createSendGuards(
             {},
             {
               now,
-              velocityWindowMs: v.windowSeconds * 1000,
-              cooldownMs: v.cooldownSeconds * 1000,
-              convMinPercent: c.minPercent,
-              convBucketMs,
-              convBuckets: CONV_BUCKETS,
-              throttleMs: c.throttleSeconds * 1000,
-              currency,
-              keepMs,
+              limits:
+                group[0]!.kind === 'bk'
+                  ? limitsOf(group, price, (s) => leaseSize(s, price))
+                  : // the country slot's limits are the plan's
+                    plan.countryLimits,
             },
-            {
-              keys: group.map((s) => s.key),
-              // in GUARD_SEND_SUBJECT_ARGS's order
-              args: group.flatMap((s) => [
-                s.velocityMax,
-                s.convMinSends,
-                s.budget,
-                s.spendBudget,
-                s.spendBudget > 0 ? price : 0,
-                s.kind === 'bk' ? leaseSize(s, price) : 1,
-              ]),
-            },
+            { keys: group.map((s) => s.key) },
           ),
         ),
       );
       const at = now || Date.now();
       const notes: Promise<unknown>[] = [];
       let refusal: Extract<GuardOutcome, { kind: 'refused' }> | null = null;
-      const counted: Subject[] = [...leased];
+      const counted: Subject[] = leased ? [leased] : [];
       results.forEach((r, g) => {
         const group = groups[g]!;
         if (r.outcome === 'refused') {
@@ -299,6 +374,8 @@ export function createSendGuards(
           counted.push(s);
           // this send is one of those taken; the rest is the key's lease
           if (s.kind === 'bk') addToLease(s, day, Number(r[`t${i + 1}`] ?? 1) - 1, price);
+          // a throttle or a filled budget started with this send (rare): list it
+          if (r.noted !== '1') return;
           const why = r[`w${i + 1}`] ?? '';
           if (r[`n${i + 1}`] === 'throttled') {
             notes.push(register(s, t, 'low_conversion', why, at + c.throttleSeconds * 1000));
@@ -308,13 +385,13 @@ export function createSendGuards(
         });
       });
       if (refusal) notes.push(undoAll(counted, t, now));
-      await Promise.all(notes);
+      if (notes.length > 0) await Promise.all(notes);
       return refusal ?? { kind: 'ok', undo: () => undoAll(counted, t, now) };
     },
 
     async approved(t, now = 0) {
       if (!cfg.enabled) return;
-      const watched = subjects(t).filter((s) => s.velocityMax > 0 || s.convMinSends > 0);
+      const watched = subjects(t, planOf(t, priceOf(t))).filter((s) => s.velocityMax > 0 || s.convMinSends > 0);
       await Promise.all(
         bySlot(watched).map((group) =>
           GUARD_APPROVED.run(
