@@ -14,8 +14,10 @@ import { bucketTag, type Keyspace } from '../keyspace.js';
  * Slots: a subject's first part after its kind is its owner, and the key is `{g<xyz>}:g:<subject>` with xyz a hash
  * bucket of the owner. Every subject of one country (velocity and conversion of its ranges, the country's own)
  * shares the country's slot, and a key's budget has the key's slot, so a send is checked by two scripts (one per
- * slot), not one per subject: each script call costs the API more than the work inside it. The price: all guard
- * work for one country lands on one node of a cluster (a few hash commands per send).
+ * slot; the key's is mostly skipped, see the leases in guards.ts), not one per subject: each script call costs the
+ * API more than the work inside it. And the sends to one country that an API process takes in one turn of its event
+ * loop share one call, reading and writing the country's two hashes once. The price: all guard work for one country
+ * lands on one node of a cluster (a few hash commands per send).
  *
  * The index of active blocks lives in `{gb}`: `blocks` ZSET (member `<guard>|<subject>`, score: until, ms) and
  * `info` HASH (same member: JSON of the block for the dashboard and the gauge). Written only when a block starts,

@@ -3,9 +3,10 @@ import { GUARD_LUA } from './guard.record.js';
 
 /**
  * The guards' scripts. Each runs on the subjects of one slot (see guard.record.ts: a country's subjects, or a key's
- * budget), given as KEYS with their limits as a fixed-width tuple per subject in ARGV. A send is checked by one call
- * per slot, all sent at once (one round trip). Within a call, a refusal by any subject counts nothing on any of
- * them; when the other slot's call refused, this one's counts are taken back (UNDO). Limits of 0 switch a guard off
+ * budget), given as KEYS with their limits as a fixed-width tuple per subject. A send is checked by one call per
+ * slot, all sent at once (one round trip), and GUARD_SEND takes every send that reached an API process's guards in
+ * one turn of its event loop. Within a call, a refusal by any subject counts nothing on any of a send's subjects;
+ * when the other slot's call refused it, this one's counts are taken back (UNDO). Limits of 0 switch a guard off
  * for that subject.
  */
 const LIB = `${CLOCK_LUA}${GUARD_LUA}
@@ -74,8 +75,8 @@ export const GUARD_SEND_SETTINGS = [
 ] as const;
 
 /**
- * What follows the settings in GUARD_SEND's `limits`: a tuple per subject, in this order (the tuple width is its
- * length). `take`: how many sends a budget counts at once (a key's lease, see guards.ts), at least this one; 1 elsewhere.
+ * A subject's tuple in GUARD_SEND's `limits`, in this order (the tuple width is its length). `take`: how many sends a
+ * budget counts at once (a key's lease, see guards.ts), at least this one; 1 elsewhere.
  */
 export const GUARD_SEND_SUBJECT_ARGS = [
   'velocityMax',
@@ -86,12 +87,24 @@ export const GUARD_SEND_SUBJECT_ARGS = [
   'take',
 ] as const;
 
+/**
+ * One call checks the sends of one slot that an API process received in one turn of its event loop (a micro-batch),
+ * each as if alone and in their order: a send sees the counts of those before it. Each subject hash is read once
+ * (one HMGET) and written once (one HSET) whatever the number of sends: a script's calls into Redis are most of its
+ * time, and the sends of one country share its two country subjects.
+ *
+ * `limits`, comma-separated in one argument (the API encodes each argument of every call, the script splits one
+ * string for less): GUARD_SEND_SETTINGS, then per send: how many subjects it has, their indexes in KEYS, and their
+ * tuples (GUARD_SEND_SUBJECT_ARGS). Answers `s<j>` per send j: its outcome, then `name=value` lines:
+ * - `refused`: `at` (the subject, 1-based in the send), `guard` (velocity, conversion, budget), `ms` (Retry-After),
+ *   `why`, `started` (1: a velocity block starts with this send);
+ * - `ok`: per subject i, `t<i>` (sends a budget took), `n<i>=throttled` and `w<i>` (why), `f<i>` (a budget it filled:
+ *   why); and `dayEndMs`.
+ */
 export const GUARD_SEND = defineScript({
   name: 'otpGuardSend',
-  doc: 'check the subjects of one slot for a send and count it on each; refuse (counting nothing) when a guard says no',
+  doc: 'check and count the sends of one slot, each on its subjects; a send a guard refuses counts nothing',
   keys: [],
-  // limits: the settings and the subjects' tuples, comma-separated in one argument: the API encodes each argument
-  // of every send, and the script splits one string for less than that costs
   args: ['now', 'limits'],
   restKeys: 'states',
   lib: LIB,
@@ -102,107 +115,165 @@ local S = {${GUARD_SEND_SETTINGS.map((n, i) => `${n} = L[${i + 1}]`).join(', ')}
 local now = clock(A.now)
 local day = math.floor(now / DAY)
 local dayEndMs = (day + 1) * DAY - now
-local money = function(m) return string.format('%.2f %s', m / 1000000, S.currency) end
 local bucketMs, buckets, keepMs = tonumber(S.convBucketMs), tonumber(S.convBuckets), tonumber(S.keepMs)
 local sendsNow = G.sendsPrefix .. math.floor(now / bucketMs)
--- Each subject costs two calls on the way that lets the send go: one HMGET of all it judges, one HSET of all it
--- counts (Lua's calls into Redis are most of a script's time). First every subject is judged, writing nothing (but a
--- velocity block that starts now); then each is counted.
-local plans = {}
-for i, state in ipairs(K.states) do
-  local o = ${GUARD_SEND_SETTINGS.length} + (i - 1) * ${GUARD_SEND_SUBJECT_ARGS.length}
-  local p = {
-    state = state,
-    vmax = tonumber(L[o + 1]), convMin = tonumber(L[o + 2]), budget = tonumber(L[o + 3]),
-    spendBudget = tonumber(L[o + 4]), price = tonumber(L[o + 5]), take = tonumber(L[o + 6]),
-    bn = 0, spent = 0,
-  }
-  local h = redis.call('HMGET', state, G.blockedUntil, G.unverified, G.windowEnd, G.day, G.dayCount, G.daySpend,
+local money = function(m) return string.format('%.2f %s', m / 1000000, S.currency) end
+
+-- The subjects' states by KEYS index: read on first use, changed in memory (\`put\` notes a field to write), written
+-- at the end. \`why\` is read only when a block refuses.
+local states = {}
+local function stateOf(k)
+  local st = states[k]
+  if st then return st end
+  local key = K.states[k]
+  local h = redis.call('HMGET', key, G.blockedUntil, G.unverified, G.windowEnd, G.day, G.dayCount, G.daySpend,
     G.throttledUntil, G.convBucket, G.convJudged, G.convApproved, sendsNow, G.keptUntil)
-  local blk = tonumber(h[1] or '0')
-  if blk > now then
-    return {'refused', 'at', i, 'guard', 'velocity', 'ms', blk - now, 'why', redis.call('HGET', state, G.why) or '',
-      'started', 0}
-  end
-  p.kept = tonumber(h[12] or '0')
-  -- spend in millionths of the currency: whole numbers
-  if p.budget > 0 or p.spendBudget > 0 then
-    if tonumber(h[4] or '-1') == day then p.bn, p.spent = tonumber(h[5] or '0'), tonumber(h[6] or '0') end
-    if p.budget > 0 and p.bn >= p.budget then
-      return {'refused', 'at', i, 'guard', 'budget', 'ms', dayEndMs,
-        'why', p.bn .. ' SMS today, the daily budget is ' .. p.budget, 'started', 0}
-    end
-    if p.spendBudget > 0 and p.price > 0 and p.spent + p.price > p.spendBudget then
-      return {'refused', 'at', i, 'guard', 'budget', 'ms', dayEndMs,
-        'why', money(p.spent) .. ' spent today, the daily budget is ' .. money(p.spendBudget), 'started', 0}
-    end
-    -- a lease takes what is left, if less than it asks
-    if p.budget > 0 then p.take = math.min(p.take, p.budget - p.bn) end
-    if p.spendBudget > 0 and p.price > 0 then
-      p.take = math.min(p.take, math.floor((p.spendBudget - p.spent) / p.price))
-    end
-  end
-  if p.convMin > 0 then
-    local _, sent, ok, moved = conv(state, now, bucketMs, buckets, {h[8], h[9], h[10]})
-    -- the current bucket's sends, read above (again when the sums moved: a clock moved back may have deleted it)
-    p.sendsNow = tonumber((moved and redis.call('HGET', state, sendsNow)) or h[11] or '0')
-    if sent >= p.convMin and ok * 100 < sent * tonumber(S.convMinPercent) then
-      local why = ok .. ' approved of ' .. sent .. ' codes sent, under ' .. S.convMinPercent .. '%'
-      local thr = tonumber(h[7] or '0')
-      if thr > now then return {'refused', 'at', i, 'guard', 'conversion', 'ms', thr - now, 'why', why, 'started', 0} end
-      -- throttled, not closed: this send goes, the next one after throttleMs, so approvals can bring it back
-      p.throttle = why
-    end
-  end
-  if p.vmax > 0 then
-    p.vu, p.vend = tonumber(h[2] or '0'), tonumber(h[3] or '0')
-    if p.vend <= now then p.vu, p.vend = 0, now + tonumber(S.velocityWindowMs) end
-    if p.vu >= p.vmax then
-      local why = p.vu .. ' codes sent without a verification after them (limit ' .. p.vmax .. ')'
-      local cool = tonumber(S.cooldownMs)
-      -- the count starts again after the cool-down: the block is the penalty
-      redis.call('HSET', state, G.blockedUntil, now + cool, G.why, why, G.unverified, 0, G.windowEnd, 0)
-      keep(state, now, cool + keepMs)
-      return {'refused', 'at', i, 'guard', 'velocity', 'ms', cool, 'why', why, 'started', 1}
-    end
-  end
-  plans[i] = p
+  st = {
+    key = key, blk = tonumber(h[1] or '0'), vu = tonumber(h[2] or '0'), vEnd = tonumber(h[3] or '0'),
+    day = tonumber(h[4] or '-1'), bn = tonumber(h[5] or '0'), bs = tonumber(h[6] or '0'), thr = tonumber(h[7] or '0'),
+    sums = {h[8], h[9], h[10]}, sends = tonumber(h[11] or '0'), kept = tonumber(h[12] or '0'), fields = {},
+  }
+  states[k] = st
+  return st
 end
--- every subject lets the send go: count it on each. Notes per subject i: n<i> 'throttled' or 'filled', w<i> why;
--- \`noted\` 1 when there is any (the caller reads them only then)
-local out = {'ok', 'dayEndMs', dayEndMs}
-local noted = false
-for i, p in ipairs(plans) do
-  local f = {}
-  local function set(field, value) f[#f + 1] = field; f[#f + 1] = value end
-  if p.throttle then
-    set(G.throttledUntil, now + tonumber(S.throttleMs)); set(G.why, p.throttle)
-    out[#out + 1] = 'n' .. i; out[#out + 1] = 'throttled'; out[#out + 1] = 'w' .. i; out[#out + 1] = p.throttle
-    noted = true
+local function put(st, field, value) st.fields[field] = value end
+-- the conversion window's judged sends and approvals, brought up to now on first use (the current bucket's sends
+-- are not judged: those of this call do not change them)
+local function judged(st)
+  if st.sent == nil then
+    local _, sent, ok, moved = conv(st.key, now, bucketMs, buckets, st.sums)
+    st.sent, st.ok = sent, ok
+    -- a clock moved back may have deleted the current bucket: read it again
+    if moved then st.sends = tonumber(redis.call('HGET', st.key, sendsNow) or '0') end
   end
-  if p.vmax > 0 then set(G.unverified, p.vu + 1); set(G.windowEnd, p.vend) end
-  if p.budget > 0 or p.spendBudget > 0 then
-    set(G.day, day); set(G.dayCount, p.bn + p.take); set(G.daySpend, p.spent + p.price * p.take)
-    out[#out + 1] = 't' .. i; out[#out + 1] = p.take
-  end
-  if p.convMin > 0 then set(sendsNow, p.sendsNow + 1) end
-  -- not blocked (a blocked subject refused above): kept the usual time, renewed once half of it has gone
-  local renew = p.kept < now + keepMs / 2
-  if renew then set(G.keptUntil, now + keepMs) end
-  redis.call('HSET', p.state, unpack(f))
-  -- after the HSET: a new subject's hash exists only from it
-  if renew then redis.call('PEXPIRE', p.state, keepMs) end
-  -- the send that fills a budget starts its block (the index lists it until the day ends)
-  local filled = nil
-  local bn, spent = p.bn + p.take, p.spent + p.price * p.take
-  if p.budget > 0 and bn >= p.budget then filled = bn .. ' SMS today, the daily budget is ' .. p.budget
-  elseif p.spendBudget > 0 and p.price > 0 and spent + p.price > p.spendBudget then
-    -- the next send at this price would pass the budget
-    filled = money(spent) .. ' spent today, the daily budget is ' .. money(p.spendBudget)
-  end
-  if filled then out[#out + 1] = 'f' .. i; out[#out + 1] = filled; noted = true end
+  return st.sent, st.ok
 end
-if noted then out[#out + 1] = 'noted'; out[#out + 1] = 1 end
+
+local function refusal(i, guard, ms, why, started)
+  return 'refused\\nat=' .. i .. '\\nguard=' .. guard .. '\\nms=' .. ms .. '\\nwhy=' .. why .. '\\nstarted=' .. started
+end
+
+-- One send on its subjects: first each is judged, changing nothing (but a velocity block that starts now); then,
+-- when all let it go, it is counted on each.
+local function check(subjects)
+  for i, p in ipairs(subjects) do
+    local st = p.st
+    if st.blk > now then
+      st.why = st.why or redis.call('HGET', st.key, G.why) or ''
+      return refusal(i, 'velocity', st.blk - now, st.why, 0)
+    end
+    -- spend in millionths of the currency: whole numbers
+    p.bn, p.spent = 0, 0
+    if p.budget > 0 or p.spendBudget > 0 then
+      if st.day == day then p.bn, p.spent = st.bn, st.bs end
+      if p.budget > 0 and p.bn >= p.budget then
+        return refusal(i, 'budget', dayEndMs, p.bn .. ' SMS today, the daily budget is ' .. p.budget, 0)
+      end
+      if p.spendBudget > 0 and p.price > 0 and p.spent + p.price > p.spendBudget then
+        return refusal(i, 'budget', dayEndMs,
+          money(p.spent) .. ' spent today, the daily budget is ' .. money(p.spendBudget), 0)
+      end
+      -- a lease takes what is left, if less than it asks
+      if p.budget > 0 then p.take = math.min(p.take, p.budget - p.bn) end
+      if p.spendBudget > 0 and p.price > 0 then
+        p.take = math.min(p.take, math.floor((p.spendBudget - p.spent) / p.price))
+      end
+    end
+    p.throttle = nil
+    if p.convMin > 0 then
+      local sent, ok = judged(st)
+      if sent >= p.convMin and ok * 100 < sent * tonumber(S.convMinPercent) then
+        local why = ok .. ' approved of ' .. sent .. ' codes sent, under ' .. S.convMinPercent .. '%'
+        if st.thr > now then return refusal(i, 'conversion', st.thr - now, why, 0) end
+        -- throttled, not closed: this send goes, the next one after throttleMs, so approvals can bring it back
+        p.throttle = why
+      end
+    end
+    if p.vmax > 0 then
+      p.vu, p.vEnd = st.vu, st.vEnd
+      if p.vEnd <= now then p.vu, p.vEnd = 0, now + tonumber(S.velocityWindowMs) end
+      if p.vu >= p.vmax then
+        local why = p.vu .. ' codes sent without a verification after them (limit ' .. p.vmax .. ')'
+        local cool = tonumber(S.cooldownMs)
+        -- the count starts again after the cool-down: the block is the penalty
+        st.blk, st.why, st.vu, st.vEnd = now + cool, why, 0, 0
+        put(st, G.blockedUntil, st.blk); put(st, G.why, why); put(st, G.unverified, 0); put(st, G.windowEnd, 0)
+        st.keepFor = math.max(st.keepFor or 0, cool + keepMs)
+        return refusal(i, 'velocity', cool, why, 1)
+      end
+    end
+  end
+  local a = {'ok'}
+  for i, p in ipairs(subjects) do
+    local st = p.st
+    if p.throttle then
+      st.thr, st.why = now + tonumber(S.throttleMs), p.throttle
+      put(st, G.throttledUntil, st.thr); put(st, G.why, st.why)
+      a[#a + 1] = 'n' .. i .. '=throttled'; a[#a + 1] = 'w' .. i .. '=' .. p.throttle
+    end
+    if p.vmax > 0 then
+      st.vu, st.vEnd = p.vu + 1, p.vEnd
+      put(st, G.unverified, st.vu); put(st, G.windowEnd, st.vEnd)
+    end
+    if p.budget > 0 or p.spendBudget > 0 then
+      st.day, st.bn, st.bs = day, p.bn + p.take, p.spent + p.price * p.take
+      put(st, G.day, day); put(st, G.dayCount, st.bn); put(st, G.daySpend, st.bs)
+      a[#a + 1] = 't' .. i .. '=' .. p.take
+      -- the send that fills a budget starts its block (the index lists it until the day ends)
+      if p.budget > 0 and st.bn >= p.budget then
+        a[#a + 1] = 'f' .. i .. '=' .. st.bn .. ' SMS today, the daily budget is ' .. p.budget
+      elseif p.spendBudget > 0 and p.price > 0 and st.bs + p.price > p.spendBudget then
+        -- the next send at this price would pass the budget
+        a[#a + 1] = 'f' .. i .. '=' .. money(st.bs) .. ' spent today, the daily budget is ' .. money(p.spendBudget)
+      end
+    end
+    if p.convMin > 0 then st.sends = st.sends + 1; put(st, sendsNow, st.sends) end
+    -- kept the usual time, renewed once half of it has gone
+    if st.kept < now + keepMs / 2 then st.renew = true end
+  end
+  a[#a + 1] = 'dayEndMs=' .. dayEndMs
+  return table.concat(a, '\\n')
+end
+
+local out = {'ok'}
+local pos, W, j = ${GUARD_SEND_SETTINGS.length} + 1, ${GUARD_SEND_SUBJECT_ARGS.length}, 0
+while pos <= #L do
+  j = j + 1
+  local n = tonumber(L[pos])
+  local t = pos + 1 + n
+  local subjects = {}
+  for i = 1, n do
+    local o = t + (i - 1) * W
+    subjects[i] = {
+      st = stateOf(tonumber(L[pos + i])),
+      vmax = tonumber(L[o]), convMin = tonumber(L[o + 1]), budget = tonumber(L[o + 2]),
+      spendBudget = tonumber(L[o + 3]), price = tonumber(L[o + 4]), take = tonumber(L[o + 5]),
+    }
+  end
+  out[#out + 1] = 's' .. j; out[#out + 1] = check(subjects)
+  pos = t + n * W
+end
+-- every changed state written once; its expiry after the HSET (a new subject's hash exists only from it)
+for k = 1, #K.states do
+  local st = states[k]
+  if st then
+    local f = {}
+    for field, value in pairs(st.fields) do f[#f + 1] = field; f[#f + 1] = value end
+    if st.keepFor then
+      -- a block keeps its subject until after its cool-down
+      local ends = now + math.max(tonumber(redis.call('PTTL', st.key)), st.keepFor)
+      f[#f + 1] = G.keptUntil; f[#f + 1] = ends
+      redis.call('HSET', st.key, unpack(f))
+      redis.call('PEXPIRE', st.key, ends - now)
+    elseif st.renew then
+      f[#f + 1] = G.keptUntil; f[#f + 1] = now + keepMs
+      redis.call('HSET', st.key, unpack(f))
+      redis.call('PEXPIRE', st.key, keepMs)
+    elseif #f > 0 then
+      redis.call('HSET', st.key, unpack(f))
+    end
+  end
+end
 return out
 `,
 });

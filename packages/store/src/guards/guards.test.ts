@@ -107,6 +107,78 @@ describe('conversion watch', () => {
   });
 });
 
+describe('sends that arrive together', () => {
+  // Sends that reach the guards in one turn of the event loop are checked by one script call: each as if alone, in
+  // their order, seeing the counts of those before it.
+  it('a range limit and a budget hold within one call as they do one send at a time', async () => {
+    const env = {
+      GUARD_VELOCITY_RANGE_MAX_UNVERIFIED: '20',
+      GUARD_VELOCITY_COOLDOWN_SECONDS: '600',
+      GUARD_DAILY_SMS_PER_COUNTRY: 'DE=5,*=1000',
+    };
+    // the script calls the guards make, counted on the way to Redis
+    let calls = 0;
+    const counting = new Proxy(store.redis, {
+      get(target, name, receiver) {
+        const value = Reflect.get(target, name, receiver);
+        if (name !== 'otpGuardSend' || typeof value !== 'function') return value;
+        return (...args: unknown[]) => {
+          calls++;
+          return value.apply(target, args);
+        };
+      },
+    });
+    const g = createSendGuards(counting, store.ks, readGuardsConfig(new EnvReader(env), []));
+    const together = (targets: GuardTarget[], at: number) => Promise.all(targets.map((t) => g.send(t, at)));
+    const range = await together(
+      Array.from({ length: 30 }, () => fr()),
+      T0,
+    );
+    // one call for the country's slot, one for the key's budget (which leases sends for the next ones)
+    expect(calls).toBe(2);
+    expect(range.filter((r) => r.kind === 'ok')).toHaveLength(20);
+    // the 21st starts the block, the rest find it
+    expect(range.slice(20)).toEqual(Array(10).fill(expect.objectContaining({ code: 'prefix_velocity' })));
+    expect(await g.blocks(T0 + 1)).toEqual([expect.objectContaining({ label: '+3361234xxx' })]);
+    // the range's count is the 20 that went (the block reset it to 0); the country's too
+    const vr = await store.redis.hmget(guardKey(store.ks, guardSubject('vr', 'FR', 'shop', '+3361234')), 'vu', 'blk');
+    expect(vr).toEqual(['0', String(T0 + 600_000)]);
+    const vc = await store.redis.hget(guardKey(store.ks, guardSubject('vc', 'FR', 'shop')), 'vu');
+    expect(vc).toBe('20');
+
+    const de = (i: number): GuardTarget => ({
+      keyName: 'shop',
+      phoneNumber: `+4915112${String(i).padStart(5, '0')}`,
+      country: 'DE',
+      callingCode: '49',
+    });
+    const budget = await together(
+      Array.from({ length: 8 }, (_, i) => de(i * 1000)),
+      T0,
+    );
+    expect(budget.map((r) => (r.kind === 'ok' ? 'ok' : r.code))).toEqual([
+      ...Array(5).fill('ok'),
+      ...Array(3).fill('country_budget_exhausted'),
+    ]);
+    // one script call for the eight (the key's budget from its lease), and what it counted is what went
+    expect(calls).toBe(3);
+    expect(await store.redis.hget(guardKey(store.ks, guardSubject('wc', 'DE')), 'bn')).toBe('5');
+  });
+
+  it('a throttled range lets one of the sends that arrive together go', async () => {
+    const g = guardsWith({
+      GUARD_VELOCITY_RANGE_MAX_UNVERIFIED: '0',
+      GUARD_CONVERSION_RANGE_MIN_SENDS: '10',
+      GUARD_CONVERSION_MIN_PERCENT: '50',
+      GUARD_CONVERSION_THROTTLE_SECONDS: '60',
+    });
+    for (let i = 0; i < 12; i++) expect((await g.send(fr(), T0 + i)).kind).toBe('ok');
+    const later = T0 + 6 * MIN;
+    const sends = await Promise.all(Array.from({ length: 6 }, () => g.send(fr(), later)));
+    expect(sends.map((r) => (r.kind === 'ok' ? 'ok' : r.code))).toEqual(['ok', ...Array(5).fill('low_conversion')]);
+  });
+});
+
 describe('conversion window running sums', () => {
   it("equal the sums of the window's buckets after sends, approvals and undos spread over hours, gaps included", async () => {
     const g = guardsWith({

@@ -4,7 +4,14 @@ import type { Keyspace } from '../keyspace.js';
 import type { RedisClient } from '../redis/connection.js';
 import type { ScriptResult } from '../redis/script.js';
 import { type GuardSubjectKind, guardIndexKeys, guardKey, guardSubject } from './guard.record.js';
-import { GUARD_APPROVED, GUARD_BLOCKED, GUARD_SEND, GUARD_UNDO } from './guards.scripts.js';
+import {
+  GUARD_APPROVED,
+  GUARD_BLOCKED,
+  GUARD_SEND,
+  GUARD_SEND_SETTINGS,
+  GUARD_SEND_SUBJECT_ARGS,
+  GUARD_UNDO,
+} from './guards.scripts.js';
 
 /** The number a guard looks at: its E.164 form, ISO country and calling code, and the API key that sends. */
 export interface GuardTarget {
@@ -82,9 +89,29 @@ interface Plan {
   readonly country: readonly (Subject & { readonly ranged: boolean })[];
   /** The key's budget (a slot of its own), or null when it has none. */
   readonly key: Subject | null;
-  /** GUARD_SEND's `limits` for the country slot. */
-  readonly countryLimits: string;
+  /** The country slot's subjects' tuples in GUARD_SEND's `limits`. */
+  readonly countryTuples: string;
 }
+
+/** A send's subjects of one slot, waiting for the script call of this turn of the event loop there. */
+interface Waiting {
+  readonly group: readonly Subject[];
+  /** The group's tuples in GUARD_SEND's `limits`. */
+  readonly tuples: string;
+  readonly done: (r: ScriptResult) => void;
+  readonly fail: (err: unknown) => void;
+}
+
+/** A send's answer in GUARD_SEND's reply: its outcome, then `name=value` lines. */
+const answerOf = (raw: string | undefined): ScriptResult => {
+  const [outcome = '', ...lines] = (raw ?? '').split('\n');
+  const out: Record<string, string> = { outcome };
+  for (const line of lines) {
+    const eq = line.indexOf('=');
+    out[line.slice(0, eq)] = line.slice(eq + 1);
+  }
+  return out as ScriptResult;
+};
 
 const CONV_BUCKETS = 12;
 const MICROS = 1_000_000;
@@ -148,25 +175,84 @@ export function createSendGuards(
     } else leases.set(s.subject, { day, sms, micros });
   };
 
-  /** GUARD_SEND's settings, in GUARD_SEND_SETTINGS's order: the start of every `limits`. */
-  const settings = [
-    v.windowSeconds * 1000,
-    v.cooldownSeconds * 1000,
-    c.minPercent,
+  /** GUARD_SEND's settings: the start of every call's `limits`. */
+  const settingValues: Record<(typeof GUARD_SEND_SETTINGS)[number], number | string> = {
+    velocityWindowMs: v.windowSeconds * 1000,
+    cooldownMs: v.cooldownSeconds * 1000,
+    convMinPercent: c.minPercent,
     convBucketMs,
-    CONV_BUCKETS,
-    c.throttleSeconds * 1000,
+    convBuckets: CONV_BUCKETS,
+    throttleMs: c.throttleSeconds * 1000,
     currency,
     keepMs,
-  ].join(',');
-  /** GUARD_SEND's `limits`: the settings, then each subject's tuple in GUARD_SEND_SUBJECT_ARGS's order. */
-  const limitsOf = (group: readonly Subject[], price: number, take: (s: Subject) => number): string =>
-    [
-      settings,
-      ...group.map((s) =>
-        [s.velocityMax, s.convMinSends, s.budget, s.spendBudget, s.spendBudget > 0 ? price : 0, take(s)].join(','),
-      ),
-    ].join(',');
+  };
+  const settings = GUARD_SEND_SETTINGS.map((name) => settingValues[name]).join(',');
+  /** A group's tuples in GUARD_SEND's `limits`. */
+  const tuplesOf = (group: readonly Subject[], price: number, take: (s: Subject) => number): string =>
+    group
+      .map((s) => {
+        const tuple: Record<(typeof GUARD_SEND_SUBJECT_ARGS)[number], number> = {
+          velocityMax: s.velocityMax,
+          convMinSends: s.convMinSends,
+          budget: s.budget,
+          spendBudget: s.spendBudget,
+          price: s.spendBudget > 0 ? price : 0,
+          take: take(s),
+        };
+        return GUARD_SEND_SUBJECT_ARGS.map((name) => tuple[name]).join(',');
+      })
+      .join(',');
+
+  /**
+   * The sends waiting for their slot's script call, by slot and `now` (0 but in tests). Sends that reach the guards
+   * in one turn of the event loop share one call per slot, made when the turn ends (setImmediate, as the client's
+   * own pipelining does): a busy API takes several sends a turn, and a call costs the API and Redis far more than
+   * one more send in it.
+   */
+  const waiting = new Map<string, Waiting[]>();
+  const checkInBatch = (group: readonly Subject[], tuples: string, now: number): Promise<ScriptResult> =>
+    new Promise((done, fail) => {
+      // the slot: the hash tag of the group's keys (they share it)
+      const key = group[0]!.key;
+      const id = `${key.slice(key.indexOf('{'), key.indexOf('}'))}|${now}`;
+      let batch = waiting.get(id);
+      if (batch === undefined) {
+        const sends: Waiting[] = [];
+        waiting.set(id, sends);
+        setImmediate(() => {
+          waiting.delete(id);
+          runBatch(sends, now);
+        });
+        batch = sends;
+      }
+      batch.push({ group, tuples, done, fail });
+    });
+  const runBatch = (sends: Waiting[], now: number) => {
+    const keys: string[] = [];
+    const indexOf = new Map<string, number>();
+    const limits = [settings];
+    for (const w of sends) {
+      limits.push(String(w.group.length));
+      for (const s of w.group) {
+        let k = indexOf.get(s.key);
+        if (k === undefined) {
+          keys.push(s.key);
+          k = keys.length;
+          indexOf.set(s.key, k);
+        }
+        limits.push(String(k));
+      }
+      limits.push(w.tuples);
+    }
+    GUARD_SEND.run(redis, {}, { now, limits: limits.join(',') }, { keys }).then(
+      (r) => {
+        for (let j = 0; j < sends.length; j++) sends[j]!.done(answerOf(r[`s${j + 1}`]));
+      },
+      (err) => {
+        for (const w of sends) w.fail(err);
+      },
+    );
+  };
 
   const plans = new Map<string, Plan>();
   const makePlan = (t: GuardTarget, price: number, ownSms: number | null, ownSpend: number | null): Plan => {
@@ -232,7 +318,7 @@ export function createSendGuards(
       country,
       key: all.find((s) => s.kind === 'bk') ?? null,
       // a country subject takes one send at a time (only a key's budget is leased)
-      countryLimits: limitsOf(country, price, () => 1),
+      countryTuples: tuplesOf(country, price, () => 1),
     };
   };
   const planOf = (t: GuardTarget, price: number): Plan => {
@@ -340,18 +426,13 @@ export function createSendGuards(
       const groups = bySlot(leased ? all.filter((s) => s !== leased) : all);
       const results: ScriptResult[] = await Promise.all(
         groups.map((group) =>
-          GUARD_SEND.run(
-            redis,
-            {},
-            {
-              now,
-              limits:
-                group[0]!.kind === 'bk'
-                  ? limitsOf(group, price, (s) => leaseSize(s, price))
-                  : // the country slot's limits are the plan's
-                    plan.countryLimits,
-            },
-            { keys: group.map((s) => s.key) },
+          checkInBatch(
+            group,
+            group[0]!.kind === 'bk'
+              ? tuplesOf(group, price, (s) => leaseSize(s, price))
+              : // the country slot's tuples are the plan's
+                plan.countryTuples,
+            now,
           ),
         ),
       );
@@ -375,7 +456,6 @@ export function createSendGuards(
           // this send is one of those taken; the rest is the key's lease
           if (s.kind === 'bk') addToLease(s, day, Number(r[`t${i + 1}`] ?? 1) - 1, price);
           // a throttle or a filled budget started with this send (rare): list it
-          if (r.noted !== '1') return;
           const why = r[`w${i + 1}`] ?? '';
           if (r[`n${i + 1}`] === 'throttled') {
             notes.push(register(s, t, 'low_conversion', why, at + c.throttleSeconds * 1000));
