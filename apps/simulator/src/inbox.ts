@@ -58,14 +58,20 @@ export function createInbox(limit: number): Inbox {
   let messages: InboxMessage[] = [];
   const key = (provider: SimProvider, id: string, to: string) => `${provider}:${id}:${to}`;
   let byKey = new Map<string, InboxMessage>();
+  /** By provider and message id (an Octopush ticket covers several numbers: its first message). */
+  let byId = new Map<string, InboxMessage>();
 
   return {
     add(m) {
       messages.push(m);
       byKey.set(key(m.provider, m.messageId, m.to), m);
+      const id = `${m.provider}:${m.messageId}`;
+      if (!byId.has(id)) byId.set(id, m);
       while (messages.length > limit) {
         const old = messages.shift();
-        if (old) byKey.delete(key(old.provider, old.messageId, old.to));
+        if (!old) break;
+        byKey.delete(key(old.provider, old.messageId, old.to));
+        if (byId.get(`${old.provider}:${old.messageId}`) === old) byId.delete(`${old.provider}:${old.messageId}`);
       }
     },
     setStatus(provider, id, to, status, errorCode = null) {
@@ -76,7 +82,7 @@ export function createInbox(limit: number): Inbox {
       m.updatedAt = new Date().toISOString();
       return m;
     },
-    find: (provider, id) => messages.find((m) => m.provider === provider && m.messageId === id),
+    find: (provider, id) => byId.get(`${provider}:${id}`),
     list(filter = {}) {
       const phone = filter.phone ? normalizePhone(filter.phone) : undefined;
       return messages.filter((m) => (!phone || m.to === phone) && (!filter.provider || m.provider === filter.provider));
@@ -94,6 +100,7 @@ export function createInbox(limit: number): Inbox {
     clear() {
       messages = [];
       byKey = new Map();
+      byId = new Map();
     },
   };
 }

@@ -55,6 +55,28 @@ describe('fake Twilio Messages API', () => {
     ]);
   });
 
+  it("answers GET of a message with its price once it went out (Twilio's charge: negative, USD), not before", async () => {
+    const created = (await send({ To: '+33612345678', From: '+15005550006', Body: 'Your code is 123456' })).json();
+    const get = (sid: string, auth = basic(accountSid, authToken)) =>
+      app.inject({
+        method: 'GET',
+        url: `/2010-04-01/Accounts/${accountSid}/Messages/${sid}.json`,
+        headers: { authorization: auth },
+      });
+    const queued = await get(created.sid);
+    expect(queued.statusCode).toBe(200);
+    expect(queued.json()).toMatchObject({ sid: created.sid, status: 'queued', price: null, price_unit: 'USD' });
+    expect((await get(created.sid, basic(accountSid, 'wrong'))).statusCode).toBe(401);
+    expect((await get('SM00000000000000000000000000000000')).json()).toMatchObject({ status: 404, code: 20404 });
+    // the callbacks' delay is 20 ms: sent, then delivered
+    await new Promise((r) => setTimeout(r, 100));
+    expect((await get(created.sid)).json()).toMatchObject({
+      status: 'delivered',
+      price: '-0.00790',
+      price_unit: 'USD',
+    });
+  });
+
   it('answers a Messaging Service send as accepted, with no From', async () => {
     const res = await send({ To: '+33612345678', MessagingServiceSid: `MG${'a'.repeat(32)}`, Body: 'hi' });
     expect(res.statusCode).toBe(201);

@@ -163,32 +163,63 @@ export function registerTwilioRoutes(app: FastifyInstance, ctx: SimContext): voi
         return reply;
       }
 
-      const uri = `/${API_VERSION}/Accounts/${accountSid}/Messages/${sid}`;
       return reply
         .code(201)
         .header('twilio-request-id', `RQ${randomBytes(16).toString('hex')}`)
-        .send({
-          account_sid: accountSid,
-          api_version: API_VERSION,
-          body,
-          date_created: rfc2822(now),
-          date_sent: null,
-          date_updated: rfc2822(now),
-          direction: 'outbound-api',
-          error_code: null,
-          error_message: null,
-          from: from ?? null,
-          messaging_service_sid: serviceSid ?? null,
-          num_media: '0',
-          num_segments: String(countSegments(body)),
-          price: null,
-          price_unit: 'USD',
-          sid,
-          status,
-          subresource_uris: { media: `${uri}/Media.json` },
-          to,
-          uri: `${uri}.json`,
-        });
+        .send(messageResource(accountSid, message, serviceSid ?? null));
     },
   );
+
+  /** Fake `GET /2010-04-01/Accounts/{AccountSid}/Messages/{Sid}.json`: the message as it is now, its price included. */
+  app.get<{ Params: { AccountSid: string; Sid: string } }>(
+    `/${API_VERSION}/Accounts/:AccountSid/Messages/:Sid.json`,
+    async (req, reply) => {
+      const fault = await preflight(ctx, 'twilio', reply, answers);
+      if (fault === 'handled') return reply;
+      const { accountSid, authToken } = ctx.opts.twilio;
+      const creds = basicAuth(req.headers.authorization);
+      if (fault === 'auth' || creds?.user !== accountSid || creds.pass !== authToken) {
+        return twilioError(reply, 401, 20003, 'Authenticate');
+      }
+      const message = ctx.inbox.find('twilio', req.params.Sid);
+      if (req.params.AccountSid !== accountSid || !message) {
+        return twilioError(reply, 404, 20404, `The requested resource ${req.url} was not found`);
+      }
+      return reply.send(messageResource(accountSid, message, null));
+    },
+  );
+}
+
+/** What the simulated Twilio charges per segment, in USD (the message resource's `price` once it went out). */
+export const TWILIO_SEGMENT_PRICE = 0.0079;
+/** Twilio sets a message's price once it left (sent or later), never while it is queued. */
+const PRICED = new Set(['sent', 'delivered', 'undelivered', 'failed']);
+
+/** A message resource as Twilio writes it (the create answer and `GET .../Messages/{Sid}.json`). */
+function messageResource(accountSid: string, m: InboxMessage, serviceSid: string | null) {
+  const uri = `/${API_VERSION}/Accounts/${accountSid}/Messages/${m.messageId}`;
+  const segments = countSegments(m.body);
+  return {
+    account_sid: accountSid,
+    api_version: API_VERSION,
+    body: m.body,
+    date_created: rfc2822(new Date(m.createdAt)),
+    date_sent: PRICED.has(m.status) ? rfc2822(new Date(m.updatedAt)) : null,
+    date_updated: rfc2822(new Date(m.updatedAt)),
+    direction: 'outbound-api',
+    error_code: m.errorCode === null ? null : Number(m.errorCode),
+    error_message: null,
+    from: m.from,
+    messaging_service_sid: serviceSid,
+    num_media: '0',
+    num_segments: String(segments),
+    // a charge: negative, five decimals
+    price: PRICED.has(m.status) ? (-TWILIO_SEGMENT_PRICE * segments).toFixed(5) : null,
+    price_unit: 'USD',
+    sid: m.messageId,
+    status: m.status,
+    subresource_uris: { media: `${uri}/Media.json` },
+    to: m.to,
+    uri: `${uri}.json`,
+  };
 }

@@ -11,6 +11,7 @@ import {
 } from '@otp-gateway/core';
 import { type OtpTemplates, renderOtpMessage } from '@otp-gateway/providers';
 import {
+  type CostCheck,
   type DeliveryRepo,
   MIN_SEND_LIFE_MS,
   type SendJobData,
@@ -29,6 +30,11 @@ export interface SendProcessorDeps {
   readonly routes?: () => ReadonlyMap<string, readonly ProviderId[]>;
   /** SMS_PRICES: a message's cost when the provider's answer does not say it. */
   readonly priceOf?: (provider: ProviderId, country: string) => SmsCost | null;
+  /**
+   * Queues the cost check of an accepted attempt whose provider tells its cost after the send (a `cost` job, see
+   * costCheck below); absent: the price table's cost stands (COST_CHECK_DELAY_SECONDS=0).
+   */
+  readonly askCost?: (otpId: string, check: CostCheck) => Promise<void>;
   readonly delivery: DeliveryRepo;
   readonly keys: OtpKeys;
   readonly log: Logger & { child(b: object): Logger };
@@ -103,9 +109,37 @@ export function createSendProcessor(deps: SendProcessorDeps) {
     }
   };
 
+  const countCost = (provider: ProviderId, callingCode: string, cost: SmsCost) =>
+    metrics.cost.inc({ provider, cc: callingCode, currency: cost.currency }, cost.amount);
+
+  /**
+   * A `cost` job: asks the provider what an accepted message cost and puts it on the attempt, in place of the
+   * price table's. While the provider does not tell, the job fails and BullMQ tries it again later (its attempts,
+   * its exponential backoff); on its last try the table's cost stands and is counted.
+   */
+  const costCheck = async (job: SendJob, check: CostCheck, log: Logger): Promise<void> => {
+    const provider = providers.get(check.provider);
+    const lastTry = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+    const told = await provider?.cost?.(check.messageId, { signal: deps.shutdown, log }).catch((err: unknown) => {
+      if (!lastTry) throw err;
+      log.warn({ provider: check.provider, err: { message: String(err) } }, 'cost check failed for good');
+      return null;
+    });
+    if (told) {
+      const recorded = await delivery.costKnown(job.data.otpId, check.attempt, told);
+      countCost(check.provider, check.callingCode, told);
+      log.info({ provider: check.provider, attempt: check.attempt, recorded, ...told }, 'provider told the cost');
+      return;
+    }
+    if (!lastTry) throw new Error(`${check.provider} does not tell the cost yet`);
+    if (check.table) countCost(check.provider, check.callingCode, check.table);
+    log.info({ provider: check.provider, attempt: check.attempt }, 'provider never told the cost; the table stands');
+  };
+
   return async (job: SendJob, token?: string): Promise<void> => {
     const { otpId } = job.data;
     const log = deps.log.child({ otpId, jobId: job.id });
+    if (job.name === 'cost' && job.data.cost) return costCheck(job, job.data.cost, log);
     const begun = await delivery.begin(otpId, order, MIN_SEND_LIFE_MS, deps.routes?.());
 
     if (begun.kind === 'stop') {
@@ -163,14 +197,36 @@ export function createSendProcessor(deps: SendProcessorDeps) {
         { signal: deps.shutdown, log },
       );
       stopTimer({ outcome: 'accepted' });
-      const cost = res.cost ?? deps.priceOf?.(providerId, otp.country) ?? null;
+      const table = res.cost ? null : (deps.priceOf?.(providerId, otp.country) ?? null);
+      const cost = res.cost ?? table;
       const early = await delivery.accepted(otpId, attempt, providerId, {
         messageId: res.messageId,
         providerStatus: res.providerStatus ?? '',
         hadFailures: begun.hadFailures,
         cost,
       });
-      if (cost) metrics.cost.inc({ provider: providerId, cc: otp.callingCode, currency: cost.currency }, cost.amount);
+      // A provider that tells the cost later is asked later (the table's cost stands on the attempt meanwhile);
+      // the metric counts each attempt's cost once, when it is known for good.
+      const check = !res.cost && provider.cost && deps.askCost ? deps.askCost : null;
+      const asked =
+        check &&
+        (await check(otpId, {
+          attempt,
+          provider: providerId,
+          messageId: res.messageId,
+          callingCode: otp.callingCode,
+          table,
+        }).then(
+          () => true,
+          (err: unknown) => {
+            log.warn(
+              { provider: providerId, err: { message: err instanceof Error ? err.message : String(err) } },
+              'cost check not queued; the price table stands',
+            );
+            return false;
+          },
+        ));
+      if (cost && !asked) countCost(providerId, otp.callingCode, cost);
       if (early.length > 0 && deps.applyEarlyReports) await deps.applyEarlyReports(early, log);
       metrics.funnel.inc({ stage: 'sent', provider: providerId, cc: otp.callingCode });
       if (attempt > 1) metrics.failovers.inc({ provider: providerId });

@@ -2,6 +2,7 @@ import { type Config, deriveKeys, type Logger, type ProviderId, type SmsProvider
 import { compileTemplates, createProviders, type OtpTemplates } from '@otp-gateway/providers';
 import { postWebhook, type TenantRegistry, type WebhookTarget } from '@otp-gateway/service';
 import {
+  type CostCheck,
   circuitSettings,
   createCircuits,
   createDeliveryRepo,
@@ -10,6 +11,7 @@ import {
   createSendQueues,
   createStatusEventQueue,
   createStatusEvents,
+  enqueueCostCheck,
   enqueueResend,
   type Keyspace,
   type ProviderRoutes,
@@ -147,6 +149,15 @@ export async function startSendWorker(deps: SendWorkerDeps): Promise<SendWorker>
     providers,
     order: config.providers.defaultRoute.filter((p) => providers.has(p)),
     priceOf: (provider, country) => tablePrice(config.providers, provider, country),
+    ...(config.worker.costCheckDelaySeconds > 0
+      ? {
+          askCost: (otpId: string, check: CostCheck) =>
+            enqueueCostCheck(queues, otpId, check, {
+              delayMs: config.worker.costCheckDelaySeconds * 1000,
+              attempts: config.worker.costCheckAttempts,
+            }),
+        }
+      : {}),
     routes: () => routes,
     delivery,
     keys: deriveKeys(config.otpSecret),

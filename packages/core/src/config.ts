@@ -114,6 +114,14 @@ export interface Config {
     readonly circuitFailureThreshold: number;
     readonly circuitCooldownSeconds: number;
     readonly deliveryTimeoutSeconds: number;
+    /**
+     * COST_CHECK_DELAY_SECONDS: when a provider tells a message's cost only after the send (Twilio's price), how
+     * long after it the worker first asks; 0: never (the price table's stands). COST_CHECK_ATTEMPTS: how many times
+     * it asks (BullMQ's exponential backoff: the next waits 1, 2, 4... times the delay) before the price table's
+     * stands for good.
+     */
+    readonly costCheckDelaySeconds: number;
+    readonly costCheckAttempts: number;
   };
   readonly webhooks: {
     readonly port: number;
@@ -401,6 +409,8 @@ export function loadConfig(env: NodeJS.ProcessEnv, app: AppName): Config {
       circuitFailureThreshold: r.int('CIRCUIT_FAILURE_THRESHOLD', 5, 1, 1000),
       circuitCooldownSeconds: r.int('CIRCUIT_COOLDOWN_SECONDS', 30, 1, 3600),
       deliveryTimeoutSeconds: r.int('DELIVERY_TIMEOUT_SECONDS', 120, 5, 3600),
+      costCheckDelaySeconds: r.int('COST_CHECK_DELAY_SECONDS', 60, 0, 86400),
+      costCheckAttempts: r.int('COST_CHECK_ATTEMPTS', 6, 1, 20),
     },
     webhooks: {
       port: r.int('WEBHOOKS_PORT', 3001, 0, 65535),

@@ -45,4 +45,10 @@ export interface SmsCost {
 export interface SmsProvider {
   readonly id: ProviderId;
   send(sms: OutboundSms, ctx: { signal: AbortSignal; log: Logger }): Promise<SendResult>;
+  /**
+   * What a message it accepted cost, asked after the send, for a provider that tells it later (Twilio's message
+   * resource has its price once the message went out); null while it does not say. Absent: the provider says it
+   * in its send answer or never.
+   */
+  cost?(messageId: string, ctx: { signal: AbortSignal; log: Logger }): Promise<SmsCost | null>;
 }

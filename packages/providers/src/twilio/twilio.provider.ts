@@ -1,5 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { maskPhone, type SmsProvider, type TwilioConfig } from '@otp-gateway/core';
+import { maskPhone, type SmsCost, type SmsProvider, type TwilioConfig } from '@otp-gateway/core';
 import twilio from 'twilio';
 import { abortedError, sendSignals } from '../http.errors.js';
 import { classifyTwilioFailure } from './twilio.errors.js';
@@ -65,14 +65,10 @@ export function createTwilioProvider(cfg: TwilioConfig, opts: TwilioProviderOpti
             validityPeriod: validityPeriodSeconds(sms.expiresAt),
           }),
         );
-        // Twilio gives the price (negative: a charge) once it is known, usually not yet in the create answer
-        const price = message.price == null ? Number.NaN : Math.abs(Number(message.price));
-        return Number.isFinite(price) && message.priceUnit
-          ? {
-              messageId: message.sid,
-              providerStatus: message.status,
-              cost: { amount: price, currency: message.priceUnit.toUpperCase() },
-            }
+        // Twilio gives the price once it is known, usually not yet in the create answer (then: `cost` below)
+        const cost = priceOf(message);
+        return cost
+          ? { messageId: message.sid, providerStatus: message.status, cost }
           : { messageId: message.sid, providerStatus: message.status };
       } catch (err) {
         const e = classifyTwilioFailure(err, signals, current.response);
@@ -80,7 +76,21 @@ export function createTwilioProvider(cfg: TwilioConfig, opts: TwilioProviderOpti
         throw e;
       }
     },
+
+    /** The message resource's price (`GET .../Messages/{sid}.json`), set by Twilio once the message went out. */
+    async cost(messageId, { signal }) {
+      const signals = sendSignals(signal, opts.timeoutMs);
+      const current: TwilioCallScope = { signal: signals.combined };
+      const message = await scope.run(current, () => client.messages(messageId).fetch());
+      return priceOf(message);
+    },
   };
+}
+
+/** A message's price as Twilio writes it (a negative amount: a charge, in `price_unit`), or null when not yet set. */
+function priceOf(message: { price: string | null; priceUnit: string | null }): SmsCost | null {
+  const amount = message.price == null ? Number.NaN : Math.abs(Number(message.price));
+  return Number.isFinite(amount) && message.priceUnit ? { amount, currency: message.priceUnit.toUpperCase() } : null;
 }
 
 const useProxy = () => Boolean(process.env.HTTPS_PROXY || process.env.https_proxy || process.env.HTTP_PROXY);

@@ -172,6 +172,21 @@ return {'ok'}
 `,
 });
 
+export const COST = defineScript({
+  name: 'otpAttemptCost',
+  doc: "the provider said what accepted attempt n cost (after its send): it replaces the price table's",
+  keys: ['otp'],
+  args: ['attempt', 'cost', 'currency'],
+  lib: DELIVERY_LUA,
+  body: `
+local n = A.attempt
+-- a record gone meanwhile is not brought back; an attempt that was never accepted has no cost
+if redis.call('HGET', K.otp, af(n, AF.outcome)) == false then return {'gone'} end
+redis.call('HSET', K.otp, af(n, AF.cost), A.cost, af(n, AF.currency), A.currency)
+return {'ok'}
+`,
+});
+
 export const FAIL = defineScript({
   name: 'otpAttemptFailed',
   doc: 'attempt n failed; a permanent refusal ends the OTP failed unless a message went out before',

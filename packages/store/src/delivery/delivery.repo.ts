@@ -3,7 +3,7 @@ import { publishQuietly, type StatusEvents } from '../events/status-events.js';
 import type { Keyspace } from '../keyspace.js';
 import { otpKeys } from '../otp/otp.record.js';
 import type { RedisClient } from '../redis/connection.js';
-import { ACCEPT, FAIL, GIVE_UP, PLAN, START } from './attempts.scripts.js';
+import { ACCEPT, COST, FAIL, GIVE_UP, PLAN, START } from './attempts.scripts.js';
 import type { Circuits } from './circuit.js';
 import { MIN_RESEND_LIFE_MS } from './life-left.js';
 import type { MessageIndex } from './messages.js';
@@ -78,6 +78,11 @@ export interface DeliveryRepo {
     provider: ProviderId,
     result: { messageId: string; providerStatus: string; hadFailures: boolean; cost?: SmsCost | null },
   ): Promise<string[]>;
+  /**
+   * The provider said later what accepted attempt n cost: it replaces the price table's. False when the OTP's
+   * record is gone (or the attempt was never accepted).
+   */
+  costKnown(otpId: string, attempt: number, cost: SmsCost): Promise<boolean>;
   /** Attempt n failed; says whether the provider's circuit opened and whether the OTP ended (permanent). */
   failed(
     otpId: string,
@@ -167,6 +172,15 @@ export function createDeliveryRepo(
         publishQuietly(deps.events, otpId, 'sent', attempt, deps.onEventError),
       ]);
       return early;
+    },
+
+    async costKnown(otpId, attempt, cost) {
+      const r = await COST.run(redis, otpKeys(ks, otpId), {
+        attempt,
+        cost: String(cost.amount),
+        currency: cost.currency,
+      });
+      return r.outcome === 'ok';
     },
 
     async failed(otpId, attempt, provider, kind, errorCode, pauseMs) {

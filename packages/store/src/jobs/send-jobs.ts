@@ -1,4 +1,4 @@
-import { tokenOfOtpId } from '@otp-gateway/core';
+import { type ProviderId, type SmsCost, tokenOfOtpId } from '@otp-gateway/core';
 import { type JobsOptions, Queue, type WorkerOptions } from 'bullmq';
 import { type Keyspace, shardTag } from '../keyspace.js';
 import type { RedisClient } from '../redis/connection.js';
@@ -20,12 +20,25 @@ import { reportStoreError } from '../redis/errors.js';
  * de-duplication holds across its send and resends. Workers consume every shard. Changing the number of shards
  * moves OTPs to other queues: drain the queues first (README, upgrading).
  */
-export type SendJobKind = 'send' | 'resend';
+export type SendJobKind = 'send' | 'resend' | 'cost';
 
 export interface SendJobData {
   readonly otpId: string;
   /** For a resend: the attempt that was not delivered. */
   readonly after?: number;
+  /** For a cost check: the accepted attempt whose cost its provider tells later. */
+  readonly cost?: CostCheck;
+}
+
+/** An accepted attempt whose provider tells its cost after the send (SmsProvider.cost): asked by a `cost` job. */
+export interface CostCheck {
+  readonly attempt: number;
+  readonly provider: ProviderId;
+  readonly messageId: string;
+  /** The number's calling code (the cost metric's label). */
+  readonly callingCode: string;
+  /** The price table's cost, on the attempt meanwhile, and counted when the provider never tells. */
+  readonly table: SmsCost | null;
 }
 
 export type SendQueue = Queue<SendJobData, void, SendJobKind>;
@@ -114,6 +127,30 @@ export async function enqueueResend(queues: SendQueues, otpId: string, after: nu
  * left alone (the add is a no-op); one that already finished (failed for good, or completed and kept) would make
  * the add a no-op too, so it is removed first: the OTP, listed as not started, still needs a job.
  */
+export const costJobId = (otpId: string, attempt: number): string => `${otpId}-c${attempt}`;
+
+/**
+ * Queues the cost check of an accepted attempt, `delayMs` from now, tried up to `attempts` times while the provider
+ * does not tell yet (BullMQ's retries, with its exponential backoff from `delayMs`).
+ */
+export async function enqueueCostCheck(
+  queues: SendQueues,
+  otpId: string,
+  check: CostCheck,
+  opts: { delayMs: number; attempts: number },
+): Promise<void> {
+  await queues.forOtp(otpId).add(
+    'cost',
+    { otpId, cost: check },
+    {
+      jobId: costJobId(otpId, check.attempt),
+      delay: opts.delayMs,
+      attempts: opts.attempts,
+      backoff: { type: 'exponential', delay: opts.delayMs },
+    },
+  );
+}
+
 export async function requeue(queues: SendQueues, otpId: string, after: number | null): Promise<void> {
   const queue = queues.forOtp(otpId);
   const jobId = after === null ? otpId : resendJobId(otpId, after);
