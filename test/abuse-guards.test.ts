@@ -37,8 +37,8 @@ afterAll(async () => {
   await stack?.stop();
 });
 
-const sendFrom = async (phoneNumber: string, ip: string) => {
-  const r = await fetch(`${stack.apiUrl}/v1/otp/send`, {
+const sendFrom = async (phoneNumber: string, ip: string, on: Stack = stack) => {
+  const r = await fetch(`${on.apiUrl}/v1/otp/send`, {
     method: 'POST',
     headers: { authorization: `Bearer ${STACK_KEY}`, 'content-type': 'application/json', 'x-forwarded-for': ip },
     body: JSON.stringify({ phoneNumber }),
@@ -47,11 +47,11 @@ const sendFrom = async (phoneNumber: string, ip: string) => {
 };
 
 /** Send, read the SMS, verify: what a real user does. */
-async function legitimateFlow(phoneNumber: string, ip: string): Promise<number[]> {
-  const sent = await sendFrom(phoneNumber, ip);
+async function legitimateFlow(phoneNumber: string, ip: string, on: Stack = stack): Promise<number[]> {
+  const sent = await sendFrom(phoneNumber, ip, on);
   if (sent.status !== 202) return [sent.status];
-  const sms = await eventually(async () => (await stack.inbox(phoneNumber)).at(-1), 15_000, `sms to ${phoneNumber}`);
-  const verified = await stack.verify({ id: sent.body.id, code: codeIn(sms.body)! });
+  const sms = await eventually(async () => (await on.inbox(phoneNumber)).at(-1), 15_000, `sms to ${phoneNumber}`);
+  const verified = await on.verify({ id: sent.body.id, code: codeIn(sms.body)! });
   return [sent.status, verified.status];
 }
 
@@ -149,5 +149,116 @@ describe('abuse guards', () => {
       const r = await sendFrom(n, '192.0.2.2');
       expect({ status: r.status, code: r.body.error.code }).toEqual({ status: 400, code: 'number_type_not_allowed' });
     }
+  });
+});
+
+/**
+ * The conversion watch over real processes, with thresholds small enough for a test and its shortest window, 120 s:
+ * buckets of 10 s. The sends of the newest bucket are not judged (their codes may still be on their way to being
+ * typed), so each test waits, on the Redis clock the guards read, for the bucket of its last send to pass. Each
+ * sends exactly the minimum of judged sends: a bucket that ends halfway leaves fewer judged, never an early refusal.
+ */
+describe('conversion watch', () => {
+  let conv: Stack;
+  beforeAll(async () => {
+    conv = await startStack({
+      env: {
+        TRUST_PROXY: '1',
+        OTP_ALLOWED_COUNTRIES: 'FR,BE,DE',
+        GUARD_RANGE_DIGITS: '3',
+        // the velocity guard out of the way: this is about the share of codes verified
+        GUARD_VELOCITY_RANGE_MAX_UNVERIFIED: '1000',
+        GUARD_VELOCITY_COUNTRY_MAX_UNVERIFIED: '1000',
+        GUARD_CONVERSION_WINDOW_SECONDS: '120',
+        GUARD_CONVERSION_RANGE_MIN_SENDS: '6',
+        GUARD_CONVERSION_COUNTRY_MIN_SENDS: '12',
+        GUARD_CONVERSION_MIN_PERCENT: '50',
+        GUARD_CONVERSION_THROTTLE_SECONDS: '60',
+        SIM_CALLBACK_DELAY_MS: '50',
+      },
+    });
+  });
+  afterAll(async () => conv?.stop());
+
+  const BUCKET_MS = 10_000;
+  const redisNow = async () => {
+    const [s, us] = await conv.redis.time();
+    return Number(s) * 1000 + Math.floor(Number(us) / 1000);
+  };
+  /** Waits until the bucket running now has passed: every send made so far is judged. */
+  const judgedFromNow = async () => {
+    const bucket = Math.floor((await redisNow()) / BUCKET_MS);
+    while (Math.floor((await redisNow()) / BUCKET_MS) === bucket) await new Promise((r) => setTimeout(r, 100));
+  };
+  const counted = async (code: string) => {
+    const metrics = await (await fetch(`${conv.apiUrl}/metrics`)).text();
+    return Number(new RegExp(`otp_api_refusals_total\\{code="${code}"\\} (\\d+)`).exec(metrics)?.[1] ?? 0);
+  };
+  const refusedLines = () =>
+    conv.procs[1]!.logs().filter((l) => l.msg === 'send refused by an abuse guard' && l.code === 'low_conversion');
+
+  it('throttles a range whose codes are never verified: 429 low_conversion with Retry-After, saying why', async () => {
+    const before = await counted('low_conversion');
+    const range = `+3364${pid}2`;
+    for (let i = 0; i < 6; i++) {
+      expect((await sendFrom(`${range}${String(i).padStart(3, '0')}`, `203.0.113.${i}`, conv)).status).toBe(202);
+    }
+    await judgedFromNow();
+    // judged now, none approved: throttled, not closed; one send goes per GUARD_CONVERSION_THROTTLE_SECONDS
+    expect((await sendFrom(`${range}100`, '203.0.113.10', conv)).status).toBe(202);
+    const refused = await sendFrom(`${range}101`, '203.0.113.11', conv);
+    expect(refused.status).toBe(429);
+    expect(refused.body.error).toEqual({
+      code: 'low_conversion',
+      message:
+        'low_conversion: too few codes sent there are verified; sends there are throttled (0 approved of 6 codes sent, under 50%)',
+    });
+    expect(Number(refused.retryAfter)).toBeGreaterThan(0);
+    expect(Number(refused.retryAfter)).toBeLessThanOrEqual(60);
+    // another range of the same country goes on
+    expect((await sendFrom(`+3364${pid}3000`, '203.0.113.12', conv)).status).toBe(202);
+
+    expect(await counted('low_conversion')).toBe(before + 1);
+    expect(refusedLines().at(-1)).toMatchObject({ level: 40, reason: refused.body.error.message });
+    const metrics = await (await fetch(`${conv.apiUrl}/metrics`)).text();
+    expect(metrics).toMatch(/otp_guard_blocks_active\{guard="low_conversion",cc="33"\} 1\b/);
+  });
+
+  it("throttles a country whose codes are never verified across its ranges, while another country's verified codes go on", async () => {
+    const before = await counted('low_conversion');
+    // 12 codes to Belgium over four ranges (3 each, under the range minimum of 6), none verified; 12 to Germany,
+    // each verified
+    const be = (r: number, i: number) => `+3247${r}${pid}${String(i).padStart(3, '0')}`;
+    for (let r = 1; r <= 4; r++) {
+      for (let i = 0; i < 3; i++) expect((await sendFrom(be(r, i), `198.51.100.${r * 10 + i}`, conv)).status).toBe(202);
+    }
+    const de = await Promise.all(
+      Array.from({ length: 12 }, (_, i) =>
+        legitimateFlow(`+491512${pid}${String(i).padStart(4, '0')}`, '192.0.2.7', conv),
+      ),
+    );
+    for (const flow of de) expect(flow).toEqual([202, 200]);
+    await judgedFromNow();
+
+    // the first send after the judgement goes and starts the throttle; the next ones, in any range of Belgium, wait
+    expect((await sendFrom(be(5, 0), '198.51.100.100', conv)).status).toBe(202);
+    const refused = await Promise.all(
+      [be(6, 0), be(7, 0), be(1, 999)].map((n, i) => sendFrom(n, `198.51.100.${110 + i}`, conv)),
+    );
+    for (const r of refused) {
+      expect(r.status).toBe(429);
+      expect(r.body.error.code).toBe('low_conversion');
+      expect(r.body.error.message).toContain('(0 approved of 12 codes sent, under 50%)');
+      expect(Number(r.retryAfter)).toBeGreaterThan(0);
+    }
+    // Germany, judged too (12 approved of 12), goes on
+    for (let i = 0; i < 3; i++) {
+      expect((await sendFrom(`+491512${pid}${String(100 + i).padStart(4, '0')}`, '192.0.2.7', conv)).status).toBe(202);
+    }
+
+    expect(await counted('low_conversion')).toBe(before + 3);
+    expect(refusedLines().filter((l) => String(l.reason).includes('of 12 codes sent'))).toHaveLength(3);
+    const metrics = await (await fetch(`${conv.apiUrl}/metrics`)).text();
+    expect(metrics).toMatch(/otp_guard_blocks_active\{guard="low_conversion",cc="32"\} 1\b/);
   });
 });

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startApp } from './support/processes.js';
+import { closeRedisClients, isolatedRedis } from './support/redis.js';
 import { freePort, type LocalRedis, startLocalRedis } from './support/redis-server.js';
 
 const exitOf = (p: ReturnType<typeof startApp>) =>
@@ -91,6 +92,40 @@ describe('a Redis that may evict keys', () => {
       await p.waitForLog((l) => String(l.msg ?? '').startsWith('Server listening'));
     } finally {
       await p.stop();
+    }
+  });
+});
+
+describe('OTP_ALLOWED_COUNTRIES=* written out in production', () => {
+  it('starts the API, which warns at start naming the variable, and lets codes go to any country', async () => {
+    const store = await isolatedRedis();
+    const port = await freePort();
+    const p = startApp('api', {
+      ...store.env,
+      NODE_ENV: 'production',
+      OTP_ALLOWED_COUNTRIES: '*',
+      // the suite's Redis runs without AOF: that is not what this test is about
+      REDIS_ALLOW_NO_AOF: 'true',
+      API_KEYS: 'k:0123456789abcdef0123',
+      API_PORT: String(port),
+    });
+    try {
+      await p.waitForLog((l) => String(l.msg ?? '').startsWith('Server listening'));
+      const warn = p.logs().find((l) => l.variable === 'OTP_ALLOWED_COUNTRIES');
+      expect(warn).toMatchObject({
+        level: 40,
+        msg: expect.stringContaining('OTP_ALLOWED_COUNTRIES=* lets codes go to every country'),
+      });
+      // every country means every country: a send to one no list names is accepted
+      const sent = await fetch(`http://127.0.0.1:${port}/v1/otp/send`, {
+        method: 'POST',
+        headers: { authorization: 'Bearer 0123456789abcdef0123', 'content-type': 'application/json' },
+        body: JSON.stringify({ phoneNumber: '+5511987654321' }),
+      });
+      expect(sent.status).toBe(202);
+    } finally {
+      await p.stop();
+      await closeRedisClients(store.redis);
     }
   });
 });

@@ -1,6 +1,25 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
+import { loadConfig } from './config.js';
 import { isGatewayError } from './errors.js';
-import { maskPhone, parsePhone } from './phone.js';
+import { maskPhone, type PhoneRules, parsePhone } from './phone.js';
+
+/**
+ * Numbers whose line type libphonenumber is made to not know. With the `max` metadata every number it calls valid
+ * has a type (its validity is its type patterns), so no real number reaches the unknown-type rule: these stand in
+ * for the number a metadata update would leave without one. Every other number parses as the library says.
+ */
+const untyped = vi.hoisted(() => new Set<string>());
+vi.mock('libphonenumber-js/max', async (importOriginal) => {
+  const real = await importOriginal<typeof import('libphonenumber-js/max')>();
+  return {
+    ...real,
+    parsePhoneNumberFromString: (...args: Parameters<typeof real.parsePhoneNumberFromString>) => {
+      const parsed = real.parsePhoneNumberFromString(...args);
+      if (parsed && untyped.has(parsed.number)) parsed.getType = () => undefined;
+      return parsed;
+    },
+  };
+});
 
 function refusal(input: string, allowed?: ReadonlySet<string>, allowUnknownNumberType = true) {
   try {
@@ -50,6 +69,45 @@ describe('parsePhone', () => {
     ['+447640123456', 'UK pager'],
   ])('refuses %s (%s), which cannot receive an SMS code, with 400 number_type_not_allowed', (input) => {
     expect(refusal(input)).toEqual({ status: 400, code: 'number_type_not_allowed' });
+  });
+
+  it.each([
+    ['+33810123456', 'shared cost', 'French 0810'],
+    ['+34902123456', 'shared cost', 'Spanish 902'],
+    ['+41860123456789', 'voicemail', 'Swiss voicemail access'],
+  ])('refuses %s, a %s number (%s), with 400 number_type_not_allowed naming its type', (input, type) => {
+    expect(refusal(input)).toEqual({ status: 400, code: 'number_type_not_allowed' });
+    expect(() => parsePhone(input)).toThrow(`cannot receive an SMS code (${type} number)`);
+  });
+
+  it('refuses a number of unknown line type by default, and lets it through with OTP_ALLOW_UNKNOWN_NUMBER_TYPE=true', () => {
+    // the rules as the API reads them from its environment
+    const rulesOf = (env: Record<string, string>): PhoneRules =>
+      loadConfig(
+        { OTP_SECRET: 'unit-test-secret-0123456789abcdefghijklmnop', API_KEYS: 'shop:shop-secret-0123456789', ...env },
+        'api',
+      ).otp;
+    const byDefault = rulesOf({});
+    const allowing = rulesOf({ OTP_ALLOW_UNKNOWN_NUMBER_TYPE: 'true' });
+    untyped.add('+33612345678');
+    try {
+      expect(() => parsePhone('+33612345678', byDefault)).toThrow(
+        expect.objectContaining({
+          statusCode: 400,
+          code: 'number_type_not_allowed',
+          message: expect.stringContaining('(unknown line type)'),
+        }),
+      );
+      expect(parsePhone('+33612345678', allowing)).toEqual({ e164: '+33612345678', country: 'FR', callingCode: '33' });
+      // the setting lets the unknown type through, never a known refused one
+      expect(() => parsePhone('+33899123456', allowing)).toThrow(
+        expect.objectContaining({ code: 'number_type_not_allowed' }),
+      );
+    } finally {
+      untyped.clear();
+    }
+    // the same number typed as the library types it (mobile) goes either way
+    expect(parsePhone('+33612345678', byDefault)).toMatchObject({ e164: '+33612345678' });
   });
 
   it('refuses countries outside a non-empty allow-list with 403, after the validity rules', () => {

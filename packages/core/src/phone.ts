@@ -17,7 +17,8 @@ export interface PhoneRules {
   readonly allowedCountries: ReadonlySet<string>;
   /**
    * OTP_ALLOW_UNKNOWN_NUMBER_TYPE. libphonenumber-js (`max` metadata) answers a type for every valid number of a
-   * country whose metadata has type patterns, i.e. almost all: an unknown type means a country without them.
+   * country whose metadata has type patterns: with the metadata shipped today (1.13), every country (no valid
+   * number was found without one); the setting decides for a metadata update that drops a country's patterns.
    */
   readonly allowUnknownNumberType: boolean;
 }
