@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decryptCode, deriveKeys, encryptCode, generateCode, hashCode } from './secrets.js';
+import { decryptCode, deriveKeys, encryptCode, generateCode, hashCode, newOtpId, OTP_ID_PATTERN } from './secrets.js';
 
 const keys = deriveKeys('unit-test-secret-0123456789abcdefghijklmnop');
 
@@ -31,5 +31,21 @@ describe('codes', () => {
     bytes[bytes.length - 1]! ^= 1;
     expect(() => decryptCode(keys, 'otp_a', bytes.toString('base64url'))).toThrow();
     expect(() => decryptCode(deriveKeys('another-secret-0123456789abcdefghijklmn'), 'otp_a', sealed)).toThrow();
+  });
+
+  it('draws ids and IVs from the random pool without ever repeating one, across its refills', () => {
+    const ids = new Set<string>();
+    const ivs = new Set<string>();
+    // 20 bytes a send: 2000 sends go through the 4 KiB pool about ten times
+    for (let i = 0; i < 2000; i++) {
+      const id = newOtpId('0123456789abcdef');
+      expect(id).toMatch(OTP_ID_PATTERN);
+      ids.add(id);
+      const sealed = encryptCode(keys, id, '123456');
+      ivs.add(Buffer.from(sealed, 'base64url').subarray(0, 12).toString('hex'));
+      expect(decryptCode(keys, id, sealed)).toBe('123456');
+    }
+    expect(ids.size).toBe(2000);
+    expect(ivs.size).toBe(2000);
   });
 });
