@@ -128,6 +128,8 @@ beforeAll(async () => {
     providerStatus: 'queued',
     hadFailures: true,
   });
+  // the provider tells the message's cost later (a cost job)
+  expect(await delivery.costKnown(id, second.attempt, { amount: 0.0079, currency: 'USD' })).toBe(true);
   // No receipt in time: the sweep's receipt check; then a late report; then the resend the check listed.
   const partitions = [Number.parseInt(id.slice(4, 7), 16)];
   await sweepDue({ redis, ks, queues, circuits, now: () => Date.now() + 60_000 }, { partitions });

@@ -180,8 +180,8 @@ export const COST = defineScript({
   lib: DELIVERY_LUA,
   body: `
 local n = A.attempt
--- a record gone meanwhile is not brought back; an attempt that was never accepted has no cost
-if redis.call('HGET', K.otp, af(n, AF.outcome)) == false then return {'gone'} end
+-- a record gone meanwhile is not brought back; an attempt never accepted (no message id) has no cost
+if redis.call('HGET', K.otp, af(n, AF.messageId)) == false then return {'gone'} end
 redis.call('HSET', K.otp, af(n, AF.cost), A.cost, af(n, AF.currency), A.currency)
 return {'ok'}
 `,

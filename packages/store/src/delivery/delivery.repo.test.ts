@@ -4,7 +4,7 @@ import { nextPhone, type OtpFixtures, otpFixtures } from '../../../../test/suppo
 import { TEST_SECRET } from '../../../../test/support/processes.js';
 import { closeRedisClients, type IsolatedStore, isolatedRedis } from '../../../../test/support/redis.js';
 import { resendJobId } from '../jobs/send-jobs.js';
-import { OTP_FIELDS } from '../otp/otp.record.js';
+import { OTP_FIELDS, otpKeys } from '../otp/otp.record.js';
 import { toView } from '../otp/otp.view.js';
 import { type CircuitSettings, type Circuits, circuitKey, createCircuits } from './circuit.js';
 import { createDeliveryRepo, type DeliveryRepo } from './delivery.repo.js';
@@ -151,6 +151,27 @@ describe('delivery repo', () => {
     // A job picked up again after the send was recorded sends nothing.
     at(20);
     expect(await repo.begin(id, order, 5000)).toEqual({ kind: 'stop', reason: 'done' });
+  });
+
+  it("puts the cost a provider tells later on the accepted attempt, in place of the price table's", async () => {
+    const { id } = await fixtures.created({ phoneNumber: nextPhone() });
+    const b = await repo.begin(id, order, 5000);
+    if (b.kind !== 'go') throw new Error('not begun');
+    // before its acceptance, the attempt has no cost to replace
+    expect(await repo.costKnown(id, 1, { amount: 0.0079, currency: 'USD' })).toBe(false);
+    await repo.accepted(id, 1, 'twilio', {
+      messageId: 'SM1',
+      providerStatus: 'queued',
+      hadFailures: false,
+      cost: { amount: 0.05, currency: 'EUR' },
+    });
+    expect((await view(id)).attempts[0]).toMatchObject({ cost: 0.05, currency: 'EUR' });
+    expect(await repo.costKnown(id, 1, { amount: 0.0079, currency: 'USD' })).toBe(true);
+    expect((await view(id)).attempts[0]).toMatchObject({ outcome: 'accepted', cost: 0.0079, currency: 'USD' });
+    // a record gone (its retention over) is not brought back
+    await store.redis.del(otpKeys(store.ks, id).otp);
+    expect(await repo.costKnown(id, 1, { amount: 0.0079, currency: 'USD' })).toBe(false);
+    expect(await store.redis.exists(otpKeys(store.ks, id).otp)).toBe(0);
   });
 
   it('resumes an attempt a dead worker left in flight: a new record, same provider, same request id', async () => {
