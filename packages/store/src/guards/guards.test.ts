@@ -107,6 +107,22 @@ describe('conversion watch', () => {
   });
 });
 
+/** Guards whose script calls are counted on the way to Redis. */
+const countingGuards = (env: Record<string, string>) => {
+  let calls = 0;
+  const counting = new Proxy(store.redis, {
+    get(target, name, receiver) {
+      const value = Reflect.get(target, name, receiver);
+      if (name !== 'otpGuardSend' || typeof value !== 'function') return value;
+      return (...args: unknown[]) => {
+        calls++;
+        return value.apply(target, args);
+      };
+    },
+  });
+  return { g: createSendGuards(counting, store.ks, readGuardsConfig(new EnvReader(env), [])), calls: () => calls };
+};
+
 describe('sends that arrive together', () => {
   // Sends that reach the guards in one turn of the event loop are checked by one script call: each as if alone, in
   // their order, seeing the counts of those before it.
@@ -116,26 +132,14 @@ describe('sends that arrive together', () => {
       GUARD_VELOCITY_COOLDOWN_SECONDS: '600',
       GUARD_DAILY_SMS_PER_COUNTRY: 'DE=5,*=1000',
     };
-    // the script calls the guards make, counted on the way to Redis
-    let calls = 0;
-    const counting = new Proxy(store.redis, {
-      get(target, name, receiver) {
-        const value = Reflect.get(target, name, receiver);
-        if (name !== 'otpGuardSend' || typeof value !== 'function') return value;
-        return (...args: unknown[]) => {
-          calls++;
-          return value.apply(target, args);
-        };
-      },
-    });
-    const g = createSendGuards(counting, store.ks, readGuardsConfig(new EnvReader(env), []));
+    const { g, calls } = countingGuards(env);
     const together = (targets: GuardTarget[], at: number) => Promise.all(targets.map((t) => g.send(t, at)));
     const range = await together(
       Array.from({ length: 30 }, () => fr()),
       T0,
     );
     // one call for the country's slot, one for the key's budget (which leases sends for the next ones)
-    expect(calls).toBe(2);
+    expect(calls()).toBe(2);
     expect(range.filter((r) => r.kind === 'ok')).toHaveLength(20);
     // the 21st starts the block, the rest find it
     expect(range.slice(20)).toEqual(Array(10).fill(expect.objectContaining({ code: 'prefix_velocity' })));
@@ -161,8 +165,25 @@ describe('sends that arrive together', () => {
       ...Array(3).fill('country_budget_exhausted'),
     ]);
     // one script call for the eight (the key's budget from its lease), and what it counted is what went
-    expect(calls).toBe(3);
+    expect(calls()).toBe(3);
     expect(await store.redis.hget(guardKey(store.ks, guardSubject('wc', 'DE')), 'bn')).toBe('5');
+  });
+
+  it('a burst larger than one call takes is split into calls, each send judged once, in order', async () => {
+    const { g, calls } = countingGuards({
+      GUARD_VELOCITY_RANGE_MAX_UNVERIFIED: '0',
+      GUARD_DAILY_SMS_PER_COUNTRY: 'FR=450',
+    });
+    const burst = await Promise.all(
+      Array.from({ length: 500 }, (_, i) => g.send(fr(`+33612${String(i % 50).padStart(2, '0')}`), T0)),
+    );
+    expect(burst.map((r) => (r.kind === 'ok' ? 'ok' : r.code))).toEqual([
+      ...Array(450).fill('ok'),
+      ...Array(50).fill('country_budget_exhausted'),
+    ]);
+    expect(await store.redis.hget(guardKey(store.ks, guardSubject('wc', 'FR')), 'bn')).toBe('450');
+    // 200 + 200 + 100 for the country, and as many for the key's budget (no send of the burst found a lease yet)
+    expect(calls()).toBe(6);
   });
 
   it('a throttled range lets one of the sends that arrive together go', async () => {

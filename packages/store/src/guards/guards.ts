@@ -113,6 +113,9 @@ const answerOf = (raw: string | undefined): ScriptResult => {
   return out as ScriptResult;
 };
 
+/** Sends one GUARD_SEND call takes at most (a few µs of Redis's time each). */
+const MAX_BATCH = 200;
+
 const CONV_BUCKETS = 12;
 const MICROS = 1_000_000;
 const DAY_MS = 86_400_000;
@@ -216,11 +219,12 @@ export function createSendGuards(
       const key = group[0]!.key;
       const id = `${key.slice(key.indexOf('{'), key.indexOf('}'))}|${now}`;
       let batch = waiting.get(id);
-      if (batch === undefined) {
+      // a full batch goes as it is (a burst makes several calls, each a bounded stretch of Redis's time)
+      if (batch === undefined || batch.length >= MAX_BATCH) {
         const sends: Waiting[] = [];
         waiting.set(id, sends);
         setImmediate(() => {
-          waiting.delete(id);
+          if (waiting.get(id) === sends) waiting.delete(id);
           runBatch(sends, now);
         });
         batch = sends;
