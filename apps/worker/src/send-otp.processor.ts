@@ -31,10 +31,10 @@ export interface SendProcessorDeps {
   /** SMS_PRICES: a message's cost when the provider's answer does not say it. */
   readonly priceOf?: (provider: ProviderId, country: string) => SmsCost | null;
   /**
-   * Queues the cost check of an accepted attempt whose provider tells its cost after the send (a `cost` job, see
-   * costCheck below); absent: the price table's cost stands (COST_CHECK_DELAY_SECONDS=0).
+   * COST_CHECK_DELAY_SECONDS in ms: when a provider tells the cost after the send, how long after it the sweep
+   * queues the attempt's cost job (costCheck below); 0 or absent: never asked, the price table's cost stands.
    */
-  readonly askCost?: (otpId: string, check: CostCheck) => Promise<void>;
+  readonly costCheckAfterMs?: number;
   readonly delivery: DeliveryRepo;
   readonly keys: OtpKeys;
   readonly log: Logger & { child(b: object): Logger };
@@ -197,36 +197,18 @@ export function createSendProcessor(deps: SendProcessorDeps) {
         { signal: deps.shutdown, log },
       );
       stopTimer({ outcome: 'accepted' });
-      const table = res.cost ? null : (deps.priceOf?.(providerId, otp.country) ?? null);
-      const cost = res.cost ?? table;
+      const cost = res.cost ?? deps.priceOf?.(providerId, otp.country) ?? null;
+      // A provider that tells the cost later is asked later (the table's cost stands on the attempt meanwhile);
+      // the metric counts each attempt's cost once, when it is known for good (see costCheck).
+      const askLater = !res.cost && provider.cost && deps.costCheckAfterMs ? deps.costCheckAfterMs : 0;
       const early = await delivery.accepted(otpId, attempt, providerId, {
         messageId: res.messageId,
         providerStatus: res.providerStatus ?? '',
         hadFailures: begun.hadFailures,
         cost,
+        costAfterMs: askLater,
       });
-      // A provider that tells the cost later is asked later (the table's cost stands on the attempt meanwhile);
-      // the metric counts each attempt's cost once, when it is known for good.
-      const check = !res.cost && provider.cost && deps.askCost ? deps.askCost : null;
-      const asked =
-        check &&
-        (await check(otpId, {
-          attempt,
-          provider: providerId,
-          messageId: res.messageId,
-          callingCode: otp.callingCode,
-          table,
-        }).then(
-          () => true,
-          (err: unknown) => {
-            log.warn(
-              { provider: providerId, err: { message: err instanceof Error ? err.message : String(err) } },
-              'cost check not queued; the price table stands',
-            );
-            return false;
-          },
-        ));
-      if (cost && !asked) countCost(providerId, otp.callingCode, cost);
+      if (cost && !askLater) countCost(providerId, otp.callingCode, cost);
       if (early.length > 0 && deps.applyEarlyReports) await deps.applyEarlyReports(early, log);
       metrics.funnel.inc({ stage: 'sent', provider: providerId, cc: otp.callingCode });
       if (attempt > 1) metrics.failovers.inc({ provider: providerId });

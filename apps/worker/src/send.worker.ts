@@ -149,15 +149,7 @@ export async function startSendWorker(deps: SendWorkerDeps): Promise<SendWorker>
     providers,
     order: config.providers.defaultRoute.filter((p) => providers.has(p)),
     priceOf: (provider, country) => tablePrice(config.providers, provider, country),
-    ...(config.worker.costCheckDelaySeconds > 0
-      ? {
-          askCost: (otpId: string, check: CostCheck) =>
-            enqueueCostCheck(queues, otpId, check, {
-              delayMs: config.worker.costCheckDelaySeconds * 1000,
-              attempts: config.worker.costCheckAttempts,
-            }),
-        }
-      : {}),
+    costCheckAfterMs: config.worker.costCheckDelaySeconds * 1000,
     routes: () => routes,
     delivery,
     keys: deriveKeys(config.otpSecret),
@@ -238,6 +230,10 @@ export async function startSendWorker(deps: SendWorkerDeps): Promise<SendWorker>
       events,
       onFailed: (_otpId, cc) => metrics.funnel.inc({ stage: 'failed', provider: 'none', cc }),
       onNoReceipt: (provider) => metrics.attemptFailures.inc({ provider, kind: 'no_receipt' }),
+      costChecks: {
+        attempts: config.worker.costCheckAttempts,
+        backoffMs: Math.max(1, config.worker.costCheckDelaySeconds) * 1000,
+      },
     },
     {
       onRound: (r) => {

@@ -127,8 +127,10 @@ beforeAll(async () => {
     messageId: 'SM-1',
     providerStatus: 'queued',
     hadFailures: true,
+    // its provider tells the cost later: the sweep below queues its cost job
+    costAfterMs: 1000,
   });
-  // the provider tells the message's cost later (a cost job)
+  // the provider tells the message's cost later (the cost job)
   expect(await delivery.costKnown(id, second.attempt, { amount: 0.0079, currency: 'USD' })).toBe(true);
   // No receipt in time: the sweep's receipt check; then a late report; then the resend the check listed.
   const partitions = [Number.parseInt(id.slice(4, 7), 16)];

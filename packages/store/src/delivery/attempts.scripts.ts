@@ -145,6 +145,7 @@ export const ACCEPT = defineScript({
     'minLifeMs',
     'cost',
     'currency',
+    'costAfterMs',
   ],
   lib: DELIVERY_LUA,
   body: `
@@ -157,6 +158,8 @@ redis.call('HSET', K.otp, af(n, AF.outcome), 'accepted', af(n, AF.messageId), A.
   af(n, AF.providerStatus), A.providerStatus, af(n, AF.updatedAt), now,
   F.acc, n, F.provider, A.provider, F.sent, n)
 if A.cost ~= '' then redis.call('HSET', K.otp, af(n, AF.cost), A.cost, af(n, AF.currency), A.currency) end
+-- a provider that tells the cost later is asked then (the sweep queues a cost job), in the same step as the send
+if tonumber(A.costAfterMs) > 0 then redis.call('ZADD', K.due, now + tonumber(A.costAfterMs), DUE_COST .. A.id .. ':' .. n) end
 -- the lease belongs to the newest attempt: a resume of this one may be sending now
 if o[3] == n then redis.call('HSET', K.otp, F.lease, 0) end
 if o[1] ~= 'sent' and o[1] ~= 'delivered' then redis.call('HSET', K.otp, F.ds, 'sent') end

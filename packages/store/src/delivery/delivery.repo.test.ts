@@ -3,7 +3,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { nextPhone, type OtpFixtures, otpFixtures } from '../../../../test/support/otp-fixtures.js';
 import { TEST_SECRET } from '../../../../test/support/processes.js';
 import { closeRedisClients, type IsolatedStore, isolatedRedis } from '../../../../test/support/redis.js';
-import { resendJobId } from '../jobs/send-jobs.js';
+import { costJobId, resendJobId } from '../jobs/send-jobs.js';
 import { OTP_FIELDS, otpKeys } from '../otp/otp.record.js';
 import { toView } from '../otp/otp.view.js';
 import { type CircuitSettings, type Circuits, circuitKey, createCircuits } from './circuit.js';
@@ -172,6 +172,42 @@ describe('delivery repo', () => {
     await store.redis.del(otpKeys(store.ks, id).otp);
     expect(await repo.costKnown(id, 1, { amount: 0.0079, currency: 'USD' })).toBe(false);
     expect(await store.redis.exists(otpKeys(store.ks, id).otp)).toBe(0);
+  });
+
+  it('lists the cost check of an attempt whose provider tells it later; the sweep queues its cost job when due', async () => {
+    const { id } = await fixtures.created({ phoneNumber: nextPhone() });
+    const b = await repo.begin(id, order, 5000);
+    if (b.kind !== 'go') throw new Error('not begun');
+    await repo.accepted(id, 1, 'twilio', {
+      messageId: 'SM9',
+      providerStatus: 'queued',
+      hadFailures: false,
+      cost: { amount: 0.05, currency: 'EUR' },
+      costAfterMs: 60_000,
+    });
+    const job = () => fixtures.queues.forOtp(id).getJob(costJobId(id, 1));
+    at(59_000);
+    await sweep(id);
+    expect(await job()).toBeUndefined();
+    at(61_000);
+    await sweep(id);
+    const queued = await job();
+    expect(queued?.name).toBe('cost');
+    expect(queued?.data).toEqual({
+      otpId: id,
+      cost: {
+        attempt: 1,
+        provider: 'twilio',
+        messageId: 'SM9',
+        callingCode: '33',
+        table: { amount: 0.05, currency: 'EUR' },
+      },
+    });
+    // the entry is gone: a later round queues nothing more
+    await queued?.remove();
+    at(200_000);
+    await sweep(id);
+    expect(await job()).toBeUndefined();
   });
 
   it('resumes an attempt a dead worker left in flight: a new record, same provider, same request id', async () => {

@@ -71,12 +71,21 @@ export interface DeliveryRepo {
    * moved in between makes the last one answer `busy`.
    */
   begin(otpId: string, order: readonly ProviderId[], minLifeMs: number, routes?: ProviderRoutes): Promise<BeginOutcome>;
-  /** A provider accepted attempt n. Returns the delivery reports that arrived before (JSON), to apply now. */
+  /**
+   * A provider accepted attempt n. Returns the delivery reports that arrived before (JSON), to apply now.
+   * `costAfterMs` > 0: the provider tells the cost later; the sweep queues the attempt's cost job that long after.
+   */
   accepted(
     otpId: string,
     attempt: number,
     provider: ProviderId,
-    result: { messageId: string; providerStatus: string; hadFailures: boolean; cost?: SmsCost | null },
+    result: {
+      messageId: string;
+      providerStatus: string;
+      hadFailures: boolean;
+      cost?: SmsCost | null;
+      costAfterMs?: number;
+    },
   ): Promise<string[]>;
   /**
    * The provider said later what accepted attempt n cost: it replaces the price table's. False when the OTP's
@@ -163,6 +172,7 @@ export function createDeliveryRepo(
         minLifeMs: MIN_RESEND_LIFE_MS,
         cost: result.cost ? String(result.cost.amount) : '',
         currency: result.cost?.currency ?? '',
+        costAfterMs: result.costAfterMs ?? 0,
       });
       // Recorded on the OTP first: a report can only find the attempt once it counts. A crash between the two
       // leaves the message unindexed: its reports wait unapplied, and the receipt check resends in time.

@@ -57,3 +57,19 @@ if na == 0 then return {'enqueue', 'kind', 'send'} end
 return {'enqueue', 'kind', 'resend', 'after', na}
 `,
 });
+
+/** Sweep of one `c:<id>:<n>` entry: attempt n's provider tells its cost after the send; what its cost job needs. */
+export const COST_DUE = defineScript({
+  name: 'otpCostDue',
+  doc: "attempt n's cost is to be asked of its provider now: its provider, message id, calling code, table cost",
+  keys: ['otp', 'due'],
+  args: ['id', 'attempt'],
+  lib: DELIVERY_LUA,
+  body: `
+local n = A.attempt
+redis.call('ZREM', K.due, DUE_COST .. A.id .. ':' .. n)
+local o = redis.call('HMGET', K.otp, af(n, AF.provider), af(n, AF.messageId), F.cc, af(n, AF.cost), af(n, AF.currency))
+if not o[2] then return {'none'} end
+return {'ask', 'provider', o[1], 'messageId', o[2], 'cc', o[3] or '', 'cost', o[4] or '', 'currency', o[5] or ''}
+`,
+});

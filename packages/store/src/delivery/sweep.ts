@@ -2,14 +2,20 @@ import { randomBytes } from 'node:crypto';
 import type { ProviderId } from '@otp-gateway/core';
 import { EXPIRY_CHECK } from '../events/expiry.script.js';
 import type { StatusEvents } from '../events/status-events.js';
-import { enqueueResend, requeue, type SendQueues } from '../jobs/send-jobs.js';
+import {
+  type CostCheckSettings,
+  enqueueCostCheck,
+  enqueueResend,
+  requeue,
+  type SendQueues,
+} from '../jobs/send-jobs.js';
 import { type Keyspace, PARTITIONS, partitionTagOf } from '../keyspace.js';
 import { DUE, otpKeys, SWEEP_GRACE_MS, SWEEP_RELIST_MS } from '../otp/otp.record.js';
 import type { RedisClient } from '../redis/connection.js';
 import { CLOCK_LUA, defineScript } from '../redis/script.js';
 import type { Circuits } from './circuit.js';
 import { MIN_RESEND_LIFE_MS } from './life-left.js';
-import { RECEIPT_TIMEOUT, SWEEP_UNSTARTED } from './sweep.scripts.js';
+import { COST_DUE, RECEIPT_TIMEOUT, SWEEP_UNSTARTED } from './sweep.scripts.js';
 
 /**
  * The sweep: the workers' safety net, run every few seconds by one worker at a time (a lock in the `{sweep}`
@@ -22,7 +28,8 @@ import { RECEIPT_TIMEOUT, SWEEP_UNSTARTED } from './sweep.scripts.js';
  *   counts, it becomes `no_receipt`, the provider's circuit takes a failure, and the code goes out through the
  *   next provider.
  * - `e:<event>:<id>:<n>`, a status event its process did not publish (it died or lost Redis): published now;
- * - `x:<id>`, an OTP with status events at its expiry: ended expired if nobody verified it, `otp.expired` published.
+ * - `x:<id>`, an OTP with status events at its expiry: ended expired if nobody verified it, `otp.expired` published;
+ * - `c:<id>:<n>`, attempt n whose provider tells its cost after the send: its cost job is queued (send-jobs.ts).
  * Reading 4096 partitions is 4096 cheap reads per round, spread over the cluster's masters.
  */
 const DUE_NOW = defineScript({
@@ -60,6 +67,8 @@ export interface SweepDeps {
   readonly onFailed?: (otpId: string, callingCode: string) => void;
   /** Each receipt that never came, by provider. */
   readonly onNoReceipt?: (provider: ProviderId) => void;
+  /** How cost jobs are tried (COST_CHECK_*); by default 6 tries, a minute apart at first. */
+  readonly costChecks?: CostCheckSettings;
   readonly now?: () => number;
 }
 
@@ -136,6 +145,26 @@ async function sweepEntry(
       deps.onFailed?.(otpId, r.cc ?? '');
       if (deps.events && (await deps.events.publish(otpId, 'failed', 0)) === 'queued') totals.events++;
     }
+    return;
+  }
+  if (member.startsWith(DUE.cost)) {
+    const [otpId = '', attempt = '0'] = member.slice(DUE.cost.length).split(':');
+    const r = await COST_DUE.run(deps.redis, otpKeys(deps.ks, otpId), { id: otpId, attempt });
+    if (r.outcome !== 'ask') return;
+    const table = r.cost ? { amount: Number(r.cost), currency: r.currency ?? '' } : null;
+    await enqueueCostCheck(
+      deps.queues,
+      otpId,
+      {
+        attempt: Number(attempt),
+        provider: r.provider as ProviderId,
+        messageId: r.messageId ?? '',
+        callingCode: r.cc ?? '',
+        table,
+      },
+      deps.costChecks ?? { attempts: 6, backoffMs: 60_000 },
+    );
+    totals.queued++;
     return;
   }
   if (member.startsWith(DUE.receipt)) {

@@ -129,24 +129,30 @@ export async function enqueueResend(queues: SendQueues, otpId: string, after: nu
  */
 export const costJobId = (otpId: string, attempt: number): string => `${otpId}-c${attempt}`;
 
+/** How a cost job is tried: up to `attempts` times while the provider does not tell yet, BullMQ's retries. */
+export interface CostCheckSettings {
+  readonly attempts: number;
+  /** The first wait between tries (exponential backoff: 1, 2, 4... times it). */
+  readonly backoffMs: number;
+}
+
 /**
- * Queues the cost check of an accepted attempt, `delayMs` from now, tried up to `attempts` times while the provider
- * does not tell yet (BullMQ's retries, with its exponential backoff from `delayMs`).
+ * Queues the cost job of an accepted attempt (the sweep does, when its `c:` entry is due: the entry is written with
+ * the acceptance, so a waiting check costs a due-set member, not a delayed job).
  */
 export async function enqueueCostCheck(
   queues: SendQueues,
   otpId: string,
   check: CostCheck,
-  opts: { delayMs: number; attempts: number },
+  settings: CostCheckSettings,
 ): Promise<void> {
   await queues.forOtp(otpId).add(
     'cost',
     { otpId, cost: check },
     {
       jobId: costJobId(otpId, check.attempt),
-      delay: opts.delayMs,
-      attempts: opts.attempts,
-      backoff: { type: 'exponential', delay: opts.delayMs },
+      attempts: settings.attempts,
+      backoff: { type: 'exponential', delay: settings.backoffMs },
     },
   );
 }

@@ -106,7 +106,7 @@ export const SWEEP_GRACE_MS = 10_000;
 export const SWEEP_RELIST_MS = 60_000;
 
 /** Member prefixes of the due set. */
-export const DUE = Object.freeze({ unstarted: 's:', receipt: 'r:', event: 'e:', expiry: 'x:' });
+export const DUE = Object.freeze({ unstarted: 's:', receipt: 'r:', event: 'e:', expiry: 'x:', cost: 'c:' });
 
 /**
  * How long an event stays listed before the sweep publishes it itself: the process that made the change publishes
@@ -145,7 +145,7 @@ ${luaTable('F', OTP_FIELDS)}
 ${luaTable('AF', ATTEMPT_FIELDS)}
 ${luaTable('NF', NUMBER_FIELDS)}
 local DUE_UNSTARTED, DUE_RECEIPT = '${DUE.unstarted}', '${DUE.receipt}'
-local DUE_EVENT, DUE_EXPIRY = '${DUE.event}', '${DUE.expiry}'
+local DUE_EVENT, DUE_EXPIRY, DUE_COST = '${DUE.event}', '${DUE.expiry}', '${DUE.cost}'
 local function af(n, part) return 'a' .. n .. '.' .. part end
 -- The outbox of status events: an OTP that wants them has event ev (of attempt n, 0 when not about one) listed in
 -- its due set in the same step as the change; answers the member, or nil when events are off for it.
