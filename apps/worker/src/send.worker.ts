@@ -2,7 +2,6 @@ import { type Config, deriveKeys, type Logger, type ProviderId, type SmsProvider
 import { compileTemplates, createProviders, type OtpTemplates } from '@otp-gateway/providers';
 import { postWebhook, type TenantRegistry, type WebhookTarget } from '@otp-gateway/service';
 import {
-  type CostCheck,
   circuitSettings,
   createCircuits,
   createDeliveryRepo,
@@ -11,7 +10,6 @@ import {
   createSendQueues,
   createStatusEventQueue,
   createStatusEvents,
-  enqueueCostCheck,
   enqueueResend,
   type Keyspace,
   type ProviderRoutes,
