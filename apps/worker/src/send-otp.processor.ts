@@ -139,7 +139,10 @@ export function createSendProcessor(deps: SendProcessorDeps) {
   return async (job: SendJob, token?: string): Promise<void> => {
     const { otpId } = job.data;
     const log = deps.log.child({ otpId, jobId: job.id });
-    if (job.name === 'cost' && job.data.cost) return costCheck(job, job.data.cost, log);
+    if (job.name === 'cost') {
+      if (job.data.cost) return costCheck(job, job.data.cost, log);
+      throw new UnrecoverableError('cost job without its check');
+    }
     const begun = await delivery.begin(otpId, order, MIN_SEND_LIFE_MS, deps.routes?.());
 
     if (begun.kind === 'stop') {

@@ -63,13 +63,18 @@ export const COST_DUE = defineScript({
   name: 'otpCostDue',
   doc: "attempt n's cost is to be asked of its provider now: its provider, message id, calling code, table cost",
   keys: ['otp', 'due'],
-  args: ['id', 'attempt'],
+  args: ['now', 'id', 'attempt', 'sweepAfterMs'],
   lib: DELIVERY_LUA,
   body: `
 local n = A.attempt
-redis.call('ZREM', K.due, DUE_COST .. A.id .. ':' .. n)
+local member = DUE_COST .. A.id .. ':' .. n
 local o = redis.call('HMGET', K.otp, af(n, AF.provider), af(n, AF.messageId), F.cc, af(n, AF.cost), af(n, AF.currency))
-if not o[2] then return {'none'} end
+if not o[2] then
+  redis.call('ZREM', K.due, member)
+  return {'none'}
+end
+-- listed again a little later: the sweep removes it once the job is queued (a failure in between retries it)
+redis.call('ZADD', K.due, clock(A.now) + tonumber(A.sweepAfterMs), member)
 return {'ask', 'provider', o[1], 'messageId', o[2], 'cc', o[3] or '', 'cost', o[4] or '', 'currency', o[5] or ''}
 `,
 });

@@ -149,7 +149,8 @@ async function sweepEntry(
   }
   if (member.startsWith(DUE.cost)) {
     const [otpId = '', attempt = '0'] = member.slice(DUE.cost.length).split(':');
-    const r = await COST_DUE.run(deps.redis, otpKeys(deps.ks, otpId), { id: otpId, attempt });
+    const keys = otpKeys(deps.ks, otpId);
+    const r = await COST_DUE.run(deps.redis, keys, { now, id: otpId, attempt, sweepAfterMs: SWEEP_RELIST_MS });
     if (r.outcome !== 'ask') return;
     const table = r.cost ? { amount: Number(r.cost), currency: r.currency ?? '' } : null;
     await enqueueCostCheck(
@@ -164,6 +165,8 @@ async function sweepEntry(
       },
       deps.costChecks ?? { attempts: 6, backoffMs: 60_000 },
     );
+    // queued (the job id makes a second add of the same check nothing): the entry can go
+    await deps.redis.zrem(keys.due, member);
     totals.queued++;
     return;
   }

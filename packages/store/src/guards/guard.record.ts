@@ -32,7 +32,10 @@ export const GUARD_FIELDS = Object.freeze({
   dayCount: 'bn',
   daySpend: 'bs',
   throttledUntil: 'thr',
-  /** Until when the hash is kept (its expiry, in ms): a send renews the expiry only when half of it has gone. */
+  /**
+   * Until when the hash is kept (its expiry, in ms): a send renews the expiry (to 1.5 times the keep time) only when
+   * less than the keep time is left.
+   */
   keptUntil: 'kx',
   /**
    * The conversion window's running sums, so a send reads three fields, not the whole window: the bucket they were

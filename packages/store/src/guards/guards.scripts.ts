@@ -54,7 +54,8 @@ local function conv(state, now, bucketMs, buckets, v)
   redis.call('HSET', state, G.convBucket, cur, G.convJudged, sent, G.convApproved, ok)
   return cur, sent, ok, true
 end
--- Keeps a subject's hash at least \`ms\` from \`now\`, and notes until when (a send renews it only when that is near).
+-- Keeps a subject's hash at least \`ms\` from \`now\`, and notes until when (a send renews it only when less than
+-- keepMs is left).
 local function keep(state, now, ms)
   local ends = now + math.max(redis.call('PTTL', state), ms)
   redis.call('PEXPIRE', state, ends - now)
@@ -143,8 +144,12 @@ local function judged(st)
   if st.sent == nil then
     local _, sent, ok, moved = conv(st.key, now, bucketMs, buckets, st.sums)
     st.sent, st.ok = sent, ok
-    -- a clock moved back may have deleted the current bucket: read it again
-    if moved then st.sends = tonumber(redis.call('HGET', st.key, sendsNow) or '0') end
+    -- the sums were written (a new hash is created by it); a clock moved back may have deleted the current
+    -- bucket: read it again
+    if moved then
+      st.wrote = true
+      st.sends = tonumber(redis.call('HGET', st.key, sendsNow) or '0')
+    end
   end
   return st.sent, st.ok
 end
@@ -228,8 +233,6 @@ local function check(subjects)
       end
     end
     if p.convMin > 0 then st.sends = st.sends + 1; put(st, sendsNow, st.sends) end
-    -- kept the usual time, renewed once half of it has gone
-    if st.kept < now + keepMs / 2 then st.renew = true end
   end
   a[#a + 1] = 'dayEndMs=' .. dayEndMs
   return table.concat(a, '\\n')
@@ -253,22 +256,26 @@ while pos <= #L do
   out[#out + 1] = 's' .. j; out[#out + 1] = check(subjects)
   pos = t + n * W
 end
--- every changed state written once; its expiry after the HSET (a new subject's hash exists only from it)
+-- Every changed state written once, its expiry after the HSET (a new subject's hash exists only from it). A hash
+-- written here is kept at least keepMs from now (its windows' counts must outlive them): its expiry is set to
+-- 1.5 keepMs when less than keepMs is left, so a PEXPIRE runs once per half keepMs, not on every send.
 for k = 1, #K.states do
   local st = states[k]
   if st then
     local f = {}
     for field, value in pairs(st.fields) do f[#f + 1] = field; f[#f + 1] = value end
+    local written = #f > 0 or st.wrote
     if st.keepFor then
       -- a block keeps its subject until after its cool-down
       local ends = now + math.max(tonumber(redis.call('PTTL', st.key)), st.keepFor)
       f[#f + 1] = G.keptUntil; f[#f + 1] = ends
       redis.call('HSET', st.key, unpack(f))
       redis.call('PEXPIRE', st.key, ends - now)
-    elseif st.renew then
-      f[#f + 1] = G.keptUntil; f[#f + 1] = now + keepMs
+    elseif written and st.kept < now + keepMs then
+      local keep = math.floor(keepMs * 1.5)
+      f[#f + 1] = G.keptUntil; f[#f + 1] = now + keep
       redis.call('HSET', st.key, unpack(f))
-      redis.call('PEXPIRE', st.key, keepMs)
+      redis.call('PEXPIRE', st.key, keep)
     elseif #f > 0 then
       redis.call('HSET', st.key, unpack(f))
     end

@@ -67,17 +67,24 @@ describe('velocity per number range', () => {
 });
 
 describe('what the guards keep', () => {
-  it('every subject hash they write expires: kept two days after its last send, renewed once half of it has gone', async () => {
-    const g = guardsWith({ GUARD_DAILY_SMS_PER_KEY: '*=1000' });
+  it('every subject hash they write expires, kept at least two days after its last send (1.5 times at a renewal)', async () => {
+    const g = guardsWith({
+      GUARD_DAILY_SMS_PER_KEY: '*=1000',
+      GUARD_DAILY_SMS_PER_COUNTRY: 'FR=3',
+      GUARD_CONVERSION_RANGE_MIN_SENDS: '5',
+    });
     const now = Date.now();
     for (let i = 0; i < 3; i++) expect((await g.send(fr('+3361234'), now + i)).kind).toBe('ok');
+    // refused by the country's budget (its last subject): the new range's conversion hash its judgement created
+    // must expire too
+    expect(await g.send(fr('+3361299'), now + 10)).toMatchObject({ code: 'country_budget_exhausted' });
     const keys = await keysUnder(store.redis, store.prefix);
-    // the range's and the country's (velocity and conversion), and the key's budget
-    expect(keys).toHaveLength(5);
-    for (const key of keys) {
+    // the ranges' and the country's (velocity and conversion), the key's budget, the block index
+    expect(keys.filter((k) => k.includes(':g:'))).toHaveLength(6);
+    for (const key of keys.filter((k) => k.includes(':g:'))) {
       const ttl = await store.redis.pttl(key);
       expect(ttl, key).toBeGreaterThan(2 * 86_400_000 - 60_000);
-      expect(ttl, key).toBeLessThanOrEqual(2 * 86_400_000);
+      expect(ttl, key).toBeLessThanOrEqual(3 * 86_400_000);
     }
   });
 });

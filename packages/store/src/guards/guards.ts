@@ -250,7 +250,12 @@ export function createSendGuards(
     }
     GUARD_SEND.run(redis, {}, { now, limits: limits.join(',') }, { keys }).then(
       (r) => {
-        for (let j = 0; j < sends.length; j++) sends[j]!.done(answerOf(r[`s${j + 1}`]));
+        for (let j = 0; j < sends.length; j++) {
+          const answer = answerOf(r[`s${j + 1}`]);
+          // an answer missing or garbled is an error, never a send let through uncounted
+          if (answer.outcome === 'ok' || answer.outcome === 'refused') sends[j]!.done(answer);
+          else sends[j]!.fail(new Error(`guards: no answer for send ${j + 1} of ${sends.length}`));
+        }
       },
       (err) => {
         for (const w of sends) w.fail(err);

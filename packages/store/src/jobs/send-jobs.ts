@@ -122,11 +122,6 @@ export async function enqueueResend(queues: SendQueues, otpId: string, after: nu
   await queues.forOtp(otpId).add('resend', { otpId, after }, { jobId: resendJobId(otpId, after) });
 }
 
-/**
- * For the sweep: makes sure a job will run for this OTP. A job with its id that is waiting, delayed or active is
- * left alone (the add is a no-op); one that already finished (failed for good, or completed and kept) would make
- * the add a no-op too, so it is removed first: the OTP, listed as not started, still needs a job.
- */
 export const costJobId = (otpId: string, attempt: number): string => `${otpId}-c${attempt}`;
 
 /** How a cost job is tried: up to `attempts` times while the provider does not tell yet, BullMQ's retries. */
@@ -157,6 +152,11 @@ export async function enqueueCostCheck(
   );
 }
 
+/**
+ * For the sweep: makes sure a job will run for this OTP. A job with its id that is waiting, delayed or active is
+ * left alone (the add is a no-op); one that already finished (failed for good, or completed and kept) would make
+ * the add a no-op too, so it is removed first: the OTP, listed as not started, still needs a job.
+ */
 export async function requeue(queues: SendQueues, otpId: string, after: number | null): Promise<void> {
   const queue = queues.forOtp(otpId);
   const jobId = after === null ? otpId : resendJobId(otpId, after);

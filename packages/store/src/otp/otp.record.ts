@@ -13,7 +13,8 @@ import { type Keyspace, partitionTag } from '../keyspace.js';
  * - `n:<token>` HASH, one number under one API key (NUMBER_FIELDS): its current OTP, send counters, wrong-code
  *   lockout. The current OTP replaces older ones: an OTP whose number points elsewhere is expired (replaced).
  * - `due` ZSET of work to look at after a time (score ms): `s:<otpId>` an OTP whose send job has not started,
- *   `r:<otpId>:<n>` attempt n waiting for its delivery receipt. The workers' sweep reads it (delivery/sweep.ts).
+ *   `r:<otpId>:<n>` attempt n waiting for its delivery receipt, `c:<otpId>:<n>` attempt n whose provider tells its
+ *   cost after the send (its cost job is queued then). The workers' sweep reads it (delivery/sweep.ts).
  *   With status events on (field `ev`): `e:<event>:<otpId>:<n>` an event to publish (the outbox: listed by the
  *   script that makes the change, removed once its job is queued), `x:<otpId>` at the OTP's expiry, so that an
  *   OTP nobody verifies is noticed expired (events/status-events.ts).
