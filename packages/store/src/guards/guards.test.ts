@@ -191,6 +191,9 @@ describe('sends that arrive together', () => {
     expect(await store.redis.hget(guardKey(store.ks, guardSubject('wc', 'FR')), 'bn')).toBe('450');
     // 200 + 200 + 100 for the country, and as many for the key's budget (no send of the burst found a lease yet)
     expect(calls()).toBe(6);
+    // one lease asked (50 sends), the 499 other sends of the burst counted one each (a lease each would have been
+    // 25,000); the 50 the country refused went back to this process's lease, not to Redis
+    expect(await store.redis.hget(guardKey(store.ks, guardSubject('bk', 'shop')), 'bn')).toBe(String(50 + 499));
   });
 
   it('a throttled range lets one of the sends that arrive together go', async () => {

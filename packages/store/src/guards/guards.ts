@@ -155,6 +155,8 @@ export function createSendGuards(
   const index = guardIndexKeys(ks);
   /** Leases of key budgets (`bk` subjects), by subject. */
   const leases = new Map<string, Lease>();
+  /** Keys whose lease is being asked for now (a script call in flight). */
+  const leasing = new Set<string>();
   const leaseSize = (s: Subject, price: number): number => {
     let n = LEASE_MAX;
     if (s.budget > 0) n = Math.min(n, Math.floor(s.budget / 200));
@@ -433,18 +435,24 @@ export function createSendGuards(
       // a key budget with a lease here is counted from it: its slot is not called
       const leased = plan.key && fromLease(plan.key, day, price) ? plan.key : null;
       const groups = bySlot(leased ? all.filter((s) => s !== leased) : all);
+      // One lease asked at a time per key: the other sends of the key that come meanwhile take one send each, so a
+      // burst does not lease a whole budget into one process.
+      const asksLease = plan.key !== null && !leased && !leasing.has(plan.key.subject);
+      if (asksLease) leasing.add(plan.key!.subject);
       const results: ScriptResult[] = await Promise.all(
         groups.map((group) =>
           checkInBatch(
             group,
             group[0]!.kind === 'bk'
-              ? tuplesOf(group, price, (s) => leaseSize(s, price))
+              ? tuplesOf(group, price, (s) => (asksLease ? leaseSize(s, price) : 1))
               : // the country slot's tuples are the plan's
                 plan.countryTuples,
             now,
           ),
         ),
-      );
+      ).finally(() => {
+        if (asksLease) leasing.delete(plan.key!.subject);
+      });
       const at = now || Date.now();
       const notes: Promise<unknown>[] = [];
       let refusal: Extract<GuardOutcome, { kind: 'refused' }> | null = null;
