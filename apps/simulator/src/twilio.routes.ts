@@ -3,6 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { type InboxMessage, mask } from './inbox.js';
 import { countSegments } from './segments.js';
 import { preflight, type SimContext, type TransportAnswers } from './sim.context.js';
+import type { FaultKind } from './sim.options.js';
 import { dropConnection } from './timing.js';
 import { API_VERSION, scheduleReports } from './twilio.reports.js';
 
@@ -64,6 +65,13 @@ function basicAuth(header: string | undefined): { user: string; pass: string } |
   return i < 0 ? null : { user: decoded.slice(0, i), pass: decoded.slice(i + 1) };
 }
 
+/** The request carries the account's credentials (HTTP basic auth), and no `auth` fault is set. */
+function authenticated(ctx: SimContext, req: FastifyRequest, fault: FaultKind | null): boolean {
+  const { accountSid, authToken } = ctx.opts.twilio;
+  const creds = basicAuth(req.headers.authorization);
+  return fault !== 'auth' && creds?.user === accountSid && creds.pass === authToken;
+}
+
 /** Fake `POST /2010-04-01/Accounts/{AccountSid}/Messages.json`, strict as Twilio about what it requires. */
 export function registerTwilioRoutes(app: FastifyInstance, ctx: SimContext): void {
   app.post<{ Params: { AccountSid: string } }>(
@@ -71,11 +79,8 @@ export function registerTwilioRoutes(app: FastifyInstance, ctx: SimContext): voi
     async (req: FastifyRequest<{ Params: { AccountSid: string } }>, reply) => {
       const fault = await preflight(ctx, 'twilio', reply, answers);
       if (fault === 'handled') return reply;
-      const { accountSid, authToken } = ctx.opts.twilio;
-      const creds = basicAuth(req.headers.authorization);
-      if (fault === 'auth' || creds?.user !== accountSid || creds.pass !== authToken) {
-        return twilioError(reply, 401, 20003, 'Authenticate');
-      }
+      if (!authenticated(ctx, req, fault)) return twilioError(reply, 401, 20003, 'Authenticate');
+      const { accountSid } = ctx.opts.twilio;
       if (req.params.AccountSid !== accountSid) {
         return twilioError(reply, 404, 20404, `The requested resource ${req.url} was not found`);
       }
@@ -176,11 +181,8 @@ export function registerTwilioRoutes(app: FastifyInstance, ctx: SimContext): voi
     async (req, reply) => {
       const fault = await preflight(ctx, 'twilio', reply, answers);
       if (fault === 'handled') return reply;
-      const { accountSid, authToken } = ctx.opts.twilio;
-      const creds = basicAuth(req.headers.authorization);
-      if (fault === 'auth' || creds?.user !== accountSid || creds.pass !== authToken) {
-        return twilioError(reply, 401, 20003, 'Authenticate');
-      }
+      if (!authenticated(ctx, req, fault)) return twilioError(reply, 401, 20003, 'Authenticate');
+      const { accountSid } = ctx.opts.twilio;
       const message = ctx.inbox.find('twilio', req.params.Sid);
       if (req.params.AccountSid !== accountSid || !message) {
         return twilioError(reply, 404, 20404, `The requested resource ${req.url} was not found`);

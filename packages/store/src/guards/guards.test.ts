@@ -79,7 +79,7 @@ describe('what the guards keep', () => {
     // must expire too
     expect(await g.send(fr('+3361299'), now + 10)).toMatchObject({ code: 'country_budget_exhausted' });
     const keys = await keysUnder(store.redis, store.prefix);
-    // the ranges' and the country's (velocity and conversion), the key's budget, the block index
+    // the first range's and the country's (velocity and conversion), the key's budget, the second range's conversion
     expect(keys.filter((k) => k.includes(':g:'))).toHaveLength(6);
     for (const key of keys.filter((k) => k.includes(':g:'))) {
       const ttl = await store.redis.pttl(key);
