@@ -337,7 +337,9 @@ export function spawnNode(name, script, env, { nodeArgs = [] } = {}) {
   if (!existsSync(script)) throw new Error(`${script} is missing: run \`pnpm -s build\` first`);
   const logFile = join(runDir(), `${name}-${Date.now()}-${Math.random().toString(36).slice(2, 6)}.log`);
   const fd = openSync(logFile, 'a');
-  const child = spawn(process.execPath, [...nodeArgs, script], {
+  // BENCH_NODE_ARGS (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`): node's options for every process a benchmark starts
+  const extra = process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+  const child = spawn(process.execPath, [...extra, ...nodeArgs, script], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', ...env },
     stdio: ['ignore', fd, fd],

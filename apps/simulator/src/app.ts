@@ -1,5 +1,11 @@
 import formbody from '@fastify/formbody';
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, {
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  LogController,
+} from 'fastify';
 import { registerControlRoutes } from './control.routes.js';
 import { createFaultState } from './faults.js';
 import { createInbox } from './inbox.js';
@@ -17,7 +23,12 @@ import { registerTwilioRoutes, twilioError } from './twilio.routes.js';
 export async function buildSimulator(input: SimulatorInput = {}): Promise<FastifyInstance> {
   const opts = resolveSimulatorOptions(input);
   // Force-closing connections at close: a client's idle keep-alive sockets must not hold a test open.
-  const app = Fastify({ logger: opts.logger, forceCloseConnections: true });
+  const app = Fastify({
+    logger: opts.logger,
+    forceCloseConnections: true,
+    // One line per request (below), not Fastify's two: a message's own line (accepted, its id) says the rest.
+    logController: new LogController({ disableRequestLogging: true }),
+  });
   const ctx: SimContext = {
     opts,
     faults: createFaultState(opts.faults, opts.random),
@@ -26,6 +37,12 @@ export async function buildSimulator(input: SimulatorInput = {}): Promise<Fastif
     octopushRequests: new Map(),
   };
   app.addHook('preClose', async () => ctx.timing.closeAll());
+  // Answers other than 2xx (faults, refusals) at info; the routine ones at debug.
+  app.addHook('onResponse', async (req, reply) => {
+    const line = { method: req.method, url: req.url, statusCode: reply.statusCode, ms: Math.round(reply.elapsedTime) };
+    if (reply.statusCode >= 300) req.log.info(line, 'request completed');
+    else req.log.debug(line, 'request completed');
+  });
   await app.register(formbody);
 
   // Errors and unknown routes, worded as the vendor whose path was asked.

@@ -35,14 +35,16 @@ interface Call {
 }
 
 function recording(redis: RedisClient, calls: Call[]): RedisClient {
-  const names = new Set(SCRIPTS.map((s) => s.name));
+  // scripts go out as EVALSHA <sha> (or EVAL <source> when the server does not know them yet)
+  const byShaOrSource = new Map(SCRIPTS.flatMap((s) => [[s.sha, s.name] as const, [s.source, s.name] as const]));
   return new Proxy(redis, {
     get(target, prop, receiver) {
       const value = Reflect.get(target, prop, receiver);
-      if (typeof prop === 'string' && names.has(prop) && typeof value === 'function') {
+      if ((prop === 'evalsha' || prop === 'eval') && typeof value === 'function') {
         return (...args: (string | number)[]) => {
-          const n = Number(args[0]);
-          calls.push({ script: prop, keys: args.slice(1, 1 + n).map(String) });
+          const script = byShaOrSource.get(String(args[0]));
+          const n = Number(args[1]);
+          if (script) calls.push({ script, keys: args.slice(2, 2 + n).map(String) });
           return value.apply(target, args);
         };
       }

@@ -3,6 +3,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { closeRedisClients, type IsolatedStore, isolatedRedis, keysUnder } from '../../../../test/support/redis.js';
 import { guardKey, guardSubject } from './guard.record.js';
 import { createSendGuards, type GuardTarget, type SendGuards } from './guards.js';
+import { GUARD_SEND } from './guards.scripts.js';
 
 /** The guards against a real Redis, time moved by the scripts' `now` (a shifted clock). */
 const T0 = Date.UTC(2031, 0, 1, 10, 0, 0);
@@ -120,9 +121,9 @@ const countingGuards = (env: Record<string, string>) => {
   const counting = new Proxy(store.redis, {
     get(target, name, receiver) {
       const value = Reflect.get(target, name, receiver);
-      if (name !== 'otpGuardSend' || typeof value !== 'function') return value;
+      if (name !== 'evalsha' || typeof value !== 'function') return value;
       return (...args: unknown[]) => {
-        calls++;
+        if (args[0] === GUARD_SEND.sha) calls++;
         return value.apply(target, args);
       };
     },

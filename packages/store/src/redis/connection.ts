@@ -1,7 +1,6 @@
 import type { RedisConnection } from '@otp-gateway/core';
 import { Cluster, type ClusterOptions, Redis, type RedisOptions } from 'ioredis';
 import { reportStoreError } from './errors.js';
-import { defineScripts } from './script.js';
 
 /** A connection in any of the three modes: scripts, queues and repositories take either. */
 export type RedisClient = Redis | Cluster;
@@ -88,7 +87,6 @@ export function createRedis(
   // Errors surface through commands and readiness too; these (reconnects failing, ...) are logged rate-limited
   // and counted by the process's sink (see errors.ts). Without a listener ioredis would print them to stderr.
   client.on('error', (err) => reportStoreError('redis', err));
-  defineScripts(client);
   return client;
 }
 

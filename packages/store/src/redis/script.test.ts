@@ -1,28 +1,66 @@
+import { createHash, randomUUID } from 'node:crypto';
 import { EnvReader, readRedisConfig } from '@otp-gateway/core';
 import { afterAll, describe, expect, it } from 'vitest';
-import { isolatedRedis, topologyEnv } from '../../../../test/support/redis.js';
+import { isolatedRedis } from '../../../../test/support/redis.js';
 import { createKeyspace } from '../keyspace.js';
 import { createRequestLimiter } from '../otp/request-limits.js';
-import { createRedis, type RedisClient } from './connection.js';
-import { SCRIPTS } from './script.js';
+import { createRedis, masters, type RedisClient } from './connection.js';
+import { defineScript } from './script.js';
 
 // Regression: an auto-pipelining connection (the API's, the worker's script connection) whose first script call
-// shared an event-loop turn with another command crashed the process: ioredis' pipeline for that turn lacked the
-// command defined after it, and its answers no longer matched its callbacks ("results[i] is not iterable", thrown
-// outside any promise). Scripts are now defined when the connection is made.
+// shared an event-loop turn with another command crashed the process when scripts were ioredis commands defined
+// on the connection ("results[i] is not iterable", thrown outside any promise). Scripts now run by EVALSHA, and
+// by EVAL when the server does not know them.
 const opened: RedisClient[] = [];
 afterAll(() => {
   for (const r of opened) r.disconnect();
 });
 
 describe('a new connection', () => {
-  it('has every script of the store defined before it sends anything', () => {
-    const conn = readRedisConfig(new EnvReader(topologyEnv())).connection;
-    const redis = createRedis(conn, 'request', 'script-test', { autoPipelining: true });
+  it('runs a script the server has never seen (EVAL), which the server then knows (EVALSHA next)', async () => {
+    const store = await isolatedRedis();
+    opened.push(store.redis);
+    const conn = readRedisConfig(new EnvReader(store.env)).connection;
+    const redis = createRedis(conn, 'worker', 'script-test', { autoPipelining: true });
     opened.push(redis);
-    const missing = SCRIPTS.filter((s) => typeof (redis as unknown as Record<string, unknown>)[s.name] !== 'function');
-    expect(SCRIPTS.length).toBeGreaterThan(10);
-    expect(missing.map((s) => s.name)).toEqual([]);
+    await redis.ping();
+    // a source no server has cached: its own nonce
+    const nonce = randomUUID();
+    const script = defineScript({
+      name: 'scriptTestEcho',
+      doc: 'answers its argument (a test of how scripts are run)',
+      keys: ['k'],
+      args: ['v'],
+      body: `-- ${nonce}\nredis.call('SET', K.k, A.v)\nreturn {'ok', 'v', A.v}`,
+    });
+    const sha = createHash('sha1').update(script.source).digest('hex');
+    const key = `${store.prefix}:echo`;
+    const answers = await Promise.all([
+      script.run(redis, { k: key }, { v: 'a' }),
+      script.run(redis, { k: key }, { v: 'b' }),
+    ]);
+    expect(answers).toEqual([
+      { outcome: 'ok', v: 'a' },
+      { outcome: 'ok', v: 'b' },
+    ]);
+    expect(await redis.get(key)).toBe('b');
+    // cached where the key lives (on a cluster: the key's node)
+    const cached = await Promise.all(masters(redis).map((m) => m.script('EXISTS', sha) as Promise<number[]>));
+    expect(cached.some((c) => c[0] === 1)).toBe(true);
+    expect(await script.run(redis, { k: key }, { v: 'c' })).toEqual({ outcome: 'ok', v: 'c' });
+  });
+
+  it("fails a script call with Redis' own error when the script itself fails", async () => {
+    const store = await isolatedRedis();
+    opened.push(store.redis);
+    const script = defineScript({
+      name: 'scriptTestFails',
+      doc: 'raises an error (a test of how scripts are run)',
+      keys: ['k'],
+      args: [],
+      body: `return redis.error_reply('NOPE ${randomUUID()}')`,
+    });
+    await expect(script.run(store.redis, { k: `${store.prefix}:x` }, {})).rejects.toThrow(/^NOPE/);
   });
 
   it('runs its first scripts in the same turn as other commands, pipelined, without an uncaught error', async () => {

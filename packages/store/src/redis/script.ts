@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { RedisClient } from './connection.js';
 
 /**
@@ -31,6 +32,8 @@ export interface Script<K extends string, A extends string> {
   readonly name: string;
   /** The Lua source as Redis sees it (header included). */
   readonly source: string;
+  /** The source's SHA1, as EVALSHA names it. */
+  readonly sha: string;
   run(
     redis: RedisClient,
     keys: Readonly<Record<K, string>>,
@@ -39,45 +42,44 @@ export interface Script<K extends string, A extends string> {
   ): Promise<ScriptResult>;
 }
 
-type Callable = Record<string, (...a: (string | number)[]) => Promise<unknown>>;
-
 /** Every script of the store, as defined: the layout test checks each starts with `#!lua` and stays in one slot. */
 export const SCRIPTS: Script<string, string>[] = [];
 
 /**
- * Defines every script of the store on a new connection, before it sends anything (createRedis calls it).
+ * Scripts run by EVALSHA, and by EVAL when the server does not know them yet (NOSCRIPT: a new server, a restart,
+ * a failover, SCRIPT FLUSH); Redis caches the source then, so the next EVALSHA finds it.
  *
- * Why not lazily on first use: with ioredis auto-pipelining, a command defined after the current turn's pipeline
- * was made is missing from that pipeline; the call fails, the pipeline's answers no longer line up with its
- * callbacks, and ioredis throws "results[i] is not iterable" outside any promise, which ends the process
- * (ioredis issue #1931). That happened on a worker's first concurrent sends; an API's first requests were open to
- * it too. A script defined later (a module imported after the connection) still gets defined on first use.
+ * Why not ioredis' `defineCommand`: every pipeline ioredis builds copies each defined command onto itself, and an
+ * auto-pipelined connection builds one per event-loop turn. With the store's scripts (and BullMQ's, on a shared
+ * connection) that copy was 3 to 7 % of the API's and the callbacks app's CPU under load. It also had to be done
+ * before the connection's first command: a command defined after the current turn's pipeline was made was missing
+ * from it, and ioredis threw outside any promise (ioredis issue #1931). Plain EVALSHA has neither problem.
  */
-export function defineScripts(redis: RedisClient): void {
-  for (const s of SCRIPTS) defineOn(redis, s.name, s.source);
-}
-
-function defineOn(redis: RedisClient, name: string, source: string): void {
-  if (typeof (redis as unknown as Callable)[name] !== 'function') redis.defineCommand(name, { lua: source });
-}
-
 export function defineScript<K extends string, A extends string>(def: ScriptDef<K, A>): Script<K, A> {
   const source = luaSource(def);
+  const sha = createHash('sha1').update(source).digest('hex');
   const script: Script<K, A> = {
     name: def.name,
     source,
+    sha,
     async run(redis, keys, args, rest = {}) {
-      const r = redis as unknown as Callable & RedisClient;
-      defineOn(redis, def.name, source);
       const keyList = [...def.keys.map((k) => keys[k]), ...(rest.keys ?? [])];
       const argList = [...def.args.map((a) => args[a]), ...(rest.args ?? [])];
-      const fn = r[def.name] as (...a: (string | number)[]) => Promise<unknown>;
-      return decode(await fn.call(r, keyList.length, ...keyList, ...argList));
+      let raw: unknown;
+      try {
+        raw = await redis.evalsha(sha, keyList.length, ...keyList, ...argList);
+      } catch (err) {
+        if (!isNoScript(err)) throw err;
+        raw = await redis.eval(source, keyList.length, ...keyList, ...argList);
+      }
+      return decode(raw);
     },
   };
   SCRIPTS.push(script as unknown as Script<string, string>);
   return script;
 }
+
+const isNoScript = (err: unknown) => err instanceof Error && err.message.startsWith('NOSCRIPT');
 
 function luaSource<K extends string, A extends string>(def: ScriptDef<K, A>): string {
   const header = [
