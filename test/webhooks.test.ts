@@ -102,7 +102,7 @@ describe('Twilio status callbacks', () => {
     const signature = sign(params);
     expect((await twilioPost(params, signature)).status).toBe(200);
     expect(await otp(o.id)).toMatchObject({ ds: 'delivered', 'a1.o': 'delivered', 'a1.s': 'delivered' });
-    await app.waitForLog((l) => l.msg === 'delivery report applied' && l.otpId === o.id);
+    await app.waitForLog((l) => l.msg === 'request completed' && l.otpId === o.id && l.report === 'applied');
     expect(app.output()).not.toContain(signature);
   });
 

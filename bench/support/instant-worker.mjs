@@ -15,6 +15,8 @@ const { pino } = createRequire(join(root, 'apps', 'worker', 'package.json'))('pi
 const config = loadConfig(process.env, 'worker');
 const log = pino({ level: config.logLevel, base: { app: 'worker', pid: process.pid } });
 const { redis, ks } = connectStore(config, 'worker', 'otp-worker');
+// the store's scripts on a connection of their own, auto-pipelined, as apps/worker/src/main.ts opens it
+const scripts = connectStore(config, 'worker', 'otp-worker-scripts', { autoPipelining: true }).redis;
 let n = 0;
 /** A provider that accepts at once, as a provider answering in no time would. */
 const instant = (id) => ({
@@ -24,10 +26,11 @@ const instant = (id) => ({
     return { messageId: `${id}-${process.pid}-${n}`, providerStatus: 'queued' };
   },
 });
-const sender = await startSendWorker({ config, redis, ks, log, providers: config.providers.order.map(instant) });
+const sender = await startSendWorker({ config, redis, scripts, ks, log, providers: config.providers.order.map(instant) });
 const stop = async () => {
   await sender.close(5000);
   redis.disconnect();
+  scripts.disconnect();
   process.exit(0);
 };
 process.on('SIGTERM', stop);

@@ -7,9 +7,10 @@ import {
   redisAnswers,
   type SendQueues,
 } from '@otp-gateway/store';
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions, LogController } from 'fastify';
 import { createWebhookMetrics, type WebhookMetrics } from './metrics.js';
 import { OCTOPUSH_DELIVERY_PREFIX, octopushRoutes } from './octopush.routes.js';
+import { logRequest } from './request-log.js';
 import { twilioRoutes } from './twilio.routes.js';
 import { refuse } from './webhook.errors.js';
 
@@ -59,7 +60,10 @@ export async function buildWebhooks(deps: WebhooksDeps): Promise<FastifyInstance
     requestIdHeader: 'x-request-id',
     // the token segment of the Octopush route is long and random
     routerOptions: { maxParamLength: 256 },
+    // one line per request (logRequest), not Fastify's two
+    logController: new LogController({ disableRequestLogging: true }),
   });
+  app.addHook('onResponse', logRequest);
 
   app.setErrorHandler((err: FastifyError, req, reply) => {
     if (err.validation) {

@@ -4,6 +4,7 @@ import type { DeliveryReport } from '@otp-gateway/store';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { WebhookMetrics } from './metrics.js';
 import { type RecordDeps, recordReport } from './record-report.js';
+import { noteForLog } from './request-log.js';
 import { octopushStatusToDelivery } from './status-maps.js';
 import { refuse } from './webhook.errors.js';
 
@@ -113,7 +114,7 @@ export async function octopushRoutes(app: FastifyInstance, opts: OctopushRoutesO
         at: reportTime(body.delivery_date, Date.now()),
         phoneNumber: number,
       };
-      const result = await recordReport(opts, report, req.log);
+      const result = await recordReport(opts, report, req.log, (fields) => noteForLog(req, fields));
       metrics.received.inc({ provider: 'octopush', result });
       if (result === 'error') return refuse(reply, 503, 'store_unavailable', 'the report could not be recorded');
       return reply.code(200).send({});

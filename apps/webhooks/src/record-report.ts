@@ -13,11 +13,15 @@ export interface RecordDeps {
  * Records one authentic report: the message lookup and the OTP's update (two round trips in two slots), plus one
  * enqueue when the message that counted was not delivered and the OTP can still go out through another provider.
  * Returns 'error' when Redis fails (the caller answers 503, the provider retries) and never throws.
+ *
+ * A report applied (or that changed nothing) writes no line of its own: its fields go to `note`, for the request's
+ * one log line (see app.ts). Every other outcome is logged here.
  */
 export async function recordReport(
   deps: RecordDeps,
   report: DeliveryReport,
   log: FastifyBaseLogger,
+  note: (fields: Record<string, unknown>) => void,
 ): Promise<CallbackResult> {
   const { provider } = report;
   const stop = deps.metrics.applySeconds.startTimer({ provider });
@@ -45,10 +49,14 @@ export async function recordReport(
     if (changed && ['delivered', 'undelivered', 'failed'].includes(report.status)) {
       deps.metrics.funnel.inc({ stage: report.status, provider, cc: callingCode });
     }
-    log.info(
-      { ...fields, errorCode: report.errorCode, otpId, attempt, deliveryStatus, changed },
-      changed ? 'delivery report applied' : 'delivery report changed nothing',
-    );
+    note({
+      ...fields,
+      errorCode: report.errorCode,
+      otpId,
+      attempt,
+      deliveryStatus,
+      report: changed ? 'applied' : 'unchanged',
+    });
     if (resend) {
       try {
         await enqueueResend(deps.queues, resend.otpId, resend.after);

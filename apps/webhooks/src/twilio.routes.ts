@@ -3,6 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import twilio from 'twilio';
 import type { WebhookMetrics } from './metrics.js';
 import { type RecordDeps, recordReport } from './record-report.js';
+import { noteForLog } from './request-log.js';
 import { twilioStatusToDelivery } from './status-maps.js';
 import { refuse } from './webhook.errors.js';
 
@@ -90,7 +91,7 @@ export async function twilioRoutes(app: FastifyInstance, opts: TwilioRoutesOptio
         at: Date.now(),
         phoneNumber: str(params.To),
       };
-      const result = await recordReport(opts, report, req.log);
+      const result = await recordReport(opts, report, req.log, (fields) => noteForLog(req, fields));
       metrics.received.inc({ provider: 'twilio', result });
       if (result === 'error') return refuse(reply, 503, 'store_unavailable', 'the report could not be recorded');
       return reply.code(200).send();
