@@ -2,6 +2,7 @@
 // generation, cleanup and results. Plain Node ESM; imports nothing from test/ (that would drag vitest in).
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import { cpus, tmpdir, totalmem } from 'node:os';
@@ -15,6 +16,58 @@ const require = createRequire(join(ROOT, 'package.json'));
 
 /** autocannon, from the root devDependencies. */
 export const autocannon = require('autocannon');
+
+/**
+ * Open-loop load at a fixed rate, evenly paced: request i is due at start + i / rate, whatever the answers before
+ * it (at most `connections` in flight; a request waiting for a connection counts that wait in its latency).
+ * autocannon's `overallRate` is not that: each connection sends its share of a second back to back when the
+ * second starts, so "500 a second" is a burst of 500 then silence, and a queue behind the server measures how
+ * long a burst takes to drain.
+ *
+ * `request(i)` gives request i's `{ path, headers, body }`; `onResponse(i, status, body, latencyMs)` sees each
+ * answer. Answers: `{ requests, errors, latencies: { p50, p99, max } }` (ms, from when each request was due).
+ */
+export async function pacedLoad({ url, rate, seconds, connections = 50, request, onResponse }) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: connections });
+  const total = Math.round(rate * seconds);
+  const latencies = [];
+  let errors = 0;
+  let done = 0;
+  const t0 = performance.now();
+  const send = (i) =>
+    new Promise((resolve) => {
+      const due = t0 + (i * 1000) / rate;
+      const { path, headers, body } = request(i);
+      const req = http.request(`${url}${path}`, { method: 'POST', agent, headers, timeout: 10_000 }, (res) => {
+        const chunks = [];
+        res.on('data', (c) => chunks.push(c));
+        res.on('end', () => {
+          const ms = performance.now() - due;
+          latencies.push(ms);
+          onResponse?.(i, res.statusCode, Buffer.concat(chunks).toString('utf8'), ms);
+          resolve();
+        });
+      });
+      req.on('timeout', () => req.destroy(new Error('timeout')));
+      req.on('error', () => {
+        errors++;
+        resolve();
+      });
+      req.end(body);
+    });
+  const inFlight = [];
+  for (let i = 0; i < total; i++) {
+    const wait = t0 + (i * 1000) / rate - performance.now();
+    if (wait > 1) await sleep(Math.floor(wait));
+    inFlight.push(send(i).then(() => done++));
+  }
+  await Promise.all(inFlight);
+  agent.destroy();
+  latencies.sort((a, b) => a - b);
+  const at = (p) =>
+    latencies.length ? Math.round(latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))]) : null;
+  return { requests: total, answered: done - errors, errors, latencies: { p50: at(0.5), p99: at(0.99), max: at(1) } };
+}
 
 /** Same secrets as the test stack; none of them is real. */
 export const BENCH_SECRET = 'bench-secret-0123456789abcdefghijklmnopqrstuvwxyz';

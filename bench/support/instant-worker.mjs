@@ -26,7 +26,14 @@ const instant = (id) => ({
     return { messageId: `${id}-${process.pid}-${n}`, providerStatus: 'queued' };
   },
 });
-const sender = await startSendWorker({ config, redis, scripts, ks, log, providers: config.providers.order.map(instant) });
+const sender = await startSendWorker({
+  config,
+  redis,
+  scripts,
+  ks,
+  log,
+  providers: config.providers.order.map(instant),
+});
 const stop = async () => {
   await sender.close(5000);
   redis.disconnect();
