@@ -163,7 +163,8 @@ if tonumber(A.costAfterMs) > 0 then redis.call('ZADD', K.due, now + tonumber(A.c
 -- the lease belongs to the newest attempt: a resume of this one may be sending now
 if o[3] == n then redis.call('HSET', K.otp, F.lease, 0) end
 if o[1] ~= 'sent' and o[1] ~= 'delivered' then redis.call('HSET', K.otp, F.ds, 'sent') end
-emit(K.otp, K.due, A.id, 'sent', n, now)
+-- listed: status events are on for this OTP, and the worker publishes 'sent' (nothing to publish otherwise)
+local listed = emit(K.otp, K.due, A.id, 'sent', n, now) and 1 or 0
 local due = now + tonumber(A.receiptAfterMs)
 -- a receipt check is only worth it when a resend could still arrive in time (a test number's receipts are
 -- simulated by the worker: none is awaited, so a provider's circuit never counts a test number's silence)
@@ -171,7 +172,7 @@ if tonumber(A.receiptAfterMs) > 0 and tonumber(o[2] or '0') - due > tonumber(A.m
   and not redis.call('HGET', K.otp, F.test) then
   redis.call('ZADD', K.due, due, DUE_RECEIPT .. A.id .. ':' .. n)
 end
-return {'ok'}
+return {'ok', 'listed', listed}
 `,
 });
 

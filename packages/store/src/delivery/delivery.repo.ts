@@ -161,7 +161,7 @@ export function createDeliveryRepo(
 
     async accepted(otpId, attempt, provider, result) {
       const keys = otpKeys(ks, otpId);
-      await ACCEPT.run(redis, keys, {
+      const acc = await ACCEPT.run(redis, keys, {
         now: now(),
         id: otpId,
         attempt,
@@ -179,7 +179,7 @@ export function createDeliveryRepo(
       const [early] = await Promise.all([
         messages.record(provider, result.messageId, { otpId, attempt }, settings.messageTtlMs),
         result.hadFailures ? circuits.success(provider) : Promise.resolve(),
-        publishQuietly(deps.events, otpId, 'sent', attempt, deps.onEventError),
+        acc.listed === '1' ? publishQuietly(deps.events, otpId, 'sent', attempt, deps.onEventError) : undefined,
       ]);
       return early;
     },

@@ -84,7 +84,8 @@ if acc == n then
   end
 end
 redis.call('HSET', K.otp, unpack(sets))
-if event then emit(K.otp, K.due, A.id, event, n, now) end
+-- the event is answered only when listed (status events on for this OTP): the caller publishes nothing otherwise
+if event and not emit(K.otp, K.due, A.id, event, n, now) then event = nil end
 -- a final status is the receipt the due set waited for: the sweep need not look at this attempt again
 if rank == 3 then redis.call('ZREM', K.due, DUE_RECEIPT .. A.id .. ':' .. n) end
 return {'applied', 'ds', ds, 'changed', 1, 'cc', cc, 'negative', negative and 1 or 0, 'resend', resend,

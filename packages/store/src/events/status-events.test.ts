@@ -4,6 +4,7 @@ import { closeRedisClients, type IsolatedStore, isolatedRedis } from '../../../.
 import { createCircuits } from '../delivery/circuit.js';
 import { createDeliveryRepo } from '../delivery/delivery.repo.js';
 import { createMessageIndex } from '../delivery/messages.js';
+import { createReportRepo } from '../delivery/reports.js';
 import { sweepDue } from '../delivery/sweep.js';
 import { createSendQueues, type SendQueues } from '../jobs/send-jobs.js';
 import { DUE, EVENT_GRACE_MS, otpKeys } from '../otp/otp.record.js';
@@ -179,6 +180,63 @@ describe('status events: the outbox in the due sets', () => {
     const failed = JSON.parse(String((await eventJob(other.id, 'failed'))?.data.body));
     expect(failed).toMatchObject({ type: 'otp.failed', data: { status: 'failed', deliveryStatus: 'failed' } });
     expect(await listedEvents(other.id)).toEqual([]);
+  });
+
+  it('publishes only what a step listed: with events off, no publish call at all (no round trip per OTP)', async () => {
+    const calls: string[] = [];
+    const counting: StatusEvents = {
+      publish: (id, name, attempt) => {
+        calls.push(name);
+        return events.publish(id, name, attempt);
+      },
+      publishMember: (m) => events.publishMember(m),
+    };
+    const circuits = createCircuits(store.redis, store.ks, {
+      failureThreshold: 5,
+      cooldownMs: 1000,
+      ratePerSecond: {},
+    });
+    const messages = createMessageIndex(store.redis, store.ks);
+    const delivery = createDeliveryRepo(
+      { redis: store.redis, ks: store.ks, circuits, messages, events: counting, now },
+      { leaseMs: 5000, receiptAfterMs: 0, messageTtlMs: 60_000 },
+    );
+    const reports = createReportRepo({ redis: store.redis, ks: store.ks, messages, circuits, events: counting });
+    const otpRepo = createOtpRepo(store.redis, store.ks, { rules, retentionMs: 60_000 }, { events: counting });
+    const life = async (on: boolean, code: string) => {
+      const { id, phone } = await create({ events: on });
+      const go = await delivery.begin(id, ['twilio'], 5000);
+      if (go.kind !== 'go') throw new Error(go.kind);
+      const sid = `SM${on ? 'on' : 'off'}${++n}`;
+      await delivery.accepted(id, go.attempt, 'twilio', {
+        messageId: sid,
+        providerStatus: 'queued',
+        hadFailures: false,
+      });
+      const r = await reports.apply({
+        provider: 'twilio',
+        messageId: sid,
+        status: 'delivered',
+        providerStatus: 'delivered',
+        errorCode: null,
+        at: t,
+        phoneNumber: phone,
+      });
+      expect(r.kind).toBe('applied');
+      return otpRepo.verify({ by: 'id', id }, 'shop', (i) => hashCode(keys, i, code), t);
+    };
+    expect((await life(false, '123456')).kind).toBe('approved');
+    expect((await life(false, '000000')).kind).toBe('wrong');
+    expect((await life(false, '000000')).kind).toBe('wrong');
+    expect(calls).toEqual([]);
+    expect((await life(true, '123456')).kind).toBe('approved');
+    expect(calls).toEqual(['sent', 'delivered', 'approved']);
+    calls.length = 0;
+    // two wrong codes lock an OTP of two attempts: the lock is published, the first wrong code lists nothing
+    const { id } = await create({ events: true });
+    await otpRepo.verify({ by: 'id', id }, 'shop', (i) => hashCode(keys, i, '000000'), t);
+    await otpRepo.verify({ by: 'id', id }, 'shop', (i) => hashCode(keys, i, '000000'), t);
+    expect(calls).toEqual(['locked']);
   });
 
   it('with events off nothing is listed and nothing is queued', async () => {

@@ -175,14 +175,14 @@ export function createOtpRepo(
           case 'stale':
             continue;
           case 'approved':
-            await publishQuietly(opts.events, id, 'approved', 0, opts.onEventError);
+            if (r.listed === '1') await publishQuietly(opts.events, id, 'approved', 0, opts.onEventError);
             return { kind: 'approved', id, phoneNumber: r.phone ?? '', country: r.country ?? '', ...labels };
           case 'not_found':
             return { kind: 'not_found' };
           case 'limited':
             return limited(r);
           case 'wrong':
-            if (r.status === 'locked') await publishQuietly(opts.events, id, 'locked', 0, opts.onEventError);
+            if (r.listed === '1') await publishQuietly(opts.events, id, 'locked', 0, opts.onEventError);
             return {
               kind: 'wrong',
               id,

@@ -110,10 +110,12 @@ for i = 1, math.min(#a, #b) do diff = bit.bor(diff, bit.bxor(string.byte(a, i), 
 if diff == 0 then
   end_otp(K.otp, 'approved', now, nil)
   redis.call('HDEL', K.number, NF.failures, NF.failuresUntil)
-  emit(K.otp, K.due, A.id, 'approved', 0, now)
+  -- listed: status events are on for this OTP, and the caller publishes the event (nothing to publish otherwise)
+  local listed = emit(K.otp, K.due, A.id, 'approved', 0, now) and 1 or 0
   -- the number and its country: the abuse guards count the approval
   local who = redis.call('HMGET', K.otp, F.phone, F.country)
-  return {'approved', 'cc', cc, 'provider', provider, 'phone', who[1] or '', 'country', who[2] or ''}
+  return {'approved', 'cc', cc, 'provider', provider, 'phone', who[1] or '', 'country', who[2] or '',
+    'listed', listed}
 end
 local left = redis.call('HINCRBY', K.otp, F.left, -1)
 -- A fixed window, never a sliding one: the first wrong code of a window opens it for lockMs, later ones do not
@@ -125,8 +127,8 @@ redis.call('HSET', K.number, NF.failures, fails, NF.failuresUntil, failsUntil)
 if redis.call('PTTL', K.number) < failsUntil - now then redis.call('PEXPIRE', K.number, failsUntil - now) end
 if left <= 0 then
   end_otp(K.otp, 'locked', now, nil)
-  emit(K.otp, K.due, A.id, 'locked', 0, now)
-  return {'wrong', 'status', 'locked', 'left', 0, 'cc', cc, 'provider', provider}
+  local listed = emit(K.otp, K.due, A.id, 'locked', 0, now) and 1 or 0
+  return {'wrong', 'status', 'locked', 'left', 0, 'cc', cc, 'provider', provider, 'listed', listed}
 end
 return {'wrong', 'status', 'pending', 'left', left, 'cc', cc, 'provider', provider}
 `,
