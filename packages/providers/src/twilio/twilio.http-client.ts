@@ -20,7 +20,7 @@ export interface TwilioHttpResponse {
   headers: IncomingHttpHeaders;
 }
 
-/** The current send, as the provider hands it over: its signal, and a place for the answer. */
+/** The current send, as the provider passes it through AsyncLocalStorage: its signal, and a place for the answer. */
 export interface TwilioCallScope {
   readonly signal: AbortSignal;
   response?: { statusCode: number; headers?: Record<string, unknown> };
@@ -37,8 +37,7 @@ export interface TwilioCallScope {
  * library's client knows proxies.
  *
  * `scope()` gives the current send (signal to abort with; its response's status and headers are recorded there,
- * since a RestException drops the headers, and Retry-After lives in them). A request without one is refused: it
- * would go out with no deadline and no way to abort it (see twilio.provider.ts for how the send is handed over).
+ * since a RestException drops the headers, and Retry-After lives in them).
  */
 export function createTwilioHttpClient(opts: { timeoutMs: number; scope: () => TwilioCallScope | undefined }) {
   const agents = { http: new HttpAgent({ keepAlive: true }), https: new HttpsAgent({ keepAlive: true }) };
@@ -56,7 +55,6 @@ export function createTwilioHttpClient(opts: { timeoutMs: number; scope: () => T
       } else if (req.data && headers['Content-Type'] === 'application/json') body = JSON.stringify(req.data);
       if (body !== undefined) headers['Content-Length'] = String(Buffer.byteLength(body));
       const current = opts.scope();
-      if (!current) return Promise.reject(new Error('twilio request made outside a send (no signal handed over)'));
       const https = url.protocol === 'https:';
       return new Promise((resolve, reject) => {
         const r = (https ? httpsRequest : httpRequest)(
@@ -66,7 +64,7 @@ export function createTwilioHttpClient(opts: { timeoutMs: number; scope: () => T
             headers,
             agent: https ? agents.https : agents.http,
             timeout: req.timeout ?? opts.timeoutMs,
-            signal: current.signal,
+            ...(current ? { signal: current.signal } : {}),
           },
           (res) => {
             const chunks: Buffer[] = [];
@@ -74,7 +72,7 @@ export function createTwilioHttpClient(opts: { timeoutMs: number; scope: () => T
             res.on('error', reject);
             res.on('end', () => {
               const statusCode = res.statusCode ?? 0;
-              current.response = { statusCode, headers: res.headers as Record<string, unknown> };
+              if (current) current.response = { statusCode, headers: res.headers as Record<string, unknown> };
               resolve({ statusCode, body: Buffer.concat(chunks).toString('utf8'), headers: res.headers });
             });
           },

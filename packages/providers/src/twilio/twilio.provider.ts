@@ -30,38 +30,15 @@ export function validityPeriodSeconds(expiresAt: number, now = Date.now()): numb
  * - host: the `api` domain's `baseUrl` is set to `cfg.apiBaseUrl`, so requests go to
  *   `${apiBaseUrl}/2010-04-01/Accounts/{sid}/Messages.json`; `edge`/`region` are set empty so the
  *   library's TWILIO_EDGE/TWILIO_REGION lookups never rewrite that host;
- * - timeout and abort: each send's AbortSignal (and deadline) reaches the HTTP call (sends run concurrently on
- *   the one client), and the answer's status and headers are kept for that send, since a RestException drops
- *   them (Retry-After). The library never retries (autoRetry off).
- *   - With our client the send is handed over in a variable: the library calls its `httpClient.request`
- *     synchronously inside `messages.create()` and `messages(sid).fetch()` (twilio 6: Version.create, then
- *     Domain.request, then BaseTwilio.request, then httpClient.request, with no await between), so the variable
- *     set just before the call is the one taken by the request. A request that finds none fails, loudly.
- *   - Why not AsyncLocalStorage (still used with the proxy client, whose axios interceptors run later): on
- *     Node 20 its first `run` turns promise hooks on for the whole process, and every promise of the worker
- *     (ioredis', BullMQ's) then costs more.
+ * - timeout and abort: each send's AbortSignal (and deadline) reaches the HTTP call through AsyncLocalStorage
+ *   (sends run concurrently on the one client), and the answer's status and headers are kept for that send,
+ *   since a RestException drops them (Retry-After). The library never retries (autoRetry off).
  */
 export function createTwilioProvider(cfg: TwilioConfig, opts: TwilioProviderOptions): SmsProvider {
-  let handoff: TwilioCallScope | undefined;
-  const take = () => {
-    const current = handoff;
-    handoff = undefined;
-    return current;
-  };
-  const proxied = useProxy();
-  const scope = proxied ? new AsyncLocalStorage<TwilioCallScope>() : null;
-  const within = <T>(current: TwilioCallScope, call: () => T): T => {
-    if (scope) return scope.run(current, call);
-    handoff = current;
-    try {
-      return call();
-    } finally {
-      handoff = undefined;
-    }
-  };
-  const http = scope
+  const scope = new AsyncLocalStorage<TwilioCallScope>();
+  const http = useProxy()
     ? proxiedRequestClient(opts.timeoutMs, scope)
-    : createTwilioHttpClient({ timeoutMs: opts.timeoutMs, scope: take });
+    : createTwilioHttpClient({ timeoutMs: opts.timeoutMs, scope: () => scope.getStore() });
   const client = twilio(cfg.accountSid, cfg.authToken, {
     httpClient: http as unknown as twilio.RequestClient,
     edge: '',
@@ -79,7 +56,7 @@ export function createTwilioProvider(cfg: TwilioConfig, opts: TwilioProviderOpti
       const signals = sendSignals(signal, opts.timeoutMs);
       const current: TwilioCallScope = { signal: signals.combined };
       try {
-        const message = await within(current, () =>
+        const message = await scope.run(current, () =>
           client.messages.create({
             to: sms.to,
             ...(sms.sender ? { from: sms.sender } : sender),
@@ -104,7 +81,7 @@ export function createTwilioProvider(cfg: TwilioConfig, opts: TwilioProviderOpti
     async cost(messageId, { signal }) {
       const signals = sendSignals(signal, opts.timeoutMs);
       const current: TwilioCallScope = { signal: signals.combined };
-      const message = await within(current, () => client.messages(messageId).fetch());
+      const message = await scope.run(current, () => client.messages(messageId).fetch());
       return priceOf(message);
     },
   };
