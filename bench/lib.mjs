@@ -33,26 +33,41 @@ export async function pacedLoad({ url, rate, seconds, connections = 50, request,
   const latencies = [];
   let errors = 0;
   let done = 0;
+  let callbackError = null;
   const t0 = performance.now();
   const send = (i) =>
     new Promise((resolve) => {
       const due = t0 + (i * 1000) / rate;
+      // a request sent early (the timer's 1 ms grain) counts from when it left, never from a later due time
+      const from = Math.min(due, performance.now());
       const { path, headers, body } = request(i);
+      let settled = false;
+      const fail = () => {
+        if (settled) return;
+        settled = true;
+        errors++;
+        resolve();
+      };
       const req = http.request(`${url}${path}`, { method: 'POST', agent, headers, timeout: 10_000 }, (res) => {
         const chunks = [];
         res.on('data', (c) => chunks.push(c));
-        res.on('end', () => {
-          const ms = performance.now() - due;
+        // 'close' also comes when the answer is cut off (then without 'end')
+        res.on('close', () => {
+          if (!res.complete) return fail();
+          if (settled) return;
+          settled = true;
+          const ms = performance.now() - from;
           latencies.push(ms);
-          onResponse?.(i, res.statusCode, Buffer.concat(chunks).toString('utf8'), ms);
+          try {
+            onResponse?.(i, res.statusCode, Buffer.concat(chunks).toString('utf8'), ms);
+          } catch (err) {
+            callbackError ??= err;
+          }
           resolve();
         });
       });
       req.on('timeout', () => req.destroy(new Error('timeout')));
-      req.on('error', () => {
-        errors++;
-        resolve();
-      });
+      req.on('error', fail);
       req.end(body);
     });
   const inFlight = [];
@@ -63,6 +78,7 @@ export async function pacedLoad({ url, rate, seconds, connections = 50, request,
   }
   await Promise.all(inFlight);
   agent.destroy();
+  if (callbackError) throw callbackError;
   latencies.sort((a, b) => a - b);
   const at = (p) =>
     latencies.length ? Math.round(latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))]) : null;

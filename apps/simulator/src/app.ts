@@ -6,6 +6,7 @@ import Fastify, {
   type FastifyRequest,
   LogController,
 } from 'fastify';
+import { createCallbackClient } from './callbacks.js';
 import { registerControlRoutes } from './control.routes.js';
 import { createFaultState } from './faults.js';
 import { createInbox } from './inbox.js';
@@ -34,12 +35,21 @@ export async function buildSimulator(input: SimulatorInput = {}): Promise<Fastif
     faults: createFaultState(opts.faults, opts.random),
     inbox: createInbox(opts.inboxLimit),
     timing: createTiming(),
+    callbacks: createCallbackClient(),
     octopushRequests: new Map(),
   };
-  app.addHook('preClose', async () => ctx.timing.closeAll());
+  app.addHook('preClose', async () => {
+    ctx.timing.closeAll();
+    ctx.callbacks.close();
+  });
   // Answers other than 2xx (faults, refusals) at info; the routine ones at debug.
   app.addHook('onResponse', async (req, reply) => {
-    const line = { method: req.method, url: req.url, statusCode: reply.statusCode, ms: Math.round(reply.elapsedTime) };
+    // the same fields as the gateway's apps' request lines
+    const line = {
+      req,
+      res: { statusCode: reply.statusCode },
+      responseTime: Math.round(reply.elapsedTime * 10) / 10,
+    };
     if (reply.statusCode >= 300) req.log.info(line, 'request completed');
     else req.log.debug(line, 'request completed');
   });

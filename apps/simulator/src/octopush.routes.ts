@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply } from 'fastify';
-import { postCallback } from './callbacks.js';
 import { type InboxMessage, mask } from './inbox.js';
 import { countSegments } from './segments.js';
 import { preflight, type SimContext, type TransportAnswers } from './sim.context.js';
@@ -170,6 +169,6 @@ function scheduleReport(
       delivery_date: octoDate(new Date()),
       meta_data: {},
     };
-    void postCallback(url, { json: report }, {}, log, ctx.timing.closing);
+    void ctx.callbacks.post(url, { json: report }, {}, log);
   });
 }

@@ -1,4 +1,5 @@
 import type { FastifyReply } from 'fastify';
+import type { CallbackClient } from './callbacks.js';
 import type { FaultState } from './faults.js';
 import type { Inbox } from './inbox.js';
 import type { FaultKind, SimProvider, SimulatorOptions } from './sim.options.js';
@@ -10,6 +11,8 @@ export interface SimContext {
   readonly faults: FaultState;
   readonly inbox: Inbox;
   readonly timing: Timing;
+  /** Sends the delivery reports (closed with the app). */
+  readonly callbacks: CallbackClient;
   /** Octopush answers by `api-login` + `request_id`, so a repeated request sends nothing. */
   readonly octopushRequests: Map<string, { status: number; body: unknown }>;
 }

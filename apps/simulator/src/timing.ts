@@ -16,17 +16,13 @@ export interface Timing {
   cancelTimers(): void;
   /** Cuts every sleep short and cancels every timer (close). */
   closeAll(): void;
-  /** Aborted at close: outgoing delivery reports stop with it. */
-  readonly closing: AbortSignal;
 }
 
 export function createTiming(): Timing {
   const sleeps = new Set<() => void>();
   const timers = new Set<NodeJS.Timeout>();
-  const closer = new AbortController();
 
   return {
-    closing: closer.signal,
     sleep(ms, reply) {
       if (ms <= 0) return Promise.resolve(true);
       return new Promise<boolean>((resolve) => {
@@ -55,7 +51,6 @@ export function createTiming(): Timing {
       timers.clear();
     },
     closeAll() {
-      closer.abort();
       for (const cut of [...sleeps]) cut();
       this.cancelTimers();
     },

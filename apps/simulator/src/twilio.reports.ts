@@ -1,6 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify';
 import twilio from 'twilio';
-import { postCallback } from './callbacks.js';
 import type { InboxMessage } from './inbox.js';
 import type { SimContext } from './sim.context.js';
 
@@ -45,7 +44,7 @@ export function scheduleReports(
       ...(code ? { ErrorCode: code } : {}),
     };
     const signature = twilio.getExpectedTwilioSignature(ctx.opts.twilio.authToken, o.statusCallback, params);
-    void postCallback(o.statusCallback, { form: params }, { 'x-twilio-signature': signature }, log, ctx.timing.closing);
+    void ctx.callbacks.post(o.statusCallback, { form: params }, { 'x-twilio-signature': signature }, log);
   };
   ctx.timing.later(delay, () => {
     report('sent', null);

@@ -15,7 +15,7 @@ export interface RecordDeps {
  * Returns 'error' when Redis fails (the caller answers 503, the provider retries) and never throws.
  *
  * A report applied (or that changed nothing) writes no line of its own: its fields go to `note`, for the request's
- * one log line (see app.ts). Every other outcome is logged here.
+ * one log line (see request-log.ts). Every other outcome is logged here.
  */
 export async function recordReport(
   deps: RecordDeps,

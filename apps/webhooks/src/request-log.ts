@@ -3,10 +3,14 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 const NOTE = Symbol('log fields');
 type Noted = FastifyRequest & { [NOTE]?: Record<string, unknown> };
 
-/** Adds fields to the request's one log line (a report's outcome: its OTP, attempt, status). */
+/**
+ * Adds fields to the request's one log line (a report's outcome: its OTP, attempt, status). When the caller has
+ * already gone, no answer will be sent and Fastify writes no response line: the line is written now.
+ */
 export function noteForLog(req: FastifyRequest, fields: Record<string, unknown>): void {
   const r = req as Noted;
   r[NOTE] = { ...r[NOTE], ...fields };
+  if (req.raw.socket?.destroyed) req.log.info({ req, ...r[NOTE], callerGone: true }, 'request completed');
 }
 
 /**

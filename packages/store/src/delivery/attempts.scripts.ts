@@ -23,8 +23,8 @@ local function give_up(okey, due, id, now)
   if o[3] then redis.call('HSET', okey, F.acc, o[3]); return false end
   redis.call('HSET', okey, F.ds, 'failed')
   end_otp(okey, 'failed', now, nil)
-  emit(okey, due, id, 'failed', 0, now)
-  return true
+  -- second answer: the failed event was listed (status events on for this OTP), for the caller to publish
+  return true, emit(okey, due, id, 'failed', 0, now) ~= nil
 end
 -- An OTP stays listed as not started (the sweep's safety net) until an attempt is recorded or nothing is left to
 -- send: a job that fails between the plan and the start leaves it listed.
@@ -132,7 +132,7 @@ return send_data(K.otp, {'go', 'attempt', na, 'provider', A.provider, 'requestAt
 
 export const ACCEPT = defineScript({
   name: 'otpAccept',
-  doc: 'a provider accepted attempt n: it counts now; its receipt is awaited (due set) when receipts are expected',
+  doc: 'a provider accepted attempt n: it counts now; its receipt is awaited (due set) when receipts are expected; listed=1: publish otp.sent',
   keys: ['otp', 'due'],
   args: [
     'now',
@@ -193,7 +193,7 @@ return {'ok'}
 
 export const FAIL = defineScript({
   name: 'otpAttemptFailed',
-  doc: 'attempt n failed; a permanent refusal ends the OTP failed unless a message went out before',
+  doc: 'attempt n failed; a permanent refusal ends the OTP failed unless a message went out before; listed=1: publish otp.failed',
   keys: ['otp', 'due'],
   args: ['now', 'id', 'attempt', 'outcome', 'errorCode'],
   lib: DELIVERY_LUA,
@@ -204,20 +204,24 @@ local na = redis.call('HGET', K.otp, F.na)
 if not na then return {'gone'} end
 redis.call('HSET', K.otp, af(n, AF.outcome), A.outcome, af(n, AF.errorCode), A.errorCode, af(n, AF.updatedAt), now)
 if na == n then redis.call('HSET', K.otp, F.lease, 0) end
-if A.outcome == 'permanent' and give_up(K.otp, K.due, A.id, now) then return {'ended'} end
+if A.outcome == 'permanent' then
+  local ended, listed = give_up(K.otp, K.due, A.id, now)
+  if ended then return {'ended', 'listed', listed and 1 or 0} end
+end
 return {'recorded'}
 `,
 });
 
 export const GIVE_UP = defineScript({
   name: 'otpGiveUp',
-  doc: 'no provider can send it before expiry: end it failed, unless a message already went out',
+  doc: 'no provider can send it before expiry: end it failed, unless a message already went out; listed=1: publish otp.failed',
   keys: ['otp', 'due'],
   args: ['now', 'id'],
   lib: DELIVERY_LUA,
   body: `
 local cc = redis.call('HGET', K.otp, F.cc) or ''
-if give_up(K.otp, K.due, A.id, clock(A.now)) then return {'ended', 'cc', cc} end
+local ended, listed = give_up(K.otp, K.due, A.id, clock(A.now))
+if ended then return {'ended', 'cc', cc, 'listed', listed and 1 or 0} end
 return {'usable', 'cc', cc}
 `,
 });

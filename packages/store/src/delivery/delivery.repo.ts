@@ -199,13 +199,13 @@ export function createDeliveryRepo(
         kind === 'retryable' || kind === 'rate_limited'
           ? await circuits.failure(provider, kind, { pauseMs: pauseMs ?? 1000, now: now() || undefined })
           : 'closed';
-      if (r.outcome === 'ended') await publishQuietly(deps.events, otpId, 'failed', 0, deps.onEventError);
+      if (r.listed === '1') await publishQuietly(deps.events, otpId, 'failed', 0, deps.onEventError);
       return { circuit, ended: r.outcome === 'ended' };
     },
 
     async giveUp(otpId) {
       const r = await GIVE_UP.run(redis, otpKeys(ks, otpId), { now: now(), id: otpId });
-      if (r.outcome === 'ended') await publishQuietly(deps.events, otpId, 'failed', 0, deps.onEventError);
+      if (r.listed === '1') await publishQuietly(deps.events, otpId, 'failed', 0, deps.onEventError);
       return { ended: r.outcome === 'ended', callingCode: r.cc ?? '' };
     },
   };

@@ -20,7 +20,7 @@ const RANK_TABLE = `local RANK = {${Object.entries(DELIVERY_RANK)
  */
 export const APPLY_REPORT = defineScript({
   name: 'otpApplyReport',
-  doc: 'apply a provider delivery report to attempt n, forward only; say whether to resend',
+  doc: 'apply a provider delivery report to attempt n, forward only; say whether to resend, and the event listed to publish',
   keys: ['otp', 'number', 'due'],
   args: [
     'now',

@@ -237,6 +237,17 @@ describe('status events: the outbox in the due sets', () => {
     await otpRepo.verify({ by: 'id', id }, 'shop', (i) => hashCode(keys, i, '000000'), t);
     await otpRepo.verify({ by: 'id', id }, 'shop', (i) => hashCode(keys, i, '000000'), t);
     expect(calls).toEqual(['locked']);
+    calls.length = 0;
+    // a permanent refusal ends the OTP failed; so does giving up: published only with events on
+    for (const on of [false, true]) {
+      const refused = await create({ events: on });
+      const go = await delivery.begin(refused.id, ['twilio'], 5000);
+      if (go.kind !== 'go') throw new Error(go.kind);
+      expect((await delivery.failed(refused.id, go.attempt, 'twilio', 'permanent', '21211')).ended).toBe(true);
+      const stuck = await create({ events: on });
+      expect((await delivery.giveUp(stuck.id)).ended).toBe(true);
+    }
+    expect(calls).toEqual(['failed', 'failed']);
   });
 
   it('with events off nothing is listed and nothing is queued', async () => {

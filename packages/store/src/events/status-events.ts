@@ -104,10 +104,14 @@ export function createStatusEvents(
     const keys = otpKeys(ks, otpId);
     const member = `${DUE.event}${name}:${otpId}:${n}`;
     const attemptFields = n > 0 ? [`a${n}.${ATTEMPT_FIELDS.provider}`, `a${n}.${ATTEMPT_FIELDS.errorCode}`] : [];
-    // Most OTPs have no event listed (no webhook for their key): one ZSCORE answers for them. The snapshot is
-    // read only for a listed event, a round trip later.
-    if ((await redis.zscore(keys.due, member)) == null) return 'none';
-    const f = await redis.hmget(keys.otp, ...SNAPSHOT, ...attemptFields);
+    // Callers publish what a script said it listed, so the entry is almost always there: both read at once. Two
+    // commands rather than an explicit pipeline: auto-pipelining writes them together all the same, and an
+    // explicit pipeline costs a copy of every command defined on the connection (BullMQ's, on the API's).
+    const [score, f] = await Promise.all([
+      redis.zscore(keys.due, member),
+      redis.hmget(keys.otp, ...SNAPSHOT, ...attemptFields),
+    ]);
+    if (score == null) return 'none';
     const [keyName, phone, status, ds, provider, exp, created, meta, attemptProvider, errorCode] = f;
     if (!keyName || !phone) {
       await redis.zrem(keys.due, member);

@@ -79,7 +79,7 @@ return {'created', 'exp', exp}
 
 export const VERIFY = defineScript({
   name: 'otpVerify',
-  doc: 'check a code: approve at most once, count a wrong code, lock after the last attempt',
+  doc: 'check a code: approve at most once, count a wrong code, lock after the last attempt; listed=1: publish the event',
   keys: ['otp', 'number', 'due'],
   args: ['now', 'deadline', 'keyName', 'candidate', 'mode', 'id', 'maxFailures', 'lockMs'],
   lib: LIB,

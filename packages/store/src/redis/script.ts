@@ -12,7 +12,7 @@ import type { RedisClient } from './connection.js';
  * results by name, never by position.
  */
 export interface ScriptDef<K extends string, A extends string> {
-  /** The ioredis command name it is registered under. */
+  /** Its name, in its source's header and in the layout test's list. */
   readonly name: string;
   /** One line: what it does, for the header. */
   readonly doc: string;
