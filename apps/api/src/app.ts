@@ -9,6 +9,7 @@ import {
   logFormat,
   maskPhone,
   metricsAuthorizer,
+  requestLine,
 } from '@otp-gateway/core';
 import type { OtpService } from '@otp-gateway/service';
 import { type RedisClient, redisAnswers } from '@otp-gateway/store';
@@ -92,15 +93,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
 
   app.addHook('onResponse', async (req, reply) => {
     const otpId = (req as { otpId?: string | null }).otpId;
-    req.log.info(
-      {
-        req,
-        ...(otpId ? { otpId } : {}),
-        res: { statusCode: reply.statusCode },
-        responseTime: Math.round(reply.elapsedTime * 10) / 10,
-      },
-      'request completed',
-    );
+    req.log.info({ ...requestLine(req, reply), ...(otpId ? { otpId } : {}) }, 'request completed');
   });
 
   app.setErrorHandler((err: FastifyError, req, reply) => {

@@ -1,3 +1,4 @@
+import { requestLine } from '@otp-gateway/core';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 
 const NOTE = Symbol('log fields');
@@ -20,13 +21,5 @@ export function noteForLog(req: FastifyRequest, fields: Record<string, unknown>)
  * after Redis.
  */
 export async function logRequest(req: FastifyRequest, reply: FastifyReply): Promise<void> {
-  req.log.info(
-    {
-      req,
-      res: { statusCode: reply.statusCode },
-      responseTime: Math.round(reply.elapsedTime * 10) / 10,
-      ...(req as Noted)[NOTE],
-    },
-    'request completed',
-  );
+  req.log.info({ ...requestLine(req, reply), ...(req as Noted)[NOTE] }, 'request completed');
 }

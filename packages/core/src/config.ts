@@ -532,6 +532,17 @@ function deepFreeze<T>(o: T): T {
   return o;
 }
 
+/**
+ * The fields of an HTTP app's one `request completed` line (the API's and the callbacks app's): the request (each
+ * app's `req` serializer says what of it is logged), the status, and the time taken in ms to a tenth.
+ */
+export function requestLine<R>(
+  req: R,
+  reply: { statusCode: number; elapsedTime: number },
+): { req: R; res: { statusCode: number }; responseTime: number } {
+  return { req, res: { statusCode: reply.statusCode }, responseTime: Math.round(reply.elapsedTime * 10) / 10 };
+}
+
 /** pino options for the log format: JSON lines, or pino-pretty when `logPretty` (development only). */
 export function logFormat(config: Pick<Config, 'logPretty'>): { transport?: { target: string; options: object } } {
   return config.logPretty
