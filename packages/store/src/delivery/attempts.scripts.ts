@@ -33,20 +33,31 @@ local function stop(due, id, reason)
   unlist(due, id)
   return {'stop', 'reason', reason}
 end
+-- Records attempt na + 1 through provider p as sending, under a lease (ds: the delivery status now), and
+-- answers what the worker sends.
+local function start_attempt(okey, due, id, na, p, ds, now, leaseMs)
+  na = na + 1
+  redis.call('HSET', okey, F.na, na, af(na, AF.provider), p, af(na, AF.outcome), 'sending',
+    af(na, AF.startedAt), now, af(na, AF.updatedAt), now, af(na, AF.requestAttempt), na, F.lease, now + tonumber(leaseMs))
+  -- a new attempt that will count: after a failover the delivery status starts again from sending
+  if ds ~= 'sending' then redis.call('HSET', okey, F.ds, 'sending') end
+  unlist(due, id)
+  return send_data(okey, {'go', 'attempt', na, 'provider', p, 'requestAttempt', na})
+end
 -- Outcomes after which a provider is not tried again for this OTP (once per provider).
 local SPENT = {misconfigured = true, undelivered = true, failed = true, no_receipt = true}
 `;
 
 export const PLAN = defineScript({
   name: 'otpPlan',
-  doc: 'a job starts: may the OTP go out, and through which providers, in order? (or resume an interrupted attempt)',
+  doc: 'a job starts: may the OTP go out, and through which providers, in order? (or resume an interrupted attempt, or start one through a trusted provider)',
   keys: ['otp', 'number', 'due'],
-  args: ['now', 'id', 'minLifeMs', 'leaseMs', 'routes'],
+  args: ['now', 'id', 'minLifeMs', 'leaseMs', 'routes', 'trusted'],
   restArgs: 'order',
   lib: DELIVERY_LUA,
   body: `
 local now = clock(A.now)
-local o = redis.call('HMGET', K.otp, F.status, F.exp, F.acc, F.na, F.country, F.key)
+local o = redis.call('HMGET', K.otp, F.status, F.exp, F.acc, F.na, F.country, F.key, F.ds)
 if not o[1] then return stop(K.due, A.id, 'gone') end
 -- the route (routes as ';name=p1,p2;'): the API key's own for the number's country ('key|CC'), the key's own
 -- default ('key|*'), the country's (SMS_ROUTES, 'CC'), else the default order
@@ -101,6 +112,11 @@ for _, p in ipairs(order) do
 end
 for _, p in ipairs(again) do first[#first + 1] = p end
 if #first == 0 then return stop(K.due, A.id, 'exhausted') end
+-- the first in order is a provider this worker trusts (circuit.ts: a recent pick found it clear, ',p1,p2,'):
+-- start the attempt now, without asking the circuits
+if string.find(A.trusted, ',' .. first[1] .. ',', 1, true) then
+  return start_attempt(K.otp, K.due, A.id, na, first[1], o[7], now, A.leaseMs)
+end
 return {'choose', 'attempts', na, 'candidates', table.concat(first, ','), 'exp', o[2]}
 `,
 });
@@ -120,13 +136,7 @@ if status ~= 'pending' then return stop(K.due, A.id, status) end
 if o[3] and o[3] ~= '' then return stop(K.due, A.id, 'done') end
 -- another job of this OTP started an attempt since the plan: plan again shortly
 if tonumber(o[4] or '0') ~= tonumber(A.attempts) then return {'busy', 'ms', 100} end
-local na = tonumber(A.attempts) + 1
-redis.call('HSET', K.otp, F.na, na, af(na, AF.provider), A.provider, af(na, AF.outcome), 'sending',
-  af(na, AF.startedAt), now, af(na, AF.updatedAt), now, af(na, AF.requestAttempt), na, F.lease, now + tonumber(A.leaseMs))
--- a new attempt that will count: after a failover the delivery status starts again from sending
-if o[5] ~= 'sending' then redis.call('HSET', K.otp, F.ds, 'sending') end
-unlist(K.due, A.id)
-return send_data(K.otp, {'go', 'attempt', na, 'provider', A.provider, 'requestAttempt', na})
+return start_attempt(K.otp, K.due, A.id, tonumber(A.attempts), A.provider, o[5], now, A.leaseMs)
 `,
 });
 

@@ -17,6 +17,13 @@ import { CLOCK_LUA, defineScript } from '../redis/script.js';
  * - Half-open: once the cool-down passed, the next pick of a provider whose failures are still at the threshold
  *   goes through as the one probe, and the circuit is open again to the others for another cool-down, or until
  *   the probe succeeds (success resets `fails` and closes it).
+ * - Trusted for a moment: a pick that finds a provider with no failures and no rate limit lets this process send
+ *   through it without asking again for `trustMs` (250 ms by default), until one of its own sends through it
+ *   fails. The OTP's plan then starts the attempt itself (delivery.repo.ts): one round trip per send fewer, and
+ *   no write to the shared `{cir}` hash, which every send of every worker would otherwise queue on. The price: a
+ *   circuit opened by another process (another worker, the callbacks app counting undelivered messages) is seen
+ *   here up to `trustMs` late. A provider with failures, a pause, an open circuit or a rate limit is never
+ *   trusted: each of its sends asks.
  */
 const CIRCUIT_FIELDS = Object.freeze({
   fails: 'fails',
@@ -108,13 +115,23 @@ export interface CircuitSettings {
   readonly cooldownMs: number;
   /** Messages per second per provider; 0 or absent means unlimited. */
   readonly ratePerSecond: Readonly<Partial<Record<ProviderId, number>>>;
+  /** How long a provider found clear stays trusted by this process (see the top of this file); 0: never. */
+  readonly trustMs?: number;
 }
+
+/** How long a provider found clear is trusted without asking again, unless the settings say otherwise. */
+export const DEFAULT_TRUST_MS = 250;
 
 export type PickOutcome = { kind: 'picked'; provider: ProviderId; hadFailures: boolean } | { kind: 'wait'; ms: number };
 
 export interface Circuits {
   /** Takes the first of `candidates` free to send now (a rate slot, or the half-open probe). */
   pick(candidates: readonly ProviderId[], now?: number): Promise<PickOutcome>;
+  /**
+   * The providers this process may send through now without a pick, as the plan script reads them
+   * (`,twilio,octopush,`; '' when none): a recent pick found them clear, and no send of ours failed since.
+   */
+  trusted(): string;
   /** Counts a failure; 'open' when this one opened the circuit. */
   failure(
     provider: ProviderId,
@@ -132,6 +149,9 @@ export const circuitKey = (ks: Keyspace, provider: ProviderId): string => ks.key
 export function createCircuits(redis: RedisClient, ks: Keyspace, settings: CircuitSettings): Circuits {
   const key = (p: ProviderId) => circuitKey(ks, p);
   const policy = { threshold: settings.failureThreshold, cooldownMs: settings.cooldownMs };
+  const trustMs = settings.trustMs ?? DEFAULT_TRUST_MS;
+  // provider → until when (performance.now()) it is trusted: a local clock, whatever clock the scripts read
+  const trustedUntil = new Map<ProviderId, number>();
   return {
     async pick(candidates, now = 0) {
       const r = await PICK.run(
@@ -140,11 +160,28 @@ export function createCircuits(redis: RedisClient, ks: Keyspace, settings: Circu
         { now, ...policy },
         { keys: candidates.map(key), args: candidates.map((p) => settings.ratePerSecond[p] ?? 0) },
       );
+      // the candidates before the one picked (all of them on a wait) were not free
+      const picked = r.outcome === 'wait' ? candidates.length : Number(r.index) - 1;
+      for (let i = 0; i < picked; i++) trustedUntil.delete(candidates[i] as ProviderId);
       if (r.outcome === 'wait') return { kind: 'wait', ms: Math.max(1, Number(r.ms)) };
-      const provider = candidates[Number(r.index) - 1] as ProviderId;
-      return { kind: 'picked', provider, hadFailures: Number(r.fails) > 0 };
+      const provider = candidates[picked] as ProviderId;
+      const hadFailures = Number(r.fails) > 0;
+      if (hadFailures || (settings.ratePerSecond[provider] ?? 0) > 0 || trustMs <= 0) trustedUntil.delete(provider);
+      else trustedUntil.set(provider, performance.now() + trustMs);
+      return { kind: 'picked', provider, hadFailures };
+    },
+    trusted() {
+      if (trustedUntil.size === 0) return '';
+      const t = performance.now();
+      let list = '';
+      for (const [p, until] of trustedUntil) {
+        if (until > t) list += `,${p}`;
+        else trustedUntil.delete(p);
+      }
+      return list && `${list},`;
     },
     async failure(provider, kind, opts = {}) {
+      trustedUntil.delete(provider);
       const r = await FAILURE.run(
         redis,
         { circuit: key(provider) },

@@ -323,6 +323,53 @@ describe('delivery repo', () => {
     expect(await repo.begin(e.id, ['twilio'], 5000)).toMatchObject({ kind: 'go', provider: 'twilio' });
   });
 
+  it('starts through a provider found clear without a pick, until a send of ours through it fails', async () => {
+    // PICK counts each pick in the circuit's rate fields: a send that skipped it leaves them alone
+    const picks = async (p: ProviderId) => Number((await store.redis.hget(circuitKey(store.ks, p), 'rateN')) ?? 0);
+    const [a, b, c, d] = [
+      await fixtures.created(),
+      await fixtures.created(),
+      await fixtures.created(),
+      await fixtures.created(),
+    ];
+    expect(circuits.trusted()).toBe('');
+    expect(await repo.begin(a.id, order, 5000)).toMatchObject({ kind: 'go', provider: 'twilio', attempt: 1 });
+    expect(circuits.trusted()).toBe(',twilio,');
+    expect(await repo.begin(b.id, order, 5000)).toMatchObject({ kind: 'go', provider: 'twilio', attempt: 1 });
+    expect(await picks('twilio')).toBe(1);
+    // the one step recorded the same attempt the pick and start would have
+    expect(await view(b.id)).toMatchObject({
+      deliveryStatus: 'sending',
+      attempts: [{ provider: 'twilio', outcome: 'sending' }],
+    });
+    // a failure of ours ends the trust: the next send asks again
+    await repo.failed(b.id, 1, 'twilio', 'retryable', '503');
+    expect(circuits.trusted()).toBe('');
+    expect(await repo.begin(c.id, order, 5000)).toMatchObject({ kind: 'go', provider: 'twilio', hadFailures: true });
+    expect(await picks('twilio')).toBe(2);
+    // with failures counted, no trust: every send asks, until a success resets them
+    expect(await repo.begin(d.id, order, 5000)).toMatchObject({ kind: 'go', provider: 'twilio', hadFailures: true });
+    expect(await picks('twilio')).toBe(3);
+    expect(circuits.trusted()).toBe('');
+  });
+
+  it('trusts a provider only for trustMs: a circuit opened elsewhere is seen after it', async () => {
+    const mine = deliveryRepo(createCircuits(store.redis, store.ks, { ...POLICY, trustMs: 50 }));
+    const elsewhere = createCircuits(store.redis, store.ks, POLICY);
+    expect(await mine.begin((await fixtures.created()).id, order, 5000)).toMatchObject({ provider: 'twilio' });
+    // another process opens Twilio's circuit
+    await elsewhere.failure('twilio', 'retryable', { now: now() });
+    expect(await elsewhere.failure('twilio', 'retryable', { now: now() })).toBe('open');
+    // within the trust, this worker still sends through Twilio (documented: seen up to trustMs late)
+    expect(await mine.begin((await fixtures.created()).id, order, 5000)).toMatchObject({ provider: 'twilio' });
+    await new Promise((r) => setTimeout(r, 60));
+    expect(await mine.begin((await fixtures.created()).id, order, 5000)).toMatchObject({ provider: 'octopush' });
+    // a rate-limited provider is never trusted
+    const limited = createCircuits(store.redis, store.ks, { ...POLICY, ratePerSecond: { octopush: 100 } });
+    await deliveryRepo(limited).begin((await fixtures.created()).id, ['octopush'], 5000);
+    expect(limited.trusted()).toBe('');
+  });
+
   it('keeps each provider under its configured sends per second', async () => {
     const limited = deliveryRepo(createCircuits(store.redis, store.ks, { ...POLICY, ratePerSecond: { twilio: 2 } }));
     const picks: string[] = [];

@@ -68,7 +68,8 @@ export interface DeliveryRepo {
   /**
    * Begins an attempt: the OTP's plan (may it go out, through which providers), the circuits' pick among them,
    * then the attempt recorded `sending` under a lease. Three steps in two slots; a job of the same OTP that
-   * moved in between makes the last one answer `busy`.
+   * moved in between makes the last one answer `busy`. When the first provider in the plan's order is one this
+   * worker trusts (circuit.ts), the plan records the attempt itself: one step.
    */
   begin(otpId: string, order: readonly ProviderId[], minLifeMs: number, routes?: ProviderRoutes): Promise<BeginOutcome>;
   /**
@@ -138,7 +139,14 @@ export function createDeliveryRepo(
       const plan = await PLAN.run(
         redis,
         keys,
-        { now: now(), id: otpId, minLifeMs, leaseMs: settings.leaseMs, routes: encodeRoutes(routes) },
+        {
+          now: now(),
+          id: otpId,
+          minLifeMs,
+          leaseMs: settings.leaseMs,
+          routes: encodeRoutes(routes),
+          trusted: circuits.trusted(),
+        },
         { args: order },
       );
       if (plan.outcome === 'go') return go(plan, false);
