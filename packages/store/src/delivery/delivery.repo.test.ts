@@ -6,10 +6,9 @@ import { closeRedisClients, type IsolatedStore, isolatedRedis } from '../../../.
 import { costJobId, resendJobId } from '../jobs/send-jobs.js';
 import { OTP_FIELDS, otpKeys } from '../otp/otp.record.js';
 import { toView } from '../otp/otp.view.js';
-import { ACCEPT } from './attempts.scripts.js';
 import { type CircuitSettings, type Circuits, circuitKey, createCircuits } from './circuit.js';
 import { createDeliveryRepo, type DeliveryRepo } from './delivery.repo.js';
-import { createMessageIndex, type MessageIndex, RECORD_MESSAGE } from './messages.js';
+import { createMessageIndex, type MessageIndex } from './messages.js';
 import { createReportRepo, type DeliveryReport, parseDeliveryReport } from './reports.js';
 import { sweepDue } from './sweep.js';
 
@@ -478,34 +477,6 @@ describe('delivery repo', () => {
     expect(handed.map(parseDeliveryReport)).toEqual([early]);
     // handed over once: the next acceptance of the same message id gets none
     expect(await messages.record('twilio', 'SMe', { otpId: id, attempt: 1 }, 60_000)).toEqual([]);
-  });
-
-  it('on one Redis sends the index step right behind the accept, in one round trip; on a cluster after it', async () => {
-    const { id } = await fixtures.created();
-    await repo.begin(id, order, 5000);
-    const names = new Map([ACCEPT, RECORD_MESSAGE].map((s) => [s.sha, s.name]));
-    const seen: string[] = [];
-    const redis = store.redis as unknown as { evalsha: (...a: unknown[]) => Promise<unknown> };
-    const evalsha = redis.evalsha;
-    redis.evalsha = (...a: unknown[]) => {
-      const name = names.get(String(a[0]));
-      if (!name) return evalsha.apply(store.redis, a);
-      seen.push(`sent ${name}`);
-      return evalsha.apply(store.redis, a).finally(() => seen.push(`done ${name}`));
-    };
-    try {
-      await accept(id, 1, 'twilio', 'SMo');
-    } finally {
-      redis.evalsha = evalsha;
-    }
-    expect(seen).toEqual(
-      store.redis.isCluster
-        ? ['sent otpAccept', 'done otpAccept', 'sent otpMessageRecord', 'done otpMessageRecord']
-        : ['sent otpAccept', 'sent otpMessageRecord', 'done otpAccept', 'done otpMessageRecord'],
-    );
-    // either way the attempt counts and the message finds it
-    expect(await view(id)).toMatchObject({ deliveryStatus: 'sent', attempts: [{ outcome: 'accepted' }] });
-    expect(await messages.lookup('twilio', 'SMo', '{}')).toEqual({ otpId: id, attempt: 1 });
   });
 
   it('regression: the cool-down a retryable failure opens runs on the clock the delivery repo was given', async () => {

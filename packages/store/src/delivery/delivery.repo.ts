@@ -133,8 +133,6 @@ export function createDeliveryRepo(
 ): DeliveryRepo {
   const { redis, ks, circuits, messages } = deps;
   const now = () => deps.now?.() ?? 0;
-  // one connection to one Redis: commands run in the order they are sent (see accepted())
-  const inOrder = !redis.isCluster && messages.redis === redis;
   return {
     async begin(otpId, order, minLifeMs, routes) {
       const keys = otpKeys(ks, otpId);
@@ -171,7 +169,7 @@ export function createDeliveryRepo(
 
     async accepted(otpId, attempt, provider, result) {
       const keys = otpKeys(ks, otpId);
-      const accepting = ACCEPT.run(redis, keys, {
+      const acc = await ACCEPT.run(redis, keys, {
         now: now(),
         id: otpId,
         attempt,
@@ -184,14 +182,10 @@ export function createDeliveryRepo(
         currency: result.cost?.currency ?? '',
         costAfterMs: result.costAfterMs ?? 0,
       });
-      const record = () => messages.record(provider, result.messageId, { otpId, attempt }, settings.messageTtlMs);
       // Recorded on the OTP first: a report can only find the attempt once it counts. A crash between the two
       // leaves the message unindexed: its reports wait unapplied, and the receipt check resends in time.
-      // On one Redis both go out on one connection, the index's step right behind the OTP's: Redis runs them in
-      // that order, in one round trip. On a cluster the two slots may be on two nodes: the index waits for the OTP.
-      const [acc, recorded] = inOrder ? await Promise.all([accepting, record()]) : [await accepting, null];
       const [early] = await Promise.all([
-        recorded ?? record(),
+        messages.record(provider, result.messageId, { otpId, attempt }, settings.messageTtlMs),
         result.hadFailures ? circuits.success(provider) : Promise.resolve(),
         acc.listed === '1' ? publishQuietly(deps.events, otpId, 'sent', attempt, deps.onEventError) : undefined,
       ]);

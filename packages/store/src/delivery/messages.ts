@@ -36,7 +36,7 @@ return {'kept', 'trimmed', trimmed}
 `,
 });
 
-export const RECORD_MESSAGE = defineScript({
+const RECORD = defineScript({
   name: 'otpMessageRecord',
   doc: 'record which OTP attempt a message id belongs to; hand over the reports that came first',
   keys: ['index', 'early'],
@@ -77,8 +77,6 @@ export interface MessageRef {
 }
 
 export interface MessageIndex {
-  /** The connection its scripts run on (the delivery repo orders its own steps with it: see accepted()). */
-  readonly redis: RedisClient;
   /**
    * The attempt of a message; null when the id is not recorded yet (then `report` is kept for the worker), or
    * 'dropped' when it is not and the early reports of its bucket are at their cap. `onEarly` hears what became
@@ -107,7 +105,6 @@ export function createMessageIndex(
   const keysOf = (provider: ProviderId, messageId: string) => messageKeys(ks, provider, messageId);
   const caps = opts.caps ?? { perMessage: EARLY_REPORTS_CAP, perBucket: EARLY_REPORTS_PER_BUCKET };
   return {
-    redis,
     async lookup(provider, messageId, report) {
       const r = await LOOKUP.run(redis, keysOf(provider, messageId), {
         report,
@@ -128,10 +125,7 @@ export function createMessageIndex(
       return { otpId: ref.slice(0, cut), attempt: Number(ref.slice(cut + 1)) };
     },
     async record(provider, messageId, ref, ttlMs) {
-      const r = await RECORD_MESSAGE.run(redis, keysOf(provider, messageId), {
-        ref: `${ref.otpId}:${ref.attempt}`,
-        ttlMs,
-      });
+      const r = await RECORD.run(redis, keysOf(provider, messageId), { ref: `${ref.otpId}:${ref.attempt}`, ttlMs });
       const out: string[] = [];
       for (let i = 1; i <= Number(r.count); i++) out.push(String(r[`r${i}`]));
       return out;
