@@ -24,6 +24,8 @@ export interface ApiDeps {
   readonly service: OtpService;
   /** The connection /readyz pings. */
   readonly redis: RedisClient;
+  /** BullMQ's connection, when it has one of its own (main.ts): /readyz pings it too. */
+  readonly queueRedis?: RedisClient;
   readonly logger?: FastifyServerOptions['logger'] | false;
   readonly metrics?: ApiMetrics;
   /** The API keys as they stand (SHA-256 of the secret → name), when they can change (TENANTS_FILE); else API_KEYS. */
@@ -140,7 +142,8 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
   app.get('/readyz', { schema: { hide: true } }, async (_req, reply) => {
-    if (await redisAnswers(redis)) return { status: 'ready' };
+    const answers = await Promise.all([redis, ...(deps.queueRedis ? [deps.queueRedis] : [])].map(redisAnswers));
+    if (answers.every(Boolean)) return { status: 'ready' };
     return reply.code(503).send({ error: { code: 'store_unavailable', message: 'Redis does not answer' } });
   });
   const metricsAuthorized = metricsAuthorizer(config.metricsToken);

@@ -110,7 +110,7 @@ async function main() {
         'otp stored but its send job was not queued; the worker sweep will queue it',
       ),
   });
-  app = await buildApi({ config, service, redis, metrics, keys: () => tenants.current().byDigest });
+  app = await buildApi({ config, service, redis, queueRedis, metrics, keys: () => tenants.current().byDigest });
   process.on('SIGHUP', () => {
     const r = tenants.reload();
     if (r.ok) app?.log.info({ keys: r.keys }, 'api keys and their settings reloaded');

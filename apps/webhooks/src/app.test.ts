@@ -9,7 +9,11 @@ import { octopushStatusToDelivery, twilioStatusToDelivery } from './status-maps.
 const TOKEN = 'twilio-auth-token-0123456789abcdef';
 const OCTO = 'octo-hook-token-9f8e7d6c5b4a3210';
 
-async function build(env: Record<string, string>, apply: (r: DeliveryReport) => Promise<ApplyResult>) {
+async function build(
+  env: Record<string, string>,
+  apply: (r: DeliveryReport) => Promise<ApplyResult>,
+  queueRedis?: RedisClient,
+) {
   const config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'info', ...env }, 'webhooks');
   const reports: DeliveryReport[] = [];
   const reportRepo: ReportRepo = {
@@ -30,6 +34,7 @@ async function build(env: Record<string, string>, apply: (r: DeliveryReport) => 
     reports: reportRepo,
     queues: { shards: [], forOtp: () => ({ add: async () => ({}) }) as never, close: async () => {} } as SendQueues,
     redis: { ping: async () => 'PONG' } as unknown as RedisClient,
+    ...(queueRedis ? { queueRedis } : {}),
     logger: { ...(webhooksLoggerOptions(config) as object), stream } as never,
   });
   return { app, reports, logs: () => lines.join('') };
@@ -95,6 +100,18 @@ describe('status maps', () => {
 });
 
 describe('callbacks app', () => {
+  it('is ready only when the queues connection answers too', async () => {
+    const applied = async (): Promise<ApplyResult> => ({ kind: 'ignored', reason: 'unknown_otp' });
+    const answering = { ping: async () => 'PONG' } as unknown as RedisClient;
+    const away = { ping: async () => Promise.reject(new Error('Connection is closed.')) } as unknown as RedisClient;
+    const ready = await build({}, applied, answering);
+    expect((await ready.app.inject({ url: '/readyz' })).statusCode).toBe(200);
+    const notReady = await build({}, applied, away);
+    const r = await notReady.app.inject({ url: '/readyz' });
+    expect(r.statusCode).toBe(503);
+    expect(r.json()).toMatchObject({ error: { code: 'store_unavailable' } });
+  });
+
   it('answers 404 not_configured for a provider without its secret', async () => {
     const { app, reports } = await build({}, async () => ({ kind: 'deferred' }));
     const t = await app.inject({ method: 'POST', url: '/webhooks/twilio/status', headers: form, payload: 'a=b' });

@@ -21,6 +21,8 @@ export interface WebhooksDeps {
   readonly queues: SendQueues;
   /** The connection /readyz checks. */
   readonly redis: RedisClient;
+  /** BullMQ's connection, when it has one of its own (main.ts): /readyz checks it too. */
+  readonly queueRedis?: RedisClient;
   readonly logger?: FastifyServerOptions['logger'] | false;
   readonly metrics?: WebhookMetrics;
   /** Counts callback requests per client address (WEBHOOKS_RATE_LIMIT_PER_IP_PER_MINUTE); none: no limit. */
@@ -99,7 +101,8 @@ export async function buildWebhooks(deps: WebhooksDeps): Promise<FastifyInstance
 
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_req, reply) => {
-    if (await redisAnswers(redis)) return { status: 'ready' };
+    const answers = await Promise.all([redis, ...(deps.queueRedis ? [deps.queueRedis] : [])].map(redisAnswers));
+    if (answers.every(Boolean)) return { status: 'ready' };
     return refuse(reply, 503, 'store_unavailable', 'Redis does not answer');
   });
   const metricsAuthorized = metricsAuthorizer(config.metricsToken);

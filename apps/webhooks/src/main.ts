@@ -48,7 +48,7 @@ async function main() {
       ),
   });
   const limiter = createAddressLimiter(redis, ks, 'cb', config.webhooks.ipRequestsPerMinute);
-  const app = await buildWebhooks({ config, reports, queues, redis, metrics, limiter });
+  const app = await buildWebhooks({ config, reports, queues, redis, queueRedis, metrics, limiter });
   log = app.log;
   const storeErrors = new Counter({
     name: 'otp_store_errors_total',
