@@ -2,6 +2,7 @@ import type { ProviderId } from '@otp-gateway/core';
 import type { Keyspace } from '../keyspace.js';
 import type { RedisClient } from '../redis/connection.js';
 import { CLOCK_LUA, defineScript } from '../redis/script.js';
+import { createCircuitTrust, DEFAULT_TRUST_MS } from './circuit-trust.js';
 
 /**
  * The provider circuit breaker: the whole policy is in this file. Every provider's state is one hash in the
@@ -17,13 +18,14 @@ import { CLOCK_LUA, defineScript } from '../redis/script.js';
  * - Half-open: once the cool-down passed, the next pick of a provider whose failures are still at the threshold
  *   goes through as the one probe, and the circuit is open again to the others for another cool-down, or until
  *   the probe succeeds (success resets `fails` and closes it).
- * - Trusted for a moment: a pick that finds a provider with no failures and no rate limit lets this process send
- *   through it without asking again for `trustMs` (250 ms by default), until one of its own sends through it
- *   fails. The OTP's plan then starts the attempt itself (delivery.repo.ts): one round trip per send fewer, and
- *   no write to the shared `{cir}` hash, which every send of every worker would otherwise queue on. The price: a
- *   circuit opened by another process (another worker, the callbacks app counting undelivered messages) is seen
- *   here up to `trustMs` late. A provider with failures, a pause, an open circuit or a rate limit is never
- *   trusted: each of its sends asks.
+ * - Trusted for a moment (circuit-trust.ts): a pick that finds a provider with no failures and no rate limit
+ *   lets this process send through it without asking again for `trustMs` (250 ms by default), until it counts
+ *   a failure against it (retryable, 429, undelivered, no receipt). The OTP's plan then starts the attempt itself
+ *   (delivery.repo.ts): one round trip per send fewer, and no write to the shared `{cir}` hash, which every send
+ *   of every worker would otherwise queue on. The successes of trusted sends still reset the failures others
+ *   counted, in one write per provider every 50 ms. The price: a circuit opened, or a provider paused, by another
+ *   process (another worker, the callbacks app counting undelivered messages) is seen here up to `trustMs` late.
+ *   A provider found with failures, paused, open or rate-limited is not trusted: each of its sends asks.
  */
 const CIRCUIT_FIELDS = Object.freeze({
   fails: 'fails',
@@ -119,9 +121,6 @@ export interface CircuitSettings {
   readonly trustMs?: number;
 }
 
-/** How long a provider found clear is trusted without asking again, unless the settings say otherwise. */
-export const DEFAULT_TRUST_MS = 250;
-
 export type PickOutcome = { kind: 'picked'; provider: ProviderId; hadFailures: boolean } | { kind: 'wait'; ms: number };
 
 export interface Circuits {
@@ -140,6 +139,8 @@ export interface Circuits {
   ): Promise<'open' | 'closed'>;
   /** A provider accepted a message: failures forgotten, circuit closed. */
   success(provider: ProviderId): Promise<void>;
+  /** A send through a provider found clear was accepted: as success(), once per 50 ms, while it is trusted. */
+  trustedSuccess(provider: ProviderId): void;
   states(providers: readonly ProviderId[], now?: number): Promise<Record<string, { open: boolean; paused: boolean }>>;
 }
 
@@ -149,11 +150,13 @@ export const circuitKey = (ks: Keyspace, provider: ProviderId): string => ks.key
 export function createCircuits(redis: RedisClient, ks: Keyspace, settings: CircuitSettings): Circuits {
   const key = (p: ProviderId) => circuitKey(ks, p);
   const policy = { threshold: settings.failureThreshold, cooldownMs: settings.cooldownMs };
-  const trustMs = settings.trustMs ?? DEFAULT_TRUST_MS;
-  // provider → until when (performance.now()) it is trusted: a local clock, whatever clock the scripts read
-  const trustedUntil = new Map<ProviderId, number>();
+  const success = async (provider: ProviderId) => {
+    await redis.hset(key(provider), F.fails, 0, F.openUntil, 0);
+  };
+  const trust = createCircuitTrust(settings.trustMs ?? DEFAULT_TRUST_MS, success);
   return {
     async pick(candidates, now = 0) {
+      const generations = candidates.map(trust.genOf);
       const r = await PICK.run(
         redis,
         {},
@@ -162,26 +165,18 @@ export function createCircuits(redis: RedisClient, ks: Keyspace, settings: Circu
       );
       // the candidates before the one picked (all of them on a wait) were not free
       const picked = r.outcome === 'wait' ? candidates.length : Number(r.index) - 1;
-      for (let i = 0; i < picked; i++) trustedUntil.delete(candidates[i] as ProviderId);
+      for (let i = 0; i < picked; i++) trust.withdraw(candidates[i] as ProviderId);
       if (r.outcome === 'wait') return { kind: 'wait', ms: Math.max(1, Number(r.ms)) };
       const provider = candidates[picked] as ProviderId;
       const hadFailures = Number(r.fails) > 0;
-      if (hadFailures || (settings.ratePerSecond[provider] ?? 0) > 0 || trustMs <= 0) trustedUntil.delete(provider);
-      else trustedUntil.set(provider, performance.now() + trustMs);
+      if (hadFailures || (settings.ratePerSecond[provider] ?? 0) > 0) trust.withdraw(provider);
+      else trust.grant(provider, generations[picked] as number);
       return { kind: 'picked', provider, hadFailures };
     },
-    trusted() {
-      if (trustedUntil.size === 0) return '';
-      const t = performance.now();
-      let list = '';
-      for (const [p, until] of trustedUntil) {
-        if (until > t) list += `,${p}`;
-        else trustedUntil.delete(p);
-      }
-      return list && `${list},`;
-    },
+    trusted: trust.list,
+    trustedSuccess: trust.succeeded,
     async failure(provider, kind, opts = {}) {
-      trustedUntil.delete(provider);
+      trust.failed(provider);
       const r = await FAILURE.run(
         redis,
         { circuit: key(provider) },
@@ -189,9 +184,7 @@ export function createCircuits(redis: RedisClient, ks: Keyspace, settings: Circu
       );
       return r.outcome === 'open' ? 'open' : 'closed';
     },
-    async success(provider) {
-      await redis.hset(key(provider), F.fails, 0, F.openUntil, 0);
-    },
+    success,
     async states(providers, now = 0) {
       if (providers.length === 0) return {};
       const r = await STATES.run(redis, {}, { now }, { keys: providers.map(key) });

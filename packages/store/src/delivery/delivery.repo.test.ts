@@ -22,7 +22,8 @@ const at = (ms: number) => {
 };
 
 const order = ['twilio', 'octopush'] as const satisfies readonly ProviderId[];
-const POLICY: CircuitSettings = { failureThreshold: 2, cooldownMs: 10_000, ratePerSecond: {} };
+// trustMs 0: every begin picks, as these tests of the policy expect (the trust has tests of its own below)
+const POLICY: CircuitSettings = { failureThreshold: 2, cooldownMs: 10_000, ratePerSecond: {}, trustMs: 0 };
 const RECEIPT_AFTER_MS = 120_000;
 
 let store: IsolatedStore;
@@ -323,51 +324,92 @@ describe('delivery repo', () => {
     expect(await repo.begin(e.id, ['twilio'], 5000)).toMatchObject({ kind: 'go', provider: 'twilio' });
   });
 
-  it('starts through a provider found clear without a pick, until a send of ours through it fails', async () => {
+  describe('trusted providers (circuit-trust.ts)', () => {
     // PICK counts each pick in the circuit's rate fields: a send that skipped it leaves them alone
     const picks = async (p: ProviderId) => Number((await store.redis.hget(circuitKey(store.ks, p), 'rateN')) ?? 0);
-    const [a, b, c, d] = [
-      await fixtures.created(),
-      await fixtures.created(),
-      await fixtures.created(),
-      await fixtures.created(),
-    ];
-    expect(circuits.trusted()).toBe('');
-    expect(await repo.begin(a.id, order, 5000)).toMatchObject({ kind: 'go', provider: 'twilio', attempt: 1 });
-    expect(circuits.trusted()).toBe(',twilio,');
-    expect(await repo.begin(b.id, order, 5000)).toMatchObject({ kind: 'go', provider: 'twilio', attempt: 1 });
-    expect(await picks('twilio')).toBe(1);
-    // the one step recorded the same attempt the pick and start would have
-    expect(await view(b.id)).toMatchObject({
-      deliveryStatus: 'sending',
-      attempts: [{ provider: 'twilio', outcome: 'sending' }],
+    const fails = async (p: ProviderId) => Number((await store.redis.hget(circuitKey(store.ks, p), 'fails')) ?? 0);
+    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    let trusting: Circuits;
+    let mine: DeliveryRepo;
+    /** Another process's view of the same circuits (another worker, the callbacks app). */
+    let elsewhere: Circuits;
+    beforeEach(() => {
+      trusting = createCircuits(store.redis, store.ks, { ...POLICY, trustMs: 250 });
+      mine = deliveryRepo(trusting);
+      elsewhere = createCircuits(store.redis, store.ks, POLICY);
     });
-    // a failure of ours ends the trust: the next send asks again
-    await repo.failed(b.id, 1, 'twilio', 'retryable', '503');
-    expect(circuits.trusted()).toBe('');
-    expect(await repo.begin(c.id, order, 5000)).toMatchObject({ kind: 'go', provider: 'twilio', hadFailures: true });
-    expect(await picks('twilio')).toBe(2);
-    // with failures counted, no trust: every send asks, until a success resets them
-    expect(await repo.begin(d.id, order, 5000)).toMatchObject({ kind: 'go', provider: 'twilio', hadFailures: true });
-    expect(await picks('twilio')).toBe(3);
-    expect(circuits.trusted()).toBe('');
-  });
 
-  it('trusts a provider only for trustMs: a circuit opened elsewhere is seen after it', async () => {
-    const mine = deliveryRepo(createCircuits(store.redis, store.ks, { ...POLICY, trustMs: 50 }));
-    const elsewhere = createCircuits(store.redis, store.ks, POLICY);
-    expect(await mine.begin((await fixtures.created()).id, order, 5000)).toMatchObject({ provider: 'twilio' });
-    // another process opens Twilio's circuit
-    await elsewhere.failure('twilio', 'retryable', { now: now() });
-    expect(await elsewhere.failure('twilio', 'retryable', { now: now() })).toBe('open');
-    // within the trust, this worker still sends through Twilio (documented: seen up to trustMs late)
-    expect(await mine.begin((await fixtures.created()).id, order, 5000)).toMatchObject({ provider: 'twilio' });
-    await new Promise((r) => setTimeout(r, 60));
-    expect(await mine.begin((await fixtures.created()).id, order, 5000)).toMatchObject({ provider: 'octopush' });
-    // a rate-limited provider is never trusted
-    const limited = createCircuits(store.redis, store.ks, { ...POLICY, ratePerSecond: { octopush: 100 } });
-    await deliveryRepo(limited).begin((await fixtures.created()).id, ['octopush'], 5000);
-    expect(limited.trusted()).toBe('');
+    it('starts through a provider found clear without a pick, until a failure of ours ends the trust', async () => {
+      const [a, b, c, d] = [
+        await fixtures.created(),
+        await fixtures.created(),
+        await fixtures.created(),
+        await fixtures.created(),
+      ];
+      expect(trusting.trusted()).toBe('');
+      expect(await mine.begin(a.id, order, 5000)).toMatchObject({ kind: 'go', provider: 'twilio', attempt: 1 });
+      expect(trusting.trusted()).toBe(',twilio,');
+      expect(await mine.begin(b.id, order, 5000)).toMatchObject({ kind: 'go', provider: 'twilio', attempt: 1 });
+      expect(await picks('twilio')).toBe(1);
+      // the one step recorded the same attempt the pick and start would have
+      expect(await view(b.id)).toMatchObject({
+        deliveryStatus: 'sending',
+        attempts: [{ provider: 'twilio', outcome: 'sending' }],
+      });
+      // a failure of ours ends the trust: the next send asks again
+      await mine.failed(b.id, 1, 'twilio', 'retryable', '503');
+      expect(trusting.trusted()).toBe('');
+      expect(await mine.begin(c.id, order, 5000)).toMatchObject({ kind: 'go', provider: 'twilio', hadFailures: true });
+      expect(await picks('twilio')).toBe(2);
+      // with failures counted, no trust: every send asks, until a success resets them
+      expect(await mine.begin(d.id, order, 5000)).toMatchObject({ kind: 'go', provider: 'twilio', hadFailures: true });
+      expect(await picks('twilio')).toBe(3);
+      expect(trusting.trusted()).toBe('');
+      // a 429 ends it too
+      await store.redis.del(circuitKey(store.ks, 'twilio'));
+      await mine.begin((await fixtures.created()).id, order, 5000);
+      expect(trusting.trusted()).toBe(',twilio,');
+      await mine.failed(d.id, 1, 'twilio', 'rate_limited', '20429', 1000);
+      expect(trusting.trusted()).toBe('');
+    });
+
+    it('lasts trustMs: a circuit opened elsewhere is seen after it; a rate-limited provider is never trusted', async () => {
+      const brief = deliveryRepo(createCircuits(store.redis, store.ks, { ...POLICY, trustMs: 50 }));
+      expect(await brief.begin((await fixtures.created()).id, order, 5000)).toMatchObject({ provider: 'twilio' });
+      await elsewhere.failure('twilio', 'retryable', { now: now() });
+      expect(await elsewhere.failure('twilio', 'retryable', { now: now() })).toBe('open');
+      // within the trust, this worker still sends through Twilio (documented: seen up to trustMs late)
+      expect(await brief.begin((await fixtures.created()).id, order, 5000)).toMatchObject({ provider: 'twilio' });
+      await sleep(60);
+      expect(await brief.begin((await fixtures.created()).id, order, 5000)).toMatchObject({ provider: 'octopush' });
+      const limited = createCircuits(store.redis, store.ks, { ...POLICY, ratePerSecond: { octopush: 100 } });
+      await deliveryRepo(limited).begin((await fixtures.created()).id, ['octopush'], 5000);
+      expect(limited.trusted()).toBe('');
+    });
+
+    it("a trusted send's success resets the failures counted elsewhere, but not a later failure of ours", async () => {
+      const [a, b] = [await fixtures.created(), await fixtures.created()];
+      await mine.begin(a.id, order, 5000);
+      // the callbacks app counts an undelivered message meanwhile
+      await elsewhere.failure('twilio', 'undelivered', { now: now() });
+      await mine.begin(b.id, order, 5000);
+      await mine.accepted(b.id, 1, 'twilio', { messageId: 'SMb', providerStatus: 'queued', hadFailures: false });
+      expect(await fails('twilio')).toBe(1);
+      await sleep(80);
+      expect(await fails('twilio')).toBe(0);
+      // a success, then a failure of ours before the reset is written: the reset is dropped, the failure stays
+      await mine.accepted(a.id, 1, 'twilio', { messageId: 'SMa', providerStatus: 'queued', hadFailures: false });
+      await mine.failed(b.id, 1, 'twilio', 'retryable', '503');
+      await sleep(80);
+      expect(await fails('twilio')).toBe(1);
+    });
+
+    it('a pick still out when a failure of ours lands does not trust the provider again', async () => {
+      const picking = trusting.pick(['twilio'], now());
+      await trusting.failure('twilio', 'retryable', { now: now() });
+      expect(await picking).toMatchObject({ kind: 'picked', provider: 'twilio', hadFailures: false });
+      expect(trusting.trusted()).toBe('');
+    });
   });
 
   it('keeps each provider under its configured sends per second', async () => {

@@ -186,7 +186,8 @@ export function createDeliveryRepo(
       // leaves the message unindexed: its reports wait unapplied, and the receipt check resends in time.
       const [early] = await Promise.all([
         messages.record(provider, result.messageId, { otpId, attempt }, settings.messageTtlMs),
-        result.hadFailures ? circuits.success(provider) : Promise.resolve(),
+        // a success forgets the provider's failures: at once when the pick saw some; a trusted send's, shortly
+        result.hadFailures ? circuits.success(provider) : circuits.trustedSuccess(provider),
         acc.listed === '1' ? publishQuietly(deps.events, otpId, 'sent', attempt, deps.onEventError) : undefined,
       ]);
       return early;

@@ -1,0 +1,67 @@
+import type { ProviderId } from '@otp-gateway/core';
+
+/** How long a provider found clear is trusted without asking again, unless the settings say otherwise. */
+export const DEFAULT_TRUST_MS = 250;
+/** How long after a trusted send's success its reset of the shared failure count is written (one per interval). */
+export const TRUSTED_RESET_AFTER_MS = 50;
+
+/**
+ * One process's trust in providers (see the circuit policy in circuit.ts): which providers it may send through
+ * without a pick, and the resets of the shared failure count that its trusted successes owe.
+ *
+ * Each provider has a generation, moved by every failure this process counts against it. A pick grants trust
+ * only when no failure moved it while the pick was out (a pick that read the circuit before our own failure
+ * landed must not trust the provider again), and a deferred reset is written only when none moved it since
+ * the success (it must not erase our own later failure).
+ */
+export function createCircuitTrust(trustMs: number, reset: (provider: ProviderId) => Promise<void>) {
+  // provider → until when (performance.now()) it is trusted: a local clock, whatever clock the scripts read
+  const until = new Map<ProviderId, number>();
+  const generation = new Map<ProviderId, number>();
+  const resetDue = new Set<ProviderId>();
+  const genOf = (p: ProviderId) => generation.get(p) ?? 0;
+  const isTrusted = (p: ProviderId) => (until.get(p) ?? 0) > performance.now();
+
+  return {
+    genOf,
+    /** A pick (taken at generation `gen`) found the provider clear: trusted for trustMs, unless a failure came since. */
+    grant(provider: ProviderId, gen: number): void {
+      if (trustMs > 0 && genOf(provider) === gen) until.set(provider, performance.now() + trustMs);
+      else until.delete(provider);
+    },
+    /** The provider was found busy, failing or limited: ask about it each time. */
+    withdraw(provider: ProviderId): void {
+      until.delete(provider);
+    },
+    /** This process counted a failure against the provider. */
+    failed(provider: ProviderId): void {
+      until.delete(provider);
+      generation.set(provider, genOf(provider) + 1);
+    },
+    /** The trusted providers as the plan script reads them: `,twilio,octopush,`, or '' for none. */
+    list(): string {
+      if (until.size === 0) return '';
+      let list = '';
+      for (const p of until.keys()) {
+        if (isTrusted(p)) list += `,${p}`;
+        else until.delete(p);
+      }
+      return list && `${list},`;
+    },
+    /**
+     * A send through a trusted provider was accepted. Without a pick, it did not see failures other processes
+     * counted meanwhile; as a success it must still reset them (the circuit counts failures since the last
+     * success), as a picked send's success does. Written once per TRUSTED_RESET_AFTER_MS per provider, not per
+     * send; best effort (the next pick that sees failures resets them through its send's success).
+     */
+    succeeded(provider: ProviderId): void {
+      if (resetDue.has(provider) || !isTrusted(provider)) return;
+      resetDue.add(provider);
+      const gen = genOf(provider);
+      setTimeout(() => {
+        resetDue.delete(provider);
+        if (genOf(provider) === gen) reset(provider).catch(() => undefined);
+      }, TRUSTED_RESET_AFTER_MS).unref();
+    },
+  };
+}
