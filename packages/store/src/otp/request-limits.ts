@@ -7,23 +7,68 @@ import { defineScript } from '../redis/script.js';
  * request. Each counter has its own slot (a hash bucket of the subject, so an IP string never picks one) and is
  * counted in its own step, before the OTP's script: a crash in between has counted a request that did nothing,
  * which is all a limiter may lose.
+ *
+ * The hits of one counter in one turn of the event loop are counted in one call (`INCRBY n`), made when the turn
+ * ends (setImmediate, as the guards' batches and the client's own pipelining): a busy API counts many requests
+ * of one key, or from one address, per turn. Each request gets what n INCRs in a row would have answered it: the
+ * i-th of the turn counts as `total - n + i`, refused past the limit (and counted all the same, as before).
  */
 const HIT = defineScript({
   name: 'otpRateHit',
-  doc: 'count one request in a fixed window; refuse past the limit',
+  doc: 'count n requests in a fixed window; the total, and the time left when it is past the limit',
   keys: ['counter'],
-  args: ['limit', 'windowMs'],
+  args: ['n', 'limit', 'windowMs'],
   body: `
-local n = redis.call('INCR', K.counter)
-if n == 1 then redis.call('PEXPIRE', K.counter, A.windowMs) end
+local n = redis.call('INCRBY', K.counter, A.n)
+if n == tonumber(A.n) then redis.call('PEXPIRE', K.counter, A.windowMs) end
 if n > tonumber(A.limit) then
   local ttl = redis.call('PTTL', K.counter)
   if ttl < 0 then ttl = tonumber(A.windowMs) end
-  return {'limited', 'ms', ttl}
+  return {'over', 'total', n, 'ms', ttl}
 end
-return {'ok'}
+return {'ok', 'total', n}
 `,
 });
+
+/** A counter's answer to one request: past its limit, and for how long more. */
+type Hit = { readonly over: false } | { readonly over: true; readonly ms: number };
+
+/** Counts hits per counter, one call per counter and turn (see above). */
+function createHitBatcher(redis: RedisClient) {
+  interface Waiting {
+    readonly limit: number;
+    readonly windowMs: number;
+    readonly answers: { done: (h: Hit) => void; fail: (e: unknown) => void }[];
+  }
+  const waiting = new Map<string, Waiting>();
+  const flush = (counter: string, w: Waiting) => {
+    const n = w.answers.length;
+    HIT.run(redis, { counter }, { n, limit: w.limit, windowMs: w.windowMs }).then(
+      (r) => {
+        const first = Number(r.total) - n + 1;
+        const ms = Math.max(1, Number(r.ms));
+        for (const [i, a] of w.answers.entries()) a.done(first + i > w.limit ? { over: true, ms } : { over: false });
+      },
+      (err) => {
+        for (const a of w.answers) a.fail(err);
+      },
+    );
+  };
+  return (counter: string, limit: number, windowMs: number): Promise<Hit> =>
+    new Promise((done, fail) => {
+      let w = waiting.get(counter);
+      if (w === undefined) {
+        const batch: Waiting = { limit, windowMs, answers: [] };
+        waiting.set(counter, batch);
+        setImmediate(() => {
+          waiting.delete(counter);
+          flush(counter, batch);
+        });
+        w = batch;
+      }
+      w.answers.push({ done, fail });
+    });
+}
 
 export interface RequestLimits {
   readonly ipPerMinute: number;
@@ -43,11 +88,12 @@ export interface RequestLimiter {
 }
 
 export function createRequestLimiter(redis: RedisClient, ks: Keyspace, limits: RequestLimits): RequestLimiter {
+  const hit = createHitBatcher(redis);
   const counter = (kind: 'ip' | 'key', subject: string) =>
     ks.key(bucketTag('r', `${kind}:${subject}`), `${kind}:${subject}`);
   const one = async (scope: 'ip' | 'key', subject: string, limit: number): Promise<Limited | null> => {
-    const r = await HIT.run(redis, { counter: counter(scope, subject) }, { limit, windowMs: 60_000 });
-    return r.outcome === 'limited' ? { kind: 'limited', scope, retryAfterMs: Math.max(1, Number(r.ms)) } : null;
+    const h = await hit(counter(scope, subject), limit, 60_000);
+    return h.over ? { kind: 'limited', scope, retryAfterMs: h.ms } : null;
   };
   return {
     async hit(ip, keyName) {
@@ -72,12 +118,12 @@ export function createAddressLimiter(
   scope: string,
   perMinute: number,
 ): AddressLimiter {
+  const hit = createHitBatcher(redis);
   return {
     async hit(ip) {
       const subject = `${scope}:${ip}`;
-      const counter = ks.key(bucketTag('r', subject), subject);
-      const r = await HIT.run(redis, { counter }, { limit: perMinute, windowMs: 60_000 });
-      return r.outcome === 'limited' ? { kind: 'limited', scope: 'ip', retryAfterMs: Math.max(1, Number(r.ms)) } : null;
+      const h = await hit(ks.key(bucketTag('r', subject), subject), perMinute, 60_000);
+      return h.over ? { kind: 'limited', scope: 'ip', retryAfterMs: h.ms } : null;
     },
   };
 }
