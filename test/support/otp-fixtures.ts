@@ -61,7 +61,13 @@ export function otpFixtures(
     rules: { maxFailures: 100, lockMs: 60_000, cooldownMs: 0, maxSends: 1000, windowMs: 3_600_000 },
     retentionMs: 600_000,
   });
-  const circuits = createCircuits(redis, ks, { failureThreshold: 1000, cooldownMs: 1000, ratePerSecond: {} });
+  // trustMs 0: the fixtures' sends pick each time and write no circuit state a test did not ask for
+  const circuits = createCircuits(redis, ks, {
+    failureThreshold: 1000,
+    cooldownMs: 1000,
+    ratePerSecond: {},
+    trustMs: 0,
+  });
   const messages = createMessageIndex(redis, ks);
   const deliveryWith = (receiptAfterMs: number) =>
     createDeliveryRepo(

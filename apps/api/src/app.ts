@@ -142,7 +142,9 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
   app.get('/readyz', { schema: { hide: true } }, async (_req, reply) => {
-    const answers = await Promise.all([redis, ...(deps.queueRedis ? [deps.queueRedis] : [])].map(redisAnswers));
+    const answers = await Promise.all(
+      [redis, ...(deps.queueRedis ? [deps.queueRedis] : [])].map((c) => redisAnswers(c)),
+    );
     if (answers.every(Boolean)) return { status: 'ready' };
     return reply.code(503).send({ error: { code: 'store_unavailable', message: 'Redis does not answer' } });
   });

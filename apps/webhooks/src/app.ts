@@ -101,7 +101,9 @@ export async function buildWebhooks(deps: WebhooksDeps): Promise<FastifyInstance
 
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_req, reply) => {
-    const answers = await Promise.all([redis, ...(deps.queueRedis ? [deps.queueRedis] : [])].map(redisAnswers));
+    const answers = await Promise.all(
+      [redis, ...(deps.queueRedis ? [deps.queueRedis] : [])].map((c) => redisAnswers(c)),
+    );
     if (answers.every(Boolean)) return { status: 'ready' };
     return refuse(reply, 503, 'store_unavailable', 'Redis does not answer');
   });

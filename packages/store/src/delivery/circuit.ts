@@ -23,7 +23,7 @@ import { createCircuitTrust, DEFAULT_TRUST_MS } from './circuit-trust.js';
  *   a failure against it (retryable, 429, undelivered, no receipt). The OTP's plan then starts the attempt itself
  *   (delivery.repo.ts): one round trip per send fewer, and no write to the shared `{cir}` hash, which every send
  *   of every worker would otherwise queue on. The successes of trusted sends still reset the failures others
- *   counted, in one write per provider every 50 ms. The price: a circuit opened, or a provider paused, by another
+ *   counted, at once, in at most one write per provider every 50 ms. The price: a circuit opened, or a provider paused, by another
  *   process (another worker, the callbacks app counting undelivered messages) is seen here up to `trustMs` late.
  *   A provider found with failures, paused, open or rate-limited is not trusted: each of its sends asks.
  */
@@ -128,7 +128,7 @@ export interface Circuits {
   pick(candidates: readonly ProviderId[], now?: number): Promise<PickOutcome>;
   /**
    * The providers this process may send through now without a pick, as the plan script reads them
-   * (`,twilio,octopush,`; '' when none): a recent pick found them clear, and no send of ours failed since.
+   * (`,twilio,octopush,`; '' when none): a recent pick found them clear, and we counted no failure against them since.
    */
   trusted(): string;
   /** Counts a failure; 'open' when this one opened the circuit. */
@@ -139,7 +139,7 @@ export interface Circuits {
   ): Promise<'open' | 'closed'>;
   /** A provider accepted a message: failures forgotten, circuit closed. */
   success(provider: ProviderId): Promise<void>;
-  /** A send through a provider found clear was accepted: as success(), once per 50 ms, while it is trusted. */
+  /** A send through a trusted provider was accepted: as success(), at most once per 50 ms (circuit-trust.ts). */
   trustedSuccess(provider: ProviderId): void;
   states(providers: readonly ProviderId[], now?: number): Promise<Record<string, { open: boolean; paused: boolean }>>;
 }

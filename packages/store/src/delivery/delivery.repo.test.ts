@@ -387,20 +387,34 @@ describe('delivery repo', () => {
       expect(limited.trusted()).toBe('');
     });
 
-    it("a trusted send's success resets the failures counted elsewhere, but not a later failure of ours", async () => {
-      const [a, b] = [await fixtures.created(), await fixtures.created()];
-      await mine.begin(a.id, order, 5000);
+    it("a trusted send's success resets the failures counted elsewhere at once, at most once per 50 ms", async () => {
+      // trusted long enough for a slow machine: this test is about the resets, not the trust's length
+      const lasting = createCircuits(store.redis, store.ks, { ...POLICY, trustMs: 60_000 });
+      const repo2 = deliveryRepo(lasting);
+      const [a, b, c] = [await fixtures.created(), await fixtures.created(), await fixtures.created()];
+      const accepted = (id: string, messageId: string) =>
+        repo2.accepted(id, 1, 'twilio', { messageId, providerStatus: 'queued', hadFailures: false });
+      await repo2.begin(a.id, order, 5000);
       // the callbacks app counts an undelivered message meanwhile
       await elsewhere.failure('twilio', 'undelivered', { now: now() });
-      await mine.begin(b.id, order, 5000);
-      await mine.accepted(b.id, 1, 'twilio', { messageId: 'SMb', providerStatus: 'queued', hadFailures: false });
-      expect(await fails('twilio')).toBe(1);
-      await sleep(80);
+      await repo2.begin(b.id, order, 5000);
+      await repo2.begin(c.id, order, 5000);
+      expect(await picks('twilio')).toBe(1);
+      // the reset goes out with the success, on the same connection: read after it, it is there
+      await accepted(b.id, 'SMb');
       expect(await fails('twilio')).toBe(0);
-      // a success, then a failure of ours before the reset is written: the reset is dropped, the failure stays
-      await mine.accepted(a.id, 1, 'twilio', { messageId: 'SMa', providerStatus: 'queued', hadFailures: false });
-      await mine.failed(b.id, 1, 'twilio', 'retryable', '503');
-      await sleep(80);
+      // another failure elsewhere, and a success within 50 ms of the reset: no second write, the failure stays
+      await elsewhere.failure('twilio', 'undelivered', { now: now() });
+      await accepted(c.id, 'SMc');
+      expect(await fails('twilio')).toBe(1);
+      // the next success after the 50 ms resets it
+      await sleep(60);
+      await accepted(a.id, 'SMa');
+      expect(await fails('twilio')).toBe(0);
+      // once we count a failure ourselves, the trust ends, and so do the trusted resets
+      await repo2.failed(c.id, 1, 'twilio', 'retryable', '503');
+      await sleep(60);
+      await accepted(b.id, 'SMb');
       expect(await fails('twilio')).toBe(1);
     });
 

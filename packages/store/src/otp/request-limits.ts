@@ -56,12 +56,14 @@ function createHitBatcher(redis: RedisClient) {
   };
   return (counter: string, limit: number, windowMs: number): Promise<Hit> =>
     new Promise((done, fail) => {
-      let w = waiting.get(counter);
+      // a batch answers by one limit and window: hits of one counter under others (none today) wait apart
+      const id = `${counter}|${limit}|${windowMs}`;
+      let w = waiting.get(id);
       if (w === undefined) {
         const batch: Waiting = { limit, windowMs, answers: [] };
-        waiting.set(counter, batch);
+        waiting.set(id, batch);
         setImmediate(() => {
-          waiting.delete(counter);
+          waiting.delete(id);
           flush(counter, batch);
         });
         w = batch;
