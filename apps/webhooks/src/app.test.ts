@@ -102,7 +102,8 @@ describe('status maps', () => {
 describe('callbacks app', () => {
   it('is ready only when the queues connection answers too', async () => {
     const applied = async (): Promise<ApplyResult> => ({ kind: 'ignored', reason: 'unknown_otp' });
-    const answering = { ping: async () => 'PONG' } as unknown as RedisClient;
+    // answers after 5 ms, as a Redis over a network would: /readyz must wait for it
+    const answering = { ping: () => new Promise((r) => setTimeout(() => r('PONG'), 5)) } as unknown as RedisClient;
     const away = { ping: async () => Promise.reject(new Error('Connection is closed.')) } as unknown as RedisClient;
     const ready = await build({}, applied, answering);
     expect((await ready.app.inject({ url: '/readyz' })).statusCode).toBe(200);
