@@ -186,7 +186,7 @@ export function createDeliveryRepo(
       // leaves the message unindexed: its reports wait unapplied, and the receipt check resends in time.
       const [early] = await Promise.all([
         messages.record(provider, result.messageId, { otpId, attempt }, settings.messageTtlMs),
-        // a success forgets the provider's failures: at once when the pick saw some; a trusted send's, shortly
+        // a success forgets the provider's failures: when the pick saw some; a trusted send's, at most every 50 ms
         result.hadFailures ? circuits.success(provider) : circuits.trustedSuccess(provider),
         acc.listed === '1' ? publishQuietly(deps.events, otpId, 'sent', attempt, deps.onEventError) : undefined,
       ]);
