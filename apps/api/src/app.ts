@@ -12,7 +12,7 @@ import {
   requestLine,
 } from '@otp-gateway/core';
 import type { OtpService } from '@otp-gateway/service';
-import { type RedisClient, redisAnswers } from '@otp-gateway/store';
+import { type RedisClient, redisAllAnswer } from '@otp-gateway/store';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions, LogController } from 'fastify';
 import { createAuthenticator } from './auth.js';
 import { type ApiMetrics, createApiMetrics } from './metrics.js';
@@ -142,10 +142,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
   app.get('/readyz', { schema: { hide: true } }, async (_req, reply) => {
-    const answers = await Promise.all(
-      [redis, ...(deps.queueRedis ? [deps.queueRedis] : [])].map((c) => redisAnswers(c)),
-    );
-    if (answers.every(Boolean)) return { status: 'ready' };
+    if (await redisAllAnswer([redis, deps.queueRedis])) return { status: 'ready' };
     return reply.code(503).send({ error: { code: 'store_unavailable', message: 'Redis does not answer' } });
   });
   const metricsAuthorized = metricsAuthorizer(config.metricsToken);

@@ -4,7 +4,7 @@ import {
   type AddressLimiter,
   type RedisClient,
   type ReportRepo,
-  redisAnswers,
+  redisAllAnswer,
   type SendQueues,
 } from '@otp-gateway/store';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions, LogController } from 'fastify';
@@ -101,10 +101,7 @@ export async function buildWebhooks(deps: WebhooksDeps): Promise<FastifyInstance
 
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_req, reply) => {
-    const answers = await Promise.all(
-      [redis, ...(deps.queueRedis ? [deps.queueRedis] : [])].map((c) => redisAnswers(c)),
-    );
-    if (answers.every(Boolean)) return { status: 'ready' };
+    if (await redisAllAnswer([redis, deps.queueRedis])) return { status: 'ready' };
     return refuse(reply, 503, 'store_unavailable', 'Redis does not answer');
   });
   const metricsAuthorized = metricsAuthorizer(config.metricsToken);

@@ -2,7 +2,7 @@ import 'dotenv/config';
 import { ConfigError, loadConfig, logFormat } from '@otp-gateway/core';
 import { compileTemplates, TemplateError, tenantTemplateProblems } from '@otp-gateway/providers';
 import { createTenantRegistry, guardProcess, refuseToStart, type TenantRegistry } from '@otp-gateway/service';
-import { checkRedisConfig, connectStore, redisAnswers } from '@otp-gateway/store';
+import { checkRedisConfig, connectStore, redisAllAnswer } from '@otp-gateway/store';
 import { pino } from 'pino';
 import { Counter } from 'prom-client';
 import { startHealthServer } from './health.server.js';
@@ -51,7 +51,7 @@ async function main() {
         host: config.host,
         registry: sender.metrics.registry,
         metricsToken: config.metricsToken,
-        ready: async () => (await redisAnswers(redis)) && sender.isRunning(),
+        ready: async () => (await redisAllAnswer([redis, scripts])) && sender.isRunning(),
       })
     : null;
 

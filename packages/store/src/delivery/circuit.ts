@@ -23,9 +23,10 @@ import { createCircuitTrust, DEFAULT_TRUST_MS } from './circuit-trust.js';
  *   a failure against it (retryable, 429, undelivered, no receipt). The OTP's plan then starts the attempt itself
  *   (delivery.repo.ts): one round trip per send fewer, and no write to the shared `{cir}` hash, which every send
  *   of every worker would otherwise queue on. The successes of trusted sends still reset the failures others
- *   counted, at once, in at most one write per provider every 50 ms. The price: a circuit opened, or a provider paused, by another
- *   process (another worker, the callbacks app counting undelivered messages) is seen here up to `trustMs` late.
- *   A provider found with failures, paused, open or rate-limited is not trusted: each of its sends asks.
+ *   counted, at once, in at most one write per provider every 50 ms. The price: a circuit opened, or a provider
+ *   paused, by another process (another worker, the callbacks app counting undelivered messages) is seen here up
+ *   to `trustMs` late. A provider found with failures, paused, open or rate-limited is not trusted: each of its
+ *   sends asks.
  */
 const CIRCUIT_FIELDS = Object.freeze({
   fails: 'fails',

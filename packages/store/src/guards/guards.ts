@@ -3,6 +3,7 @@ import { budgetOf } from '@otp-gateway/core';
 import type { Keyspace } from '../keyspace.js';
 import type { RedisClient } from '../redis/connection.js';
 import type { ScriptResult } from '../redis/script.js';
+import { batchPerTurn } from '../redis/turn-batch.js';
 import { type GuardSubjectKind, guardIndexKeys, guardKey, guardSubject } from './guard.record.js';
 import {
   GUARD_APPROVED,
@@ -98,6 +99,8 @@ interface Waiting {
   readonly group: readonly Subject[];
   /** The group's tuples in GUARD_SEND's `limits`. */
   readonly tuples: string;
+  /** The clock the call reads (0: Redis's own; tests move it). */
+  readonly now: number;
   readonly done: (r: ScriptResult) => void;
   readonly fail: (err: unknown) => void;
 }
@@ -209,31 +212,19 @@ export function createSendGuards(
       .join(',');
 
   /**
-   * The sends waiting for their slot's script call, by slot and `now` (0 but in tests). Sends that reach the guards
-   * in one turn of the event loop share one call per slot, made when the turn ends (setImmediate, as the client's
-   * own pipelining does): a busy API takes several sends a turn, and a call costs the API and Redis far more than
-   * one more send in it.
+   * Sends that reach the guards in one turn of the event loop share one call per slot (and `now`, 0 but in tests),
+   * made when the turn ends (batchPerTurn): a busy API takes several sends a turn, and a call costs the API and
+   * Redis far more than one more send in it. A full batch goes as it is (a burst makes several calls, each a
+   * bounded stretch of Redis's time).
    */
-  const waiting = new Map<string, Waiting[]>();
+  const inTurn = batchPerTurn<Waiting>((sends) => runBatch(sends, sends[0]!.now), MAX_BATCH);
   const checkInBatch = (group: readonly Subject[], tuples: string, now: number): Promise<ScriptResult> =>
     new Promise((done, fail) => {
       // the slot: the hash tag of the group's keys (they share it)
       const key = group[0]!.key;
-      const id = `${key.slice(key.indexOf('{'), key.indexOf('}'))}|${now}`;
-      let batch = waiting.get(id);
-      // a full batch goes as it is (a burst makes several calls, each a bounded stretch of Redis's time)
-      if (batch === undefined || batch.length >= MAX_BATCH) {
-        const sends: Waiting[] = [];
-        waiting.set(id, sends);
-        setImmediate(() => {
-          if (waiting.get(id) === sends) waiting.delete(id);
-          runBatch(sends, now);
-        });
-        batch = sends;
-      }
-      batch.push({ group, tuples, done, fail });
+      inTurn(`${key.slice(key.indexOf('{'), key.indexOf('}'))}|${now}`, { group, tuples, now, done, fail });
     });
-  const runBatch = (sends: Waiting[], now: number) => {
+  const runBatch = (sends: readonly Waiting[], now: number) => {
     const keys: string[] = [];
     const indexOf = new Map<string, number>();
     const limits = [settings];

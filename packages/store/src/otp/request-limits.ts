@@ -1,6 +1,7 @@
 import { bucketTag, type Keyspace } from '../keyspace.js';
 import type { RedisClient } from '../redis/connection.js';
 import { defineScript } from '../redis/script.js';
+import { batchPerTurn } from '../redis/turn-batch.js';
 
 /**
  * Request counters per client IP and per API key: fixed one-minute windows that start at a subject's first
@@ -33,43 +34,34 @@ return {'ok', 'total', n}
 /** A counter's answer to one request: past its limit, and for how long more. */
 type Hit = { readonly over: false } | { readonly over: true; readonly ms: number };
 
+/** One request's hit, waiting for its counter's call of this turn. */
+interface WaitingHit {
+  readonly counter: string;
+  readonly limit: number;
+  readonly windowMs: number;
+  readonly done: (h: Hit) => void;
+  readonly fail: (err: unknown) => void;
+}
+
 /** Counts hits per counter, one call per counter and turn (see above). */
 function createHitBatcher(redis: RedisClient) {
-  interface Waiting {
-    readonly limit: number;
-    readonly windowMs: number;
-    readonly answers: { done: (h: Hit) => void; fail: (e: unknown) => void }[];
-  }
-  const waiting = new Map<string, Waiting>();
-  const flush = (counter: string, w: Waiting) => {
-    const n = w.answers.length;
-    HIT.run(redis, { counter }, { n, limit: w.limit, windowMs: w.windowMs }).then(
+  // a batch answers by one limit and window: hits of one counter under others (none today) go apart
+  const inTurn = batchPerTurn<WaitingHit>((hits) => {
+    const { counter, limit, windowMs } = hits[0]!;
+    const n = hits.length;
+    HIT.run(redis, { counter }, { n, limit, windowMs }).then(
       (r) => {
         const first = Number(r.total) - n + 1;
         const ms = Math.max(1, Number(r.ms));
-        for (const [i, a] of w.answers.entries()) a.done(first + i > w.limit ? { over: true, ms } : { over: false });
+        for (const [i, h] of hits.entries()) h.done(first + i > limit ? { over: true, ms } : { over: false });
       },
       (err) => {
-        for (const a of w.answers) a.fail(err);
+        for (const h of hits) h.fail(err);
       },
     );
-  };
+  });
   return (counter: string, limit: number, windowMs: number): Promise<Hit> =>
-    new Promise((done, fail) => {
-      // a batch answers by one limit and window: hits of one counter under others (none today) wait apart
-      const id = `${counter}|${limit}|${windowMs}`;
-      let w = waiting.get(id);
-      if (w === undefined) {
-        const batch: Waiting = { limit, windowMs, answers: [] };
-        waiting.set(id, batch);
-        setImmediate(() => {
-          waiting.delete(id);
-          flush(counter, batch);
-        });
-        w = batch;
-      }
-      w.answers.push({ done, fail });
-    });
+    new Promise((done, fail) => inTurn(`${counter}|${limit}|${windowMs}`, { counter, limit, windowMs, done, fail }));
 }
 
 export interface RequestLimits {

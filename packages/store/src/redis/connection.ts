@@ -122,6 +122,12 @@ export async function redisAnswers(redis: RedisClient, timeoutMs = 800): Promise
   }
 }
 
+/** Whether every connection a process opened answers (redisAnswers, each with its own timeout): its readiness. */
+export async function redisAllAnswer(clients: readonly (RedisClient | undefined)[]): Promise<boolean> {
+  const answers = await Promise.all(clients.flatMap((c) => (c ? [redisAnswers(c)] : [])));
+  return answers.every(Boolean);
+}
+
 /** Resolves once the client is connected (cluster: slots known), or false after `timeoutMs`. */
 export function waitReady(redis: RedisClient, timeoutMs: number): Promise<boolean> {
   if (redis.status === 'ready') return Promise.resolve(true);
