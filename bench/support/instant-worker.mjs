@@ -15,8 +15,8 @@ const { pino } = createRequire(join(root, 'apps', 'worker', 'package.json'))('pi
 const config = loadConfig(process.env, 'worker');
 const log = pino({ level: config.logLevel, base: { app: 'worker', pid: process.pid } });
 const { redis, ks } = connectStore(config, 'worker', 'otp-worker');
-// the store's scripts on a connection of their own, auto-pipelined, as apps/worker/src/main.ts opens it
-const scripts = connectStore(config, 'worker', 'otp-worker-scripts', { autoPipelining: true }).redis;
+// the store's scripts on a connection of their own, as apps/worker/src/main.ts opens it
+const scripts = connectStore(config, 'worker', 'otp-worker-scripts').redis;
 let n = 0;
 /** A provider that accepts at once, as a provider answering in no time would. */
 const instant = (id) => ({

@@ -44,11 +44,10 @@ async function main() {
     refuseToStart('api', e);
   }
   const { redis, ks } = connectStore(config, 'request', 'otp-api');
-  // BullMQ (the send queues, status events) on a connection of its own, not auto-pipelined. BullMQ defines its 64
-  // scripts as commands on its connection, and ioredis copies them onto every pipeline it builds: on the
-  // auto-pipelined connection every request uses (one pipeline per event-loop turn), that copy was 5 % of the
-  // API's CPU under load.
-  const queueRedis = connectStore(config, 'request', 'otp-api-queues', { autoPipelining: false }).redis;
+  // BullMQ (the send queues, status events) on a connection of its own: BullMQ defines its 64 scripts as commands
+  // on its connection, and ioredis copies them onto every pipeline built there (the store builds some: the replica
+  // wait behind Sentinel, durability.ts).
+  const queueRedis = connectStore(config, 'request', 'otp-api-queues').redis;
   const queues = createSendQueues(queueRedis, ks, config.queues);
   const clock = startRedisClock(redis);
   const guards = createSendGuards(redis, ks, config.guards, {

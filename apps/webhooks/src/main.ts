@@ -25,10 +25,9 @@ async function main() {
     refuseToStart('webhooks', e);
   }
   const { redis, ks } = connectStore(config, 'request', 'otp-webhooks');
-  // BullMQ (resends, status events: a few callbacks in a hundred) on a connection of its own. BullMQ defines its
-  // 64 scripts as commands on its connection, and ioredis copies them onto every pipeline it builds: on the
-  // auto-pipelined connection every callback uses, that copy was 5 % of the app's CPU.
-  const queueRedis = connectStore(config, 'request', 'otp-webhooks-queues', { autoPipelining: false }).redis;
+  // BullMQ (resends, status events: a few callbacks in a hundred) on a connection of its own, as in the API: ioredis
+  // copies the 64 script commands BullMQ defines onto every pipeline built on its connection.
+  const queueRedis = connectStore(config, 'request', 'otp-webhooks-queues').redis;
   const queues = createSendQueues(queueRedis, ks, config.queues);
   const metrics = createWebhookMetrics();
   const eventQueue = createStatusEventQueue(queueRedis, ks);

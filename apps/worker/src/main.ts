@@ -30,7 +30,7 @@ async function main() {
     log,
     readyTimeoutMs: 5000,
   }).catch((e) => refuseToStart('worker', e));
-  const scripts = connectStore(config, 'worker', 'otp-worker-scripts', { autoPipelining: true }).redis;
+  const scripts = connectStore(config, 'worker', 'otp-worker-scripts').redis;
   const sender = await startSendWorker({ config, redis, scripts, ks, log, tenants });
   process.on('SIGHUP', () => {
     const r = tenants.reload();

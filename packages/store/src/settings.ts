@@ -3,7 +3,7 @@ import type { CircuitSettings } from './delivery/circuit.js';
 import { createKeyspace, type Keyspace } from './keyspace.js';
 import type { NumberRules } from './otp/otp.repo.js';
 import type { RequestLimits } from './otp/request-limits.js';
-import { type ConnectionOptions, type ConnectionRole, createRedis, type RedisClient } from './redis/connection.js';
+import { type ConnectionRole, createRedis, type RedisClient } from './redis/connection.js';
 
 /** A process's way into the store: one connection in the configured mode, and the key space. */
 export interface StoreConnection {
@@ -16,9 +16,8 @@ export function connectStore(
   config: Pick<Config, 'redis'>,
   role: ConnectionRole,
   name: string,
-  opts: ConnectionOptions = {},
 ): StoreConnection {
-  return { redis: createRedis(config.redis.connection, role, name, opts), ks: createKeyspace(config.redis.keyPrefix) };
+  return { redis: createRedis(config.redis.connection, role, name), ks: createKeyspace(config.redis.keyPrefix) };
 }
 
 /** The per-number rules from the OTP settings. */

@@ -105,8 +105,7 @@ export function createStatusEvents(
     const member = `${DUE.event}${name}:${otpId}:${n}`;
     const attemptFields = n > 0 ? [`a${n}.${ATTEMPT_FIELDS.provider}`, `a${n}.${ATTEMPT_FIELDS.errorCode}`] : [];
     // Callers publish what a script said it listed, so the entry is almost always there: both read at once. Two
-    // commands rather than an explicit pipeline: auto-pipelining writes them together all the same, and an
-    // explicit pipeline costs a copy of every command defined on the connection (BullMQ's, on the API's).
+    // commands rather than an explicit pipeline, which costs a copy of every command defined on the connection.
     const [score, f] = await Promise.all([
       redis.zscore(keys.due, member),
       redis.hmget(keys.otp, ...SNAPSHOT, ...attemptFields),

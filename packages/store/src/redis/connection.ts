@@ -20,14 +20,19 @@ function roleOptions(role: ConnectionRole): RedisOptions {
     : { maxRetriesPerRequest: null, enableReadyCheck: true };
 }
 
-export interface ConnectionOptions {
-  /**
-   * ioredis auto-pipelining: the commands issued in one event-loop turn go out in one write. On by default for
-   * `request` connections; a worker opens one for its own scripts (never for BullMQ, whose job state commands are
-   * known to misbehave with it). Always off on a cluster (see below).
-   */
-  readonly autoPipelining?: boolean;
-}
+/**
+ * ioredis auto-pipelining (the commands of one event-loop turn in one write) stays off on every connection. The
+ * API's connection and the worker's scripts connection had it until issue 12 measured both ways, in the same hour
+ * on 2 cores. Off:
+ * - the API served 5,230-5,450 sends a second against 4,860-4,990, and its p99 at a paced 2,000 a second fell
+ *   from 32-36 ms to 5-6 ms;
+ * - the worker drained 0.40-0.42 of a no-op BullMQ worker against 0.33-0.36.
+ * Each turn's pipeline (a Pipeline object, its promise, a copy of the connection's commands) lived long enough to
+ * be promoted to the old generation: some 10 MB a second at 2,000 sends, hence a full garbage collection every
+ * few seconds, each stalling requests for 20 to 40 ms. The guards and the request counters batch their own calls
+ * per turn (turn-batch.ts): that is where sharing one call paid.
+ */
+const AUTO_PIPELINING = false;
 
 /**
  * Opens a connection for `role` in the configured mode; it reconnects by itself with a capped backoff.
@@ -41,13 +46,11 @@ export function createRedis(
   conn: RedisConnection,
   role: ConnectionRole,
   name?: string,
-  opts: ConnectionOptions = {},
 ): RedisClient {
-  const pipelined = opts.autoPipelining ?? role === 'request';
   const common: RedisOptions = { connectionName: name, retryStrategy, ...roleOptions(role) };
   let client: RedisClient;
   if (conn.mode === 'single') {
-    client = new Redis(conn.url, { ...common, enableAutoPipelining: pipelined });
+    client = new Redis(conn.url, { ...common, enableAutoPipelining: AUTO_PIPELINING });
   } else if (conn.mode === 'cluster') {
     const opts: ClusterOptions = {
       redisOptions: {
@@ -57,9 +60,9 @@ export function createRedis(
         ...(conn.tls ? { tls: {} } : {}),
       },
       scaleReads: 'master',
-      // ioredis' auto-pipelining groups commands by node from its slot map, and refuses a batch whose keys it
-      // placed on two nodes ("same slots allocation group") while that map is still being filled: off here.
-      enableAutoPipelining: false,
+      // (on a cluster it could not be on anyway: ioredis groups commands by node from its slot map, and refuses a
+      // batch whose keys it placed on two nodes, "same slots allocation group", while that map is being filled)
+      enableAutoPipelining: AUTO_PIPELINING,
       enableOfflineQueue: role === 'worker',
       clusterRetryStrategy: retryStrategy,
       slotsRefreshTimeout: 2000,
@@ -81,7 +84,7 @@ export function createRedis(
       ...(conn.username ? { username: conn.username } : {}),
       ...(conn.password ? { password: conn.password } : {}),
       ...(conn.tls ? { tls: {}, enableTLSForSentinelMode: true } : {}),
-      enableAutoPipelining: pipelined,
+      enableAutoPipelining: AUTO_PIPELINING,
     });
   }
   // Errors surface through commands and readiness too; these (reconnects failing, ...) are logged rate-limited

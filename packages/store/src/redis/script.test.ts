@@ -7,10 +7,10 @@ import { createRequestLimiter } from '../otp/request-limits.js';
 import { createRedis, masters, type RedisClient } from './connection.js';
 import { defineScript } from './script.js';
 
-// Regression: an auto-pipelining connection (the API's, the worker's script connection) whose first script call
-// shared an event-loop turn with another command crashed the process when scripts were ioredis commands defined
-// on the connection ("results[i] is not iterable", thrown outside any promise). Scripts now run by EVALSHA, and
-// by EVAL when the server does not know them.
+// Regression: a connection whose first script call shared an event-loop turn with other commands crashed the
+// process when scripts were ioredis commands defined on the connection and the connection was auto-pipelined
+// ("results[i] is not iterable", thrown outside any promise). Scripts now run by EVALSHA, and by EVAL when the
+// server does not know them; no connection is auto-pipelined any more (connection.ts).
 const opened: RedisClient[] = [];
 afterAll(() => {
   for (const r of opened) r.disconnect();
@@ -21,7 +21,7 @@ describe('a new connection', () => {
     const store = await isolatedRedis();
     opened.push(store.redis);
     const conn = readRedisConfig(new EnvReader(store.env)).connection;
-    const redis = createRedis(conn, 'worker', 'script-test', { autoPipelining: true });
+    const redis = createRedis(conn, 'worker', 'script-test');
     opened.push(redis);
     await redis.ping();
     // a source no server has cached: its own nonce
@@ -63,11 +63,11 @@ describe('a new connection', () => {
     await expect(script.run(store.redis, { k: `${store.prefix}:x` }, {})).rejects.toThrow(/^NOPE/);
   });
 
-  it('runs its first scripts in the same turn as other commands, pipelined, without an uncaught error', async () => {
+  it('runs its first scripts in the same turn as other commands without an uncaught error', async () => {
     const store = await isolatedRedis();
     opened.push(store.redis);
     const conn = readRedisConfig(new EnvReader(store.env)).connection;
-    const redis = createRedis(conn, 'worker', 'script-test-pipelined', { autoPipelining: true });
+    const redis = createRedis(conn, 'worker', 'script-test-turn');
     opened.push(redis);
     await redis.ping();
     const uncaught: unknown[] = [];

@@ -49,11 +49,11 @@ export const SCRIPTS: Script<string, string>[] = [];
  * Scripts run by EVALSHA, and by EVAL when the server does not know them yet (NOSCRIPT: a new server, a restart,
  * a failover, SCRIPT FLUSH); Redis caches the source then, so the next EVALSHA finds it.
  *
- * Why not ioredis' `defineCommand`: every pipeline ioredis builds copies each defined command onto itself, and an
- * auto-pipelined connection builds one per event-loop turn. With the store's scripts (and BullMQ's, on a shared
- * connection) that copy was 3 to 7 % of the API's and the callbacks app's CPU under load. It also had to be done
- * before the connection's first command: a command defined after the current turn's pipeline was made was missing
- * from it, and ioredis threw outside any promise (ioredis issue #1931). Plain EVALSHA has neither problem.
+ * Why not ioredis' `defineCommand`: every pipeline ioredis builds copies each defined command onto itself. When the
+ * API's connection was auto-pipelined (one pipeline per event-loop turn; off since, see connection.ts), that copy
+ * was 3 to 7 % of the API's and the callbacks app's CPU under load, and a command defined after the current turn's
+ * pipeline was made was missing from it: ioredis threw outside any promise (ioredis issue #1931). Plain EVALSHA
+ * has neither problem.
  */
 export function defineScript<K extends string, A extends string>(def: ScriptDef<K, A>): Script<K, A> {
   const source = luaSource(def);

@@ -1,6 +1,6 @@
 /**
  * Groups the calls made in one turn of the event loop: items added under the same key before the turn ends are
- * handed to `flush` together, once, when it ends (setImmediate, as the client's own auto-pipelining does). A busy
+ * handed to `flush` together, once, when it ends (setImmediate). A busy
  * process makes many calls a turn, and one script call for a group costs the process and Redis far less than one
  * per item. A group holds at most `max` items; the next item starts another group of the same turn.
  *
