@@ -12,11 +12,7 @@ export interface StoreConnection {
 }
 
 /** Connects to the configured Redis (single, cluster or Sentinel) for `role`, under REDIS_KEY_PREFIX. */
-export function connectStore(
-  config: Pick<Config, 'redis'>,
-  role: ConnectionRole,
-  name: string,
-): StoreConnection {
+export function connectStore(config: Pick<Config, 'redis'>, role: ConnectionRole, name: string): StoreConnection {
   return { redis: createRedis(config.redis.connection, role, name), ks: createKeyspace(config.redis.keyPrefix) };
 }
 

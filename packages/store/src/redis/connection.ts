@@ -42,11 +42,7 @@ const AUTO_PIPELINING = false;
  *   `natMap` maps the addresses the nodes announce to reachable ones;
  * - sentinel: ioredis asks the sentinels for the current primary and follows failovers.
  */
-export function createRedis(
-  conn: RedisConnection,
-  role: ConnectionRole,
-  name?: string,
-): RedisClient {
+export function createRedis(conn: RedisConnection, role: ConnectionRole, name?: string): RedisClient {
   const common: RedisOptions = { connectionName: name, retryStrategy, ...roleOptions(role) };
   let client: RedisClient;
   if (conn.mode === 'single') {
