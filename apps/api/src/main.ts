@@ -24,6 +24,7 @@ import {
   otpKeys,
   requestLimits,
   startRedisClock,
+  waitReady,
 } from '@otp-gateway/store';
 import { Cluster } from 'ioredis';
 import { Counter } from 'prom-client';
@@ -134,6 +135,10 @@ async function main() {
     log: app.log,
     readyTimeoutMs: 2000,
   }).catch((e) => refuseToStart('api', e));
+  // The queues' connection was opened with the store's: when the store is up, take no send before it is ready too
+  // (a send whose job cannot be queued waits for the worker sweep). When Redis is down the API starts all the
+  // same, and answers 503 until it is back.
+  if (redis.status === 'ready') await waitReady(queueRedis, 2000);
 
   let closing = false;
   const stop = async (signal: string) => {

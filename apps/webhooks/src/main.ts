@@ -12,6 +12,7 @@ import {
   createSendQueues,
   createStatusEventQueue,
   createStatusEvents,
+  waitReady,
 } from '@otp-gateway/store';
 import { Counter } from 'prom-client';
 import { buildWebhooks } from './app.js';
@@ -62,6 +63,8 @@ async function main() {
     log: app.log,
     readyTimeoutMs: 2000,
   }).catch((e) => refuseToStart('webhooks', e));
+  // as in the API: with the store up, the queues' connection (resends) is ready before the first callback
+  if (redis.status === 'ready') await waitReady(queueRedis, 2000);
   if (!config.webhooks.twilioAuthToken) app.log.warn('TWILIO_AUTH_TOKEN is not set: Twilio callbacks answer 404');
   if (config.webhooks.octopushTokens.length === 0)
     app.log.warn('OCTOPUSH_WEBHOOK_TOKEN is not set: Octopush callbacks answer 404');

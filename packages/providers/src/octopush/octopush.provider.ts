@@ -68,6 +68,8 @@ export function createOctopushProvider(
         const e = transportError('octopush', err, signals);
         log.debug({ ...fields, kind: e.kind, code: e.code }, 'sms refused by provider');
         throw e;
+      } finally {
+        signals.done();
       }
 
       const ticket = (res.data as { sms_ticket?: unknown } | null)?.sms_ticket;

@@ -74,6 +74,8 @@ export function createTwilioProvider(cfg: TwilioConfig, opts: TwilioProviderOpti
         const e = classifyTwilioFailure(err, signals, current.response);
         log.debug({ provider: 'twilio', to: maskPhone(sms.to), kind: e.kind, code: e.code }, 'sms refused by provider');
         throw e;
+      } finally {
+        signals.done();
       }
     },
 
@@ -81,8 +83,12 @@ export function createTwilioProvider(cfg: TwilioConfig, opts: TwilioProviderOpti
     async cost(messageId, { signal }) {
       const signals = sendSignals(signal, opts.timeoutMs);
       const current: TwilioCallScope = { signal: signals.combined };
-      const message = await scope.run(current, () => client.messages(messageId).fetch());
-      return priceOf(message);
+      try {
+        const message = await scope.run(current, () => client.messages(messageId).fetch());
+        return priceOf(message);
+      } finally {
+        signals.done();
+      }
     },
   };
 }
