@@ -45,9 +45,8 @@ async function main() {
     refuseToStart('api', e);
   }
   const { redis, ks } = connectStore(config, 'request', 'otp-api');
-  // BullMQ (the send queues, status events) on a connection of its own: BullMQ defines its 64 scripts as commands
-  // on its connection, and ioredis copies them onto every pipeline built there (the store builds some: the replica
-  // wait behind Sentinel, durability.ts).
+  // BullMQ (the send queues, status events) on a connection of its own, kept apart from the store's scripts (its 64
+  // script commands are defined on it, and its adds do not queue behind the guards' batches); /readyz pings both.
   const queueRedis = connectStore(config, 'request', 'otp-api-queues').redis;
   const queues = createSendQueues(queueRedis, ks, config.queues);
   const clock = startRedisClock(redis);
@@ -138,7 +137,9 @@ async function main() {
   // The queues' connection was opened with the store's: when the store is up, take no send before it is ready too
   // (a send whose job cannot be queued waits for the worker sweep). When Redis is down the API starts all the
   // same, and answers 503 until it is back.
-  if (redis.status === 'ready') await waitReady(queueRedis, 2000);
+  if (redis.status === 'ready' && !(await waitReady(queueRedis, 2000))) {
+    app.log.warn('the queues connection is not ready: sends are stored, and the worker sweep queues their jobs');
+  }
 
   let closing = false;
   const stop = async (signal: string) => {

@@ -26,8 +26,7 @@ async function main() {
     refuseToStart('webhooks', e);
   }
   const { redis, ks } = connectStore(config, 'request', 'otp-webhooks');
-  // BullMQ (resends, status events: a few callbacks in a hundred) on a connection of its own, as in the API: ioredis
-  // copies the 64 script commands BullMQ defines onto every pipeline built on its connection.
+  // BullMQ (resends, status events: a few callbacks in a hundred) on a connection of its own, as in the API.
   const queueRedis = connectStore(config, 'request', 'otp-webhooks-queues').redis;
   const queues = createSendQueues(queueRedis, ks, config.queues);
   const metrics = createWebhookMetrics();
@@ -64,7 +63,9 @@ async function main() {
     readyTimeoutMs: 2000,
   }).catch((e) => refuseToStart('webhooks', e));
   // as in the API: with the store up, the queues' connection (resends) is ready before the first callback
-  if (redis.status === 'ready') await waitReady(queueRedis, 2000);
+  if (redis.status === 'ready' && !(await waitReady(queueRedis, 2000))) {
+    app.log.warn('the queues connection is not ready: resends are listed, and the worker sweep queues them');
+  }
   if (!config.webhooks.twilioAuthToken) app.log.warn('TWILIO_AUTH_TOKEN is not set: Twilio callbacks answer 404');
   if (config.webhooks.octopushTokens.length === 0)
     app.log.warn('OCTOPUSH_WEBHOOK_TOKEN is not set: Octopush callbacks answer 404');

@@ -32,8 +32,8 @@ export interface SendWorkerDeps {
   /** BullMQ's connection (queues, job state), also the default for the store's scripts. */
   readonly redis: RedisClient;
   /**
-   * The store's scripts of a send (pick, start, accept, circuits, message index), on a connection of their own that
-   * pipelines the commands of concurrent sends into one write (see connection.ts); BullMQ's stays unpipelined.
+   * The store's scripts of a send (pick, start, accept, circuits, message index), on a connection of their own: a
+   * job's steps do not queue behind BullMQ's commands on its connection (none is auto-pipelined: connection.ts).
    */
   readonly scripts?: RedisClient;
   readonly ks: Keyspace;

@@ -45,7 +45,6 @@ export function createOctopushProvider(
     id: 'octopush',
     async send(sms, { signal, log }) {
       if (signal.aborted) throw abortedError('octopush');
-      const signals = sendSignals(signal, opts.timeoutMs);
       const fields = { otpId: sms.otpId, attemptId: sms.attemptId, provider: 'octopush', to: maskPhone(sms.to) };
       const body: OctopushSendBody = {
         recipients: [{ phone_number: sms.to }],
@@ -57,6 +56,7 @@ export function createOctopushProvider(
       };
 
       let res: AxiosResponse<unknown>;
+      const signals = sendSignals(signal, opts.timeoutMs);
       try {
         res = await client.post(url, body, {
           headers,

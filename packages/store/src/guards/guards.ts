@@ -386,7 +386,7 @@ export function createSendGuards(
       why,
       until,
     };
-    // a script, not MULTI: the clients pipeline automatically, which MULTI does not mix with
+    // a script, as every write of the store (redis/script.ts): one call, atomic
     await GUARD_BLOCKED.run(redis, index, { id, endsAt: until, info: JSON.stringify(info) });
   };
 

@@ -21,12 +21,14 @@ function roleOptions(role: ConnectionRole): RedisOptions {
 }
 
 /**
- * ioredis auto-pipelining (the commands of one event-loop turn in one write) stays off on every connection. The
- * API's connection and the worker's scripts connection had it until issue 12 measured both ways, in the same hour
- * on 2 cores. Off:
+ * ioredis auto-pipelining (the commands of one event-loop turn in one write) stays off on every connection. Every
+ * `request` connection had it (the API's, the callbacks app's, the dashboard's) and so did the worker's scripts
+ * connection, until issue 12 measured it on 2 cores, on and off in the same hour. Off:
  * - the API served 5,230-5,450 sends a second against 4,860-4,990, and its p99 at a paced 2,000 a second fell
  *   from 32-36 ms to 5-6 ms;
- * - the worker drained 0.40-0.42 of a no-op BullMQ worker against 0.33-0.36.
+ * - the worker drained 0.40-0.42 of a no-op BullMQ worker against 0.33-0.36;
+ * - the callbacks app, in two full `pnpm bench` runs two hours apart: 10,756 callbacks a second against 9,488,
+ *   p99 at 500 a second 4 ms against 24.
  * Each turn's pipeline (a Pipeline object, its promise, a copy of the connection's commands) lived long enough to
  * be promoted to the old generation: some 10 MB a second at 2,000 sends, hence a full garbage collection every
  * few seconds, each stalling requests for 20 to 40 ms. The guards and the request counters batch their own calls

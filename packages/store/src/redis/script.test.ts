@@ -10,7 +10,8 @@ import { defineScript } from './script.js';
 // Regression: a connection whose first script call shared an event-loop turn with other commands crashed the
 // process when scripts were ioredis commands defined on the connection and the connection was auto-pipelined
 // ("results[i] is not iterable", thrown outside any promise). Scripts now run by EVALSHA, and by EVAL when the
-// server does not know them; no connection is auto-pipelined any more (connection.ts).
+// server does not know them, and no connection is auto-pipelined any more (connection.ts): the second test now
+// checks a first turn of concurrent script calls amid other commands, not the pipelined crash itself.
 const opened: RedisClient[] = [];
 afterAll(() => {
   for (const r of opened) r.disconnect();
