@@ -10,7 +10,7 @@ const answering = {
 } as unknown as RedisClient;
 const away = { ping: () => Promise.reject(new Error('Connection is closed.')) } as unknown as RedisClient;
 /** The API with fakes: /readyz reads only the connections it is given. */
-const build = (queueRedis?: RedisClient) =>
+const build = (queueRedis?: RedisClient, durabilityRedis?: RedisClient) =>
   buildApi({
     config: loadConfig(
       {
@@ -23,6 +23,7 @@ const build = (queueRedis?: RedisClient) =>
     service: {} as OtpService,
     redis: answering,
     ...(queueRedis ? { queueRedis } : {}),
+    ...(durabilityRedis ? { durabilityRedis } : {}),
     logger: false,
   });
 
@@ -37,6 +38,17 @@ describe('/readyz', () => {
       const r = await app.inject({ url: '/readyz' });
       expect(r.statusCode).toBe(status);
       if (status === 503) expect(r.json()).toMatchObject({ error: { code: 'store_unavailable' } });
+      await app.close();
+    }
+  });
+
+  it('is ready only when the replica check’s connection answers too, behind Sentinel', async () => {
+    for (const [durabilityRedis, status] of [
+      [answering, 200],
+      [away, 503],
+    ] as const) {
+      const app = await build(answering, durabilityRedis);
+      expect((await app.inject({ url: '/readyz' })).statusCode).toBe(status);
       await app.close();
     }
   });

@@ -26,6 +26,8 @@ export interface ApiDeps {
   readonly redis: RedisClient;
   /** BullMQ's connection, when it has one of its own (main.ts): /readyz pings it too. */
   readonly queueRedis?: RedisClient;
+  /** The replica check's connection behind Sentinel (REDIS_WAIT_REPLICAS, main.ts): /readyz pings it too. */
+  readonly durabilityRedis?: RedisClient;
   readonly logger?: FastifyServerOptions['logger'] | false;
   readonly metrics?: ApiMetrics;
   /** The API keys as they stand (SHA-256 of the secret → name), when they can change (TENANTS_FILE); else API_KEYS. */
@@ -142,7 +144,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
   app.get('/readyz', { schema: { hide: true } }, async (_req, reply) => {
-    if (await redisAllAnswer([redis, deps.queueRedis])) return { status: 'ready' };
+    if (await redisAllAnswer([redis, deps.queueRedis, deps.durabilityRedis])) return { status: 'ready' };
     return reply.code(503).send({ error: { code: 'store_unavailable', message: 'Redis does not answer' } });
   });
   const metricsAuthorized = metricsAuthorizer(config.metricsToken);

@@ -109,7 +109,15 @@ async function main() {
         'otp stored but its send job was not queued; the worker sweep will queue it',
       ),
   });
-  app = await buildApi({ config, service, redis, queueRedis, metrics, keys: () => tenants.current().byDigest });
+  app = await buildApi({
+    config,
+    service,
+    redis,
+    queueRedis,
+    ...(durabilityRedis ? { durabilityRedis } : {}),
+    metrics,
+    keys: () => tenants.current().byDigest,
+  });
   process.on('SIGHUP', () => {
     const r = tenants.reload();
     if (r.ok) app?.log.info({ keys: r.keys }, 'api keys and their settings reloaded');
@@ -134,11 +142,16 @@ async function main() {
     log: app.log,
     readyTimeoutMs: 2000,
   }).catch((e) => refuseToStart('api', e));
-  // The queues' connection was opened with the store's: when the store is up, take no send before it is ready too
-  // (a send whose job cannot be queued waits for the worker sweep). When Redis is down the API starts all the
-  // same, and answers 503 until it is back.
-  if (redis.status === 'ready' && !(await waitReady(queueRedis, 2000))) {
-    app.log.warn('the queues connection is not ready: sends are stored, and the worker sweep queues their jobs');
+  // The other connections were opened with the store's: when the store is up, take no send before they are ready
+  // too (a send whose job cannot be queued waits for the worker sweep; one whose replica check cannot run is
+  // answered 503). When Redis is down the API starts all the same, and answers 503 until it is back.
+  if (redis.status === 'ready') {
+    if (!(await waitReady(queueRedis, 2000))) {
+      app.log.warn('the queues connection is not ready: sends are stored, and the worker sweep queues their jobs');
+    }
+    if (durabilityRedis && !(await waitReady(durabilityRedis, 2000))) {
+      app.log.warn('the replica check connection is not ready: sends are answered 503 until it is');
+    }
   }
 
   let closing = false;
