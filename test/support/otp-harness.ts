@@ -143,6 +143,14 @@ export async function startTestApi(env: Record<string, string> = {}, shared?: Is
   };
   await waitReady(redis, 10_000);
   await Promise.all(queues.shards.map((q) => q.waitUntilReady()));
+  // BullMQ writes each queue's meta hash once its connection is ready, after waitUntilReady resolves: wait for it,
+  // so that a test's "nothing is stored" snapshots do not catch a shard's meta arriving in between
+  for (const q of queues.shards) {
+    for (let i = 0; (await q.getVersion()) === null; i++) {
+      if (i >= 200) throw new Error(`${q.name}: BullMQ never wrote its meta`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
   return api;
 }
 
