@@ -125,7 +125,7 @@ export async function startTestApi(env: Record<string, string> = {}, shared?: Is
     queues,
     now: () => api.now(),
   });
-  const app = await buildApi({ config, service, redis, logger: false });
+  const app = await buildApi({ config, service, connections: [redis], logger: false });
   api.call = async (method, url, opts = {}) => {
     const headers: Record<string, string> = { ...opts.headers };
     const key = opts.key === undefined ? KEY_A.secret : opts.key;

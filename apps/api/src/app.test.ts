@@ -21,9 +21,7 @@ const build = (queueRedis?: RedisClient, durabilityRedis?: RedisClient) =>
       'api',
     ),
     service: {} as OtpService,
-    redis: answering,
-    ...(queueRedis ? { queueRedis } : {}),
-    ...(durabilityRedis ? { durabilityRedis } : {}),
+    connections: [answering, ...(queueRedis ? [queueRedis] : []), ...(durabilityRedis ? [durabilityRedis] : [])],
     logger: false,
   });
 

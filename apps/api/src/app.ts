@@ -22,12 +22,11 @@ import { ErrorBody } from './otp.schemas.js';
 export interface ApiDeps {
   readonly config: Config;
   readonly service: OtpService;
-  /** The connection /readyz pings. */
-  readonly redis: RedisClient;
-  /** BullMQ's connection, when it has one of its own (main.ts): /readyz pings it too. */
-  readonly queueRedis?: RedisClient;
-  /** The replica check's connection behind Sentinel (REDIS_WAIT_REPLICAS, main.ts): /readyz pings it too. */
-  readonly durabilityRedis?: RedisClient;
+  /**
+   * Every connection the process opened (main.ts: the store's, BullMQ's, the replica check's behind Sentinel):
+   * /readyz is ready when each answers.
+   */
+  readonly connections: readonly RedisClient[];
   readonly logger?: FastifyServerOptions['logger'] | false;
   readonly metrics?: ApiMetrics;
   /** The API keys as they stand (SHA-256 of the secret → name), when they can change (TENANTS_FILE); else API_KEYS. */
@@ -81,7 +80,7 @@ export function apiLoggerOptions(config: Config): FastifyServerOptions['logger']
 
 /** Builds the API without listening: tests use inject(), main.ts listens. */
 export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
-  const { config, service, redis } = deps;
+  const { config, service } = deps;
   const metrics = deps.metrics ?? createApiMetrics();
   const app = Fastify({
     logger: deps.logger === undefined ? apiLoggerOptions(config) : deps.logger,
@@ -144,7 +143,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
   app.get('/readyz', { schema: { hide: true } }, async (_req, reply) => {
-    if (await redisAllAnswer([redis, deps.queueRedis, deps.durabilityRedis])) return { status: 'ready' };
+    if (await redisAllAnswer(deps.connections)) return { status: 'ready' };
     return reply.code(503).send({ error: { code: 'store_unavailable', message: 'Redis does not answer' } });
   });
   const metricsAuthorized = metricsAuthorizer(config.metricsToken);

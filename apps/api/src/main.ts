@@ -112,9 +112,7 @@ async function main() {
   app = await buildApi({
     config,
     service,
-    redis,
-    queueRedis,
-    ...(durabilityRedis ? { durabilityRedis } : {}),
+    connections: durabilityRedis ? [redis, queueRedis, durabilityRedis] : [redis, queueRedis],
     metrics,
     keys: () => tenants.current().byDigest,
   });

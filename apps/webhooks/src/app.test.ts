@@ -33,8 +33,7 @@ async function build(
     config,
     reports: reportRepo,
     queues: { shards: [], forOtp: () => ({ add: async () => ({}) }) as never, close: async () => {} } as SendQueues,
-    redis: { ping: async () => 'PONG' } as unknown as RedisClient,
-    ...(queueRedis ? { queueRedis } : {}),
+    connections: [{ ping: async () => 'PONG' } as unknown as RedisClient, ...(queueRedis ? [queueRedis] : [])],
     logger: { ...(webhooksLoggerOptions(config) as object), stream } as never,
   });
   return { app, reports, logs: () => lines.join('') };

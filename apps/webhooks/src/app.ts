@@ -19,10 +19,8 @@ export interface WebhooksDeps {
   readonly reports: ReportRepo;
   /** Where resends go. */
   readonly queues: SendQueues;
-  /** The connection /readyz checks. */
-  readonly redis: RedisClient;
-  /** BullMQ's connection, when it has one of its own (main.ts): /readyz checks it too. */
-  readonly queueRedis?: RedisClient;
+  /** Every connection the process opened (main.ts: the store's, BullMQ's): /readyz is ready when each answers. */
+  readonly connections: readonly RedisClient[];
   readonly logger?: FastifyServerOptions['logger'] | false;
   readonly metrics?: WebhookMetrics;
   /** Counts callback requests per client address (WEBHOOKS_RATE_LIMIT_PER_IP_PER_MINUTE); none: no limit. */
@@ -53,7 +51,7 @@ export function webhooksLoggerOptions(config: Config): FastifyServerOptions['log
 
 /** Builds the callbacks app without listening: tests use inject(), main.ts listens. */
 export async function buildWebhooks(deps: WebhooksDeps): Promise<FastifyInstance> {
-  const { config, redis } = deps;
+  const { config } = deps;
   const metrics = deps.metrics ?? createWebhookMetrics();
   const app = Fastify({
     logger: deps.logger === undefined ? webhooksLoggerOptions(config) : deps.logger,
@@ -101,7 +99,7 @@ export async function buildWebhooks(deps: WebhooksDeps): Promise<FastifyInstance
 
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_req, reply) => {
-    if (await redisAllAnswer([redis, deps.queueRedis])) return { status: 'ready' };
+    if (await redisAllAnswer(deps.connections)) return { status: 'ready' };
     return refuse(reply, 503, 'store_unavailable', 'Redis does not answer');
   });
   const metricsAuthorized = metricsAuthorizer(config.metricsToken);

@@ -47,7 +47,7 @@ async function main() {
       ),
   });
   const limiter = createAddressLimiter(redis, ks, 'cb', config.webhooks.ipRequestsPerMinute);
-  const app = await buildWebhooks({ config, reports, queues, redis, queueRedis, metrics, limiter });
+  const app = await buildWebhooks({ config, reports, queues, connections: [redis, queueRedis], metrics, limiter });
   log = app.log;
   const storeErrors = new Counter({
     name: 'otp_store_errors_total',

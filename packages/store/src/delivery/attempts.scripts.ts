@@ -34,15 +34,18 @@ local function stop(due, id, reason)
   return {'stop', 'reason', reason}
 end
 -- Records attempt na + 1 through provider p as sending, under a lease (ds: the delivery status now), and
--- answers what the worker sends.
-local function start_attempt(okey, due, id, na, p, ds, now, leaseMs)
+-- answers what the worker sends. It carries the request id of attempt origin when it resumes that one
+-- (default: its own).
+local function start_attempt(okey, due, id, na, p, ds, now, leaseMs, origin)
   na = na + 1
+  origin = origin or tostring(na)
   redis.call('HSET', okey, F.na, na, af(na, AF.provider), p, af(na, AF.outcome), 'sending',
-    af(na, AF.startedAt), now, af(na, AF.updatedAt), now, af(na, AF.requestAttempt), na, F.lease, now + tonumber(leaseMs))
+    af(na, AF.startedAt), now, af(na, AF.updatedAt), now, af(na, AF.requestAttempt), origin,
+    F.lease, now + tonumber(leaseMs))
   -- a new attempt that will count: after a failover the delivery status starts again from sending
   if ds ~= 'sending' then redis.call('HSET', okey, F.ds, 'sending') end
   unlist(due, id)
-  return send_data(okey, {'go', 'attempt', na, 'provider', p, 'requestAttempt', na})
+  return send_data(okey, {'go', 'attempt', na, 'provider', p, 'requestAttempt', origin})
 end
 -- Outcomes after which a provider is not tried again for this OTP (once per provider).
 local SPENT = {misconfigured = true, undelivered = true, failed = true, no_receipt = true}
@@ -87,14 +90,9 @@ if na > 0 then
     -- the worker that held the lease died during the call: whether it went out is unknown
     redis.call('HSET', K.otp, af(na, AF.outcome), 'interrupted', af(na, AF.updatedAt), now)
     if now + tonumber(A.minLifeMs) >= tonumber(o[2]) then return stop(K.due, A.id, 'too_late') end
-    -- same provider, same request id: a provider that deduplicates by request id (Octopush) cannot send twice
-    local origin = last[3] or tostring(na)
-    na = na + 1
-    redis.call('HSET', K.otp, F.na, na, af(na, AF.provider), lastP, af(na, AF.outcome), 'sending',
-      af(na, AF.startedAt), now, af(na, AF.updatedAt), now, af(na, AF.requestAttempt), origin,
-      F.lease, now + tonumber(A.leaseMs))
-    unlist(K.due, A.id)
-    return send_data(K.otp, {'go', 'attempt', na, 'provider', lastP, 'requestAttempt', origin})
+    -- same provider, same request id: a provider that deduplicates by request id (Octopush) cannot send twice.
+    -- The delivery status is left as the interrupted attempt set it.
+    return start_attempt(K.otp, K.due, A.id, na, lastP, 'sending', now, A.leaseMs, last[3] or tostring(na))
   end
 end
 if now + tonumber(A.minLifeMs) >= tonumber(o[2]) then return stop(K.due, A.id, 'too_late') end

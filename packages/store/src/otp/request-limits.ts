@@ -10,9 +10,9 @@ import { batchPerTurn } from '../redis/turn-batch.js';
  * which is all a limiter may lose.
  *
  * The hits of one counter in one turn of the event loop are counted in one call (`INCRBY n`), made when the turn
- * ends (setImmediate, as the guards' batches: redis/turn-batch.ts): a busy API counts many requests
- * of one key, or from one address, per turn. Each request gets what n INCRs in a row would have answered it: the
- * i-th of the turn counts as `total - n + i`, refused past the limit (and counted all the same, as before).
+ * ends (redis/turn-batch.ts, as the guards' batches): a busy API counts many requests of one key, or from one
+ * address, per turn. Each request gets what n INCRs in a row would have answered it: the i-th of the turn counts
+ * as `total - n + i`, refused past the limit (and counted all the same, as before).
  */
 const HIT = defineScript({
   name: 'otpRateHit',

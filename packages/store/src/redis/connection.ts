@@ -124,8 +124,8 @@ export async function redisAnswers(redis: RedisClient, timeoutMs = 800): Promise
 }
 
 /** Whether every connection a process opened answers (redisAnswers, each with its own timeout): its readiness. */
-export async function redisAllAnswer(clients: readonly (RedisClient | undefined)[]): Promise<boolean> {
-  const answers = await Promise.all(clients.flatMap((c) => (c ? [redisAnswers(c)] : [])));
+export async function redisAllAnswer(clients: readonly RedisClient[]): Promise<boolean> {
+  const answers = await Promise.all(clients.map((c) => redisAnswers(c)));
   return answers.every(Boolean);
 }
 
