@@ -193,3 +193,49 @@ describe('sweepDue: jobs that failed for good before an attempt was recorded', (
     expect(await queue.getJobState(id)).toBe('waiting');
   });
 });
+
+describe('sweepDue: a round spread over time (what the worker runs)', () => {
+  /** Two OTPs whose jobs were lost, in two partitions, read in that order one partition at a time. */
+  const twoLost = async () => {
+    const first = await fixtures.created();
+    let second = await fixtures.created();
+    while (partitionOf(second.id) === partitionOf(first.id)) second = await fixtures.created();
+    at(SWEEP_GRACE_MS + 1);
+    return { first: first.id, second: second.id };
+  };
+  const spreadSweep = (ids: readonly string[], spreadMs: number, signal?: AbortSignal) =>
+    sweepDue(
+      { redis: store.redis, ks: store.ks, queues: fixtures.queues, circuits, now },
+      { partitions: ids.map(partitionOf), concurrency: 1, spreadMs, signal },
+    );
+
+  it('reads the partitions evenly over the spread, and still handles every entry', async () => {
+    const { first, second } = await twoLost();
+    const started = Date.now();
+    // the second partition is read halfway through the spread, not at once
+    expect(await spreadSweep([first, second], 600)).toEqual({
+      queued: 2,
+      gaveUp: 0,
+      receiptTimeouts: 0,
+      events: 0,
+      errors: 0,
+    });
+    expect(Date.now() - started).toBeGreaterThanOrEqual(290);
+    expect((await job(first))?.name).toBe('send');
+    expect((await job(second))?.name).toBe('send');
+  });
+
+  it('ends when its signal aborts, without waiting out the spread; what it did not read waits for the next round', async () => {
+    const { first, second } = await twoLost();
+    const stop = new AbortController();
+    const started = Date.now();
+    const round = spreadSweep([first, second], 20_000, stop.signal);
+    while ((await job(first)) === undefined) await new Promise((r) => setTimeout(r, 10));
+    stop.abort();
+    expect(await round).toMatchObject({ queued: 1, errors: 0 });
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(await job(second)).toBeUndefined();
+    expect(await listed(second)).not.toBeNull();
+    expect(await spreadSweep([second], 0)).toMatchObject({ queued: 1 });
+  });
+});

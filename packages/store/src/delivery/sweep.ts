@@ -72,18 +72,40 @@ export interface SweepDeps {
   readonly now?: () => number;
 }
 
+export interface SweepOptions {
+  /** The partitions to read (all of them by default). */
+  readonly partitions?: readonly number[];
+  /** Entries handled per partition and round. */
+  readonly batch?: number;
+  /** Partitions read at once. */
+  readonly concurrency?: number;
+  /** A round ends after this long even when part of the store hangs (one master away): the next round goes on. */
+  readonly budgetMs?: number;
+  /**
+   * Spreads the reads evenly over this long instead of reading every partition at once. A round at once is 4096
+   * script calls that hold the worker's event loop and Redis for tens of milliseconds: every send waiting meanwhile
+   * took that much longer to reach its provider (time to SMS, in bench/end-to-end.bench.mjs).
+   */
+  readonly spreadMs?: number;
+  /** Ends the round early (the worker stopping). */
+  readonly signal?: AbortSignal;
+}
+
 /** One round over every partition (or the given ones); entries per partition are bounded by `batch`. */
-export async function sweepDue(
-  deps: SweepDeps,
-  opts: { partitions?: readonly number[]; batch?: number; concurrency?: number; budgetMs?: number } = {},
-): Promise<SweepReport> {
+export async function sweepDue(deps: SweepDeps, opts: SweepOptions = {}): Promise<SweepReport> {
   const parts = opts.partitions ?? Array.from({ length: PARTITIONS }, (_, i) => i);
   const now = () => deps.now?.() ?? 0;
   const totals = { queued: 0, gaveUp: 0, receiptTimeouts: 0, events: 0, errors: 0 };
-  const step = opts.concurrency ?? 512;
-  // A round ends in time even when part of the store hangs (one master away): the next round goes on.
-  const deadline = Date.now() + (opts.budgetMs ?? 30_000);
-  for (let i = 0; i < parts.length && Date.now() < deadline; i += step) {
+  const spreadMs = opts.spreadMs ?? 0;
+  const step = opts.concurrency ?? (spreadMs > 0 ? 64 : 512);
+  const started = Date.now();
+  const deadline = started + (opts.budgetMs ?? 30_000);
+  const going = () => Date.now() < deadline && !opts.signal?.aborted;
+  for (let i = 0; i < parts.length && going(); i += step) {
+    if (i > 0 && spreadMs > 0) {
+      await pause(started + (spreadMs * i) / parts.length - Date.now(), opts.signal);
+      if (!going()) break;
+    }
     const chunk = parts.slice(i, i + step);
     // One partition that cannot be read (its master away) does not stop the others.
     const due = await Promise.allSettled(
@@ -100,7 +122,7 @@ export async function sweepDue(
         totals.errors++;
         continue;
       }
-      for (let m = 1; m <= Number(r.value.count) && Date.now() < deadline; m++) {
+      for (let m = 1; m <= Number(r.value.count) && going(); m++) {
         try {
           await sweepEntry(deps, String(r.value[`m${m}`]), now(), totals);
         } catch {
@@ -191,7 +213,8 @@ async function sweepEntry(
 
 /**
  * Runs the sweep every `everyMs`, one round per period whatever the number of workers: the worker that takes the
- * period's lock (it expires with the period) sweeps. Errors are reported, never thrown.
+ * period's lock (it expires with the period) sweeps, its reads spread over the first half of the period. Errors are
+ * reported, never thrown. `stop` ends the round under way after the entry it is handling.
  */
 export function startSweeper(
   deps: SweepDeps,
@@ -203,13 +226,14 @@ export function startSweeper(
   // A round waiting on a Redis that does not answer (worker connections wait, they do not fail) must not stop
   // this process from sweeping for good: after a minute a new round starts anyway.
   let runningSince = 0;
+  const stopping = new AbortController();
   const round = async () => {
     if (runningSince > 0 && Date.now() - runningSince < 60_000) return;
     const started = Date.now();
     runningSince = started;
     try {
       if ((await deps.redis.set(lock, token, 'PX', Math.max(1000, everyMs - 200), 'NX')) !== 'OK') return;
-      opts.onRound?.(await sweepDue(deps));
+      opts.onRound?.(await sweepDue(deps, { spreadMs: everyMs / 2, signal: stopping.signal }));
     } catch (e) {
       opts.onError?.(e);
     } finally {
@@ -218,5 +242,25 @@ export function startSweeper(
   };
   const timer = setInterval(() => void round(), everyMs);
   timer.unref();
-  return { stop: () => clearInterval(timer) };
+  return {
+    stop: () => {
+      clearInterval(timer);
+      stopping.abort();
+    },
+  };
+}
+
+/** Waits `ms` (nothing when ≤ 0), or less when `signal` aborts; never keeps the process alive. */
+function pause(ms: number, signal?: AbortSignal): Promise<void> {
+  if (ms <= 0 || signal?.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    timer.unref();
+    signal?.addEventListener('abort', done, { once: true });
+  });
 }
