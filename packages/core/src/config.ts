@@ -429,8 +429,35 @@ export function loadConfig(env: NodeJS.ProcessEnv, app: AppName): Config {
       loginMaxFailures: r.int('DASHBOARD_LOGIN_MAX_FAILURES', 10, 1, 10_000),
     },
   };
+  if (needs('api') && config.guards.enabled) r.problems.push(...unpricedSpendBudgets(config.guards, config.providers));
   if (r.problems.length > 0) throw new ConfigError(r.problems);
   return deepFreeze(config);
+}
+
+/**
+ * A spend budget weighs each send at its SMS_PRICES price (expectedPrice) and lets an unpriced send through
+ * unweighed: a budget the price table cannot price would never refuse anything, silently. It is a configuration
+ * error: a budget of a country none of whose route's providers has a price there (or a `*`), or any budget while
+ * SMS_PRICES is empty.
+ */
+function unpricedSpendBudgets(guards: Config['guards'], providers: Config['providers']): string[] {
+  const why = 'each send is weighed at its SMS_PRICES price, and a send without one is not weighed';
+  const out: string[] = [];
+  for (const [country, amount] of guards.dailySpendPerCountry) {
+    if (amount === 0) continue;
+    const priced = country === '*' ? providers.prices.size > 0 : expectedPrice(providers, country) > 0;
+    if (!priced) {
+      const where = country === '*' ? 'any country' : `${country} through its route (SMS_ROUTES, else SMS_PROVIDERS)`;
+      out.push(
+        `GUARD_DAILY_SPEND_PER_COUNTRY ${country}=${amount} would never apply: SMS_PRICES has no price for ${where}; ${why}`,
+      );
+    }
+  }
+  const perKey = [...guards.dailySpendPerKey].filter(([, amount]) => amount > 0);
+  if (perKey.length > 0 && providers.prices.size === 0) {
+    out.push(`GUARD_DAILY_SPEND_PER_KEY would never apply: SMS_PRICES is empty; ${why}`);
+  }
+  return out;
 }
 
 /**

@@ -1,4 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { loadConfig } from './config.js';
+import { ConfigError } from './errors.js';
 import { EnvReader } from './env-reader.js';
 import { budgetOf, readGuardsConfig } from './guards.config.js';
 
@@ -31,5 +33,55 @@ describe('GUARD_DAILY_* budgets', () => {
       'GUARD_DAILY_SPEND_PER_COUNTRY entry "XX=3" does not name a known subject ("XX")',
       'GUARD_DAILY_SPEND_PER_KEY entry "nobody=1" does not name a known subject ("nobody")',
     ]);
+  });
+});
+
+describe('spend budgets the price table cannot price', () => {
+  const base = {
+    OTP_SECRET: 'unit-test-secret-0123456789abcdefghijklmnop',
+    API_KEYS: 'shop:shop-secret-0123456789',
+    SMS_PROVIDERS: 'twilio,octopush',
+    TWILIO_FROM: '+15005550006',
+    // what the worker needs besides
+    TWILIO_ACCOUNT_SID: 'ACunit000000000000000000000000000',
+    TWILIO_AUTH_TOKEN: 'unit-twilio-token',
+    OCTOPUSH_API_KEY: 'unit-octopush-key',
+    OCTOPUSH_API_LOGIN: 'unit@example.com',
+  };
+  const problems = (env: Record<string, string>, app: 'api' | 'worker' = 'api') => {
+    try {
+      loadConfig({ ...base, ...env }, app);
+      return [];
+    } catch (e) {
+      if (!(e instanceof ConfigError)) throw e;
+      return e.problems;
+    }
+  };
+
+  it('refuses to start the API with a spend budget no send would be weighed against, and says why', () => {
+    expect(problems({ GUARD_DAILY_SPEND_PER_COUNTRY: 'FR=50' })).toEqual([
+      expect.stringMatching(
+        /^GUARD_DAILY_SPEND_PER_COUNTRY FR=50 would never apply: SMS_PRICES has no price for FR through its route/,
+      ),
+    ]);
+    // a price through another country's route only, or through a provider FR's route does not use
+    expect(
+      problems({ GUARD_DAILY_SPEND_PER_COUNTRY: 'FR=50', SMS_PRICES: 'twilio:DE=0.07', SMS_ROUTES: 'FR=octopush' }),
+    ).toHaveLength(1);
+    expect(problems({ GUARD_DAILY_SPEND_PER_COUNTRY: '*=500' })).toEqual([
+      expect.stringContaining('SMS_PRICES has no price for any country'),
+    ]);
+    expect(problems({ GUARD_DAILY_SPEND_PER_KEY: 'shop=5' })).toEqual([
+      expect.stringMatching(/^GUARD_DAILY_SPEND_PER_KEY would never apply: SMS_PRICES is empty/),
+    ]);
+  });
+
+  it('accepts budgets the table prices (by country or `*`), budgets of 0, and the guards off; other apps do not check', () => {
+    expect(problems({ GUARD_DAILY_SPEND_PER_COUNTRY: 'FR=50,*=500', SMS_PRICES: 'octopush:*=0.05' })).toEqual([]);
+    expect(problems({ GUARD_DAILY_SPEND_PER_COUNTRY: 'FR=50', SMS_PRICES: 'octopush:FR=0.045' })).toEqual([]);
+    expect(problems({ GUARD_DAILY_SPEND_PER_KEY: 'shop=5', SMS_PRICES: 'twilio:DE=0.07' })).toEqual([]);
+    expect(problems({ GUARD_DAILY_SPEND_PER_COUNTRY: 'FR=0', GUARD_DAILY_SPEND_PER_KEY: 'shop=0' })).toEqual([]);
+    expect(problems({ GUARD_DAILY_SPEND_PER_COUNTRY: 'FR=50', GUARD_ENABLED: 'false' })).toEqual([]);
+    expect(problems({ GUARD_DAILY_SPEND_PER_COUNTRY: 'FR=50' }, 'worker')).toEqual([]);
   });
 });
