@@ -14,6 +14,8 @@ export interface StubAnswer {
   readonly status: number;
   readonly headers?: Record<string, string>;
   readonly body?: unknown;
+  /** Answers after this long (a slow or hung provider); the connection's end cancels it. */
+  readonly holdMs?: number;
 }
 
 /**
@@ -35,8 +37,16 @@ export async function startStub(answer: (req: StubRequest) => StubAnswer) {
       requests.push(r);
       const a = answer(r);
       const text = typeof a.body === 'string' ? a.body : a.body === undefined ? '' : JSON.stringify(a.body);
-      res.writeHead(a.status, { 'content-type': 'application/json', ...a.headers });
-      res.end(text);
+      const reply = () => {
+        if (res.destroyed) return;
+        res.writeHead(a.status, { 'content-type': 'application/json', ...a.headers });
+        res.end(text);
+      };
+      if (!a.holdMs) reply();
+      else {
+        const timer = setTimeout(reply, a.holdMs);
+        res.on('close', () => clearTimeout(timer));
+      }
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

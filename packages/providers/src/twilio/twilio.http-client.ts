@@ -41,10 +41,15 @@ export interface TwilioCallScope {
  */
 export function createTwilioHttpClient(opts: { timeoutMs: number; scope: () => TwilioCallScope | undefined }) {
   const agents = { http: new HttpAgent({ keepAlive: true }), https: new HttpsAgent({ keepAlive: true }) };
+  const targets = originCache();
   return {
     request(req: TwilioHttpRequest): Promise<TwilioHttpResponse> {
-      const url = new URL(req.uri);
-      if (req.params) for (const [k, v] of formPairs(req.params)) url.searchParams.append(k, v);
+      const { origin, path: basePath } = targets.split(req.uri);
+      let path = basePath;
+      if (req.params) {
+        const query = new URLSearchParams(formPairs(req.params)).toString();
+        if (query) path += `${path.includes('?') ? '&' : '?'}${query}`;
+      }
       const headers: Record<string, string> = { ...(req.headers ?? {}) };
       if (req.username && req.password) {
         headers.Authorization = `Basic ${Buffer.from(`${req.username}:${req.password}`).toString('base64')}`;
@@ -55,16 +60,22 @@ export function createTwilioHttpClient(opts: { timeoutMs: number; scope: () => T
       } else if (req.data && headers['Content-Type'] === 'application/json') body = JSON.stringify(req.data);
       if (body !== undefined) headers['Content-Length'] = String(Buffer.byteLength(body));
       const current = opts.scope();
-      const https = url.protocol === 'https:';
+      const signal = current?.signal;
       return new Promise((resolve, reject) => {
-        const r = (https ? httpsRequest : httpRequest)(
-          url,
+        if (signal?.aborted) {
+          reject(abortError(signal));
+          return;
+        }
+        const r = (origin.https ? httpsRequest : httpRequest)(
           {
+            protocol: origin.https ? 'https:' : 'http:',
+            hostname: origin.hostname,
+            port: origin.port,
+            path,
             method: req.method.toUpperCase(),
             headers,
-            agent: https ? agents.https : agents.http,
+            agent: origin.https ? agents.https : agents.http,
             timeout: req.timeout ?? opts.timeoutMs,
-            ...(current ? { signal: current.signal } : {}),
           },
           (res) => {
             const chunks: Buffer[] = [];
@@ -79,8 +90,48 @@ export function createTwilioHttpClient(opts: { timeoutMs: number; scope: () => T
         );
         r.on('timeout', () => r.destroy(Object.assign(new Error('twilio request timed out'), { code: 'ETIMEDOUT' })));
         r.on('error', reject);
+        if (signal) {
+          // One listener on the send's signal, dropped when the request closes. Node's own `signal` option does the
+          // same through its stream utilities at some 20 µs a request (a sixth of a send's CPU in the provider).
+          const onAbort = () => r.destroy(abortError(signal));
+          signal.addEventListener('abort', onAbort, { once: true });
+          r.once('close', () => signal.removeEventListener('abort', onAbort));
+        }
         r.end(body);
       });
+    },
+  };
+}
+
+/** What a request ends with when its send's signal aborts (the provider classifies it from the signals). */
+function abortError(signal: AbortSignal): Error {
+  return Object.assign(new Error('twilio request aborted'), {
+    name: 'AbortError',
+    code: 'ABORT_ERR',
+    cause: signal.reason,
+  });
+}
+
+/**
+ * Splits a request URI into its origin (parsed once per origin: one, the API base URL, in practice) and its path.
+ * A `new URL` per request cost some 9 µs.
+ */
+function originCache() {
+  const known = new Map<string, { https: boolean; hostname: string; port: string }>();
+  return {
+    split(uri: string) {
+      const slash = uri.indexOf('/', uri.indexOf('//') + 2);
+      const key = slash < 0 ? uri : uri.slice(0, slash);
+      let origin = known.get(key);
+      if (!origin) {
+        const u = new URL(key);
+        // a bracketed IPv6 host is given to node without its brackets
+        const hostname = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname;
+        origin = { https: u.protocol === 'https:', hostname, port: u.port };
+        if (known.size >= 16) known.clear();
+        known.set(key, origin);
+      }
+      return { origin, path: slash < 0 ? '/' : uri.slice(slash) };
     },
   };
 }

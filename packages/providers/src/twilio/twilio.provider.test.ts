@@ -93,6 +93,30 @@ describe('twilio adapter on the wire', () => {
     await expect(provider.send(sms, ctx())).rejects.toMatchObject({ kind: 'permanent', code: '21610' });
   });
 
+  it('ends a send in flight when its caller aborts (shutdown), and one past its deadline, without waiting for the answer', async () => {
+    stub = await startStub(() => ({ status: 201, body: fixture('message-created'), holdMs: 10_000 }));
+    const provider = createTwilioProvider(
+      {
+        accountSid: SID,
+        authToken: 'secret-token',
+        from: '+15005550006',
+        messagingServiceSid: null,
+        apiBaseUrl: stub.url,
+      },
+      { timeoutMs: 300, statusCallbackUrl: null },
+    );
+    const caller = new AbortController();
+    const started = Date.now();
+    const aborted = provider.send(sms, { signal: caller.signal, log: silentLog });
+    while (stub.requests.length === 0) await new Promise((r) => setTimeout(r, 5));
+    caller.abort();
+    await expect(aborted).rejects.toMatchObject({ kind: 'retryable', code: 'ABORTED' });
+    expect(Date.now() - started).toBeLessThan(300);
+    await expect(provider.send(sms, ctx())).rejects.toMatchObject({ kind: 'retryable', code: 'TIMEOUT' });
+    expect(stub.requests).toHaveLength(2);
+    expect(Date.now() - started).toBeLessThan(5000);
+  });
+
   it('makes no request with an aborted signal', async () => {
     const { provider, requests } = await setup({ status: 201, body: fixture('message-created') });
     await expect(provider.send(sms, { signal: AbortSignal.abort(), log: silentLog })).rejects.toMatchObject({
