@@ -1,5 +1,5 @@
 import 'dotenv/config';
-import { deriveKeys, loadConfig } from '@otp-gateway/core';
+import { deriveKeys, loadConfig, tenantSpendProblems } from '@otp-gateway/core';
 import { tenantTemplateProblems } from '@otp-gateway/providers';
 import {
   createOtpService,
@@ -40,7 +40,10 @@ async function main() {
   }
   let tenants: TenantRegistry;
   try {
-    tenants = createTenantRegistry(config, (t) => tenantTemplateProblems(t, config));
+    tenants = createTenantRegistry(config, (t) => [
+      ...tenantTemplateProblems(t, config),
+      ...tenantSpendProblems(t, config),
+    ]);
   } catch (e) {
     refuseToStart('api', e);
   }

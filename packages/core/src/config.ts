@@ -434,30 +434,52 @@ export function loadConfig(env: NodeJS.ProcessEnv, app: AppName): Config {
   return deepFreeze(config);
 }
 
+const UNWEIGHED = 'each send is weighed at its SMS_PRICES price, and a send without one is not weighed';
+
 /**
  * A spend budget weighs each send at its SMS_PRICES price (expectedPrice) and lets an unpriced send through
- * unweighed: a budget the price table cannot price would never refuse anything, silently. It is a configuration
- * error: a budget of a country none of whose route's providers has a price there (or a `*`), or any budget while
- * SMS_PRICES is empty.
+ * unweighed: a budget the price table cannot price would never refuse anything, silently. The API refuses to start
+ * with one (the worker and the other apps do not weigh sends): a country's budget when no provider of its route has
+ * a price above 0 there (its own or a `provider:*` one), a `*` or per-key budget when no provider in SMS_PROVIDERS
+ * has any.
  */
 function unpricedSpendBudgets(guards: Config['guards'], providers: Config['providers']): string[] {
-  const why = 'each send is weighed at its SMS_PRICES price, and a send without one is not weighed';
   const out: string[] = [];
   for (const [country, amount] of guards.dailySpendPerCountry) {
     if (amount === 0) continue;
-    const priced = country === '*' ? providers.prices.size > 0 : expectedPrice(providers, country) > 0;
-    if (!priced) {
-      const where = country === '*' ? 'any country' : `${country} through its route (SMS_ROUTES, else SMS_PROVIDERS)`;
+    if (country === '*' ? !anySpendPrice(providers) : expectedPrice(providers, country) === 0) {
+      const where = country === '*' ? 'any provider in SMS_PROVIDERS' : `${country} through its route`;
       out.push(
-        `GUARD_DAILY_SPEND_PER_COUNTRY ${country}=${amount} would never apply: SMS_PRICES has no price for ${where}; ${why}`,
+        `GUARD_DAILY_SPEND_PER_COUNTRY ${country}=${amount} would never apply: SMS_PRICES has no price for ${where}; ${UNWEIGHED}`,
       );
     }
   }
-  const perKey = [...guards.dailySpendPerKey].filter(([, amount]) => amount > 0);
-  if (perKey.length > 0 && providers.prices.size === 0) {
-    out.push(`GUARD_DAILY_SPEND_PER_KEY would never apply: SMS_PRICES is empty; ${why}`);
+  if ([...guards.dailySpendPerKey.values()].some((amount) => amount > 0) && !anySpendPrice(providers)) {
+    out.push(
+      `GUARD_DAILY_SPEND_PER_KEY would never apply: SMS_PRICES has no price for any provider in SMS_PROVIDERS; ${UNWEIGHED}`,
+    );
   }
   return out;
+}
+
+/** The same rule for an API key's own spend budget (TENANTS_FILE `budgets.dailySpend`); the API checks it. */
+export function tenantSpendProblems(
+  tenant: { readonly name: string; readonly budgets: { readonly dailySpend: number | null } },
+  config: Pick<Config, 'guards' | 'providers'>,
+): string[] {
+  if (!config.guards.enabled || !(tenant.budgets.dailySpend && tenant.budgets.dailySpend > 0)) return [];
+  if (anySpendPrice(config.providers)) return [];
+  return [
+    `TENANTS_FILE key ${tenant.name}: budgets.dailySpend would never apply: SMS_PRICES has no price for any provider in SMS_PROVIDERS; ${UNWEIGHED}`,
+  ];
+}
+
+/** Some provider in use (SMS_PROVIDERS) has a price above 0 in SMS_PRICES, for a country or `*`. */
+function anySpendPrice(providers: Pick<Config['providers'], 'prices' | 'order'>): boolean {
+  for (const [key, amount] of providers.prices) {
+    if (amount > 0 && (providers.order as readonly string[]).includes(key.slice(0, key.indexOf(':')))) return true;
+  }
+  return false;
 }
 
 /**

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { loadConfig } from './config.js';
-import { ConfigError } from './errors.js';
+import { loadConfig, tenantSpendProblems } from './config.js';
 import { EnvReader } from './env-reader.js';
+import { ConfigError } from './errors.js';
 import { budgetOf, readGuardsConfig } from './guards.config.js';
 
 describe('GUARD_DAILY_* budgets', () => {
@@ -64,16 +64,32 @@ describe('spend budgets the price table cannot price', () => {
         /^GUARD_DAILY_SPEND_PER_COUNTRY FR=50 would never apply: SMS_PRICES has no price for FR through its route/,
       ),
     ]);
-    // a price through another country's route only, or through a provider FR's route does not use
+    // a price for another country only, through a provider FR's route does not use, or a price of 0
     expect(
       problems({ GUARD_DAILY_SPEND_PER_COUNTRY: 'FR=50', SMS_PRICES: 'twilio:DE=0.07', SMS_ROUTES: 'FR=octopush' }),
     ).toHaveLength(1);
+    expect(problems({ GUARD_DAILY_SPEND_PER_COUNTRY: 'FR=50', SMS_PRICES: 'twilio:FR=0' })).toHaveLength(1);
     expect(problems({ GUARD_DAILY_SPEND_PER_COUNTRY: '*=500' })).toEqual([
-      expect.stringContaining('SMS_PRICES has no price for any country'),
+      expect.stringContaining('SMS_PRICES has no price for any provider in SMS_PROVIDERS'),
     ]);
-    expect(problems({ GUARD_DAILY_SPEND_PER_KEY: 'shop=5' })).toEqual([
-      expect.stringMatching(/^GUARD_DAILY_SPEND_PER_KEY would never apply: SMS_PRICES is empty/),
+    // prices only for a provider that is not in use weigh nothing
+    expect(
+      problems({ SMS_PROVIDERS: 'twilio', GUARD_DAILY_SPEND_PER_KEY: 'shop=5', SMS_PRICES: 'octopush:*=0.05' }),
+    ).toEqual([
+      expect.stringMatching(/^GUARD_DAILY_SPEND_PER_KEY would never apply: SMS_PRICES has no price for any provider/),
     ]);
+  });
+
+  it("refuses an API key's own spend budget (TENANTS_FILE) on the same rule", () => {
+    const config = loadConfig(base, 'api');
+    const shop = { name: 'shop', budgets: { dailySpend: 12.5 } };
+    expect(tenantSpendProblems(shop, config)).toEqual([
+      expect.stringMatching(/^TENANTS_FILE key shop: budgets.dailySpend would never apply: SMS_PRICES has no price/),
+    ]);
+    expect(tenantSpendProblems({ name: 'shop', budgets: { dailySpend: 0 } }, config)).toEqual([]);
+    expect(tenantSpendProblems({ name: 'shop', budgets: { dailySpend: null } }, config)).toEqual([]);
+    expect(tenantSpendProblems(shop, loadConfig({ ...base, SMS_PRICES: 'twilio:*=0.05' }, 'api'))).toEqual([]);
+    expect(tenantSpendProblems(shop, loadConfig({ ...base, GUARD_ENABLED: 'false' }, 'api'))).toEqual([]);
   });
 
   it('accepts budgets the table prices (by country or `*`), budgets of 0, and the guards off; other apps do not check', () => {

@@ -90,11 +90,6 @@ export function parseTenants(
     defaultCodeLength?: number;
     /** SMS_PROVIDERS: the providers a route may name (any known one when absent). */
     providers?: readonly string[];
-    /**
-     * False when SMS_PRICES is empty and the guards are on: a spend budget would weigh nothing and never refuse a
-     * send, so one is refused here (as config.ts refuses GUARD_DAILY_SPEND_PER_*). Unchecked when absent.
-     */
-    spendPriced?: boolean;
   },
 ): TenantSet {
   const problems: string[] = [];
@@ -254,10 +249,6 @@ export function parseTenants(
         if (b.dailySpend !== undefined) {
           if (typeof b.dailySpend !== 'number' || !(b.dailySpend >= 0) || b.dailySpend > 1e9) {
             problems.push(`${where}: budgets.dailySpend must be an amount from 0 (none), in SMS_PRICE_CURRENCY`);
-          } else if (b.dailySpend > 0 && ctx.spendPriced === false) {
-            problems.push(
-              `${where}: budgets.dailySpend would never apply: SMS_PRICES is empty (each send is weighed at its SMS_PRICES price)`,
-            );
           } else budgets.dailySpend = b.dailySpend;
         }
       }

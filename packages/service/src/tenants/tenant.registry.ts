@@ -46,7 +46,6 @@ function load(config: Config, check?: TenantCheck): TenantSet {
     allowPrivateNetworks: config.statusWebhooks.allowPrivateNetworks,
     defaultCodeLength: config.otp.codeLength,
     providers: config.providers.order,
-    spendPriced: config.providers.prices.size > 0 || !config.guards.enabled,
   });
   const problems = check ? [...set.byName.values()].flatMap((t) => check(t)) : [];
   if (problems.length > 0) throw new ConfigError(problems);
