@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { type Config, deriveKeys, type Logger, type ProviderId, type SmsProvider, tablePrice } from '@otp-gateway/core';
 import { compileTemplates, createProviders, type OtpTemplates } from '@otp-gateway/providers';
 import { postWebhook, type TenantRegistry, type WebhookTarget } from '@otp-gateway/service';
@@ -251,7 +252,8 @@ export async function startSendWorker(deps: SendWorkerDeps): Promise<SendWorker>
     metrics,
     isRunning: () => workers.every((w) => w.isRunning()),
     async close(deadlineMs) {
-      sweeper.stop();
+      // the sweep's round under way ends after the entry it is handling: the queues stay open until it has
+      const swept = sweeper.stop();
       const deadline = setTimeout(() => {
         log.warn({ deadlineMs }, 'shutdown deadline reached; aborting in-flight sends');
         shutdown.abort();
@@ -259,6 +261,7 @@ export async function startSendWorker(deps: SendWorkerDeps): Promise<SendWorker>
       }, deadlineMs);
       await Promise.all([...workers, eventWorker].map((w) => w.close()));
       clearTimeout(deadline);
+      await Promise.race([swept, sleep(deadlineMs, undefined, { ref: false })]);
       await queues.close();
       await eventQueue.close().catch(() => {});
     },

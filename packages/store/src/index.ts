@@ -7,6 +7,7 @@ export * from './delivery/life-left.js';
 export * from './delivery/messages.js';
 export * from './delivery/reports.js';
 export * from './delivery/sweep.js';
+export * from './delivery/sweeper.js';
 // Status events: the outbox in the due sets, the events queue.
 export * from './events/expiry.script.js';
 export * from './events/status-events.js';

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import type { ProviderId } from '@otp-gateway/core';
 import { EXPIRY_CHECK } from '../events/expiry.script.js';
 import type { StatusEvents } from '../events/status-events.js';
@@ -72,14 +71,20 @@ export interface SweepDeps {
   readonly now?: () => number;
 }
 
+/** How one round goes (sweepDue); the worker's rounds are startSweeper's (sweeper.ts). */
 export interface SweepOptions {
   /** The partitions to read (all of them by default). */
   readonly partitions?: readonly number[];
-  /** Entries handled per partition and round. */
+  /** Where in `partitions` the round starts, going round to the ones before last (0 by default). */
+  readonly startAt?: number;
+  /** Entries handled per partition and round (100 by default). */
   readonly batch?: number;
-  /** Partitions read at once. */
+  /** Partitions read at once: 512 by default, 64 when the round is spread. */
   readonly concurrency?: number;
-  /** A round ends after this long even when part of the store hangs (one master away): the next round goes on. */
+  /**
+   * A round ends after this long (30 s by default) even when part of the store hangs (one master away), or with a
+   * backlog of entries: what it did not reach waits for the next round.
+   */
   readonly budgetMs?: number;
   /**
    * Spreads the reads evenly over this long instead of reading every partition at once. A round at once is 4096
@@ -87,13 +92,15 @@ export interface SweepOptions {
    * took that much longer to reach its provider (time to SMS, in bench/end-to-end.bench.mjs).
    */
   readonly spreadMs?: number;
-  /** Ends the round early (the worker stopping). */
+  /** Ends the round early (the worker stopping), after the entry it is handling. */
   readonly signal?: AbortSignal;
 }
 
 /** One round over every partition (or the given ones); entries per partition are bounded by `batch`. */
 export async function sweepDue(deps: SweepDeps, opts: SweepOptions = {}): Promise<SweepReport> {
-  const parts = opts.partitions ?? Array.from({ length: PARTITIONS }, (_, i) => i);
+  const all = opts.partitions ?? Array.from({ length: PARTITIONS }, (_, i) => i);
+  const from = (opts.startAt ?? 0) % Math.max(1, all.length);
+  const parts = from === 0 ? all : [...all.slice(from), ...all.slice(0, from)];
   const now = () => deps.now?.() ?? 0;
   const totals = { queued: 0, gaveUp: 0, receiptTimeouts: 0, events: 0, errors: 0 };
   const spreadMs = opts.spreadMs ?? 0;
@@ -209,45 +216,6 @@ async function sweepEntry(
     await enqueueResend(deps.queues, otpId, Number(attempt));
     totals.queued++;
   }
-}
-
-/**
- * Runs the sweep every `everyMs`, one round per period whatever the number of workers: the worker that takes the
- * period's lock (it expires with the period) sweeps, its reads spread over the first half of the period. Errors are
- * reported, never thrown. `stop` ends the round under way after the entry it is handling.
- */
-export function startSweeper(
-  deps: SweepDeps,
-  opts: { everyMs?: number; onRound?: (r: SweepReport) => void; onError?: (e: unknown) => void } = {},
-): { stop(): void } {
-  const lock = deps.ks.key('sweep', 'lock');
-  const token = randomBytes(8).toString('hex');
-  const everyMs = opts.everyMs ?? 5000;
-  // A round waiting on a Redis that does not answer (worker connections wait, they do not fail) must not stop
-  // this process from sweeping for good: after a minute a new round starts anyway.
-  let runningSince = 0;
-  const stopping = new AbortController();
-  const round = async () => {
-    if (runningSince > 0 && Date.now() - runningSince < 60_000) return;
-    const started = Date.now();
-    runningSince = started;
-    try {
-      if ((await deps.redis.set(lock, token, 'PX', Math.max(1000, everyMs - 200), 'NX')) !== 'OK') return;
-      opts.onRound?.(await sweepDue(deps, { spreadMs: everyMs / 2, signal: stopping.signal }));
-    } catch (e) {
-      opts.onError?.(e);
-    } finally {
-      if (runningSince === started) runningSince = 0;
-    }
-  };
-  const timer = setInterval(() => void round(), everyMs);
-  timer.unref();
-  return {
-    stop: () => {
-      clearInterval(timer);
-      stopping.abort();
-    },
-  };
 }
 
 /** Waits `ms` (nothing when ≤ 0), or less when `signal` aborts; never keeps the process alive. */
