@@ -14,8 +14,8 @@ export interface StubAnswer {
   readonly status: number;
   readonly headers?: Record<string, string>;
   readonly body?: unknown;
-  /** Answers after this long (a slow or hung provider); the connection's end cancels it. */
-  readonly holdMs?: number;
+  /** Sends the status and headers at once, the body after this long (an answer cut off midway, say). */
+  readonly holdBodyMs?: number;
 }
 
 /**
@@ -37,14 +37,11 @@ export async function startStub(answer: (req: StubRequest) => StubAnswer) {
       requests.push(r);
       const a = answer(r);
       const text = typeof a.body === 'string' ? a.body : a.body === undefined ? '' : JSON.stringify(a.body);
-      const reply = () => {
-        if (res.destroyed) return;
-        res.writeHead(a.status, { 'content-type': 'application/json', ...a.headers });
-        res.end(text);
-      };
-      if (!a.holdMs) reply();
+      res.writeHead(a.status, { 'content-type': 'application/json', ...a.headers });
+      if (!a.holdBodyMs) res.end(text);
       else {
-        const timer = setTimeout(reply, a.holdMs);
+        res.flushHeaders();
+        const timer = setTimeout(() => res.end(text), a.holdBodyMs);
         res.on('close', () => clearTimeout(timer));
       }
     });
