@@ -250,6 +250,15 @@ export async function headlineBench(
       failures.length > 0 ? `Targets missed: ${failures.join('; ')}.` : 'Every target met.',
       `At ${c0} connections the synchronous gateway is bound by the provider's latency (${c0} / ${latencyMs / 1000} s = ${round(c0 / (latencyMs / 1000), 1)}/s at most); the gateway by this machine's CPU.`,
       '',
+      `What the p99 target asks, by Little's law: each connection sends its next request once the last is answered (every gateway answer here is a 202), so the mean accept latency is connections / answers per second; a p99 is in practice above the mean. ${connectionCounts
+        .map((c) => {
+          const b = byConnections[c];
+          const want = round(b.sync.p99 / TARGETS.p99LowerByAtLeast, 1);
+          const mean = b.gateway.rps > 0 ? `${round((c * 1000) / b.gateway.rps, 1)} ms` : 'no answer';
+          return `At ${c} connections: a p99 of at most ${want} ms, against a mean of ${mean} at the throughput measured; even a mean of ${want} ms needs at least ${round((c * 1000) / want, 0)} answers a second`;
+        })
+        .join('. ')}.`,
+      '',
     ],
   };
 }
