@@ -252,7 +252,9 @@ export async function startSendWorker(deps: SendWorkerDeps): Promise<SendWorker>
     metrics,
     isRunning: () => workers.every((w) => w.isRunning()),
     async close(deadlineMs) {
-      // the sweep's round under way ends after the entry it is handling: the queues stay open until it has
+      const end = Date.now() + deadlineMs;
+      // the sweep's round under way ends after the entry it is handling: the queues stay open until it has, or
+      // until the shutdown deadline (a Redis that hangs holds the round's command)
       const swept = sweeper.stop();
       const deadline = setTimeout(() => {
         log.warn({ deadlineMs }, 'shutdown deadline reached; aborting in-flight sends');
@@ -261,7 +263,7 @@ export async function startSendWorker(deps: SendWorkerDeps): Promise<SendWorker>
       }, deadlineMs);
       await Promise.all([...workers, eventWorker].map((w) => w.close()));
       clearTimeout(deadline);
-      await Promise.race([swept, sleep(deadlineMs, undefined, { ref: false })]);
+      await Promise.race([swept, sleep(Math.max(0, end - Date.now()), undefined, { ref: false })]);
       await queues.close();
       await eventQueue.close().catch(() => {});
     },

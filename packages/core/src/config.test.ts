@@ -245,6 +245,27 @@ describe('Redis connection modes', () => {
     expect(problems({ ...env, NODE_ENV: 'development' }, 'worker')).toEqual([]);
   });
 
+  it('regression: refuses a provider or callback URL that is not http(s), and a REDIS_URL that is not redis(s)', () => {
+    const env = {
+      ...API_ENV,
+      SMS_PROVIDERS: 'twilio',
+      TWILIO_ACCOUNT_SID: 'AC1',
+      TWILIO_AUTH_TOKEN: 'token',
+      TWILIO_FROM: '+15005550006',
+    };
+    // a rediss:// provider URL used to pass, and every send then failed at request time
+    expect(problems({ ...env, TWILIO_API_BASE_URL: 'rediss://api.twilio.com' }, 'worker')).toEqual([
+      'TWILIO_API_BASE_URL must be an http(s) URL (got "rediss://api.twilio.com")',
+    ]);
+    expect(problems({ ...env, PUBLIC_WEBHOOK_BASE_URL: 'ftp://otp.example.com' }, 'worker')).toEqual([
+      'PUBLIC_WEBHOOK_BASE_URL must be an http(s) URL (got "ftp://otp.example.com")',
+    ]);
+    expect(problems({ ...env, REDIS_URL: 'https://user:secret@redis.example.com' }, 'worker')).toEqual([
+      'REDIS_URL must be a redis:// or rediss:// URL (got "https://***@redis.example.com")',
+    ]);
+    expect(problems({ ...env, REDIS_URL: 'rediss://redis.example.com:6380' }, 'worker')).toEqual([]);
+  });
+
   it('reads METRICS_TOKEN (16+ characters)', () => {
     expect(loadConfig(API_ENV, 'api').metricsToken).toBeNull();
     expect(loadConfig({ ...API_ENV, METRICS_TOKEN: 'metrics-token-0123456789' }, 'api').metricsToken).toBe(

@@ -437,26 +437,27 @@ export function loadConfig(env: NodeJS.ProcessEnv, app: AppName): Config {
 const UNWEIGHED = 'each send is weighed at its SMS_PRICES price, and a send without one is not weighed';
 
 /**
- * A spend budget weighs each send at its SMS_PRICES price (expectedPrice) and lets an unpriced send through
- * unweighed: a budget the price table cannot price would never refuse anything, silently. The API refuses to start
- * with one (the worker and the other apps do not weigh sends): a country's budget when no provider of its route has
- * a price above 0 there (its own or a `provider:*` one), a `*` or per-key budget when no provider in SMS_PROVIDERS
- * has any.
+ * A spend budget weighs each send at its SMS_PRICES price (expectedPrice: the first provider of its route that has
+ * a price) and lets an unpriced send through unweighed: a budget the price table cannot price would never refuse
+ * anything, silently. The API refuses to start with one (the worker and the other apps do not weigh sends): a
+ * country's budget when the price its sends are weighed at is missing or 0, a `*` or per-key budget when no
+ * provider in SMS_PROVIDERS has a price above 0.
  */
 function unpricedSpendBudgets(guards: Config['guards'], providers: Config['providers']): string[] {
   const out: string[] = [];
   for (const [country, amount] of guards.dailySpendPerCountry) {
     if (amount === 0) continue;
     if (country === '*' ? !anySpendPrice(providers) : expectedPrice(providers, country) === 0) {
-      const where = country === '*' ? 'any provider in SMS_PROVIDERS' : `${country} through its route`;
-      out.push(
-        `GUARD_DAILY_SPEND_PER_COUNTRY ${country}=${amount} would never apply: SMS_PRICES has no price for ${where}; ${UNWEIGHED}`,
-      );
+      const why =
+        country === '*'
+          ? 'SMS_PRICES has no price above 0 for any provider in SMS_PROVIDERS'
+          : `SMS_PRICES has no price above 0 for ${country} through the first provider of its route that has one`;
+      out.push(`GUARD_DAILY_SPEND_PER_COUNTRY ${country}=${amount} would never apply: ${why}; ${UNWEIGHED}`);
     }
   }
   if ([...guards.dailySpendPerKey.values()].some((amount) => amount > 0) && !anySpendPrice(providers)) {
     out.push(
-      `GUARD_DAILY_SPEND_PER_KEY would never apply: SMS_PRICES has no price for any provider in SMS_PROVIDERS; ${UNWEIGHED}`,
+      `GUARD_DAILY_SPEND_PER_KEY would never apply: SMS_PRICES has no price above 0 for any provider in SMS_PROVIDERS; ${UNWEIGHED}`,
     );
   }
   return out;
@@ -470,7 +471,7 @@ export function tenantSpendProblems(
   if (!config.guards.enabled || !(tenant.budgets.dailySpend && tenant.budgets.dailySpend > 0)) return [];
   if (anySpendPrice(config.providers)) return [];
   return [
-    `TENANTS_FILE key ${tenant.name}: budgets.dailySpend would never apply: SMS_PRICES has no price for any provider in SMS_PROVIDERS; ${UNWEIGHED}`,
+    `TENANTS_FILE key ${tenant.name}: budgets.dailySpend would never apply: SMS_PRICES has no price above 0 for any provider in SMS_PROVIDERS; ${UNWEIGHED}`,
   ];
 }
 

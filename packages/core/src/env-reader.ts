@@ -34,16 +34,18 @@ export class EnvReader {
     return def;
   }
 
-  url(name: string, def: string | null): string | null {
+  /** A URL of the given kind: http(s) for providers and callbacks, redis(s) for the store. */
+  url(name: string, def: string | null, kind: 'http' | 'redis' = 'http'): string | null {
     const raw = this.str(name) ?? def;
     if (raw === null) return null;
+    const protocols = kind === 'http' ? ['http:', 'https:'] : ['redis:', 'rediss:'];
     try {
-      const u = new URL(raw);
-      if (!/^(https?|rediss?):$/.test(u.protocol)) throw new Error('protocol');
+      if (!protocols.includes(new URL(raw).protocol)) throw new Error('protocol');
       return raw.replace(/\/+$/, '');
     } catch {
       // never echo credentials the URL may carry
-      this.problems.push(`${name} must be a URL (got "${raw.replace(/\/\/[^/@]*@/, '//***@')}")`);
+      const what = kind === 'http' ? 'an http(s) URL' : 'a redis:// or rediss:// URL';
+      this.problems.push(`${name} must be ${what} (got "${raw.replace(/\/\/[^/@]*@/, '//***@')}")`);
       return def;
     }
   }

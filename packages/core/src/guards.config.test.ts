@@ -61,7 +61,7 @@ describe('spend budgets the price table cannot price', () => {
   it('refuses to start the API with a spend budget no send would be weighed against, and says why', () => {
     expect(problems({ GUARD_DAILY_SPEND_PER_COUNTRY: 'FR=50' })).toEqual([
       expect.stringMatching(
-        /^GUARD_DAILY_SPEND_PER_COUNTRY FR=50 would never apply: SMS_PRICES has no price for FR through its route/,
+        /^GUARD_DAILY_SPEND_PER_COUNTRY FR=50 would never apply: SMS_PRICES has no price above 0 for FR through the first provider of its route/,
       ),
     ]);
     // a price for another country only, through a provider FR's route does not use, or a price of 0
@@ -70,13 +70,15 @@ describe('spend budgets the price table cannot price', () => {
     ).toHaveLength(1);
     expect(problems({ GUARD_DAILY_SPEND_PER_COUNTRY: 'FR=50', SMS_PRICES: 'twilio:FR=0' })).toHaveLength(1);
     expect(problems({ GUARD_DAILY_SPEND_PER_COUNTRY: '*=500' })).toEqual([
-      expect.stringContaining('SMS_PRICES has no price for any provider in SMS_PROVIDERS'),
+      expect.stringContaining('SMS_PRICES has no price above 0 for any provider in SMS_PROVIDERS'),
     ]);
     // prices only for a provider that is not in use weigh nothing
     expect(
       problems({ SMS_PROVIDERS: 'twilio', GUARD_DAILY_SPEND_PER_KEY: 'shop=5', SMS_PRICES: 'octopush:*=0.05' }),
     ).toEqual([
-      expect.stringMatching(/^GUARD_DAILY_SPEND_PER_KEY would never apply: SMS_PRICES has no price for any provider/),
+      expect.stringMatching(
+        /^GUARD_DAILY_SPEND_PER_KEY would never apply: SMS_PRICES has no price above 0 for any provider/,
+      ),
     ]);
   });
 
@@ -84,7 +86,9 @@ describe('spend budgets the price table cannot price', () => {
     const config = loadConfig(base, 'api');
     const shop = { name: 'shop', budgets: { dailySpend: 12.5 } };
     expect(tenantSpendProblems(shop, config)).toEqual([
-      expect.stringMatching(/^TENANTS_FILE key shop: budgets.dailySpend would never apply: SMS_PRICES has no price/),
+      expect.stringMatching(
+        /^TENANTS_FILE key shop: budgets.dailySpend would never apply: SMS_PRICES has no price above 0/,
+      ),
     ]);
     expect(tenantSpendProblems({ name: 'shop', budgets: { dailySpend: 0 } }, config)).toEqual([]);
     expect(tenantSpendProblems({ name: 'shop', budgets: { dailySpend: null } }, config)).toEqual([]);

@@ -113,7 +113,7 @@ export function readRedisConfig(r: EnvReader): RedisConfig {
       },
     };
   }
-  const single = r.url('REDIS_URL', DEFAULT_URL) ?? DEFAULT_URL;
+  const single = r.url('REDIS_URL', DEFAULT_URL, 'redis') ?? DEFAULT_URL;
   if (!/^rediss?:/.test(single)) r.problems.push('REDIS_URL must start with redis:// or rediss://');
   return { keyPrefix, waitReplicas, connection: { mode: 'single', url: single } };
 }

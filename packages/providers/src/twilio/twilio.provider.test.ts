@@ -100,18 +100,26 @@ describe('twilio adapter on the wire', () => {
     await expect(provider.send(sms, ctx())).rejects.toMatchObject({ kind: 'permanent', code: '21610' });
   });
 
-  it('ends a send when its caller aborts after the answer began, and lets go of the signal once each request is over', async () => {
-    // the head of the answer goes out at once, its body never: the abort lands while the answer is being read
+  it('ends a send when its caller aborts while the answer is being read, without waiting for the deadline', async () => {
+    // the head of the answer goes out at once, its body never: 200 ms after the request, the head has arrived
     const answer = { status: 201, body: fixture('message-created'), holdBodyMs: 10_000 };
     const { provider, requests } = await setup(answer, {}, null, 10_000);
     const caller = new AbortController();
     const sending = provider.send(sms, { signal: caller.signal, log: silentLog });
     while (requests.length === 0) await new Promise((r) => setTimeout(r, 5));
-    await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, 200));
     const abortedAt = Date.now();
     caller.abort();
     await expect(sending).rejects.toMatchObject({ kind: 'retryable', code: 'ABORTED' });
     expect(Date.now() - abortedAt).toBeLessThan(2000);
+  });
+
+  it('ends a send whose answer stops midway at its deadline, as a timeout', async () => {
+    const answer = { status: 201, body: fixture('message-created'), holdBodyMs: 10_000 };
+    const { provider } = await setup(answer, {}, null, 300);
+    const started = Date.now();
+    await expect(provider.send(sms, ctx())).rejects.toMatchObject({ kind: 'retryable', code: 'TIMEOUT' });
+    expect(Date.now() - started).toBeLessThan(5000);
   });
 
   it('the HTTP client removes its abort listener when a request ends, answered or not', async () => {

@@ -72,11 +72,16 @@ it('sweeps each period until stopped; stop() waits for the entry under way, and 
   release();
   await stopping;
   expect(errors).toEqual([]);
-  expect(rounds).toEqual([{ queued: 1, gaveUp: 0, receiptTimeouts: 0, events: 0, errors: 0 }]);
+  // (a round slowed down enough to miss the OTP's partition before its lock ends reports 0; the next one has it)
+  expect(rounds.reduce((n, r) => n + r.queued, 0)).toBe(1);
+  expect(rounds.every((r) => r.errors === 0 && r.gaveUp === 0)).toBe(true);
   expect((await job(lost.id))?.name).toBe('send');
-  // stopped: an OTP lost now is left for another worker's sweep
+  // stopped: an OTP lost now is left for another worker's sweep. The lock goes, so a sweeper still ticking would
+  // take it at its next tick and read every partition within 150 ms.
+  const reported = rounds.length;
+  await store.redis.del(store.ks.key('sweep', 'lock'));
   const later = await fixtures.created();
-  await sleep(900);
+  await sleep(1000);
   expect(await job(later.id)).toBeUndefined();
-  expect(rounds).toHaveLength(1);
+  expect(rounds).toHaveLength(reported);
 });

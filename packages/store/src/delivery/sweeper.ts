@@ -4,7 +4,10 @@ import { type SweepDeps, type SweepReport, sweepDue } from './sweep.js';
 
 /** The worker's sweep, running: `stop` ends the round under way after the entry it is handling. */
 export interface Sweeper {
-  /** Stops the rounds; resolves once the round under way (if any) has ended. */
+  /**
+   * Stops the rounds; resolves once the round under way (if any) has ended, after the entry it is handling. A
+   * Redis that does not answer holds that entry, and this promise, as long as it does not: bound the wait.
+   */
   stop(): Promise<void>;
 }
 
@@ -32,9 +35,12 @@ export function startSweeper(
   const round = async (started: number) => {
     try {
       if ((await deps.redis.set(lock, token, 'PX', lockMs, 'NX')) !== 'OK') return;
+      // stopped, or the lock taken too late to use: no round (the lock lapses on its own)
+      const budgetMs = lockMs - (Date.now() - started);
+      if (stopping.signal.aborted || budgetMs <= 0) return;
       const report = await sweepDue(deps, {
         spreadMs: Math.min(everyMs, lockMs) / 2,
-        budgetMs: lockMs - (Date.now() - started),
+        budgetMs,
         startAt: randomInt(PARTITIONS),
         signal: stopping.signal,
       });
