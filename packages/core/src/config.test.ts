@@ -4,6 +4,14 @@ import { ConfigError } from './errors.js';
 
 const SECRET = 'unit-test-secret-0123456789abcdefghijklmnop';
 const API_ENV = { OTP_SECRET: SECRET, API_KEYS: 'shop:shop-secret-0123456789' };
+/** What the worker needs besides, with Twilio as its one provider. */
+const TWILIO_ENV = {
+  ...API_ENV,
+  SMS_PROVIDERS: 'twilio',
+  TWILIO_ACCOUNT_SID: 'AC1',
+  TWILIO_AUTH_TOKEN: 'token',
+  TWILIO_FROM: '+15005550006',
+};
 
 function problems(env: NodeJS.ProcessEnv, app: Parameters<typeof loadConfig>[1] = 'api'): readonly string[] {
   try {
@@ -228,12 +236,8 @@ describe('Redis connection modes', () => {
 
   it('regression: refuses http:// provider and callback URLs in production unless ALLOW_INSECURE_HTTP', () => {
     const env = {
-      ...API_ENV,
+      ...TWILIO_ENV,
       NODE_ENV: 'production',
-      SMS_PROVIDERS: 'twilio',
-      TWILIO_ACCOUNT_SID: 'AC1',
-      TWILIO_AUTH_TOKEN: 'token',
-      TWILIO_FROM: '+15005550006',
       TWILIO_API_BASE_URL: 'http://127.0.0.1:3003',
       PUBLIC_WEBHOOK_BASE_URL: 'http://otp.example.com',
     };
@@ -246,13 +250,7 @@ describe('Redis connection modes', () => {
   });
 
   it('regression: refuses a provider or callback URL that is not http(s), and a REDIS_URL that is not redis(s)', () => {
-    const env = {
-      ...API_ENV,
-      SMS_PROVIDERS: 'twilio',
-      TWILIO_ACCOUNT_SID: 'AC1',
-      TWILIO_AUTH_TOKEN: 'token',
-      TWILIO_FROM: '+15005550006',
-    };
+    const env = TWILIO_ENV;
     // a rediss:// provider URL used to pass, and every send then failed at request time
     expect(problems({ ...env, TWILIO_API_BASE_URL: 'rediss://api.twilio.com' }, 'worker')).toEqual([
       'TWILIO_API_BASE_URL must be an http(s) URL (got "rediss://api.twilio.com")',

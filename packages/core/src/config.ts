@@ -468,7 +468,7 @@ export function tenantSpendProblems(
   tenant: { readonly name: string; readonly budgets: { readonly dailySpend: number | null } },
   config: Pick<Config, 'guards' | 'providers'>,
 ): string[] {
-  if (!config.guards.enabled || !(tenant.budgets.dailySpend && tenant.budgets.dailySpend > 0)) return [];
+  if (!config.guards.enabled || !((tenant.budgets.dailySpend ?? 0) > 0)) return [];
   if (anySpendPrice(config.providers)) return [];
   return [
     `TENANTS_FILE key ${tenant.name}: budgets.dailySpend would never apply: SMS_PRICES has no price above 0 for any provider in SMS_PROVIDERS; ${UNWEIGHED}`,

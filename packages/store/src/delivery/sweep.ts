@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { ProviderId } from '@otp-gateway/core';
 import { EXPIRY_CHECK } from '../events/expiry.script.js';
 import type { StatusEvents } from '../events/status-events.js';
@@ -110,7 +111,9 @@ export async function sweepDue(deps: SweepDeps, opts: SweepOptions = {}): Promis
   const going = () => Date.now() < deadline && !opts.signal?.aborted;
   for (let i = 0; i < parts.length && going(); i += step) {
     if (i > 0 && spreadMs > 0) {
-      await pause(started + (spreadMs * i) / parts.length - Date.now(), opts.signal);
+      // until this chunk's share of the spread; an abort ends the wait (and the round, below)
+      const waitMs = started + (spreadMs * i) / parts.length - Date.now();
+      if (waitMs > 0) await sleep(waitMs, undefined, { signal: opts.signal, ref: false }).catch(() => undefined);
       if (!going()) break;
     }
     const chunk = parts.slice(i, i + step);
@@ -216,19 +219,4 @@ async function sweepEntry(
     await enqueueResend(deps.queues, otpId, Number(attempt));
     totals.queued++;
   }
-}
-
-/** Waits `ms` (nothing when ≤ 0), or less when `signal` aborts; never keeps the process alive. */
-function pause(ms: number, signal?: AbortSignal): Promise<void> {
-  if (ms <= 0 || signal?.aborted) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    timer.unref();
-    signal?.addEventListener('abort', done, { once: true });
-  });
 }

@@ -104,8 +104,8 @@ export function createStatusEvents(
     const keys = otpKeys(ks, otpId);
     const member = `${DUE.event}${name}:${otpId}:${n}`;
     const attemptFields = n > 0 ? [`a${n}.${ATTEMPT_FIELDS.provider}`, `a${n}.${ATTEMPT_FIELDS.errorCode}`] : [];
-    // Callers publish what a script said it listed, so the entry is almost always there: both read at once. Two
-    // commands rather than an explicit pipeline, which costs a copy of every command defined on the connection.
+    // Callers publish what a script said it listed, so the entry is almost always there: both read at once, in
+    // one round trip.
     const [score, f] = await Promise.all([
       redis.zscore(keys.due, member),
       redis.hmget(keys.otp, ...SNAPSHOT, ...attemptFields),
