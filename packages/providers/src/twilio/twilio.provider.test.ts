@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import type { TwilioConfig } from '@otp-gateway/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type StubAnswer, silentLog, startStub } from '../stub-server.test-support.js';
-import { createTwilioHttpClient } from './twilio.http-client.js';
+import { callHandoff, createTwilioHttpClient } from './twilio.http-client.js';
 import { createTwilioProvider, validityPeriodSeconds } from './twilio.provider.js';
 
 const fixture = (name: string) => JSON.parse(readFileSync(new URL(`./fixtures/${name}.json`, import.meta.url), 'utf8'));
@@ -114,6 +114,27 @@ describe('twilio adapter on the wire', () => {
     expect(Date.now() - abortedAt).toBeLessThan(2000);
   });
 
+  it('aborting one of two concurrent sends ends that one only: each request has its own send', async () => {
+    stub = await startStub((req) =>
+      req.body.includes('33600000001')
+        ? { status: 201, body: fixture('message-created'), holdBodyMs: 10_000 }
+        : { status: 201, body: fixture('message-created'), holdBodyMs: 400 },
+    );
+    const provider = createTwilioProvider(
+      { accountSid: SID, authToken: 't', from: '+15005550006', messagingServiceSid: null, apiBaseUrl: stub.url },
+      { timeoutMs: 10_000, statusCallbackUrl: null },
+    );
+    const first = new AbortController();
+    const held = provider.send({ ...sms, to: '+33600000001' }, { signal: first.signal, log: silentLog });
+    const other = provider.send({ ...sms, to: '+33600000002' }, ctx());
+    while (stub.requests.length < 2) await new Promise((r) => setTimeout(r, 5));
+    const abortedAt = Date.now();
+    first.abort();
+    await expect(held).rejects.toMatchObject({ code: 'ABORTED' });
+    expect(Date.now() - abortedAt).toBeLessThan(2000);
+    await expect(other).resolves.toMatchObject({ messageId: fixture('message-created').sid });
+  });
+
   it('ends a send whose answer stops midway at its deadline, as a timeout', async () => {
     const answer = { status: 201, body: fixture('message-created'), holdBodyMs: 10_000 };
     const { provider } = await setup(answer, {}, null, 300);
@@ -147,6 +168,20 @@ describe('twilio adapter on the wire', () => {
       code: 'ABORTED',
     });
     expect(requests).toHaveLength(0);
+  });
+});
+
+describe('callHandoff', () => {
+  it('gives the send to the first take within run, once, and to nothing after run, even when the call throws', () => {
+    const h = callHandoff();
+    const send = { signal: new AbortController().signal };
+    expect(h.run(send, () => [h.take(), h.take()])).toEqual([send, undefined]);
+    expect(() =>
+      h.run(send, () => {
+        throw new Error('library refused the call');
+      }),
+    ).toThrow('library refused');
+    expect(h.take()).toBeUndefined();
   });
 });
 

@@ -3,7 +3,7 @@ import { maskPhone, type SmsCost, type SmsProvider, type TwilioConfig } from '@o
 import twilio from 'twilio';
 import { abortedError, sendSignals } from '../http.errors.js';
 import { classifyTwilioFailure } from './twilio.errors.js';
-import { createTwilioHttpClient, type TwilioCallScope } from './twilio.http-client.js';
+import { callHandoff, createTwilioHttpClient, type TwilioCallScope } from './twilio.http-client.js';
 
 export interface TwilioProviderOptions {
   /** Twilio's StatusCallback URL (`${PUBLIC_WEBHOOK_BASE_URL}/webhooks/twilio/status`); none when null. */
@@ -30,15 +30,14 @@ export function validityPeriodSeconds(expiresAt: number, now = Date.now()): numb
  * - host: the `api` domain's `baseUrl` is set to `cfg.apiBaseUrl`, so requests go to
  *   `${apiBaseUrl}/2010-04-01/Accounts/{sid}/Messages.json`; `edge`/`region` are set empty so the
  *   library's TWILIO_EDGE/TWILIO_REGION lookups never rewrite that host;
- * - timeout and abort: each send's AbortSignal (and deadline) reaches the HTTP call through AsyncLocalStorage
- *   (sends run concurrently on the one client), and the answer's status and headers are kept for that send,
- *   since a RestException drops them (Retry-After). The library never retries (autoRetry off).
+ * - timeout and abort: each send's AbortSignal (and deadline) reaches its HTTP call (sends run concurrently on the
+ *   one client), and the answer's status and headers are kept for that send, since a RestException drops them
+ *   (Retry-After). Our client gets the send handed over as the library calls it (callHandoff); the library's
+ *   axios client, behind a proxy, reads it in interceptors that run later, through AsyncLocalStorage. The
+ *   library never retries (autoRetry off).
  */
 export function createTwilioProvider(cfg: TwilioConfig, opts: TwilioProviderOptions): SmsProvider {
-  const scope = new AsyncLocalStorage<TwilioCallScope>();
-  const http = useProxy()
-    ? proxiedRequestClient(opts.timeoutMs, scope)
-    : createTwilioHttpClient({ timeoutMs: opts.timeoutMs, scope: () => scope.getStore() });
+  const { scope, http } = useProxy() ? proxiedRequestClient(opts.timeoutMs) : directClient(opts.timeoutMs);
   const client = twilio(cfg.accountSid, cfg.authToken, {
     httpClient: http as unknown as twilio.RequestClient,
     edge: '',
@@ -101,8 +100,21 @@ function priceOf(message: { price: string | null; priceUnit: string | null }): S
 
 const useProxy = () => Boolean(process.env.HTTPS_PROXY || process.env.https_proxy || process.env.HTTP_PROXY);
 
+/** How a send reaches the HTTP client: `scope.run(send, call)` around the library call. */
+interface SteeredClient {
+  readonly scope: { run<R>(send: TwilioCallScope, call: () => R): R };
+  readonly http: unknown;
+}
+
+/** Ours (twilio.http-client.ts), handed each send as the library calls it. */
+function directClient(timeoutMs: number): SteeredClient {
+  const handoff = callHandoff();
+  return { scope: handoff, http: createTwilioHttpClient({ timeoutMs, scope: handoff.take }) };
+}
+
 /** The library's own axios client (it knows HTTP(S)_PROXY), steered like ours: the send's signal, its answer kept. */
-function proxiedRequestClient(timeoutMs: number, scope: AsyncLocalStorage<TwilioCallScope>) {
+function proxiedRequestClient(timeoutMs: number): SteeredClient {
+  const scope = new AsyncLocalStorage<TwilioCallScope>();
   const http = new twilio.RequestClient({ timeout: timeoutMs, keepAlive: true });
   http.axios.interceptors.request.use((config) => {
     const current = scope.getStore();
@@ -114,5 +126,5 @@ function proxiedRequestClient(timeoutMs: number, scope: AsyncLocalStorage<Twilio
     if (current) current.response = { statusCode: res.status, headers: res.headers as Record<string, unknown> };
     return res;
   });
-  return http;
+  return { scope, http };
 }
