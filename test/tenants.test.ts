@@ -13,6 +13,7 @@ import { startWebhookReceiver, type WebhookReceiver } from './support/webhook-re
 const ALPHA = 'alpha-secret-0123456789abcdef';
 const BETA = 'beta-secret-0123456789abcdefgh';
 const GAMMA = 'gamma-secret-0123456789abcdefg';
+const DELTA = 'delta-secret-0123456789abcdefg';
 const WH_ALPHA = `whsec_${Buffer.from('tenant-alpha-webhook-secret-012345').toString('base64')}`;
 const WH_BETA = `whsec_${Buffer.from('tenant-beta-webhook-secret-0123456').toString('base64')}`;
 
@@ -59,13 +60,25 @@ ${
       FR: [octopush, twilio]
       "*": [twilio]
     budgets: { dailySms: 2 }
+  delta:
+    secret: ${DELTA}
+    routes:
+      FR: [octopush]
+    budgets: { dailySpend: 0.08 }
 `;
 
 beforeAll(async () => {
   [hookA, hookB] = await Promise.all([startWebhookReceiver(), startWebhookReceiver()]);
   file = join(mkdtempSync(join(tmpdir(), 'otp-tenants-')), 'tenants.yaml');
   writeFileSync(file, yaml('ALPHA {code} ({minutes} min)'));
-  stack = await startStack({ env: { TENANTS_FILE: file, WEBHOOK_ALLOW_PRIVATE_NETWORKS: 'true' } });
+  stack = await startStack({
+    env: {
+      TENANTS_FILE: file,
+      WEBHOOK_ALLOW_PRIVATE_NETWORKS: 'true',
+      // what a key's sends are weighed at against its spend budget: the price of the route they take
+      SMS_PRICES: 'twilio:*=0.01,octopush:*=0.05',
+    },
+  });
 });
 afterAll(async () => {
   await stack?.stop();
@@ -210,6 +223,18 @@ describe('settings per API key (TENANTS_FILE)', () => {
     expect(body.error.message).toContain('2 SMS today, the daily budget is 2');
     await smsTo('+32470123456');
     expect((await stack.inbox('+32470123456'))[0]?.provider).toBe('twilio');
+  });
+
+  it("a key's spend budget weighs its sends at its own route's price: Octopush's 0.05 for FR, not Twilio's 0.01", async () => {
+    const first = phone();
+    expect((await send(DELTA, first)).status).toBe(202);
+    const second = await send(DELTA, phone());
+    expect(second.status).toBe(429);
+    const body = (await second.json()) as { error: { code: string; message: string } };
+    expect(body.error.code).toBe('key_budget_exhausted');
+    expect(body.error.message).toContain('0.05 EUR spent today, the daily budget is 0.08 EUR');
+    await smsTo(first);
+    expect((await stack.inbox(first))[0]?.provider).toBe('octopush');
   });
 
   it('a key removed from the file is refused after the reload', async () => {

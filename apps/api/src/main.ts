@@ -102,6 +102,7 @@ async function main() {
             ...(t.ttlSeconds !== null ? { ttlSeconds: t.ttlSeconds } : {}),
             ...(t.codeLength !== null ? { codeLength: t.codeLength } : {}),
             ...(t.allowedCountries !== null ? { allowedCountries: t.allowedCountries } : {}),
+            ...(t.routes.size > 0 ? { routes: t.routes } : {}),
           }
         : {};
     },

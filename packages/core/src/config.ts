@@ -544,14 +544,17 @@ function readCurrency(r: EnvReader): string {
 
 /**
  * What one SMS to `country` is expected to cost before it is sent, for the spend budgets: the price table's price
- * through the first provider of the country's route (SMS_ROUTES, else SMS_PROVIDERS) that has one; 0 when the table
- * has none (such a send is not weighed against a spend budget).
+ * through the first provider of the route the worker will take that has one; 0 when the table has none (such a
+ * send is not weighed against a spend budget). The route, in the worker's order (the plan script): the API key's
+ * own for the country, the key's own `*` (`keyRoutes`, TENANTS_FILE), SMS_ROUTES for the country, SMS_PROVIDERS.
  */
 export function expectedPrice(
   c: Pick<Config['providers'], 'prices' | 'priceCurrency' | 'routes' | 'defaultRoute'>,
   country: string,
+  keyRoutes?: ReadonlyMap<string, readonly string[]>,
 ): number {
-  for (const p of c.routes.get(country) ?? c.defaultRoute) {
+  const route = keyRoutes?.get(country) ?? keyRoutes?.get('*') ?? c.routes.get(country) ?? c.defaultRoute;
+  for (const p of route) {
     const price = tablePrice(c, p, country);
     if (price) return price.amount;
   }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { loadConfig, tenantSpendProblems } from './config.js';
+import { expectedPrice, loadConfig, tenantSpendProblems } from './config.js';
 import { EnvReader } from './env-reader.js';
 import { ConfigError } from './errors.js';
 import { budgetOf, readGuardsConfig } from './guards.config.js';
@@ -103,5 +103,33 @@ describe('spend budgets the price table cannot price', () => {
     expect(problems({ GUARD_DAILY_SPEND_PER_COUNTRY: 'FR=0', GUARD_DAILY_SPEND_PER_KEY: 'shop=0' })).toEqual([]);
     expect(problems({ GUARD_DAILY_SPEND_PER_COUNTRY: 'FR=50', GUARD_ENABLED: 'false' })).toEqual([]);
     expect(problems({ GUARD_DAILY_SPEND_PER_COUNTRY: 'FR=50' }, 'worker')).toEqual([]);
+  });
+});
+
+describe('expectedPrice: what a send is weighed at against spend budgets', () => {
+  const providers = loadConfig(
+    {
+      OTP_SECRET: 'unit-test-secret-0123456789abcdefghijklmnop',
+      API_KEYS: 'shop:shop-secret-0123456789',
+      SMS_PROVIDERS: 'twilio,octopush',
+      TWILIO_FROM: '+15005550006',
+      SMS_ROUTES: 'BE=octopush,twilio',
+      SMS_PRICES: 'twilio:*=0.01,octopush:*=0.05,octopush:DE=0.2',
+    },
+    'api',
+  ).providers;
+
+  it('follows the route the worker takes: the key own for the country, its own `*`, SMS_ROUTES, SMS_PROVIDERS', () => {
+    expect(expectedPrice(providers, 'FR')).toBe(0.01);
+    expect(expectedPrice(providers, 'BE')).toBe(0.05);
+    const own = new Map([
+      ['DE', ['octopush', 'twilio']],
+      ['*', ['octopush']],
+    ]);
+    expect(expectedPrice(providers, 'DE', own)).toBe(0.2);
+    expect(expectedPrice(providers, 'FR', own)).toBe(0.05);
+    // the key's own `*` comes before SMS_ROUTES, as in the worker's plan
+    expect(expectedPrice(providers, 'BE', new Map([['*', ['twilio']]]))).toBe(0.01);
+    expect(expectedPrice(providers, 'FR', new Map())).toBe(0.01);
   });
 });

@@ -74,6 +74,8 @@ export interface KeyOtpSettings {
   readonly ttlSeconds: number;
   readonly codeLength: number;
   readonly allowedCountries: ReadonlySet<string>;
+  /** Its own provider routes (TENANTS_FILE): its sends are weighed at their prices against spend budgets. */
+  readonly routes?: ReadonlyMap<string, readonly string[]>;
 }
 
 /** Builds the OTP service. */
@@ -88,6 +90,7 @@ export function createOtpService(deps: OtpServiceDeps): OtpService {
       ttlSeconds: own.ttlSeconds ?? otp.ttlSeconds,
       codeLength: own.codeLength ?? otp.codeLength,
       allowedCountries: own.allowedCountries ?? otp.allowedCountries,
+      routes: own.routes,
     };
   };
   const funnel = (stage: FunnelEvent['stage'], l: OtpLabels) =>
@@ -152,7 +155,7 @@ export function createOtpService(deps: OtpServiceDeps): OtpService {
         phoneNumber: phone.e164,
         country: phone.country,
         callingCode: phone.callingCode,
-        price: expectedPrice(config.providers, phone.country),
+        price: expectedPrice(config.providers, phone.country, mine.routes),
       };
       // The request counters, the Idempotency-Key claim and the abuse guards go in one round trip. The guards count
       // this send at once; when another step refuses it (or it turns out to be a replay) they take the count back.
