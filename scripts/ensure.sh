@@ -11,9 +11,17 @@ as_root() {
     echo "need root to run: $*" >&2; return 1; fi
 }
 
-# redis-server is needed unless REDIS_URL points at a Redis already.
+# Installs redis-server when missing. `ensure_redis_server unless-given` (start.sh): not when REDIS_URL,
+# REDIS_CLUSTER_NODES or REDIS_SENTINELS (in the environment or .env) point at a Redis already. The tests always
+# need it: their Redis Cluster run starts one from redis-server.
 ensure_redis_server() {
-  if [ -n "${REDIS_URL:-}" ] || command -v redis-server >/dev/null 2>&1; then return 0; fi
+  if command -v redis-server >/dev/null 2>&1; then return 0; fi
+  if [ "${1:-}" = "unless-given" ]; then
+    if [ -n "${REDIS_URL:-}${REDIS_CLUSTER_NODES:-}${REDIS_SENTINELS:-}" ]; then return 0; fi
+    if [ -f .env ] && grep -qE '^[[:space:]]*(REDIS_URL|REDIS_CLUSTER_NODES|REDIS_SENTINELS)[[:space:]]*=[[:space:]]*[^[:space:]#]' .env; then
+      return 0
+    fi
+  fi
   echo "==> installing redis-server with the system's package manager"
   if command -v apt-get >/dev/null 2>&1; then
     as_root apt-get update -qq >/dev/null

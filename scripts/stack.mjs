@@ -61,7 +61,9 @@ const env = {
   PUBLIC_WEBHOOK_BASE_URL: publicBase,
   WORKER_METRICS_PORT: String(ports.workerMetrics),
   // START_REDIS=cluster: a local 3-master Redis Cluster (ports LOCAL_REDIS_PORT.. +2) instead of one Redis.
-  ...(startCluster ? { SEND_QUEUE_SHARDS: '3' } : { REDIS_URL: `redis://127.0.0.1:${ports.redis}` }),
+  // A Redis of the user's (REDIS_URL, REDIS_CLUSTER_NODES or REDIS_SENTINELS) comes in with `given`: no other mode
+  // may be set beside it.
+  ...(startCluster ? { SEND_QUEUE_SHARDS: '3' } : ownRedis ? { REDIS_URL: `redis://127.0.0.1:${ports.redis}` } : {}),
   ...(useSimulator
     ? {
         SMS_PROVIDERS: 'twilio,octopush',
@@ -198,16 +200,22 @@ for (const [name, port] of apps) {
 }
 
 const url = (p) => `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${p}`;
+// the generated development credentials, unless the environment or .env set its own (then those are in force)
+const apiKey = given.API_KEYS || given.TENANTS_FILE ? null : dev.API_KEY;
+const dashboardLogin =
+  given.DASHBOARD_USER || given.DASHBOARD_PASSWORD
+    ? 'the DASHBOARD_USER and DASHBOARD_PASSWORD you set'
+    : `user admin, password ${dev.DASHBOARD_PASSWORD}`;
 const lines = [
   '',
   '  SMS OTP gateway is running (Ctrl-C stops everything)',
   '',
   `  API            ${url(ports.api)}   docs: ${url(ports.api)}/docs`,
-  `  API key        ${dev.API_KEY}   (Authorization: Bearer <key>)`,
+  `  API key        ${apiKey ?? 'one of yours (API_KEYS or TENANTS_FILE)'}   (Authorization: Bearer <key>)`,
 ];
 if (started.includes('webhooks')) lines.push(`  callbacks      ${url(ports.webhooks)}`);
 if (started.includes('dashboard'))
-  lines.push(`  dashboard      ${url(ports.dashboard)}/admin/queues   user admin, password ${dev.DASHBOARD_PASSWORD}`);
+  lines.push(`  dashboard      ${url(ports.dashboard)}/admin/queues   ${dashboardLogin}`);
 if (started.includes('worker')) lines.push(`  worker metrics ${url(ports.workerMetrics)}/metrics`);
 if (started.includes('simulator'))
   lines.push(`  simulator      ${url(ports.simulator)}/inbox   (no provider credentials: fake Twilio and Octopush)`);
@@ -215,7 +223,7 @@ lines.push(
   `  redis          ${env.REDIS_URL ?? (env.REDIS_CLUSTER_NODES ? `cluster ${env.REDIS_CLUSTER_NODES}` : `sentinel ${env.REDIS_SENTINELS}`)}`,
 );
 lines.push('');
-lines.push(`  try: curl -s -X POST ${url(ports.api)}/v1/otp/send -H 'Authorization: Bearer ${dev.API_KEY}' \\`);
+lines.push(`  try: curl -s -X POST ${url(ports.api)}/v1/otp/send -H 'Authorization: Bearer ${apiKey ?? '<key>'}' \\`);
 lines.push(`         -H 'content-type: application/json' -d '{"phoneNumber":"+33612345678"}'`);
 lines.push('');
 console.log(lines.join('\n'));

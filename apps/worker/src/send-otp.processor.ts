@@ -143,7 +143,7 @@ export function createSendProcessor(deps: SendProcessorDeps) {
       if (job.data.cost) return costCheck(job, job.data.cost, log);
       throw new UnrecoverableError('cost job without its check');
     }
-    const begun = await delivery.begin(otpId, order, MIN_SEND_LIFE_MS, deps.routes?.());
+    const begun = await delivery.begin(otpId, order, MIN_SEND_LIFE_MS, deps.routes?.(), job.data.after);
 
     if (begun.kind === 'stop') {
       if (begun.reason === 'too_late' || begun.reason === 'exhausted') return giveUp(otpId, log, begun.reason);

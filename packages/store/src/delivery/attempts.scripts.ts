@@ -1,4 +1,4 @@
-import { RECORD_LUA } from '../otp/otp.record.js';
+import { RECORD_LUA, SWEEP_GRACE_MS } from '../otp/otp.record.js';
 import { CLOCK_LUA, defineScript } from '../redis/script.js';
 
 /**
@@ -26,25 +26,27 @@ local function give_up(okey, due, id, now)
   -- second answer: the failed event was listed (status events on for this OTP), for the caller to publish
   return true, emit(okey, due, id, 'failed', 0, now) ~= nil
 end
--- An OTP stays listed as not started (the sweep's safety net) until an attempt is recorded or nothing is left to
--- send: a job that fails between the plan and the start leaves it listed.
+-- An OTP stays listed (the sweep's safety net) until an attempt is accepted or nothing is left to send: a job that
+-- fails for good, before or after it starts an attempt, leaves it listed.
 local function unlist(due, id) redis.call('ZREM', due, DUE_UNSTARTED .. id) end
 local function stop(due, id, reason)
   unlist(due, id)
   return {'stop', 'reason', reason}
 end
--- Records attempt na + 1 through provider p as sending, under a lease (ds: the delivery status now), and
--- answers what the worker sends. It carries the request id of attempt origin when it resumes that one
--- (default: its own).
-local function start_attempt(okey, due, id, na, p, ds, now, leaseMs, origin)
+-- Records attempt na + 1 through provider p as sending, under a lease (ds: the delivery status now), by the job
+-- \`job\` (sendJob: '0' the first send's, n the resend's after attempt n), and answers what the worker sends. It
+-- carries the request id of attempt origin when it resumes that one (default: its own).
+local function start_attempt(okey, due, id, na, p, ds, now, leaseMs, job, origin)
   na = na + 1
   origin = origin or tostring(na)
   redis.call('HSET', okey, F.na, na, af(na, AF.provider), p, af(na, AF.outcome), 'sending',
     af(na, AF.startedAt), now, af(na, AF.updatedAt), now, af(na, AF.requestAttempt), origin,
-    F.lease, now + tonumber(leaseMs))
+    F.lease, now + tonumber(leaseMs), F.sendJob, job)
   -- a new attempt that will count: after a failover the delivery status starts again from sending
   if ds ~= 'sending' then redis.call('HSET', okey, F.ds, 'sending') end
-  unlist(due, id)
+  -- looked at again once the lease is over: by then the job has recorded the outcome (accepted: unlisted) or is
+  -- parked for its retry, unless it died for good (killed too often, out of attempts); the sweep then queues it
+  redis.call('ZADD', due, now + tonumber(leaseMs) + ${SWEEP_GRACE_MS}, DUE_UNSTARTED .. id)
   return send_data(okey, {'go', 'attempt', na, 'provider', p, 'requestAttempt', origin})
 end
 -- Outcomes after which a provider is not tried again for this OTP (once per provider).
@@ -55,7 +57,7 @@ export const PLAN = defineScript({
   name: 'otpPlan',
   doc: 'a job starts: may the OTP go out, and through which providers, in order? (or resume an interrupted attempt, or start one through a trusted provider)',
   keys: ['otp', 'number', 'due'],
-  args: ['now', 'id', 'minLifeMs', 'leaseMs', 'routes', 'trusted'],
+  args: ['now', 'id', 'minLifeMs', 'leaseMs', 'routes', 'trusted', 'job'],
   restArgs: 'order',
   lib: DELIVERY_LUA,
   body: `
@@ -92,7 +94,7 @@ if na > 0 then
     if now + tonumber(A.minLifeMs) >= tonumber(o[2]) then return stop(K.due, A.id, 'too_late') end
     -- same provider, same request id: a provider that deduplicates by request id (Octopush) cannot send twice.
     -- The delivery status is left as the interrupted attempt set it.
-    return start_attempt(K.otp, K.due, A.id, na, lastP, 'sending', now, A.leaseMs, last[3] or tostring(na))
+    return start_attempt(K.otp, K.due, A.id, na, lastP, 'sending', now, A.leaseMs, A.job, last[3] or tostring(na))
   end
 end
 if now + tonumber(A.minLifeMs) >= tonumber(o[2]) then return stop(K.due, A.id, 'too_late') end
@@ -113,7 +115,7 @@ if #first == 0 then return stop(K.due, A.id, 'exhausted') end
 -- the first in order is a provider this worker trusts (circuit.ts: a recent pick found it clear, ',p1,p2,'):
 -- start the attempt now, without asking the circuits
 if string.find(A.trusted, ',' .. first[1] .. ',', 1, true) then
-  return start_attempt(K.otp, K.due, A.id, na, first[1], o[7], now, A.leaseMs)
+  return start_attempt(K.otp, K.due, A.id, na, first[1], o[7], now, A.leaseMs, A.job)
 end
 return {'choose', 'attempts', na, 'candidates', table.concat(first, ','), 'exp', o[2]}
 `,
@@ -123,7 +125,7 @@ export const START = defineScript({
   name: 'otpStartAttempt',
   doc: 'record a new attempt through the picked provider, if nothing moved since the plan',
   keys: ['otp', 'number', 'due'],
-  args: ['now', 'id', 'attempts', 'provider', 'leaseMs'],
+  args: ['now', 'id', 'attempts', 'provider', 'leaseMs', 'job'],
   lib: DELIVERY_LUA,
   body: `
 local now = clock(A.now)
@@ -134,7 +136,7 @@ if status ~= 'pending' then return stop(K.due, A.id, status) end
 if o[3] and o[3] ~= '' then return stop(K.due, A.id, 'done') end
 -- another job of this OTP started an attempt since the plan: plan again shortly
 if tonumber(o[4] or '0') ~= tonumber(A.attempts) then return {'busy', 'ms', 100} end
-return start_attempt(K.otp, K.due, A.id, tonumber(A.attempts), A.provider, o[5], now, A.leaseMs)
+return start_attempt(K.otp, K.due, A.id, tonumber(A.attempts), A.provider, o[5], now, A.leaseMs, A.job)
 `,
 });
 
@@ -165,6 +167,9 @@ if not o[2] then return {'gone'} end
 redis.call('HSET', K.otp, af(n, AF.outcome), 'accepted', af(n, AF.messageId), A.messageId,
   af(n, AF.providerStatus), A.providerStatus, af(n, AF.updatedAt), now,
   F.acc, n, F.provider, A.provider, F.sent, n)
+-- it counts now: the receipt check (below) looks after it from here, no job needs to
+redis.call('HDEL', K.otp, F.sendJob)
+unlist(K.due, A.id)
 if A.cost ~= '' then redis.call('HSET', K.otp, af(n, AF.cost), A.cost, af(n, AF.currency), A.currency) end
 -- a provider that tells the cost later is asked then (the sweep queues a cost job), in the same step as the send
 if tonumber(A.costAfterMs) > 0 then redis.call('ZADD', K.due, now + tonumber(A.costAfterMs), DUE_COST .. A.id .. ':' .. n) end

@@ -69,9 +69,17 @@ export interface DeliveryRepo {
    * Begins an attempt: the OTP's plan (may it go out, through which providers), the circuits' pick among them,
    * then the attempt recorded `sending` under a lease. Three steps in two slots; a job of the same OTP that
    * moved in between makes the last one answer `busy`. When the first provider in the plan's order is one this
-   * worker trusts (circuit.ts), the plan records the attempt itself: one step.
+   * worker trusts (circuit.ts), the plan records the attempt itself: one step. `resendAfter`: the calling job is the
+   * resend after that attempt (its data's `after`); absent, the first send's. The OTP records which job started
+   * its attempt, so that the sweep can queue it again should it die before settling it.
    */
-  begin(otpId: string, order: readonly ProviderId[], minLifeMs: number, routes?: ProviderRoutes): Promise<BeginOutcome>;
+  begin(
+    otpId: string,
+    order: readonly ProviderId[],
+    minLifeMs: number,
+    routes?: ProviderRoutes,
+    resendAfter?: number,
+  ): Promise<BeginOutcome>;
   /**
    * A provider accepted attempt n. Returns the delivery reports that arrived before (JSON), to apply now.
    * `costAfterMs` > 0: the provider tells the cost later; the sweep queues the attempt's cost job that long after.
@@ -134,7 +142,7 @@ export function createDeliveryRepo(
   const { redis, ks, circuits, messages } = deps;
   const now = () => deps.now?.() ?? 0;
   return {
-    async begin(otpId, order, minLifeMs, routes) {
+    async begin(otpId, order, minLifeMs, routes, resendAfter = 0) {
       const keys = otpKeys(ks, otpId);
       const plan = await PLAN.run(
         redis,
@@ -146,6 +154,7 @@ export function createDeliveryRepo(
           leaseMs: settings.leaseMs,
           routes: encodeRoutes(routes),
           trusted: circuits.trusted(),
+          job: resendAfter,
         },
         { args: order },
       );
@@ -161,6 +170,7 @@ export function createDeliveryRepo(
         attempts: Number(plan.attempts),
         provider: picked.provider,
         leaseMs: settings.leaseMs,
+        job: resendAfter,
       });
       if (started.outcome === 'go') return go(started, picked.hadFailures);
       if (started.outcome === 'busy') return { kind: 'busy', ms: Math.max(1, Number(started.ms)) };

@@ -25,36 +25,45 @@ return {'resend', 'provider', o[5]}
 `,
 });
 
-/** Sweep of one `s:<id>` entry of the due set: the job of that OTP was listed but never started. */
+/**
+ * Sweep of one `s:<id>` entry of the due set: an OTP whose job was listed but never started, whose resend the
+ * callbacks app could not queue, or whose attempt the job that started it never settled (that job failed for good
+ * or vanished: the sweep queues it again, a no-op while it is alive).
+ */
 export const SWEEP_UNSTARTED = defineScript({
   name: 'otpSweepUnstarted',
-  doc: 'an OTP listed as not started: queue its job again, give it up when too late, or drop the entry',
+  doc: 'an OTP listed as not started or not settled: queue its job (again), give it up when too late, or drop the entry',
   keys: ['otp', 'number', 'due'],
   args: ['now', 'id', 'minLifeMs', 'sweepAfterMs'],
   lib: DELIVERY_LUA,
   body: `
 local now = clock(A.now)
 local member = DUE_UNSTARTED .. A.id
-local o = redis.call('HMGET', K.otp, F.status, F.exp, F.na, F.acc)
+local o = redis.call('HMGET', K.otp, F.status, F.exp, F.na, F.acc, F.sendJob)
 if not o[1] then redis.call('ZREM', K.due, member); return {'drop'} end
 local status = settle(K.otp, K.number, A.id, o[1], o[2], now)
 local na = tonumber(o[3] or '0')
-local waiting = na == 0
-if not waiting then
+-- the job to make sure of: the first send's while no attempt started; after a non-delivery, the resend's
+local after = nil
+if na == 0 then
+  after = 0
+elseif not o[4] or o[4] == '' then
   local last = redis.call('HGET', K.otp, af(na, AF.outcome))
-  waiting = (not o[4] or o[4] == '') and SPENT[last] == true
+  if SPENT[last] then after = na
+  -- not settled (sending, or failed and parked for a retry): the job that started it
+  elseif o[5] then after = tonumber(o[5]) end
 end
-if status ~= 'pending' or not waiting then redis.call('ZREM', K.due, member); return {'drop'} end
+if status ~= 'pending' or not after then redis.call('ZREM', K.due, member); return {'drop'} end
 if tonumber(o[2]) <= now + tonumber(A.minLifeMs) then
   redis.call('ZREM', K.due, member)
   local cc = redis.call('HGET', K.otp, F.cc) or ''
   if give_up(K.otp, K.due, A.id, now) then return {'gave_up', 'failed', 1, 'cc', cc} end
   return {'gave_up', 'failed', 0, 'cc', cc}
 end
--- stays listed, further out, in case this job is lost too: the job's start removes the entry
+-- stays listed, further out, in case this job is lost too: an accepted attempt removes the entry
 redis.call('ZADD', K.due, now + tonumber(A.sweepAfterMs), member)
-if na == 0 then return {'enqueue', 'kind', 'send'} end
-return {'enqueue', 'kind', 'resend', 'after', na}
+if after == 0 then return {'enqueue', 'kind', 'send'} end
+return {'enqueue', 'kind', 'resend', 'after', after}
 `,
 });
 

@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type OtpFixtures, otpFixtures } from '../../../../test/support/otp-fixtures.js';
 import { closeRedisClients, type IsolatedStore, isolatedRedis } from '../../../../test/support/redis.js';
-import { enqueueSend, resendJobId } from '../jobs/send-jobs.js';
+import { enqueueResend, enqueueSend, resendJobId } from '../jobs/send-jobs.js';
 import { ATTEMPT_FIELDS, DUE, OTP_FIELDS as F, otpKeys, SWEEP_GRACE_MS, SWEEP_RELIST_MS } from '../otp/otp.record.js';
 import { type Circuits, createCircuits } from './circuit.js';
 import { createDeliveryRepo } from './delivery.repo.js';
@@ -73,7 +73,7 @@ describe('sweepDue: OTPs whose job never started', () => {
     expect(await sweep(id)).toMatchObject({ queued: 0 });
   });
 
-  it('leaves alone OTPs that ended or started; one about to expire that never went out ends failed', async () => {
+  it('leaves alone OTPs that ended or whose attempt is under way; one about to expire that never went out ends failed', async () => {
     const done = await fixtures.created();
     await fixtures.approve(done.id);
     const started = await fixtures.created();
@@ -89,10 +89,10 @@ describe('sweepDue: OTPs whose job never started', () => {
       errors: 0,
     });
     expect(failed).toEqual([[late.id, '33']]);
-    for (const o of [done, started, late]) {
-      expect(await job(o.id)).toBeUndefined();
-      expect(await listed(o.id)).toBeNull();
-    }
+    for (const o of [done, started, late]) expect(await job(o.id)).toBeUndefined();
+    for (const o of [done, late]) expect(await listed(o.id)).toBeNull();
+    // looked at again once its lease (5 s here) is over, in case the job that started it dies
+    expect(await listed(started.id)).toBe(T0 + 5000 + SWEEP_GRACE_MS);
     expect(await fixtures.record(late.id)).toMatchObject({ [F.status]: 'failed', [F.ds]: 'failed' });
     expect(await fixtures.record(done.id)).toMatchObject({ [F.status]: 'approved' });
     expect(await fixtures.record(started.id)).toMatchObject({
@@ -133,14 +133,14 @@ describe('sweepDue: OTPs whose job never started', () => {
     });
   });
 
-  it('does not duplicate a job that is only waiting, and a started job leaves the list', async () => {
+  it('does not duplicate a job that is only waiting; a started job is listed until its lease is over', async () => {
     const waiting = await fixtures.created();
     await enqueueSend(fixtures.queues, waiting.id);
     const begun = await fixtures.created();
     expect(await listed(begun.id)).not.toBeNull();
     at(1);
     await fixtures.delivery.begin(begun.id, ['twilio'], 5000);
-    expect(await listed(begun.id)).toBeNull();
+    expect(await listed(begun.id)).toBe(T0 + 1 + 5000 + SWEEP_GRACE_MS);
 
     at(SWEEP_GRACE_MS + 1000);
     await sweep(waiting.id, begun.id);
@@ -150,6 +150,28 @@ describe('sweepDue: OTPs whose job never started', () => {
     expect(await job(begun.id)).toBeUndefined();
   });
 });
+
+/** Runs the job through a worker that fails it until BullMQ gives up on it (its attempts), as a broken store would. */
+async function failForGood(otpId: string, jobId = otpId): Promise<void> {
+  const queue = fixtures.queues.forOtp(otpId);
+  const { Worker } = await import('bullmq');
+  const connection = store.redis.duplicate();
+  const worker = new Worker(
+    queue.name,
+    async () => {
+      throw new Error('connection lost');
+    },
+    { connection, prefix: queue.opts.prefix, autorun: false },
+  );
+  const failedForGood = new Promise<void>((resolve) =>
+    worker.on('failed', (j) => j?.id === jobId && j.attemptsMade >= (j.opts.attempts ?? 1) && resolve()),
+  );
+  void worker.run();
+  await failedForGood;
+  await worker.close();
+  connection.disconnect();
+  expect(await queue.getJobState(jobId)).toBe('failed');
+}
 
 describe('sweepDue: jobs that failed for good before an attempt was recorded', () => {
   it('regression: an OTP whose job failed between the plan and the start stays listed, and its job is queued again', async () => {
@@ -169,28 +191,77 @@ describe('sweepDue: jobs that failed for good before an attempt was recorded', (
     await expect(broken.begin(id, ['twilio'], 5000)).rejects.toThrow('connection lost');
     expect(await listed(id)).not.toBeNull();
     // BullMQ gives up on the job after its attempts.
-    const queue = fixtures.queues.forOtp(id);
-    const { Worker } = await import('bullmq');
-    const connection = store.redis.duplicate();
-    const worker = new Worker(
-      queue.name,
-      async () => {
-        throw new Error('connection lost');
-      },
-      { connection, prefix: queue.opts.prefix, autorun: false },
-    );
-    const failedForGood = new Promise<void>((resolve) =>
-      worker.on('failed', (j) => j && j.attemptsMade >= (j.opts.attempts ?? 1) && resolve()),
-    );
-    void worker.run();
-    await failedForGood;
-    await worker.close();
-    connection.disconnect();
-    expect(await queue.getJobState(id)).toBe('failed');
+    await failForGood(id);
     // The sweep replaces the failed job with a new one: the code still goes out.
     at(SWEEP_GRACE_MS + 1);
     expect(await sweep(id)).toMatchObject({ queued: 1, errors: 0 });
-    expect(await queue.getJobState(id)).toBe('waiting');
+    expect(await fixtures.queues.forOtp(id).getJobState(id)).toBe('waiting');
+  });
+});
+
+describe('sweepDue: jobs that died after starting an attempt', () => {
+  it('regression: a job that failed for good during its attempt is queued again after the lease, and resumes it', async () => {
+    const { id } = await fixtures.created();
+    await enqueueSend(fixtures.queues, id);
+    expect(await fixtures.delivery.begin(id, ['twilio', 'octopush'], 5000)).toMatchObject({ kind: 'go', attempt: 1 });
+    // its worker killed once too often, or the store failing it five times: BullMQ gives the job up
+    await failForGood(id);
+    at(5000 + SWEEP_GRACE_MS - 1);
+    expect(await sweep(id)).toMatchObject({ queued: 0 });
+    at(5000 + SWEEP_GRACE_MS);
+    expect(await sweep(id)).toMatchObject({ queued: 1, errors: 0 });
+    expect(await fixtures.queues.forOtp(id).getJobState(id)).toBe('waiting');
+    // the new run resumes the attempt, with its request id: a provider that deduplicates sends it once
+    expect(await fixtures.delivery.begin(id, ['twilio', 'octopush'], 5000)).toMatchObject({
+      kind: 'go',
+      attempt: 2,
+      provider: 'twilio',
+      requestAttempt: 1,
+    });
+  });
+
+  it('a resend job that failed for good after a retryable failure is queued again under its own id', async () => {
+    const { id } = await fixtures.accepted('twilio', 'SM-lost-resend');
+    const reports = createReportRepo({
+      redis: store.redis,
+      ks: store.ks,
+      messages: createMessageIndex(store.redis, store.ks),
+      circuits,
+      now,
+    });
+    const report = { provider: 'twilio', messageId: 'SM-lost-resend', providerStatus: 'undelivered' } as const;
+    await reports.apply({ ...report, status: 'undelivered', errorCode: '30003', at: T0 });
+    await enqueueResend(fixtures.queues, id, 1);
+    expect(await fixtures.delivery.begin(id, ['twilio', 'octopush'], 5000, undefined, 1)).toMatchObject({
+      kind: 'go',
+      attempt: 2,
+      provider: 'octopush',
+    });
+    // the provider failed; the job would park for its retry, but dies instead
+    await fixtures.delivery.failed(id, 2, 'octopush', 'retryable', 'TIMEOUT');
+    await failForGood(id, resendJobId(id, 1));
+    at(5000 + SWEEP_GRACE_MS);
+    expect(await sweep(id)).toMatchObject({ queued: 1, errors: 0 });
+    expect(await fixtures.queues.forOtp(id).getJobState(resendJobId(id, 1))).toBe('waiting');
+    expect(await job(id)).toBeUndefined();
+  });
+
+  it('leaves a job parked for its retry alone, and an accepted attempt leaves the list', async () => {
+    const { id } = await fixtures.created();
+    const queue = fixtures.queues.forOtp(id);
+    await queue.add('send', { otpId: id }, { jobId: id, delay: 600_000 });
+    await fixtures.delivery.begin(id, ['twilio'], 5000);
+    await fixtures.delivery.failed(id, 1, 'twilio', 'retryable', 'TIMEOUT');
+    at(5000 + SWEEP_GRACE_MS);
+    await sweep(id);
+    expect(await queue.getJobState(id)).toBe('delayed');
+    expect(await queue.getJobCounts('waiting', 'delayed')).toEqual({ waiting: 0, delayed: 1 });
+    // looked at again later, while the job is parked
+    expect(await listed(id)).toBe(T0 + 5000 + SWEEP_GRACE_MS + SWEEP_RELIST_MS);
+
+    const sent = await fixtures.accepted('twilio', 'SM-accepted');
+    expect(await listed(sent.id)).toBeNull();
+    expect(await fixtures.record(sent.id)).not.toHaveProperty(F.sendJob);
   });
 });
 

@@ -12,7 +12,8 @@ import { type Keyspace, partitionTag } from '../keyspace.js';
  *   it lives until `exp` + the record retention.
  * - `n:<token>` HASH, one number under one API key (NUMBER_FIELDS): its current OTP, send counters, wrong-code
  *   lockout. The current OTP replaces older ones: an OTP whose number points elsewhere is expired (replaced).
- * - `due` ZSET of work to look at after a time (score ms): `s:<otpId>` an OTP whose send job has not started,
+ * - `due` ZSET of work to look at after a time (score ms): `s:<otpId>` an OTP whose send job has not started, or
+ *   whose attempt is not accepted yet (until the job that started it records the outcome, see `sendJob`),
  *   `r:<otpId>:<n>` attempt n waiting for its delivery receipt, `c:<otpId>:<n>` attempt n whose provider tells its
  *   cost after the send (its cost job is queued then). The workers' sweep reads it (delivery/sweep.ts).
  *   With status events on (field `ev`): `e:<event>:<otpId>:<n>` an event to publish (the outbox: listed by the
@@ -51,6 +52,11 @@ export const OTP_FIELDS = Object.freeze({
   sent: 'sent',
   /** Until when (ms) the attempt being sent holds the OTP: another job waits. */
   lease: 'lease',
+  /**
+   * The job that sends it, from the start of an attempt until one is accepted: '0' the first send's (job id: the
+   * OTP id), n the resend's after attempt n (resendJobId). The sweep checks that job is still alive (sweep.scripts.ts).
+   */
+  sendJob: 'sj',
   /** The OTP that replaced this one. */
   replacedBy: 'replacedBy',
   /** Correlation metadata as JSON (core's encodeMetadata); absent when none was given. */
@@ -96,7 +102,10 @@ export const NUMBER_FIELDS = Object.freeze({
   windowUntil: 'swUntil',
 });
 
-/** How long an OTP may stay listed as not started before the sweep queues its job again. */
+/**
+ * How long an OTP may stay listed as not started before the sweep queues its job again; and how long after its
+ * attempt's lease ends the sweep looks whether the job that started it is still alive.
+ */
 export const SWEEP_GRACE_MS = 10_000;
 
 /**
