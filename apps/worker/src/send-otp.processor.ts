@@ -1,3 +1,4 @@
+import { setTimeout } from 'node:timers/promises';
 import {
   decryptCode,
   isProviderError,
@@ -6,6 +7,7 @@ import {
   type OtpKeys,
   ProviderError,
   type ProviderId,
+  type SendResult,
   type SmsCost,
   type SmsProvider,
 } from '@otp-gateway/core';
@@ -187,8 +189,9 @@ export function createSendProcessor(deps: SendProcessorDeps) {
     }
 
     const stopTimer = metrics.latency.startTimer({ provider: providerId });
+    let res: SendResult;
     try {
-      const res = await provider.send(
+      res = await provider.send(
         {
           otpId,
           attemptId: `${otpId}-${requestAttempt}`,
@@ -198,26 +201,6 @@ export function createSendProcessor(deps: SendProcessorDeps) {
           sender: deps.senderFor?.(otp.keyName) ?? null,
         },
         { signal: deps.shutdown, log },
-      );
-      stopTimer({ outcome: 'accepted' });
-      const cost = res.cost ?? deps.priceOf?.(providerId, otp.country) ?? null;
-      // A provider that tells the cost later is asked later (the table's cost stands on the attempt meanwhile);
-      // the metric counts each attempt's cost once, when it is known for good (see costCheck).
-      const askLater = !res.cost && provider.cost && deps.costCheckAfterMs ? deps.costCheckAfterMs : 0;
-      const early = await delivery.accepted(otpId, attempt, providerId, {
-        messageId: res.messageId,
-        providerStatus: res.providerStatus ?? '',
-        hadFailures: begun.hadFailures,
-        cost,
-        costAfterMs: askLater,
-      });
-      if (cost && !askLater) countCost(providerId, otp.callingCode, cost);
-      if (early.length > 0 && deps.applyEarlyReports) await deps.applyEarlyReports(early, log);
-      metrics.funnel.inc({ stage: 'sent', provider: providerId, cc: otp.callingCode });
-      if (attempt > 1) metrics.failovers.inc({ provider: providerId });
-      log.info(
-        { provider: providerId, attempt, to: maskPhone(otp.phoneNumber), messageId: res.messageId },
-        'sms accepted by provider',
       );
     } catch (e) {
       if (deps.shutdown.aborted) {
@@ -257,5 +240,61 @@ export function createSendProcessor(deps: SendProcessorDeps) {
       await job.moveToDelayed(at, token);
       throw new DelayedError();
     }
+
+    // The provider took the message. From here on a failure is the store's, never the provider's: recorded as a
+    // failed attempt, it would send the code again through the next provider.
+    stopTimer({ outcome: 'accepted' });
+    const cost = res.cost ?? deps.priceOf?.(providerId, otp.country) ?? null;
+    // A provider that tells the cost later is asked later (the table's cost stands on the attempt meanwhile);
+    // the metric counts each attempt's cost once, when it is known for good (see costCheck).
+    const askLater = !res.cost && provider.cost && deps.costCheckAfterMs ? deps.costCheckAfterMs : 0;
+    const early = await untilRecorded(log, () =>
+      delivery.accepted(otpId, attempt, providerId, {
+        messageId: res.messageId,
+        providerStatus: res.providerStatus ?? '',
+        hadFailures: begun.hadFailures,
+        cost,
+        costAfterMs: askLater,
+      }),
+    );
+    if (cost && !askLater) countCost(providerId, otp.callingCode, cost);
+    metrics.funnel.inc({ stage: 'sent', provider: providerId, cc: otp.callingCode });
+    if (attempt > 1) metrics.failovers.inc({ provider: providerId });
+    log.info(
+      { provider: providerId, attempt, to: maskPhone(otp.phoneNumber), messageId: res.messageId },
+      'sms accepted by provider',
+    );
+    if (early.length > 0 && deps.applyEarlyReports) {
+      // reports that came before the message was recorded; one not applied now is not applied later
+      await deps
+        .applyEarlyReports(early, log)
+        .catch((err: unknown) =>
+          log.error({ err: { message: String(err) }, reports: early.length }, 'early delivery reports not applied'),
+        );
+    }
   };
+}
+
+/**
+ * How long recording a provider's acceptance is tried again when the store refuses it (a failover: READONLY,
+ * CLUSTERDOWN; commands are not lost on a reconnect, they wait): the attempt's lease has some 2 s to spare after
+ * the provider's deadline.
+ */
+const RECORD_RETRY_MS = [250, 1000, 2000] as const;
+
+/**
+ * Records what the provider accepted, trying again through a short store outage. Given up, the error ends this
+ * run of the job: its attempt stays `sending`, and once the lease is over the job (or the sweep) resumes it with
+ * the same request id.
+ */
+async function untilRecorded<T>(log: Logger, record: () => Promise<T>): Promise<T> {
+  for (const wait of RECORD_RETRY_MS) {
+    try {
+      return await record();
+    } catch (err) {
+      log.warn({ err: { message: String(err) }, retryInMs: wait }, 'acceptance not recorded; trying again');
+      await setTimeout(wait);
+    }
+  }
+  return record();
 }
