@@ -1,3 +1,4 @@
+import 'dotenv/config';
 import { buildSimulator } from './app.js';
 import { loadSimulatorConfig, SimulatorConfigError } from './sim.config.js';
 
