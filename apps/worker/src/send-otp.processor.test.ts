@@ -1,15 +1,34 @@
 import { deriveKeys, encryptCode, ProviderError, type SmsProvider } from '@otp-gateway/core';
-import type { DeliveryRepo } from '@otp-gateway/store';
+import type { BeginOutcome, DeliveryRepo, StepRetry } from '@otp-gateway/store';
 import { describe, expect, it } from 'vitest';
 import { createWorkerMetrics } from './metrics.js';
 import { createSendProcessor } from './send-otp.processor.js';
 
-// The processor alone, with a fake store and provider: what it records when the store fails around a send.
+// The processor alone, with a fake store and provider: what it asks of the store around a send.
 const keys = deriveKeys('unit-test-secret-0123456789abcdefghijklmnop');
 const OTP_ID = 'otp_0123456789abcdef0123456789abcdef';
 const silent = { info() {}, warn() {}, error() {}, debug() {}, child: () => silent };
 
-function setup(accepted: () => Promise<string[]>, refusal?: ProviderError) {
+const go: BeginOutcome = {
+  kind: 'go',
+  attempt: 1,
+  provider: 'twilio',
+  requestAttempt: 1,
+  hadFailures: false,
+  otp: {
+    phoneNumber: '+33612345678',
+    locale: 'en',
+    sealedCode: encryptCode(keys, OTP_ID, '123456'),
+    expiresAt: Date.now() + 600_000,
+    callingCode: '33',
+    country: 'FR',
+    keyName: 'shop',
+    testOutcome: null,
+  },
+};
+
+/** `step`: what one try of recording the acceptance does (the fake store's). */
+function setup(step: () => Promise<string[]>, refusal?: ProviderError) {
   const calls: string[] = [];
   const provider: SmsProvider = {
     id: 'twilio',
@@ -19,38 +38,27 @@ function setup(accepted: () => Promise<string[]>, refusal?: ProviderError) {
       return { messageId: 'SM1', providerStatus: 'queued' };
     },
   };
-  const delivery = {
-    begin: async () => ({
-      kind: 'go' as const,
-      attempt: 1,
-      provider: 'twilio' as const,
-      requestAttempt: 1,
-      hadFailures: false,
-      otp: {
-        phoneNumber: '+33612345678',
-        locale: 'en',
-        sealedCode: encryptCode(keys, OTP_ID, '123456'),
-        expiresAt: Date.now() + 600_000,
-        callingCode: '33',
-        country: 'FR',
-        keyName: 'shop',
-        testOutcome: null,
-      },
-    }),
-    accepted: async () => {
-      calls.push('accepted');
-      return accepted();
+  const delivery: DeliveryRepo = {
+    async begin(...args) {
+      calls.push(`begin after=${args[4]}`);
+      return go;
     },
-    failed: async () => {
+    async accepted(_otpId, _attempt, _provider, _result, retry?: StepRetry) {
+      return (retry ?? ((s) => s()))(() => {
+        calls.push('record');
+        return step();
+      });
+    },
+    async failed() {
       calls.push('failed');
-      return { circuit: 'closed' as const, ended: false };
+      return { circuit: 'closed', ended: false };
     },
-    giveUp: async () => {
+    async giveUp() {
       calls.push('giveUp');
       return { ended: true, callingCode: '33' };
     },
     costKnown: async () => true,
-  } satisfies DeliveryRepo;
+  };
   const process = createSendProcessor({
     providers: new Map([['twilio', provider]]),
     order: ['twilio'],
@@ -60,8 +68,9 @@ function setup(accepted: () => Promise<string[]>, refusal?: ProviderError) {
     metrics: createWorkerMetrics(),
     shutdown: new AbortController().signal,
   });
-  const job = { name: 'send', id: OTP_ID, data: { otpId: OTP_ID }, opts: {}, attemptsMade: 0 } as never;
-  return { run: () => process(job, 'token'), calls };
+  const run = (data: { otpId: string; after?: number } = { otpId: OTP_ID }) =>
+    process({ name: data.after ? 'resend' : 'send', id: OTP_ID, data, opts: {}, attemptsMade: 0 } as never, 'token');
+  return { run, calls };
 }
 
 describe('send processor: the store fails after the provider accepted', () => {
@@ -72,7 +81,7 @@ describe('send processor: the store fails after the provider accepted', () => {
       return [];
     });
     await run();
-    expect(calls).toEqual(['provider.send', 'accepted', 'accepted', 'accepted']);
+    expect(calls).toEqual(['begin after=undefined', 'provider.send', 'record', 'record', 'record']);
   });
 
   it('a store that stays away ends the run with its error: no failed attempt, no second send', async () => {
@@ -80,13 +89,18 @@ describe('send processor: the store fails after the provider accepted', () => {
       throw new Error('CLUSTERDOWN The cluster is down');
     });
     await expect(run()).rejects.toThrow('CLUSTERDOWN');
-    expect(calls.filter((c) => c !== 'accepted')).toEqual(['provider.send']);
-    expect(calls.filter((c) => c === 'accepted')).toHaveLength(4);
+    expect(calls).toEqual(['begin after=undefined', 'provider.send', 'record', 'record', 'record', 'record']);
   }, 10_000);
 
   it('a provider refusal is still recorded as a failed attempt', async () => {
     const { run, calls } = setup(async () => [], new ProviderError('twilio refused', 'permanent', '21610'));
     await expect(run()).rejects.toThrow('twilio refused the number (21610)');
-    expect(calls).toEqual(['provider.send', 'failed']);
+    expect(calls).toEqual(['begin after=undefined', 'provider.send', 'failed']);
+  });
+
+  it('a resend job tells the store which job it is (the sweep re-queues that one should it die)', async () => {
+    const { run, calls } = setup(async () => []);
+    await run({ otpId: OTP_ID, after: 2 });
+    expect(calls[0]).toBe('begin after=2');
   });
 });

@@ -248,14 +248,18 @@ export function createSendProcessor(deps: SendProcessorDeps) {
     // A provider that tells the cost later is asked later (the table's cost stands on the attempt meanwhile);
     // the metric counts each attempt's cost once, when it is known for good (see costCheck).
     const askLater = !res.cost && provider.cost && deps.costCheckAfterMs ? deps.costCheckAfterMs : 0;
-    const early = await untilRecorded(log, () =>
-      delivery.accepted(otpId, attempt, providerId, {
+    const early = await delivery.accepted(
+      otpId,
+      attempt,
+      providerId,
+      {
         messageId: res.messageId,
         providerStatus: res.providerStatus ?? '',
         hadFailures: begun.hadFailures,
         cost,
         costAfterMs: askLater,
-      }),
+      },
+      (step) => untilRecorded(log, step),
     );
     if (cost && !askLater) countCost(providerId, otp.callingCode, cost);
     metrics.funnel.inc({ stage: 'sent', provider: providerId, cc: otp.callingCode });
@@ -276,16 +280,16 @@ export function createSendProcessor(deps: SendProcessorDeps) {
 }
 
 /**
- * How long recording a provider's acceptance is tried again when the store refuses it (a failover: READONLY,
- * CLUSTERDOWN; commands are not lost on a reconnect, they wait): the attempt's lease has some 2 s to spare after
- * the provider's deadline.
+ * The waits between tries of a step that records a provider's acceptance, when the store refuses it (a failover:
+ * READONLY, CLUSTERDOWN; on a lost connection commands are not refused, they wait for the reconnection).
  */
 const RECORD_RETRY_MS = [250, 1000, 2000] as const;
 
 /**
- * Records what the provider accepted, trying again through a short store outage. Given up, the error ends this
- * run of the job: its attempt stays `sending`, and once the lease is over the job (or the sweep) resumes it with
- * the same request id.
+ * Runs one step of recording what the provider accepted, trying it again through a short store outage. Given up,
+ * the error ends this run of the job: its attempt stays `sending`, and once its lease is over the job (BullMQ's
+ * retry, or the sweep's) resumes it with the same request id: Octopush deduplicates it, Twilio sends the code a
+ * second time, as after a worker killed during its call.
  */
 async function untilRecorded<T>(log: Logger, record: () => Promise<T>): Promise<T> {
   for (const wait of RECORD_RETRY_MS) {

@@ -535,6 +535,49 @@ describe('delivery repo', () => {
     expect(await messages.record('twilio', 'SMe', { otpId: id, attempt: 1 }, 60_000)).toEqual([]);
   });
 
+  it('regression: a step the store refused is tried again alone; the step before it is not repeated', async () => {
+    const reports = createReportRepo({ redis: store.redis, ks: store.ks, messages, circuits, now });
+    const { id } = await fixtures.created();
+    const early = { provider: 'twilio', messageId: 'SMr', status: 'delivered', providerStatus: 'delivered' } as const;
+    expect(await reports.apply({ ...early, errorCode: null, at: T0 })).toEqual({ kind: 'deferred' });
+    let refusals = 1;
+    const flaky = createDeliveryRepo(
+      {
+        redis: store.redis,
+        ks: store.ks,
+        circuits,
+        messages: {
+          ...messages,
+          record: (...a) => (refusals-- > 0 ? Promise.reject(new Error('READONLY')) : messages.record(...a)),
+        },
+        now,
+      },
+      { leaseMs: 7000, receiptAfterMs: RECEIPT_AFTER_MS, messageTtlMs: 600_000 },
+    );
+    await flaky.begin(id, order, 5000);
+    const tries: number[] = [];
+    const retry = async <T>(step: () => Promise<T>): Promise<T> => {
+      const i = tries.push(0) - 1;
+      for (;;) {
+        tries[i] = (tries[i] ?? 0) + 1;
+        try {
+          return await step();
+        } catch {}
+      }
+    };
+    const handed = await flaky.accepted(
+      id,
+      1,
+      'twilio',
+      { messageId: 'SMr', providerStatus: 'queued', hadFailures: true },
+      retry,
+    );
+    // the OTP's record once, the message index twice; the early report still handed over
+    expect(tries).toEqual([1, 2]);
+    expect(handed.map(parseDeliveryReport)).toMatchObject([early]);
+    expect(await outcomes(id)).toEqual(['accepted']);
+  });
+
   it('regression: the cool-down a retryable failure opens runs on the clock the delivery repo was given', async () => {
     const plain = deliveryRepo(circuits);
     for (let i = 0; i < 2; i++) {

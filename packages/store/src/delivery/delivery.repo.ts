@@ -83,6 +83,9 @@ export interface DeliveryRepo {
   /**
    * A provider accepted attempt n. Returns the delivery reports that arrived before (JSON), to apply now.
    * `costAfterMs` > 0: the provider tells the cost later; the sweep queues the attempt's cost job that long after.
+   * `retry` runs each of its two steps (the OTP's record, then the message index), so that a step the store
+   * refused is tried again without repeating one that succeeded; by default each runs once. The provider's
+   * circuit hears of the success at best effort.
    */
   accepted(
     otpId: string,
@@ -95,6 +98,7 @@ export interface DeliveryRepo {
       cost?: SmsCost | null;
       costAfterMs?: number;
     },
+    retry?: StepRetry,
   ): Promise<string[]>;
   /**
    * The provider said later what accepted attempt n cost: it replaces the price table's. False when the OTP's
@@ -116,6 +120,11 @@ export interface DeliveryRepo {
    */
   giveUp(otpId: string): Promise<{ ended: boolean; callingCode: string }>;
 }
+
+/** Runs one store step, trying it again as it sees fit when the store refuses it. */
+export type StepRetry = <T>(step: () => Promise<T>) => Promise<T>;
+
+const once: StepRetry = (step) => step();
 
 export interface DeliverySettings {
   /** How long one provider call may take (its timeout and a margin): another job of the OTP waits that long. */
@@ -177,27 +186,31 @@ export function createDeliveryRepo(
       return { kind: 'stop', reason: started.reason as StopReason };
     },
 
-    async accepted(otpId, attempt, provider, result) {
+    async accepted(otpId, attempt, provider, result, retry = once) {
       const keys = otpKeys(ks, otpId);
-      const acc = await ACCEPT.run(redis, keys, {
-        now: now(),
-        id: otpId,
-        attempt,
-        provider,
-        messageId: result.messageId,
-        providerStatus: result.providerStatus,
-        receiptAfterMs: settings.receiptAfterMs,
-        minLifeMs: MIN_RESEND_LIFE_MS,
-        cost: result.cost ? String(result.cost.amount) : '',
-        currency: result.cost?.currency ?? '',
-        costAfterMs: result.costAfterMs ?? 0,
-      });
-      // Recorded on the OTP first: a report can only find the attempt once it counts. A crash between the two
-      // leaves the message unindexed: its reports wait unapplied, and the receipt check resends in time.
+      const acc = await retry(() =>
+        ACCEPT.run(redis, keys, {
+          now: now(),
+          id: otpId,
+          attempt,
+          provider,
+          messageId: result.messageId,
+          providerStatus: result.providerStatus,
+          receiptAfterMs: settings.receiptAfterMs,
+          minLifeMs: MIN_RESEND_LIFE_MS,
+          cost: result.cost ? String(result.cost.amount) : '',
+          currency: result.cost?.currency ?? '',
+          costAfterMs: result.costAfterMs ?? 0,
+        }),
+      );
+      // Recorded on the OTP first: a report can only find the attempt once it counts (so none can land between
+      // two tries of the step above). A crash between the two leaves the message unindexed: its reports wait
+      // unapplied, and the receipt check resends in time.
       const [early] = await Promise.all([
-        messages.record(provider, result.messageId, { otpId, attempt }, settings.messageTtlMs),
-        // a success forgets the provider's failures: when the pick saw some; a trusted send's, at most every 50 ms
-        result.hadFailures ? circuits.success(provider) : circuits.trustedSuccess(provider),
+        retry(() => messages.record(provider, result.messageId, { otpId, attempt }, settings.messageTtlMs)),
+        // a success forgets the provider's failures: when the pick saw some; a trusted send's, at most every 50 ms.
+        // Missed (the circuits' master away), the provider keeps its failures a little longer: nothing is lost.
+        result.hadFailures ? circuits.success(provider).catch(() => undefined) : circuits.trustedSuccess(provider),
         acc.listed === '1' ? publishQuietly(deps.events, otpId, 'sent', attempt, deps.onEventError) : undefined,
       ]);
       return early;

@@ -43,18 +43,19 @@ local o = redis.call('HMGET', K.otp, F.status, F.exp, F.na, F.acc, F.sendJob)
 if not o[1] then redis.call('ZREM', K.due, member); return {'drop'} end
 local status = settle(K.otp, K.number, A.id, o[1], o[2], now)
 local na = tonumber(o[3] or '0')
--- the job to make sure of: the first send's while no attempt started; after a non-delivery, the resend's
-local after = nil
+-- the job to make sure of: the first send's while no attempt started; the one that started the newest attempt
+-- while none is accepted (sending, or failed and parked for a retry); after a non-delivery, the resend's
+local after, owned = nil, false
 if na == 0 then
   after = 0
 elseif not o[4] or o[4] == '' then
-  local last = redis.call('HGET', K.otp, af(na, AF.outcome))
-  if SPENT[last] then after = na
-  -- not settled (sending, or failed and parked for a retry): the job that started it
-  elseif o[5] then after = tonumber(o[5]) end
+  if o[5] then after, owned = tonumber(o[5]), true
+  elseif SPENT[redis.call('HGET', K.otp, af(na, AF.outcome))] then after = na end
 end
 if status ~= 'pending' or not after then redis.call('ZREM', K.due, member); return {'drop'} end
-if tonumber(o[2]) <= now + tonumber(A.minLifeMs) then
+-- near expiry: given up here, unless a job owns it (alive, it gives up itself when no try is worth it any more;
+-- dead, the one queued now does at once)
+if not owned and tonumber(o[2]) <= now + tonumber(A.minLifeMs) then
   redis.call('ZREM', K.due, member)
   local cc = redis.call('HGET', K.otp, F.cc) or ''
   if give_up(K.otp, K.due, A.id, now) then return {'gave_up', 'failed', 1, 'cc', cc} end

@@ -253,15 +253,39 @@ describe('sweepDue: jobs that died after starting an attempt', () => {
     await fixtures.delivery.begin(id, ['twilio'], 5000);
     await fixtures.delivery.failed(id, 1, 'twilio', 'retryable', 'TIMEOUT');
     at(5000 + SWEEP_GRACE_MS);
-    await sweep(id);
+    expect(await sweep(id)).toMatchObject({ queued: 0, gaveUp: 0 });
     expect(await queue.getJobState(id)).toBe('delayed');
     expect(await queue.getJobCounts('waiting', 'delayed')).toEqual({ waiting: 0, delayed: 1 });
     // looked at again later, while the job is parked
     expect(await listed(id)).toBe(T0 + 5000 + SWEEP_GRACE_MS + SWEEP_RELIST_MS);
 
+    // a provider that refused as misconfigured: the parked job tries the next one, and no resend job is added
+    const refused = await fixtures.created();
+    await queue.add('send', { otpId: refused.id }, { jobId: refused.id, delay: 600_000 });
+    await fixtures.delivery.begin(refused.id, ['twilio', 'octopush'], 5000);
+    await fixtures.delivery.failed(refused.id, 1, 'twilio', 'misconfigured', '21408');
+    at(2 * (5000 + SWEEP_GRACE_MS));
+    expect(await sweep(refused.id)).toMatchObject({ queued: 0, gaveUp: 0 });
+    expect(await job(refused.id, resendJobId(refused.id, 1))).toBeUndefined();
+    expect(await queue.getJobState(refused.id)).toBe('delayed');
+
     const sent = await fixtures.accepted('twilio', 'SM-accepted');
     expect(await listed(sent.id)).toBeNull();
     expect(await fixtures.record(sent.id)).not.toHaveProperty(F.sendJob);
+  });
+});
+
+describe('sweepDue: near expiry', () => {
+  it('does not end an OTP whose job is parked for a last retry: the job decides when no try is worth it', async () => {
+    const { id } = await fixtures.created({ ttlMs: 20_000 });
+    await fixtures.queues.forOtp(id).add('send', { otpId: id }, { jobId: id, delay: 4000 });
+    await fixtures.delivery.begin(id, ['twilio'], 5000);
+    await fixtures.delivery.failed(id, 1, 'twilio', 'retryable', 'TIMEOUT');
+    // 5 s before expiry: too late for the sweep to queue a resend, not for the parked job's retry
+    at(5000 + SWEEP_GRACE_MS);
+    expect(await sweep(id)).toMatchObject({ queued: 0, gaveUp: 0 });
+    expect(await fixtures.record(id)).toMatchObject({ [F.status]: 'pending' });
+    expect(failed).toEqual([]);
   });
 });
 

@@ -170,8 +170,7 @@ async function sweepEntry(
       sweepAfterMs: SWEEP_RELIST_MS,
     });
     if (r.outcome === 'enqueue') {
-      await requeue(deps.queues, otpId, r.kind === 'send' ? null : Number(r.after));
-      totals.queued++;
+      if (await requeue(deps.queues, otpId, r.kind === 'send' ? null : Number(r.after))) totals.queued++;
     } else if (r.outcome === 'gave_up' && r.failed === '1') {
       totals.gaveUp++;
       deps.onFailed?.(otpId, r.cc ?? '');

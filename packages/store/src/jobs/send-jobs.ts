@@ -154,14 +154,18 @@ export async function enqueueCostCheck(
 
 /**
  * For the sweep: makes sure a job will run for this OTP. A job with its id that is waiting, delayed or active is
- * left alone (the add is a no-op); one that already finished (failed for good, or completed and kept) would make
- * the add a no-op too, so it is removed first: the OTP, listed as not started, still needs a job.
+ * left alone; one that already finished (failed for good, or completed and kept) would make an add a no-op, so it
+ * is removed first: the OTP, still listed, needs a job. True when a job was queued.
  */
-export async function requeue(queues: SendQueues, otpId: string, after: number | null): Promise<void> {
+export async function requeue(queues: SendQueues, otpId: string, after: number | null): Promise<boolean> {
   const queue = queues.forOtp(otpId);
   const jobId = after === null ? otpId : resendJobId(otpId, after);
   const existing = await queue.getJob(jobId);
-  if (existing && ((await existing.isFailed()) || (await existing.isCompleted()))) await existing.remove();
+  if (existing) {
+    if (!((await existing.isFailed()) || (await existing.isCompleted()))) return false;
+    await existing.remove();
+  }
   if (after === null) await enqueueSend(queues, otpId);
   else await enqueueResend(queues, otpId, after);
+  return true;
 }
