@@ -258,6 +258,7 @@ export function createSendProcessor(deps: SendProcessorDeps) {
         hadFailures: begun.hadFailures,
         cost,
         costAfterMs: askLater,
+        awaitReceipt: !res.noReports,
       },
       (step) => untilRecorded(log, step),
     );
