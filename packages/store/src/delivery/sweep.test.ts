@@ -261,13 +261,15 @@ describe('sweepDue: jobs that died after starting an attempt', () => {
 
     // a provider that refused as misconfigured: the parked job tries the next one, and no resend job is added
     const refused = await fixtures.created();
-    await queue.add('send', { otpId: refused.id }, { jobId: refused.id, delay: 600_000 });
+    // its own queue: on a cluster the two OTPs may be in different shards
+    const refusedQueue = fixtures.queues.forOtp(refused.id);
+    await refusedQueue.add('send', { otpId: refused.id }, { jobId: refused.id, delay: 600_000 });
     await fixtures.delivery.begin(refused.id, ['twilio', 'octopush'], 5000);
     await fixtures.delivery.failed(refused.id, 1, 'twilio', 'misconfigured', '21408');
     at(2 * (5000 + SWEEP_GRACE_MS));
     expect(await sweep(refused.id)).toMatchObject({ queued: 0, gaveUp: 0 });
     expect(await job(refused.id, resendJobId(refused.id, 1))).toBeUndefined();
-    expect(await queue.getJobState(refused.id)).toBe('delayed');
+    expect(await refusedQueue.getJobState(refused.id)).toBe('delayed');
 
     const sent = await fixtures.accepted('twilio', 'SM-accepted');
     expect(await listed(sent.id)).toBeNull();
