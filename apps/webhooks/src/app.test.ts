@@ -4,6 +4,7 @@ import { loadConfig } from '@otp-gateway/core';
 import type { ApplyResult, DeliveryReport, RedisClient, ReportRepo, SendQueues } from '@otp-gateway/store';
 import { describe, expect, it } from 'vitest';
 import { buildWebhooks, loggableUrl, webhooksLoggerOptions } from './app.js';
+import { recordPatience } from './record-report.js';
 import { octopushStatusToDelivery, twilioStatusToDelivery } from './status-maps.js';
 
 const TOKEN = 'twilio-auth-token-0123456789abcdef';
@@ -13,6 +14,7 @@ async function build(
   env: Record<string, string>,
   apply: (r: DeliveryReport) => Promise<ApplyResult>,
   queueRedis?: RedisClient,
+  patience = recordPatience([5, 5]),
 ) {
   const config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'info', ...env }, 'webhooks');
   const reports: DeliveryReport[] = [];
@@ -35,6 +37,7 @@ async function build(
     queues: { shards: [], forOtp: () => ({ add: async () => ({}) }) as never, close: async () => {} } as SendQueues,
     connections: [{ ping: async () => 'PONG' } as unknown as RedisClient, ...(queueRedis ? [queueRedis] : [])],
     logger: { ...(webhooksLoggerOptions(config) as object), stream } as never,
+    patience,
   });
   return { app, reports, logs: () => lines.join('') };
 }
@@ -150,6 +153,32 @@ describe('callbacks app', () => {
       },
     ]);
     await app.close();
+  });
+
+  it('regression: waits out a store that refuses a report for a moment (a failover), instead of answering 503 at once', async () => {
+    let refusals = 2;
+    const { app, reports, logs } = await build({ OCTOPUSH_WEBHOOK_TOKEN: OCTO }, async () => {
+      if (refusals-- > 0) throw new Error('READONLY You can not write against a read only replica.');
+      return { kind: 'deferred' };
+    });
+    const url = `/webhooks/octopush/delivery/${OCTO}`;
+    const payload = { message_id: 'm2', number: '+33612345678', status: 'DELIVERED' };
+    expect((await app.inject({ method: 'POST', url, payload })).statusCode).toBe(200);
+    expect(reports).toHaveLength(3);
+    expect(logs()).toContain('delivery report not recorded yet; trying again');
+    // with no one else waiting allowed, it answers 503 at once
+    const impatient = await build(
+      { OCTOPUSH_WEBHOOK_TOKEN: OCTO },
+      async () => Promise.reject(new Error('Connection is closed.')),
+      undefined,
+      recordPatience([60_000], 0),
+    );
+    const started = Date.now();
+    expect((await impatient.app.inject({ method: 'POST', url, payload })).statusCode).toBe(503);
+    expect(Date.now() - started).toBeLessThan(5000);
+    expect(impatient.reports).toHaveLength(1);
+    await app.close();
+    await impatient.app.close();
   });
 
   it('answers 200 to an unknown Octopush status without recording it, and 503 when the store fails', async () => {

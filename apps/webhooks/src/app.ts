@@ -10,6 +10,7 @@ import {
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions, LogController } from 'fastify';
 import { createWebhookMetrics, type WebhookMetrics } from './metrics.js';
 import { OCTOPUSH_DELIVERY_PREFIX, octopushRoutes } from './octopush.routes.js';
+import { type RecordPatience, recordPatience } from './record-report.js';
 import { logRequest } from './request-log.js';
 import { twilioRoutes } from './twilio.routes.js';
 import { refuse } from './webhook.errors.js';
@@ -25,6 +26,8 @@ export interface WebhooksDeps {
   readonly metrics?: WebhookMetrics;
   /** Counts callback requests per client address (WEBHOOKS_RATE_LIMIT_PER_IP_PER_MINUTE); none: no limit. */
   readonly limiter?: AddressLimiter;
+  /** How a report waits out a store that refuses it; by default recordPatience()'s. */
+  readonly patience?: RecordPatience;
 }
 
 const providerOf = (url: string) => (url.startsWith(OCTOPUSH_DELIVERY_PREFIX) ? 'octopush' : 'twilio');
@@ -112,7 +115,7 @@ export async function buildWebhooks(deps: WebhooksDeps): Promise<FastifyInstance
     return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
   });
 
-  const record = { reports: deps.reports, queues: deps.queues, metrics };
+  const record = { reports: deps.reports, queues: deps.queues, metrics, patience: deps.patience ?? recordPatience() };
   await app.register(twilioRoutes, {
     ...record,
     authToken: config.webhooks.twilioAuthToken,

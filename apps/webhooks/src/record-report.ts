@@ -1,4 +1,11 @@
-import { type DeliveryReport, enqueueResend, type ReportRepo, type SendQueues } from '@otp-gateway/store';
+import { setTimeout } from 'node:timers/promises';
+import {
+  type ApplyResult,
+  type DeliveryReport,
+  enqueueResend,
+  type ReportRepo,
+  type SendQueues,
+} from '@otp-gateway/store';
 import type { FastifyBaseLogger } from 'fastify';
 import type { CallbackResult, WebhookMetrics } from './metrics.js';
 
@@ -7,12 +14,57 @@ export interface RecordDeps {
   readonly reports: ReportRepo;
   readonly queues: SendQueues;
   readonly metrics: WebhookMetrics;
+  /** How long a report waits out a store that refuses it (recordPatience); absent: one try. */
+  readonly patience?: RecordPatience;
+}
+
+/**
+ * Waiting out a store that refuses a report, a failover say (the request connection fails fast, in 700 ms at
+ * most). Worth it: Twilio retries a callback only when it could not deliver it, not one answered 503, so a report
+ * given up is lost, and its receipt check then sends the code again through another provider. The waits end well
+ * within the 15 s Twilio gives a callback; at most `maxWaiting` reports wait at once (an outage under a flood of
+ * callbacks answers the rest 503 at once rather than holding them all).
+ */
+export interface RecordPatience {
+  readonly waitsMs: readonly number[];
+  readonly maxWaiting: number;
+  /** Reports waiting now (the app's own count). */
+  waiting: number;
+}
+
+export const recordPatience = (
+  waitsMs: readonly number[] = [250, 1000, 2000, 4000],
+  maxWaiting = 1000,
+): RecordPatience => ({
+  waitsMs,
+  maxWaiting,
+  waiting: 0,
+});
+
+async function applyPatiently(deps: RecordDeps, report: DeliveryReport, log: FastifyBaseLogger): Promise<ApplyResult> {
+  const patience = deps.patience;
+  for (const wait of patience?.waitsMs ?? []) {
+    try {
+      return await deps.reports.apply(report);
+    } catch (e) {
+      if (!patience || patience.waiting >= patience.maxWaiting) throw e;
+      log.warn(
+        { provider: report.provider, err: (e as Error).message, retryInMs: wait },
+        'delivery report not recorded yet; trying again',
+      );
+      patience.waiting++;
+      await setTimeout(wait).finally(() => {
+        patience.waiting--;
+      });
+    }
+  }
+  return deps.reports.apply(report);
 }
 
 /**
  * Records one authentic report: the message lookup and the OTP's update (two round trips in two slots), plus one
  * enqueue when the message that counted was not delivered and the OTP can still go out through another provider.
- * Returns 'error' when Redis fails (the caller answers 503, the provider retries) and never throws.
+ * Returns 'error' when Redis still fails after the waits of `patience` (the caller answers 503) and never throws.
  *
  * A report applied (or that changed nothing) writes no line of its own: its fields go to `note`, for the request's
  * one log line (see request-log.ts). Every other outcome is logged here.
@@ -32,7 +84,7 @@ export async function recordReport(
     providerStatus: report.providerStatus,
   };
   try {
-    const res = await deps.reports.apply(report);
+    const res = await applyPatiently(deps, report, log);
     if (res.kind === 'dropped') {
       log.warn(fields, 'delivery report dropped: early reports are at their cap (unknown message ids)');
       return 'dropped';
