@@ -1,4 +1,4 @@
-import { deriveKeys, encryptCode, ProviderError, type SendResult, type SmsProvider } from '@otp-gateway/core';
+import { deriveKeys, encryptCode, ProviderError, type SmsProvider } from '@otp-gateway/core';
 import type { BeginOutcome, DeliveryRepo, StepRetry } from '@otp-gateway/store';
 import { describe, expect, it } from 'vitest';
 import { createWorkerMetrics } from './metrics.js';
@@ -28,14 +28,14 @@ const go: BeginOutcome = {
 };
 
 /** `step`: what one try of recording the acceptance does (the fake store's). */
-function setup(step: () => Promise<string[]>, refusal?: ProviderError, answer?: SendResult) {
+function setup(step: () => Promise<string[]>, refusal?: ProviderError) {
   const calls: string[] = [];
   const provider: SmsProvider = {
     id: 'twilio',
     async send() {
       calls.push('provider.send');
       if (refusal) throw refusal;
-      return answer ?? { messageId: 'SM1', providerStatus: 'queued' };
+      return { messageId: 'SM1', providerStatus: 'queued' };
     },
   };
   const delivery: DeliveryRepo = {
@@ -43,8 +43,7 @@ function setup(step: () => Promise<string[]>, refusal?: ProviderError, answer?: 
       calls.push(`begin after=${args[4]}`);
       return go;
     },
-    async accepted(_otpId, _attempt, _provider, result, retry?: StepRetry) {
-      if (result.awaitReceipt === false) calls.push('no receipt awaited');
+    async accepted(_otpId, _attempt, _provider, _result, retry?: StepRetry) {
       return (retry ?? ((s) => s()))(() => {
         calls.push('record');
         return step();
@@ -103,12 +102,5 @@ describe('send processor: the store fails after the provider accepted', () => {
     const { run, calls } = setup(async () => []);
     await run({ otpId: OTP_ID, after: 2 });
     expect(calls[0]).toBe('begin after=2');
-  });
-
-  it('awaits no receipt for a message the provider says no report will name', async () => {
-    const answer = { messageId: 'request_id:x', providerStatus: 'duplicate_request', noReports: true };
-    const { run, calls } = setup(async () => [], undefined, answer);
-    await run();
-    expect(calls).toEqual(['begin after=undefined', 'provider.send', 'no receipt awaited', 'record']);
   });
 });

@@ -258,7 +258,6 @@ export function createSendProcessor(deps: SendProcessorDeps) {
         hadFailures: begun.hadFailures,
         cost,
         costAfterMs: askLater,
-        awaitReceipt: !res.noReports,
       },
       (step) => untilRecorded(log, step),
     );

@@ -33,11 +33,6 @@ export interface SendResult {
   readonly providerStatus?: string;
   /** What the provider says the message cost, when its answer says it (Octopush `total_cost`, Twilio `price`). */
   readonly cost?: SmsCost;
-  /**
-   * True when no delivery report will carry `messageId` (Octopush's answer to a repeated request names no ticket):
-   * none is awaited, so its silence never sends the code again through another provider.
-   */
-  readonly noReports?: boolean;
 }
 
 /** A message's cost: an amount in a currency (ISO 4217). */

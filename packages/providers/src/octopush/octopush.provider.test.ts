@@ -47,12 +47,11 @@ describe('octopush adapter on the wire', () => {
     });
   });
 
-  it('treats code 120 (request_id already sent) as accepted, without a second message, and with no report to await', async () => {
+  it('treats code 120 (request_id already sent) as accepted, without a second message', async () => {
     const { provider } = await setup({ status: 400, body: fixture('error-120') });
     expect(await provider.send(sms, ctx())).toEqual({
       messageId: 'request_id:o1:1',
       providerStatus: 'duplicate_request',
-      noReports: true,
     });
   });
 

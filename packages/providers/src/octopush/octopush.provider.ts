@@ -82,9 +82,9 @@ export function createOctopushProvider(
       }
       if (res.status === 400 && octopushCode(res.data) === OCTOPUSH_DUPLICATE_REQUEST) {
         // Octopush already took this very request (our earlier call's answer was lost). The message is on
-        // its way, but its ticket is unknown here, so no delivery report will match it: none is awaited.
+        // its way, but its ticket is unknown here, so no delivery report will match it.
         log.warn(fields, 'sms already accepted by provider (repeated request_id)');
-        return { messageId: `request_id:${sms.attemptId}`, providerStatus: 'duplicate_request', noReports: true };
+        return { messageId: `request_id:${sms.attemptId}`, providerStatus: 'duplicate_request' };
       }
       const e =
         res.status >= 200 && res.status < 300

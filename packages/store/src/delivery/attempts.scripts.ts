@@ -49,15 +49,6 @@ local function start_attempt(okey, due, id, na, p, ds, now, leaseMs, job, origin
   redis.call('ZADD', due, now + tonumber(leaseMs) + ${SWEEP_GRACE_MS}, DUE_UNSTARTED .. id)
   return send_data(okey, {'go', 'attempt', na, 'provider', p, 'requestAttempt', origin})
 end
--- The request id that attempt na + 1 through p carries, when not its own: the last attempt's, when that went to p
--- and failed without an answer saying it was not sent (retryable: a timeout, a reset, a 5xx), so that a provider
--- that deduplicates by request id (Octopush) cannot send twice.
-local function request_of(okey, na, p)
-  if na == 0 then return nil end
-  local last = redis.call('HMGET', okey, af(na, AF.provider), af(na, AF.outcome), af(na, AF.requestAttempt))
-  if last[1] == p and last[2] == 'retryable' then return last[3] end
-  return nil
-end
 -- Outcomes after which a provider is not tried again for this OTP (once per provider).
 local SPENT = {misconfigured = true, undelivered = true, failed = true, no_receipt = true}
 `;
@@ -124,7 +115,7 @@ if #first == 0 then return stop(K.due, A.id, 'exhausted') end
 -- the first in order is a provider this worker trusts (circuit.ts: a recent pick found it clear, ',p1,p2,'):
 -- start the attempt now, without asking the circuits
 if string.find(A.trusted, ',' .. first[1] .. ',', 1, true) then
-  return start_attempt(K.otp, K.due, A.id, na, first[1], o[7], now, A.leaseMs, A.job, request_of(K.otp, na, first[1]))
+  return start_attempt(K.otp, K.due, A.id, na, first[1], o[7], now, A.leaseMs, A.job)
 end
 return {'choose', 'attempts', na, 'candidates', table.concat(first, ','), 'exp', o[2]}
 `,
@@ -145,8 +136,7 @@ if status ~= 'pending' then return stop(K.due, A.id, status) end
 if o[3] and o[3] ~= '' then return stop(K.due, A.id, 'done') end
 -- another job of this OTP started an attempt since the plan: plan again shortly
 if tonumber(o[4] or '0') ~= tonumber(A.attempts) then return {'busy', 'ms', 100} end
-local na = tonumber(A.attempts)
-return start_attempt(K.otp, K.due, A.id, na, A.provider, o[5], now, A.leaseMs, A.job, request_of(K.otp, na, A.provider))
+return start_attempt(K.otp, K.due, A.id, tonumber(A.attempts), A.provider, o[5], now, A.leaseMs, A.job)
 `,
 });
 

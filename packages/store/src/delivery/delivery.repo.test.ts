@@ -230,27 +230,6 @@ describe('delivery repo', () => {
     expect(await outcomes(id)).toEqual(['interrupted', 'interrupted', 'sending']);
   });
 
-  it('retries a provider after a timeout with the same request id (Octopush deduplicates it); another gets its own', async () => {
-    // a refusal that says nothing was sent: the next try has its own
-    const paused = await fixtures.created();
-    expect(await repo.begin(paused.id, ['octopush'], 5000)).toMatchObject({ attempt: 1, requestAttempt: 1 });
-    await repo.failed(paused.id, 1, 'octopush', 'rate_limited', '429', 1000);
-    at(1001);
-    expect(await repo.begin(paused.id, ['octopush'], 5000)).toMatchObject({ attempt: 2, requestAttempt: 2 });
-    await repo.accepted(paused.id, 2, 'octopush', { messageId: 'tk-p', providerStatus: '', hadFailures: true });
-
-    const { id } = await fixtures.created();
-    expect(await repo.begin(id, ['octopush'], 5000)).toMatchObject({ attempt: 1, requestAttempt: 1 });
-    await repo.failed(id, 1, 'octopush', 'retryable', 'TIMEOUT');
-    expect(await repo.begin(id, ['octopush'], 5000)).toMatchObject({
-      attempt: 2,
-      provider: 'octopush',
-      requestAttempt: 1,
-    });
-    await repo.failed(id, 2, 'octopush', 'retryable', 'ECONNRESET');
-    expect(await repo.begin(id, order, 5000)).toMatchObject({ attempt: 3, provider: 'twilio', requestAttempt: 3 });
-  });
-
   it('does not resume an interrupted attempt once the OTP is about to expire', async () => {
     const { id } = await fixtures.created({ ttlMs: 10_000 });
     expect(await repo.begin(id, order, 5000)).toMatchObject({ kind: 'go', attempt: 1 });
@@ -554,21 +533,6 @@ describe('delivery repo', () => {
     expect(handed.map(parseDeliveryReport)).toEqual([early]);
     // handed over once: the next acceptance of the same message id gets none
     expect(await messages.record('twilio', 'SMe', { otpId: id, attempt: 1 }, 60_000)).toEqual([]);
-  });
-
-  it('awaits no receipt for a message no report can name (Octopush took a repeated request): its silence sends nothing', async () => {
-    const { id } = await fixtures.created();
-    await repo.begin(id, order, 5000);
-    await repo.accepted(id, 1, 'octopush', {
-      messageId: 'request_id:x-1',
-      providerStatus: 'duplicate_request',
-      hadFailures: false,
-      awaitReceipt: false,
-    });
-    at(RECEIPT_AFTER_MS + 1);
-    expect(await sweep(id)).toMatchObject({ receiptTimeouts: 0, queued: 0 });
-    expect(await outcomes(id)).toEqual(['accepted']);
-    expect((await view(id)).deliveryStatus).toBe('sent');
   });
 
   it('regression: a step the store refused is tried again alone; the step before it is not repeated', async () => {

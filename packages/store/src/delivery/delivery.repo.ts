@@ -97,8 +97,6 @@ export interface DeliveryRepo {
       hadFailures: boolean;
       cost?: SmsCost | null;
       costAfterMs?: number;
-      /** False when no delivery report can name this message (SendResult.noReports): no receipt is awaited. */
-      awaitReceipt?: boolean;
     },
     retry?: StepRetry,
   ): Promise<string[]>;
@@ -198,7 +196,7 @@ export function createDeliveryRepo(
           provider,
           messageId: result.messageId,
           providerStatus: result.providerStatus,
-          receiptAfterMs: result.awaitReceipt === false ? 0 : settings.receiptAfterMs,
+          receiptAfterMs: settings.receiptAfterMs,
           minLifeMs: MIN_RESEND_LIFE_MS,
           cost: result.cost ? String(result.cost.amount) : '',
           currency: result.cost?.currency ?? '',
