@@ -177,8 +177,15 @@ describe('callbacks app', () => {
     expect((await impatient.app.inject({ method: 'POST', url, payload })).statusCode).toBe(503);
     expect(Date.now() - started).toBeLessThan(5000);
     expect(impatient.reports).toHaveLength(1);
+    // an error that is not the store being away fails the same way every time: not tried again
+    const broken = await build({ OCTOPUSH_WEBHOOK_TOKEN: OCTO }, async () =>
+      Promise.reject(new Error('ERR Error running script: attempt to compare nil with number')),
+    );
+    expect((await broken.app.inject({ method: 'POST', url, payload })).statusCode).toBe(503);
+    expect(broken.reports).toHaveLength(1);
     await app.close();
     await impatient.app.close();
+    await broken.app.close();
   });
 
   it('answers 200 to an unknown Octopush status without recording it, and 503 when the store fails', async () => {

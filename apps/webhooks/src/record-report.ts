@@ -41,13 +41,21 @@ export const recordPatience = (
   waiting: 0,
 });
 
+/**
+ * Errors that say the store is away for now (a failover, a restart, a lost connection), worth waiting out; any
+ * other (a script's error, a bug) fails the same way on every try.
+ */
+const STORE_AWAY =
+  /^(READONLY|CLUSTERDOWN|TRYAGAIN|LOADING|MASTERDOWN)\b|Connection is closed|Stream isn't writeable|Command timed out|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|Failed to refresh slots cache|None of startup nodes/;
+const storeAway = (e: unknown) => e instanceof Error && STORE_AWAY.test(e.message);
+
 async function applyPatiently(deps: RecordDeps, report: DeliveryReport, log: FastifyBaseLogger): Promise<ApplyResult> {
   const patience = deps.patience;
   for (const wait of patience?.waitsMs ?? []) {
     try {
       return await deps.reports.apply(report);
     } catch (e) {
-      if (!patience || patience.waiting >= patience.maxWaiting) throw e;
+      if (!patience || !storeAway(e) || patience.waiting >= patience.maxWaiting) throw e;
       log.warn(
         { provider: report.provider, err: (e as Error).message, retryInMs: wait },
         'delivery report not recorded yet; trying again',
