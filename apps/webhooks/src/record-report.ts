@@ -22,9 +22,9 @@ export interface RecordDeps {
  * Waiting out a store that refuses a report, a failover say (the request connection fails fast, in 700 ms at
  * most). Worth it: a provider may not retry a callback answered 503 (Twilio retries as the callback URL's
  * connection overrides say, and the gateway sets none), so a report given up may be lost, and its receipt check
- * then sends the code again through another provider. The waits end well
- * within the 15 s Twilio gives a callback; at most `maxWaiting` reports wait at once (an outage under a flood of
- * callbacks answers the rest 503 at once rather than holding them all).
+ * then sends the code again through another provider. The waits end well within the 15 s Twilio gives a
+ * callback; at most `maxWaiting` reports wait at once (an outage under a flood of callbacks answers the rest 503
+ * at once rather than holding them all).
  */
 export interface RecordPatience {
   readonly waitsMs: readonly number[];
