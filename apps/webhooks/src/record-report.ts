@@ -1,9 +1,9 @@
-import { setTimeout } from 'node:timers/promises';
 import {
   type ApplyResult,
   type DeliveryReport,
   enqueueResend,
   type ReportRepo,
+  retryWhileStoreAway,
   type SendQueues,
 } from '@otp-gateway/store';
 import type { FastifyBaseLogger } from 'fastify';
@@ -29,7 +29,7 @@ export interface RecordDeps {
 export interface RecordPatience {
   readonly waitsMs: readonly number[];
   readonly maxWaiting: number;
-  /** Reports waiting now (the app's own count). */
+  /** Reports being tried again now, from their first retry to their answer (the app's own count). */
   waiting: number;
 }
 
@@ -42,32 +42,31 @@ export const recordPatience = (
   waiting: 0,
 });
 
-/**
- * Errors that say the store is away for now (a failover, a restart, a lost connection), worth waiting out; any
- * other (a script's error, a bug) fails the same way on every try.
- */
-const STORE_AWAY =
-  /^(READONLY|CLUSTERDOWN|TRYAGAIN|LOADING|MASTERDOWN)\b|Connection is closed|Stream isn't writeable|Command timed out|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|Failed to refresh slots cache|None of startup nodes/;
-const storeAway = (e: unknown) => e instanceof Error && STORE_AWAY.test(e.message);
-
+/** Tries `apply` again while the store is away, within `patience`; counted as waiting from its first retry. */
 async function applyPatiently(deps: RecordDeps, report: DeliveryReport, log: FastifyBaseLogger): Promise<ApplyResult> {
   const patience = deps.patience;
-  for (const wait of patience?.waitsMs ?? []) {
-    try {
-      return await deps.reports.apply(report);
-    } catch (e) {
-      if (!patience || !storeAway(e) || patience.waiting >= patience.maxWaiting) throw e;
-      log.warn(
-        { provider: report.provider, err: (e as Error).message, retryInMs: wait },
-        'delivery report not recorded yet; trying again',
-      );
-      patience.waiting++;
-      await setTimeout(wait).finally(() => {
-        patience.waiting--;
-      });
-    }
+  if (!patience) return deps.reports.apply(report);
+  let counted = false;
+  try {
+    return await retryWhileStoreAway(
+      () => deps.reports.apply(report),
+      patience.waitsMs,
+      (err, wait) => {
+        if (!counted) {
+          if (patience.waiting >= patience.maxWaiting) return false;
+          patience.waiting++;
+          counted = true;
+        }
+        log.warn(
+          { provider: report.provider, err: (err as Error).message, retryInMs: wait },
+          'delivery report not recorded yet; trying again',
+        );
+        return true;
+      },
+    );
+  } finally {
+    if (counted) patience.waiting--;
   }
-  return deps.reports.apply(report);
 }
 
 /**

@@ -1,4 +1,3 @@
-import { setTimeout } from 'node:timers/promises';
 import {
   decryptCode,
   isProviderError,
@@ -16,6 +15,7 @@ import {
   type CostCheck,
   type DeliveryRepo,
   MIN_SEND_LIFE_MS,
+  retryWhileStoreAway,
   type SendJobData,
   type SendJobKind,
   worthSending,
@@ -259,7 +259,11 @@ export function createSendProcessor(deps: SendProcessorDeps) {
         cost,
         costAfterMs: askLater,
       },
-      (step) => untilRecorded(log, step),
+      (step) =>
+        retryWhileStoreAway(step, RECORD_RETRY_MS, (err, wait) => {
+          log.warn({ err: { message: String(err) }, retryInMs: wait }, 'acceptance not recorded; trying again');
+          return true;
+        }),
     );
     if (cost && !askLater) countCost(providerId, otp.callingCode, cost);
     metrics.funnel.inc({ stage: 'sent', provider: providerId, cc: otp.callingCode });
@@ -280,25 +284,10 @@ export function createSendProcessor(deps: SendProcessorDeps) {
 }
 
 /**
- * The waits between tries of a step that records a provider's acceptance, when the store refuses it (a failover:
- * READONLY, CLUSTERDOWN; on a lost connection commands are not refused, they wait for the reconnection).
- */
-const RECORD_RETRY_MS = [250, 1000, 2000] as const;
-
-/**
- * Runs one step of recording what the provider accepted, trying it again through a short store outage. Given up,
+ * The waits between tries of a step that records a provider's acceptance, while the store is away (a failover:
+ * READONLY, CLUSTERDOWN; on a lost connection commands are not refused, they wait for the reconnection). Given up,
  * the error ends this run of the job: its attempt stays `sending`, and once its lease is over the job (BullMQ's
  * retry, or the sweep's) resumes it with the same request id: Octopush deduplicates it, Twilio sends the code a
  * second time, as after a worker killed during its call.
  */
-async function untilRecorded<T>(log: Logger, record: () => Promise<T>): Promise<T> {
-  for (const wait of RECORD_RETRY_MS) {
-    try {
-      return await record();
-    } catch (err) {
-      log.warn({ err: { message: String(err) }, retryInMs: wait }, 'acceptance not recorded; trying again');
-      await setTimeout(wait);
-    }
-  }
-  return record();
-}
+const RECORD_RETRY_MS = [250, 1000, 2000] as const;

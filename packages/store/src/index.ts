@@ -30,5 +30,6 @@ export * from './redis/connection.js';
 export * from './redis/durability.js';
 export * from './redis/errors.js';
 export * from './redis/script.js';
+export * from './redis/store-away.js';
 // Wiring from the configuration.
 export * from './settings.js';

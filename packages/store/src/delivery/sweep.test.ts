@@ -50,6 +50,15 @@ const sweep = (...ids: string[]): Promise<SweepReport> =>
     { partitions: [...new Set(ids.map(partitionOf))] },
   );
 const job = (otpId: string, jobId = otpId) => fixtures.queues.forOtp(otpId).getJob(jobId);
+/** What the callbacks app applies delivery reports with. */
+const reportRepo = () =>
+  createReportRepo({
+    redis: store.redis,
+    ks: store.ks,
+    messages: createMessageIndex(store.redis, store.ks),
+    circuits,
+    now,
+  });
 /** When the sweep looks at the OTP's job next (null: not listed). */
 const listed = async (id: string) => {
   const score = await store.redis.zscore(otpKeys(store.ks, id).due, DUE.unstarted + id);
@@ -103,13 +112,7 @@ describe('sweepDue: OTPs whose job never started', () => {
 
   it('queues a resend after non-delivery that the callbacks app could not queue', async () => {
     const { id } = await fixtures.accepted('twilio', 'SM-resend');
-    const reports = createReportRepo({
-      redis: store.redis,
-      ks: store.ks,
-      messages: createMessageIndex(store.redis, store.ks),
-      circuits,
-      now,
-    });
+    const reports = reportRepo();
     const applied = await reports.apply({
       provider: 'twilio',
       messageId: 'SM-resend',
@@ -222,13 +225,7 @@ describe('sweepDue: jobs that died after starting an attempt', () => {
 
   it('a resend job that failed for good after a retryable failure is queued again under its own id', async () => {
     const { id } = await fixtures.accepted('twilio', 'SM-lost-resend');
-    const reports = createReportRepo({
-      redis: store.redis,
-      ks: store.ks,
-      messages: createMessageIndex(store.redis, store.ks),
-      circuits,
-      now,
-    });
+    const reports = reportRepo();
     const report = { provider: 'twilio', messageId: 'SM-lost-resend', providerStatus: 'undelivered' } as const;
     await reports.apply({ ...report, status: 'undelivered', errorCode: '30003', at: T0 });
     await enqueueResend(fixtures.queues, id, 1);
