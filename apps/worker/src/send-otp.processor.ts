@@ -12,7 +12,7 @@ import {
 } from '@otp-gateway/core';
 import { type OtpTemplates, renderOtpMessage } from '@otp-gateway/providers';
 import {
-  type CostCheck,
+  type BeginOutcome,
   type DeliveryRepo,
   MIN_SEND_LIFE_MS,
   retryWhileStoreAway,
@@ -22,6 +22,7 @@ import {
 } from '@otp-gateway/store';
 import { DelayedError, type Job, UnrecoverableError } from 'bullmq';
 import { otpBackoff } from './backoff.js';
+import { createCostCheckProcessor } from './cost-check.processor.js';
 import type { WorkerMetrics } from './metrics.js';
 
 export interface SendProcessorDeps {
@@ -53,6 +54,8 @@ export interface SendProcessorDeps {
 }
 
 type SendJob = Job<SendJobData, void, SendJobKind>;
+type Go = Extract<BeginOutcome, { kind: 'go' }>;
+type TestOutcome = NonNullable<Go['otp']['testOutcome']>;
 
 /** Provider attempts per OTP, whatever their outcome, before it is given up. */
 const MAX_ATTEMPTS = 40;
@@ -61,11 +64,15 @@ const MAX_ATTEMPTS = 40;
  * Takes a send job (a first send or a resend: the same work, the OTP's record says what is left to do): plans the
  * attempt (the first provider in order whose circuit lets it through), sends, and records the outcome. Throws to
  * make BullMQ retry (ProviderError), to park the job until a provider is free (DelayedError), or to fail it for
- * good (UnrecoverableError, the OTP then reads `failed`).
+ * good (UnrecoverableError, the OTP then reads `failed`). A `cost` job goes to the cost check
+ * (cost-check.processor.ts).
  */
 export function createSendProcessor(deps: SendProcessorDeps) {
   const { providers, order, delivery, keys, metrics } = deps;
   const now = deps.now ?? Date.now;
+  const countCost = (provider: ProviderId, callingCode: string, cost: SmsCost) =>
+    metrics.cost.inc({ provider, cc: callingCode, currency: cost.currency }, cost.amount);
+  const costCheck = createCostCheckProcessor({ providers, delivery, countCost, shutdown: deps.shutdown });
 
   const giveUp = async (otpId: string, log: Logger, why: string): Promise<void> => {
     const r = await delivery.giveUp(otpId);
@@ -78,22 +85,45 @@ export function createSendProcessor(deps: SendProcessorDeps) {
     log.info({ reason: why }, 'no other provider can resend the code; the earlier message stands');
   };
 
+  /** Parks the job until `at` (BullMQ's delayed set); the DelayedError tells BullMQ it moved. */
+  const park = async (job: SendJob, token: string | undefined, at: number): Promise<never> => {
+    await job.moveToDelayed(at, token);
+    throw new DelayedError();
+  };
+
+  /** No attempt starts now: the OTP is done or past sending, or the job waits for another job's outcome or a provider. */
+  const notStarted = async (
+    job: SendJob,
+    token: string | undefined,
+    begun: Exclude<BeginOutcome, Go>,
+    log: Logger,
+  ): Promise<void> => {
+    if (begun.kind === 'stop') {
+      if (begun.reason === 'too_late' || begun.reason === 'exhausted') return giveUp(job.data.otpId, log, begun.reason);
+      log.debug({ reason: begun.reason }, 'nothing to send');
+      return;
+    }
+    if (begun.kind === 'busy') {
+      log.debug({ waitMs: begun.ms }, 'another job of this OTP is sending; job parked');
+      return park(job, token, now() + begun.ms);
+    }
+    const at = now() + begun.ms;
+    if (!worthSending(at, begun.expiresAt))
+      return giveUp(job.data.otpId, log, 'every provider unavailable until expiry');
+    log.info({ waitMs: begun.ms }, 'no provider free now; job parked');
+    return park(job, token, at);
+  };
+
   /**
    * A test number (TENANTS_FILE): nothing reaches the provider. The attempt is recorded accepted under a `test-`
    * message id, then its simulated report is applied as a real one would be: `delivered`; `undelivered` on the
    * first attempt (the failover's attempt is then delivered); `no_receipt`: none.
    */
-  const simulateTestNumber = async (
-    otpId: string,
-    attempt: number,
-    providerId: ProviderId,
-    outcome: 'delivered' | 'undelivered' | 'no_receipt',
-    callingCode: string,
-    log: Logger,
-  ): Promise<void> => {
+  const simulateTestNumber = async (otpId: string, go: Go, outcome: TestOutcome, log: Logger): Promise<void> => {
+    const { attempt, provider: providerId, otp } = go;
     const messageId = `test-${otpId}-${attempt}`;
     await delivery.accepted(otpId, attempt, providerId, { messageId, providerStatus: 'test', hadFailures: false });
-    metrics.funnel.inc({ stage: 'sent', provider: 'test', cc: callingCode });
+    metrics.funnel.inc({ stage: 'sent', provider: 'test', cc: otp.callingCode });
     metrics.testSends.inc({ outcome });
     const status =
       outcome === 'no_receipt' ? null : outcome === 'undelivered' && attempt === 1 ? 'undelivered' : 'delivered';
@@ -111,31 +141,92 @@ export function createSendProcessor(deps: SendProcessorDeps) {
     }
   };
 
-  const countCost = (provider: ProviderId, callingCode: string, cost: SmsCost) =>
-    metrics.cost.inc({ provider, cc: callingCode, currency: cost.currency }, cost.amount);
+  /** The SMS text: the code unsealed into the API key's template. A code that cannot be unsealed fails the OTP. */
+  const messageBody = async (otpId: string, go: Go, log: Logger): Promise<string> => {
+    const { otp } = go;
+    try {
+      const code = decryptCode(keys, otpId, otp.sealedCode);
+      const input = {
+        code,
+        ttlSeconds: Math.max(60, Math.round((otp.expiresAt - now()) / 1000)),
+        locale: otp.locale,
+      };
+      return deps.templatesFor ? deps.templatesFor(otp.keyName).render(input) : renderOtpMessage(input);
+    } catch {
+      await delivery.failed(otpId, go.attempt, go.provider, 'permanent', 'sealed_code_unreadable');
+      log.error({ attempt: go.attempt }, 'sealed code cannot be decrypted (OTP_SECRET changed or data tampered)');
+      throw new UnrecoverableError('sealed code unreadable');
+    }
+  };
 
   /**
-   * A `cost` job: asks the provider what an accepted message cost and puts it on the attempt, in place of the
-   * price table's. While the provider does not tell, the job fails and BullMQ tries it again later (its attempts,
-   * its exponential backoff); on its last try the table's cost stands and is counted.
+   * The provider refused the message or could not be reached: recorded (and told to its circuit). A permanent
+   * refusal fails the job for good; otherwise the job waits parked for its next attempt, or the OTP is given up.
    */
-  const costCheck = async (job: SendJob, check: CostCheck, log: Logger): Promise<void> => {
-    const provider = providers.get(check.provider);
-    const lastTry = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
-    const told = await provider?.cost?.(check.messageId, { signal: deps.shutdown, log }).catch((err: unknown) => {
-      if (!lastTry) throw err;
-      log.warn({ provider: check.provider, err: { message: String(err) } }, 'cost check failed for good');
-      return null;
-    });
-    if (told) {
-      const recorded = await delivery.costKnown(job.data.otpId, check.attempt, told);
-      countCost(check.provider, check.callingCode, told);
-      log.info({ provider: check.provider, attempt: check.attempt, recorded, ...told }, 'provider told the cost');
-      return;
+  const sendFailed = async (job: SendJob, token: string | undefined, go: Go, err: ProviderError, log: Logger) => {
+    const { otpId } = job.data;
+    const { attempt, provider: providerId, otp } = go;
+    const { circuit, ended } = await delivery.failed(otpId, attempt, providerId, err.kind, err.code, err.retryAfterMs);
+    metrics.attemptFailures.inc({ provider: providerId, kind: err.kind });
+    if (circuit === 'open') metrics.circuitOpened.inc({ provider: providerId });
+    log.warn(
+      { provider: providerId, attempt, kind: err.kind, errorCode: err.code, circuit, to: maskPhone(otp.phoneNumber) },
+      'sms attempt failed',
+    );
+    if (err.kind === 'permanent') {
+      if (ended) metrics.funnel.inc({ stage: 'failed', provider: providerId, cc: otp.callingCode });
+      throw new UnrecoverableError(`${providerId} refused the number (${err.code})`);
     }
-    if (!lastTry) throw new Error(`${check.provider} does not tell the cost yet`);
-    if (check.table) countCost(check.provider, check.callingCode, check.table);
-    log.info({ provider: check.provider, attempt: check.attempt }, 'provider never told the cost; the table stands');
+    if (attempt >= MAX_ATTEMPTS) return giveUp(otpId, log, 'retries exhausted');
+    // The job waits for its next attempt parked (BullMQ's own retries are for unexpected errors only): the
+    // OTP's attempts count the tries, and the wait ends before expiry or not at all.
+    const at = now() + otpBackoff(attempt, err);
+    if (!worthSending(at, otp.expiresAt)) return giveUp(otpId, log, 'no time left to retry');
+    return park(job, token, at);
+  };
+
+  /**
+   * The provider took the message: the attempt counts (each recording step tried again while the store is away),
+   * its cost and the funnel are counted, and the reports that came before the message was recorded are applied.
+   */
+  const recordAcceptance = async (otpId: string, go: Go, provider: SmsProvider, res: SendResult, log: Logger) => {
+    const { attempt, provider: providerId, otp } = go;
+    const cost = res.cost ?? deps.priceOf?.(providerId, otp.country) ?? null;
+    // A provider that tells the cost later is asked later (the table's cost stands on the attempt meanwhile);
+    // the metric counts each attempt's cost once, when it is known for good (see cost-check.processor.ts).
+    const askLater = !res.cost && provider.cost && deps.costCheckAfterMs ? deps.costCheckAfterMs : 0;
+    const early = await delivery.accepted(
+      otpId,
+      attempt,
+      providerId,
+      {
+        messageId: res.messageId,
+        providerStatus: res.providerStatus ?? '',
+        hadFailures: go.hadFailures,
+        cost,
+        costAfterMs: askLater,
+      },
+      (step) =>
+        retryWhileStoreAway(step, RECORD_RETRY_MS, (err, wait) => {
+          log.warn({ err: { message: String(err) }, retryInMs: wait }, 'acceptance not recorded; trying again');
+          return true;
+        }),
+    );
+    if (cost && !askLater) countCost(providerId, otp.callingCode, cost);
+    metrics.funnel.inc({ stage: 'sent', provider: providerId, cc: otp.callingCode });
+    if (attempt > 1) metrics.failovers.inc({ provider: providerId });
+    log.info(
+      { provider: providerId, attempt, to: maskPhone(otp.phoneNumber), messageId: res.messageId },
+      'sms accepted by provider',
+    );
+    if (early.length > 0 && deps.applyEarlyReports) {
+      // reports that came before the message was recorded; one not applied now is not applied later
+      await deps
+        .applyEarlyReports(early, log)
+        .catch((err: unknown) =>
+          log.error({ err: { message: String(err) }, reports: early.length }, 'early delivery reports not applied'),
+        );
+    }
   };
 
   return async (job: SendJob, token?: string): Promise<void> => {
@@ -146,47 +237,16 @@ export function createSendProcessor(deps: SendProcessorDeps) {
       throw new UnrecoverableError('cost job without its check');
     }
     const begun = await delivery.begin(otpId, order, MIN_SEND_LIFE_MS, deps.routes?.(), job.data.after);
-
-    if (begun.kind === 'stop') {
-      if (begun.reason === 'too_late' || begun.reason === 'exhausted') return giveUp(otpId, log, begun.reason);
-      log.debug({ reason: begun.reason }, 'nothing to send');
-      return;
-    }
-    if (begun.kind === 'busy') {
-      log.debug({ waitMs: begun.ms }, 'another job of this OTP is sending; job parked');
-      await job.moveToDelayed(now() + begun.ms, token);
-      throw new DelayedError();
-    }
-    if (begun.kind === 'wait') {
-      const at = now() + begun.ms;
-      if (!worthSending(at, begun.expiresAt)) return giveUp(otpId, log, 'every provider unavailable until expiry');
-      log.info({ waitMs: begun.ms }, 'no provider free now; job parked');
-      await job.moveToDelayed(at, token);
-      throw new DelayedError();
-    }
+    if (begun.kind !== 'go') return notStarted(job, token, begun, log);
 
     const { attempt, provider: providerId, requestAttempt, otp } = begun;
-    if (otp.testOutcome) return simulateTestNumber(otpId, attempt, providerId, otp.testOutcome, otp.callingCode, log);
+    if (otp.testOutcome) return simulateTestNumber(otpId, begun, otp.testOutcome, log);
     const provider = providers.get(providerId);
     if (!provider) return giveUp(otpId, log, `provider ${providerId} is not configured on this worker`);
     if (attempt > 1) metrics.retries.inc({ provider: providerId });
     if (requestAttempt !== attempt)
       log.warn({ provider: providerId, attempt, resumes: requestAttempt }, 'resuming an interrupted attempt');
-
-    let body: string;
-    try {
-      const code = decryptCode(keys, otpId, otp.sealedCode);
-      const input = {
-        code,
-        ttlSeconds: Math.max(60, Math.round((otp.expiresAt - now()) / 1000)),
-        locale: otp.locale,
-      };
-      body = deps.templatesFor ? deps.templatesFor(otp.keyName).render(input) : renderOtpMessage(input);
-    } catch {
-      await delivery.failed(otpId, attempt, providerId, 'permanent', 'sealed_code_unreadable');
-      log.error({ attempt }, 'sealed code cannot be decrypted (OTP_SECRET changed or data tampered)');
-      throw new UnrecoverableError('sealed code unreadable');
-    }
+    const body = await messageBody(otpId, begun, log);
 
     const stopTimer = metrics.latency.startTimer({ provider: providerId });
     let res: SendResult;
@@ -214,72 +274,12 @@ export function createSendProcessor(deps: SendProcessorDeps) {
         ? e
         : new ProviderError(e instanceof Error ? e.message : 'unknown failure', 'retryable', 'internal');
       stopTimer({ outcome: err.kind });
-      const { circuit, ended } = await delivery.failed(
-        otpId,
-        attempt,
-        providerId,
-        err.kind,
-        err.code,
-        err.retryAfterMs,
-      );
-      metrics.attemptFailures.inc({ provider: providerId, kind: err.kind });
-      if (circuit === 'open') metrics.circuitOpened.inc({ provider: providerId });
-      log.warn(
-        { provider: providerId, attempt, kind: err.kind, errorCode: err.code, circuit, to: maskPhone(otp.phoneNumber) },
-        'sms attempt failed',
-      );
-      if (err.kind === 'permanent') {
-        if (ended) metrics.funnel.inc({ stage: 'failed', provider: providerId, cc: otp.callingCode });
-        throw new UnrecoverableError(`${providerId} refused the number (${err.code})`);
-      }
-      if (attempt >= MAX_ATTEMPTS) return giveUp(otpId, log, 'retries exhausted');
-      // The job waits for its next attempt parked (BullMQ's own retries are for unexpected errors only): the
-      // OTP's attempts count the tries, and the wait ends before expiry or not at all.
-      const at = now() + otpBackoff(attempt, err);
-      if (!worthSending(at, otp.expiresAt)) return giveUp(otpId, log, 'no time left to retry');
-      await job.moveToDelayed(at, token);
-      throw new DelayedError();
+      return sendFailed(job, token, begun, err, log);
     }
-
     // The provider took the message. From here on a failure is the store's, never the provider's: recorded as a
     // failed attempt, it would send the code again through the next provider.
     stopTimer({ outcome: 'accepted' });
-    const cost = res.cost ?? deps.priceOf?.(providerId, otp.country) ?? null;
-    // A provider that tells the cost later is asked later (the table's cost stands on the attempt meanwhile);
-    // the metric counts each attempt's cost once, when it is known for good (see costCheck).
-    const askLater = !res.cost && provider.cost && deps.costCheckAfterMs ? deps.costCheckAfterMs : 0;
-    const early = await delivery.accepted(
-      otpId,
-      attempt,
-      providerId,
-      {
-        messageId: res.messageId,
-        providerStatus: res.providerStatus ?? '',
-        hadFailures: begun.hadFailures,
-        cost,
-        costAfterMs: askLater,
-      },
-      (step) =>
-        retryWhileStoreAway(step, RECORD_RETRY_MS, (err, wait) => {
-          log.warn({ err: { message: String(err) }, retryInMs: wait }, 'acceptance not recorded; trying again');
-          return true;
-        }),
-    );
-    if (cost && !askLater) countCost(providerId, otp.callingCode, cost);
-    metrics.funnel.inc({ stage: 'sent', provider: providerId, cc: otp.callingCode });
-    if (attempt > 1) metrics.failovers.inc({ provider: providerId });
-    log.info(
-      { provider: providerId, attempt, to: maskPhone(otp.phoneNumber), messageId: res.messageId },
-      'sms accepted by provider',
-    );
-    if (early.length > 0 && deps.applyEarlyReports) {
-      // reports that came before the message was recorded; one not applied now is not applied later
-      await deps
-        .applyEarlyReports(early, log)
-        .catch((err: unknown) =>
-          log.error({ err: { message: String(err) }, reports: early.length }, 'early delivery reports not applied'),
-        );
-    }
+    return recordAcceptance(otpId, begun, provider, res, log);
   };
 }
 
