@@ -410,7 +410,8 @@ export function spawnNode(name, script, env, { nodeArgs = [] } = {}) {
   const extra = process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
   const child = spawn(process.execPath, [...extra, ...nodeArgs, script], {
     cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', ...env },
+    // an operator's .env in the checkout is not read: a benchmark sets what it measures
+    env: { PATH: process.env.PATH ?? '', DOTENV_CONFIG_PATH: '/dev/null', ...env },
     stdio: ['ignore', fd, fd],
   });
   closeSync(fd);

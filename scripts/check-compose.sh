@@ -34,14 +34,14 @@ trap 'rm -rf "$work"' EXIT
 cp docker-compose.yml Dockerfile .dockerignore "$work/"
 cp .env.example "$work/.env"
 cd "$work"
-compose() { env -u OTP_SECRET -u API_KEYS -u DASHBOARD_USER -u DASHBOARD_PASSWORD -u REDIS_URL "$@"; }
+compose() { env -u OTP_SECRET -u API_KEYS -u OTP_ALLOWED_COUNTRIES -u DASHBOARD_USER -u DASHBOARD_PASSWORD -u REDIS_URL "$@"; }
 secrets=(OTP_SECRET=check-compose-0123456789abcdefghijklmnopqrstuvwxyz API_KEYS=check:check-compose-key-0123456789
-  DASHBOARD_USER=admin DASHBOARD_PASSWORD=check-compose-password)
+  OTP_ALLOWED_COUNTRIES=FR DASHBOARD_USER=admin DASHBOARD_PASSWORD=check-compose-password)
 
 compose "${secrets[@]}" docker-compose -f docker-compose.yml config -q
 echo "ok: docker-compose.yml is valid"
 
-if out=$(compose API_KEYS=x:0123456789abcdef0 DASHBOARD_USER=a DASHBOARD_PASSWORD=b docker-compose -f docker-compose.yml config -q 2>&1); then
+if out=$(compose API_KEYS=x:0123456789abcdef0 OTP_ALLOWED_COUNTRIES=FR DASHBOARD_USER=a DASHBOARD_PASSWORD=b docker-compose -f docker-compose.yml config -q 2>&1); then
   echo "check-compose: docker-compose.yml accepted a missing OTP_SECRET" >&2
   exit 1
 fi
@@ -51,6 +51,18 @@ if ! grep -q OTP_SECRET <<<"$out"; then
   exit 1
 fi
 echo "ok: without OTP_SECRET it refuses:$(grep OTP_SECRET <<<"$out" | head -1 | sed -E 's/.*(in service "[a-z]+":)/ \1/')"
+# the API refuses to start in production without OTP_ALLOWED_COUNTRIES: compose says so before starting anything
+if out=$(compose OTP_SECRET=check-compose-0123456789abcdefghijklmnopqrstuvwxyz API_KEYS=x:0123456789abcdef0 \
+  DASHBOARD_USER=a DASHBOARD_PASSWORD=b docker-compose -f docker-compose.yml config -q 2>&1); then
+  echo "check-compose: docker-compose.yml accepted a missing OTP_ALLOWED_COUNTRIES" >&2
+  exit 1
+fi
+if ! grep -q OTP_ALLOWED_COUNTRIES <<<"$out"; then
+  echo "check-compose: without OTP_ALLOWED_COUNTRIES docker-compose failed without naming it:" >&2
+  echo "$out" >&2
+  exit 1
+fi
+echo "ok: without OTP_ALLOWED_COUNTRIES it refuses"
 
 # Debian's docker-compose runs on Debian's python3, which has PyYAML.
 compose "${secrets[@]}" docker-compose -f docker-compose.yml --profile dev config >resolved.yml
@@ -95,6 +107,9 @@ for name, entry in apps.items():
         need(env.get("REDIS_URL") == "redis://redis:6379", f"{name} REDIS_URL is {env.get('REDIS_URL')}")
 need(len(images) == 1, f"apps use several images: {images}")
 need(services.get("simulator", {}).get("profiles") == ["dev"], "simulator is not under the dev profile")
+# its inbox shows the codes: published on loopback only
+need(all(str(p.get("host_ip") if isinstance(p, dict) else p).startswith("127.0.0.1")
+         for p in services.get("simulator", {}).get("ports", [])), "the simulator is published beyond loopback")
 need(services.get("dashboard", {}).get("environment", {}).get("DASHBOARD_PASSWORD") == "check-compose-password",
      "dashboard does not get DASHBOARD_PASSWORD")
 if problems:

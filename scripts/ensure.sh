@@ -1,14 +1,20 @@
 # Sourced by start.sh and test.sh: installs what a fresh machine with only Node lacks.
-ensure_pnpm() {
-  if ! command -v pnpm >/dev/null 2>&1; then
-    echo "==> installing pnpm (npm install -g pnpm@10)"
-    npm install -g pnpm@10 >/dev/null
-  fi
-}
-
 as_root() {
   if [ "$(id -u)" = "0" ]; then "$@"; elif command -v sudo >/dev/null 2>&1; then sudo "$@"; else
     echo "need root to run: $*" >&2; return 1; fi
+}
+
+# pnpm through npm; into npm's global prefix when it is writable (root, nvm, a user prefix), else with sudo
+ensure_pnpm() {
+  if ! command -v pnpm >/dev/null 2>&1; then
+    if ! command -v npm >/dev/null 2>&1; then
+      echo "npm is missing (Debian's nodejs package comes without it): apt-get install npm, or Node from nodejs.org" >&2
+      return 1
+    fi
+    echo "==> installing pnpm (npm install -g pnpm@10)"
+    if [ -w "$(npm prefix -g)/lib" ] || [ -w "$(npm prefix -g)" ]; then npm install -g pnpm@10 >/dev/null
+    else as_root npm install -g pnpm@10 >/dev/null; fi
+  fi
 }
 
 # Installs redis-server when missing. `ensure_redis_server unless-given` (start.sh): not when REDIS_URL,

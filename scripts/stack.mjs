@@ -21,7 +21,8 @@ for (const f of [join(root, '.env')]) {
     if (m && !line.trimStart().startsWith('#')) fileEnv[m[1]] = m[2].replace(/^["']|["']$/g, '');
   }
 }
-const given = { ...fileEnv, ...process.env };
+// An empty value (a line of .env.example uncommented to fill in later) sets nothing: the default stands.
+const given = Object.fromEntries(Object.entries({ ...fileEnv, ...process.env }).filter(([, v]) => v !== ''));
 
 const devFile = join(dataDir, 'dev.env');
 const dev = existsSync(devFile) ? JSON.parse(readFileSync(devFile, 'utf8')) : {};
@@ -47,7 +48,17 @@ if (given.START_REDIS && !['single', 'cluster'].includes(given.START_REDIS)) {
   console.error(`[stack] START_REDIS must be single or cluster (got ${given.START_REDIS})`);
   process.exit(78);
 }
+// Real providers post their receipts to PUBLIC_WEBHOOK_BASE_URL: it must be an address they reach. A loopback
+// default would make every receipt time out, and every code go out a second time through the next provider.
+if (!useSimulator && !given.PUBLIC_WEBHOOK_BASE_URL) {
+  console.error(
+    `[stack] provider credentials are set: set PUBLIC_WEBHOOK_BASE_URL too, the public address where Twilio and Octopush reach the callbacks app (port ${ports.webhooks} here), e.g. https://otp-callbacks.example.com`,
+  );
+  process.exit(78);
+}
 const publicBase = given.PUBLIC_WEBHOOK_BASE_URL ?? `http://${host}:${ports.webhooks}`;
+// With real credentials for one provider only, that provider alone (SMS_PROVIDERS, when set, wins).
+const providersGiven = [given.TWILIO_ACCOUNT_SID && 'twilio', given.OCTOPUSH_API_KEY && 'octopush'].filter(Boolean);
 
 const env = {
   NODE_ENV: 'development',
@@ -64,6 +75,7 @@ const env = {
   // A Redis of the user's (REDIS_URL, REDIS_CLUSTER_NODES or REDIS_SENTINELS) comes in with `given`: no other mode
   // may be set beside it.
   ...(startCluster ? { SEND_QUEUE_SHARDS: '3' } : ownRedis ? { REDIS_URL: `redis://127.0.0.1:${ports.redis}` } : {}),
+  ...(useSimulator ? {} : { SMS_PROVIDERS: providersGiven.join(',') }),
   ...(useSimulator
     ? {
         SMS_PROVIDERS: 'twilio,octopush',
@@ -219,8 +231,10 @@ if (started.includes('dashboard'))
 if (started.includes('worker')) lines.push(`  worker metrics ${url(ports.workerMetrics)}/metrics`);
 if (started.includes('simulator'))
   lines.push(`  simulator      ${url(ports.simulator)}/inbox   (no provider credentials: fake Twilio and Octopush)`);
+// a password in the URL is not printed
+const redisShown = env.REDIS_URL?.replace(/\/\/[^@/]*@/, '//***@');
 lines.push(
-  `  redis          ${env.REDIS_URL ?? (env.REDIS_CLUSTER_NODES ? `cluster ${env.REDIS_CLUSTER_NODES}` : `sentinel ${env.REDIS_SENTINELS}`)}`,
+  `  redis          ${redisShown ?? (env.REDIS_CLUSTER_NODES ? `cluster ${env.REDIS_CLUSTER_NODES}` : `sentinel ${env.REDIS_SENTINELS}`)}`,
 );
 lines.push('');
 lines.push(`  try: curl -s -X POST ${url(ports.api)}/v1/otp/send -H 'Authorization: Bearer ${apiKey ?? '<key>'}' \\`);

@@ -36,7 +36,15 @@ export function startApp(app: string, env: Record<string, string>): AppProcess {
   if (!existsSync(entry)) throw new Error(`${entry} is missing: run pnpm build first`);
   const child = spawn(process.execPath, [entry], {
     cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', NODE_ENV: 'test', LOG_LEVEL: 'info', OTP_SECRET: TEST_SECRET, ...env },
+    // DOTENV_CONFIG_PATH: an operator's .env in the checkout (README step 5) is not read: each test sets what it needs
+    env: {
+      PATH: process.env.PATH ?? '',
+      DOTENV_CONFIG_PATH: '/dev/null',
+      NODE_ENV: 'test',
+      LOG_LEVEL: 'info',
+      OTP_SECRET: TEST_SECRET,
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
