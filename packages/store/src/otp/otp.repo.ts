@@ -98,6 +98,20 @@ const limited = (r: ScriptResult): Limited => ({
   retryAfterMs: Math.max(1, Number(r.ms)),
 });
 
+/** How long a verify waits for its status event to be queued before it answers. */
+const PUBLISH_WAIT_MS = 150;
+
+/** Waits for `work` at most `ms` (it goes on alone after that; it must not reject). */
+function withinMs(ms: number, work: Promise<void>): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    work,
+    new Promise<void>((done) => {
+      timer = setTimeout(done, ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
 /**
  * Builds the OTP repository. With a clock, every script carries a deadline `deadlineMs` from its call: run later
  * than that (Redis hung, then woke up), it changes nothing. Keep it below the connection's command timeout (700 ms),
@@ -119,6 +133,11 @@ export function createOtpRepo(
   const deadline = () => opts.clock?.deadline(opts.deadlineMs ?? 500) ?? 0;
   // By phone number, the id comes first: the code's HMAC is bound to it, and the scripts check the number still
   // points at it (a resend in between answers `stale`, and the lookup is done again).
+  // The event of a verify (approved, locked) is queued before the answer when the events queue answers in time; a
+  // slow one must not turn an approval into a 503 (the caller's bound on the whole step): the sweep publishes an
+  // event still listed after its grace.
+  const publishBriefly = (id: string, name: 'approved' | 'locked') =>
+    withinMs(PUBLISH_WAIT_MS, publishQuietly(opts.events, id, name, 0, opts.onEventError));
   const resolve = async (target: OtpTarget): Promise<string | null> =>
     target.by === 'id' ? target.id : redis.hget(numberKey(ks, target.token), NUMBER_FIELDS.current);
 
@@ -155,13 +174,16 @@ export function createOtpRepo(
     },
 
     async verify(target, keyName, candidateHash, now = 0) {
+      // one deadline for the whole call: by phone number, a slow lookup or a round answered `stale` must not push
+      // the script that changes something past the time the caller has answered 503
+      const until = deadline();
       for (let round = 0; round < 3; round++) {
         const id = await resolve(target);
         if (!id) return { kind: 'not_found' };
         const r = checked(
           await VERIFY.run(redis, otpKeys(ks, id), {
             now,
-            deadline: deadline(),
+            deadline: until,
             keyName,
             candidate: candidateHash(id),
             mode: target.by,
@@ -175,14 +197,14 @@ export function createOtpRepo(
           case 'stale':
             continue;
           case 'approved':
-            if (r.listed === '1') await publishQuietly(opts.events, id, 'approved', 0, opts.onEventError);
+            if (r.listed === '1') await publishBriefly(id, 'approved');
             return { kind: 'approved', id, phoneNumber: r.phone ?? '', country: r.country ?? '', ...labels };
           case 'not_found':
             return { kind: 'not_found' };
           case 'limited':
             return limited(r);
           case 'wrong':
-            if (r.listed === '1') await publishQuietly(opts.events, id, 'locked', 0, opts.onEventError);
+            if (r.listed === '1') await publishBriefly(id, 'locked');
             return {
               kind: 'wrong',
               id,
