@@ -28,8 +28,11 @@ const go: BeginOutcome = {
 };
 
 /** `step`: what one try of recording the acceptance does (the fake store's). */
-function setup(step: () => Promise<string[]>, refusal?: ProviderError) {
+function setup(step: () => Promise<string[]>, refusal?: ProviderError, storeOnFailure?: Error) {
   const calls: string[] = [];
+  const warnings: string[] = [];
+  const log = { ...silent, warn: (_: object, msg: string) => warnings.push(msg), child: () => log };
+  const metrics = createWorkerMetrics();
   const provider: SmsProvider = {
     id: 'twilio',
     async send() {
@@ -51,6 +54,7 @@ function setup(step: () => Promise<string[]>, refusal?: ProviderError) {
     },
     async failed() {
       calls.push('failed');
+      if (storeOnFailure) throw storeOnFailure;
       return { circuit: 'closed', ended: false };
     },
     async giveUp() {
@@ -64,13 +68,13 @@ function setup(step: () => Promise<string[]>, refusal?: ProviderError) {
     order: ['twilio'],
     delivery,
     keys,
-    log: silent,
-    metrics: createWorkerMetrics(),
+    log,
+    metrics,
     shutdown: new AbortController().signal,
   });
   const run = (data: { otpId: string; after?: number } = { otpId: OTP_ID }) =>
     process({ name: data.after ? 'resend' : 'send', id: OTP_ID, data, opts: {}, attemptsMade: 0 } as never, 'token');
-  return { run, calls };
+  return { run, calls, metrics, warnings };
 }
 
 describe('send processor: the store fails after the provider accepted', () => {
@@ -96,6 +100,21 @@ describe('send processor: the store fails after the provider accepted', () => {
     const { run, calls } = setup(async () => [], new ProviderError('twilio refused', 'permanent', '21610'));
     await expect(run()).rejects.toThrow('twilio refused the number (21610)');
     expect(calls).toEqual(['begin after=undefined', 'provider.send', 'failed']);
+  });
+
+  it('regression: a provider failure is counted and logged even when the store cannot record it', async () => {
+    const { run, calls, metrics, warnings } = setup(
+      async () => [],
+      new ProviderError('twilio server error', 'retryable', '503'),
+      new Error('READONLY You can not write against a read only replica.'),
+    );
+    await expect(run()).rejects.toThrow('READONLY');
+    expect(calls).toEqual(['begin after=undefined', 'provider.send', 'failed']);
+    const counted = await metrics.attemptFailures.get();
+    expect(counted.values).toContainEqual(
+      expect.objectContaining({ labels: { provider: 'twilio', kind: 'retryable' }, value: 1 }),
+    );
+    expect(warnings).toContain('sms attempt failed');
   });
 
   it('a resend job tells the store which job it is (the sweep re-queues that one should it die)', async () => {

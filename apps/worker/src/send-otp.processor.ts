@@ -166,13 +166,17 @@ export function createSendProcessor(deps: SendProcessorDeps) {
   const sendFailed = async (job: SendJob, token: string | undefined, go: Go, err: ProviderError, log: Logger) => {
     const { otpId } = job.data;
     const { attempt, provider: providerId, otp } = go;
-    const { circuit, ended } = await delivery.failed(otpId, attempt, providerId, err.kind, err.code, err.retryAfterMs);
+    // counted and logged before the store is told: a store away now must not hide the provider's failure
     metrics.attemptFailures.inc({ provider: providerId, kind: err.kind });
-    if (circuit === 'open') metrics.circuitOpened.inc({ provider: providerId });
     log.warn(
-      { provider: providerId, attempt, kind: err.kind, errorCode: err.code, circuit, to: maskPhone(otp.phoneNumber) },
+      { provider: providerId, attempt, kind: err.kind, errorCode: err.code, to: maskPhone(otp.phoneNumber) },
       'sms attempt failed',
     );
+    const { circuit, ended } = await delivery.failed(otpId, attempt, providerId, err.kind, err.code, err.retryAfterMs);
+    if (circuit === 'open') {
+      metrics.circuitOpened.inc({ provider: providerId });
+      log.warn({ provider: providerId }, 'provider circuit opened');
+    }
     if (err.kind === 'permanent') {
       if (ended) metrics.funnel.inc({ stage: 'failed', provider: providerId, cc: otp.callingCode });
       throw new UnrecoverableError(`${providerId} refused the number (${err.code})`);

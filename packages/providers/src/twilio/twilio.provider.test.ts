@@ -95,6 +95,18 @@ describe('twilio adapter on the wire', () => {
     });
   });
 
+  it('a 2xx that is not a message (no sid: a wrong TWILIO_API_BASE_URL, a proxy) is a failure, not a send', async () => {
+    for (const body of [{}, { ok: true }, { ...fixture('message-created'), sid: '' }]) {
+      const { provider } = await setup({ status: 200, body });
+      await expect(provider.send(sms, ctx())).rejects.toMatchObject({
+        name: 'ProviderError',
+        kind: 'retryable',
+        code: 'BAD_RESPONSE',
+      });
+      await stub?.close();
+    }
+  });
+
   it('throws permanent for an opted-out recipient', async () => {
     const { provider } = await setup({ status: 400, body: fixture('error-21610') });
     await expect(provider.send(sms, ctx())).rejects.toMatchObject({ kind: 'permanent', code: '21610' });

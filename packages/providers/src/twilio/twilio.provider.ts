@@ -1,5 +1,12 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { maskPhone, type SmsCost, type SmsProvider, type TwilioConfig } from '@otp-gateway/core';
+import {
+  isProviderError,
+  maskPhone,
+  ProviderError,
+  type SmsCost,
+  type SmsProvider,
+  type TwilioConfig,
+} from '@otp-gateway/core';
 import twilio from 'twilio';
 import { abortedError, sendSignals } from '../http.errors.js';
 import { classifyTwilioFailure } from './twilio.errors.js';
@@ -64,13 +71,18 @@ export function createTwilioProvider(cfg: TwilioConfig, opts: TwilioProviderOpti
             validityPeriod: validityPeriodSeconds(sms.expiresAt),
           }),
         );
+        // a 2xx without a message sid is not Twilio's Messages resource (a wrong TWILIO_API_BASE_URL, a proxy's
+        // page): nothing says the message was taken
+        if (typeof message.sid !== 'string' || message.sid === '') {
+          throw new ProviderError('twilio answered without a message sid', 'retryable', 'BAD_RESPONSE');
+        }
         // Twilio gives the price once it is known, usually not yet in the create answer (then: `cost` below)
         const cost = priceOf(message);
         return cost
           ? { messageId: message.sid, providerStatus: message.status, cost }
           : { messageId: message.sid, providerStatus: message.status };
       } catch (err) {
-        const e = classifyTwilioFailure(err, signals, current.response);
+        const e = isProviderError(err) ? err : classifyTwilioFailure(err, signals, current.response);
         log.debug({ provider: 'twilio', to: maskPhone(sms.to), kind: e.kind, code: e.code }, 'sms refused by provider');
         throw e;
       } finally {

@@ -145,6 +145,13 @@ export interface Circuits {
   states(providers: readonly ProviderId[], now?: number): Promise<Record<string, { open: boolean; paused: boolean }>>;
 }
 
+/**
+ * The longest a 429 pauses a provider, whatever its Retry-After says: the pause stops that provider for every worker,
+ * and one bad header (a day in seconds, a far date from a proxy) must not stop it for hours. A provider still
+ * limiting after it answers 429 again.
+ */
+export const MAX_PAUSE_MS = 60_000;
+
 /** The key of a provider's circuit (all in the `{cir}` slot). */
 export const circuitKey = (ks: Keyspace, provider: ProviderId): string => ks.key('cir', provider);
 
@@ -181,7 +188,7 @@ export function createCircuits(redis: RedisClient, ks: Keyspace, settings: Circu
       const r = await FAILURE.run(
         redis,
         { circuit: key(provider) },
-        { now: opts.now ?? 0, kind, ...policy, pauseMs: opts.pauseMs ?? 1000 },
+        { now: opts.now ?? 0, kind, ...policy, pauseMs: Math.min(opts.pauseMs ?? 1000, MAX_PAUSE_MS) },
       );
       return r.outcome === 'open' ? 'open' : 'closed';
     },

@@ -6,7 +6,7 @@ import { closeRedisClients, type IsolatedStore, isolatedRedis } from '../../../.
 import { costJobId, resendJobId } from '../jobs/send-jobs.js';
 import { OTP_FIELDS, otpKeys } from '../otp/otp.record.js';
 import { toView } from '../otp/otp.view.js';
-import { type CircuitSettings, type Circuits, circuitKey, createCircuits } from './circuit.js';
+import { type CircuitSettings, type Circuits, circuitKey, createCircuits, MAX_PAUSE_MS } from './circuit.js';
 import { createDeliveryRepo, type DeliveryRepo } from './delivery.repo.js';
 import { createMessageIndex, type MessageIndex } from './messages.js';
 import { createReportRepo, type DeliveryReport, parseDeliveryReport } from './reports.js';
@@ -459,6 +459,16 @@ describe('delivery repo', () => {
     });
     at(30_000);
     expect(await repo.begin(r3.id, ['twilio'], 5000)).toMatchObject({ kind: 'go', provider: 'twilio' });
+  });
+
+  it('regression: a Retry-After of a day pauses the provider a minute at most (MAX_PAUSE_MS), not for every worker for hours', async () => {
+    const r1 = await fixtures.created();
+    await repo.begin(r1.id, order, 5000);
+    await repo.failed(r1.id, 1, 'twilio', 'rate_limited', '20429', 86_400_000);
+    const r2 = await fixtures.created();
+    expect(await repo.begin(r2.id, ['twilio'], 5000)).toEqual({ kind: 'wait', ms: MAX_PAUSE_MS, expiresAt: r2.exp });
+    at(MAX_PAUSE_MS);
+    expect(await repo.begin(r2.id, ['twilio'], 5000)).toMatchObject({ kind: 'go', provider: 'twilio' });
   });
 
   it('sends nothing for an OTP that ended or is about to expire, and gives up only on a pending one', async () => {
