@@ -107,7 +107,9 @@ export function createSendProcessor(deps: SendProcessorDeps) {
       log.debug({ waitMs: begun.ms }, 'another job of this OTP is sending; job parked');
       return park(job, token, now() + begun.ms);
     }
-    const at = now() + begun.ms;
+    // the jobs parked on one paused or open provider do not all wake at the same instant (a herd on a provider
+    // that just asked us to slow down)
+    const at = now() + begun.ms + Math.floor(Math.random() * Math.min(1000, begun.ms / 4));
     if (!worthSending(at, begun.expiresAt))
       return giveUp(job.data.otpId, log, 'every provider unavailable until expiry');
     log.info({ waitMs: begun.ms }, 'no provider free now; job parked');

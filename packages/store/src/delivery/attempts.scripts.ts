@@ -20,7 +20,13 @@ end
 local function give_up(okey, due, id, now)
   local o = redis.call('HMGET', okey, F.status, F.acc, F.sent)
   if o[1] ~= 'pending' or (o[2] and o[2] ~= '') then return false end
-  if o[3] then redis.call('HSET', okey, F.acc, o[3]); return false end
+  if o[3] then
+    -- the message that went out counts again, with the delivery status last reported for it (the failed
+    -- attempt had set 'sending')
+    local d = redis.call('HGET', okey, af(o[3], AF.delivery))
+    redis.call('HSET', okey, F.acc, o[3], F.ds, (d and d ~= '') and d or 'sent')
+    return false
+  end
   redis.call('HSET', okey, F.ds, 'failed')
   end_otp(okey, 'failed', now, nil)
   -- second answer: the failed event was listed (status events on for this OTP), for the caller to publish
