@@ -1,3 +1,6 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually } from './support/processes.js';
 import { codeIn, STACK_KEY, type Stack, startStack } from './support/stack.js';
@@ -160,11 +163,25 @@ describe('abuse guards', () => {
  */
 describe('conversion watch', () => {
   let conv: Stack;
+  /**
+   * Test numbers of the stack's key (TENANTS_FILE) in one Italian range: a fixed code, never sent to a provider
+   * (Italy: no other test here sends there, so no country judgement gets in the way).
+   */
+  const testRange = `+39347${pid}4`;
+  const testNumbers = Array.from({ length: 6 }, (_, i) => `${testRange}9${String(i).padStart(2, '0')}`);
   beforeAll(async () => {
+    const tenants = join(mkdtempSync(join(tmpdir(), 'otp-guards-')), 'tenants.yaml');
+    writeFileSync(
+      tenants,
+      `keys:\n  test:\n    secret: ${STACK_KEY}\n    testNumbers:\n${testNumbers
+        .map((n) => `      "${n}": { code: "123456", outcome: delivered }\n`)
+        .join('')}`,
+    );
     conv = await startStack({
       env: {
+        TENANTS_FILE: tenants,
         TRUST_PROXY: '1',
-        OTP_ALLOWED_COUNTRIES: 'FR,BE,DE',
+        OTP_ALLOWED_COUNTRIES: 'FR,BE,DE,IT',
         GUARD_RANGE_DIGITS: '3',
         // the velocity guard out of the way: this is about the share of codes verified
         GUARD_VELOCITY_RANGE_MAX_UNVERIFIED: '1000',
@@ -222,6 +239,25 @@ describe('conversion watch', () => {
     expect(refusedLines().at(-1)).toMatchObject({ level: 40, reason: refused.body.error.message });
     const metrics = await (await fetch(`${conv.apiUrl}/metrics`)).text();
     expect(metrics).toMatch(/otp_guard_blocks_active\{guard="low_conversion",cc="33"\} 1\b/);
+  });
+
+  it("regression: a test number's approvals do not count for its range: the range's unverified codes are throttled", async () => {
+    // six approvals nobody paid for: test numbers with a known code (their sends skip the guards)
+    for (const [i, n] of testNumbers.entries()) {
+      const sent = await sendFrom(n, `203.0.113.${40 + i}`, conv);
+      expect(sent.status).toBe(202);
+      expect((await conv.verify({ id: sent.body.id, code: '123456' })).status).toBe(200);
+    }
+    for (let i = 0; i < 6; i++) {
+      expect((await sendFrom(`${testRange}${String(i).padStart(3, '0')}`, `203.0.113.${50 + i}`, conv)).status).toBe(
+        202,
+      );
+    }
+    await judgedFromNow();
+    expect((await sendFrom(`${testRange}100`, '203.0.113.60', conv)).status).toBe(202);
+    const refused = await sendFrom(`${testRange}101`, '203.0.113.61', conv);
+    expect(refused.status).toBe(429);
+    expect(refused.body.error.message).toContain('(0 approved of 6 codes sent, under 50%)');
   });
 
   it("throttles a country whose codes are never verified across its ranges, while another country's verified codes go on", async () => {

@@ -188,7 +188,10 @@ describe('consecutive failures per number (OTP_NUMBER_MAX_FAILURES)', () => {
     for (let i = 0; i < 3; i++) expect((await strict.verify({ id: a.id, code: otherCode(a.code) })).status).toBe(422);
     // 3 failures so far, the OTP is locked; a new send is still allowed (limit 4).
     const b = await sendAndLearn(strict, phone);
-    expect((await strict.verify({ phoneNumber: phone, code: otherCode(b.code) })).status).toBe(422);
+    // the 4th wrong code locks the number: its answer says no attempt is left, though b has 2 of its own
+    const fourth = await strict.verify({ phoneNumber: phone, code: otherCode(b.code) });
+    expect(fourth.status).toBe(422);
+    expect(fourth.body).toMatchObject({ status: 'pending', attemptsRemaining: 0 });
 
     const verify = await strict.verify({ id: b.id, code: b.code });
     expect(verify.status).toBe(429);

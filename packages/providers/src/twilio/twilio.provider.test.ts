@@ -107,6 +107,16 @@ describe('twilio adapter on the wire', () => {
     }
   });
 
+  it('regression: a cost check whose answer is cut off fails without quoting it (the message resource holds the code)', async () => {
+    const cut = JSON.stringify(fixture('message-created'))
+      .replace('"body":', '"body": "Your code is 123456",')
+      .slice(0, 200);
+    const { provider } = await setup({ status: 200, body: cut });
+    const err = await provider.cost?.('SM3f9a1c0de2b44a7c9e8d5b6a7f201c4e', ctx()).catch((e: unknown) => e);
+    expect(err).toMatchObject({ name: 'ProviderError', kind: 'retryable', code: 'BAD_RESPONSE' });
+    expect(String((err as Error).message)).not.toContain('123456');
+  });
+
   it('throws permanent for an opted-out recipient', async () => {
     const { provider } = await setup({ status: 400, body: fixture('error-21610') });
     await expect(provider.send(sms, ctx())).rejects.toMatchObject({ kind: 'permanent', code: '21610' });

@@ -97,6 +97,10 @@ export function createTwilioProvider(cfg: TwilioConfig, opts: TwilioProviderOpti
       try {
         const message = await scope.run(current, () => client.messages(messageId).fetch());
         return priceOf(message);
+      } catch (err) {
+        // classified like a send's failure: the raw error could quote the answer, and the message resource holds
+        // the SMS body (the code): a JSON parse error's message carries a piece of its input
+        throw classifyTwilioFailure(err, signals, current.response);
       } finally {
         signals.done();
       }

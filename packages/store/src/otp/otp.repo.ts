@@ -55,8 +55,11 @@ export interface OtpLabels {
 }
 
 export type VerifyOutcome =
-  /** With the number and its ISO country ('' on older records): the abuse guards count the approval. */
-  | ({ kind: 'approved'; id: string; phoneNumber: string; country: string } & OtpLabels)
+  /**
+   * With the number and its ISO country ('' on older records): the abuse guards count the approval, unless it is a
+   * test number's (`test`: its code was never sent, so it says nothing of the range's traffic).
+   */
+  | ({ kind: 'approved'; id: string; phoneNumber: string; country: string; test: boolean } & OtpLabels)
   | ({ kind: 'wrong'; id: string; status: 'pending' | 'locked'; attemptsRemaining: number } & OtpLabels)
   | ({
       kind: 'ended';
@@ -198,7 +201,14 @@ export function createOtpRepo(
             continue;
           case 'approved':
             if (r.listed === '1') await publishBriefly(id, 'approved');
-            return { kind: 'approved', id, phoneNumber: r.phone ?? '', country: r.country ?? '', ...labels };
+            return {
+              kind: 'approved',
+              id,
+              phoneNumber: r.phone ?? '',
+              country: r.country ?? '',
+              test: r.test === '1',
+              ...labels,
+            };
           case 'not_found':
             return { kind: 'not_found' };
           case 'limited':

@@ -112,10 +112,10 @@ if diff == 0 then
   redis.call('HDEL', K.number, NF.failures, NF.failuresUntil)
   -- listed: status events are on for this OTP, and the caller publishes the event (nothing to publish otherwise)
   local listed = emit(K.otp, K.due, A.id, 'approved', 0, now) and 1 or 0
-  -- the number and its country: the abuse guards count the approval
-  local who = redis.call('HMGET', K.otp, F.phone, F.country)
+  -- the number and its country: the abuse guards count the approval (not a test number's: it was never sent)
+  local who = redis.call('HMGET', K.otp, F.phone, F.country, F.test)
   return {'approved', 'cc', cc, 'provider', provider, 'phone', who[1] or '', 'country', who[2] or '',
-    'listed', listed}
+    'listed', listed, 'test', who[3] and 1 or 0}
 end
 local left = redis.call('HINCRBY', K.otp, F.left, -1)
 -- A fixed window, never a sliding one: the first wrong code of a window opens it for lockMs, later ones do not
@@ -130,7 +130,10 @@ if left <= 0 then
   local listed = emit(K.otp, K.due, A.id, 'locked', 0, now) and 1 or 0
   return {'wrong', 'status', 'locked', 'left', 0, 'cc', cc, 'provider', provider, 'listed', listed}
 end
-return {'wrong', 'status', 'pending', 'left', left, 'cc', cc, 'provider', provider}
+-- what the caller may still try: this OTP's attempts, or fewer when the number's lockout comes first (0: the
+-- number is locked now, even the right code is refused until the lock ends)
+return {'wrong', 'status', 'pending', 'left', math.min(left, tonumber(A.maxFailures) - fails), 'cc', cc,
+  'provider', provider}
 `,
 });
 
