@@ -121,11 +121,11 @@ echo "ok: every dashboard query parses as PromQL"
 
 # --- docker-compose.yml, monitoring profile ---------------------------------------------------------------
 secrets=(OTP_SECRET=check-monitoring-0123456789abcdefghijklmnopqrstuvwxyz API_KEYS=check:check-monitoring-key-0123456789
-  DASHBOARD_USER=admin DASHBOARD_PASSWORD=check-monitoring-password)
+  OTP_ALLOWED_COUNTRIES=FR DASHBOARD_USER=admin DASHBOARD_PASSWORD=check-monitoring-password)
 # As a user has it: the compose file beside a .env copied from .env.example, and monitoring/.
 mkdir -p "$work/project"
 cp docker-compose.yml "$work/project/" && cp .env.example "$work/project/.env" && ln -s "$(pwd)/monitoring" "$work/project/monitoring"
-(cd "$work/project" && env -u OTP_SECRET -u API_KEYS -u DASHBOARD_USER -u DASHBOARD_PASSWORD "${secrets[@]}" \
+(cd "$work/project" && env -u OTP_SECRET -u API_KEYS -u OTP_ALLOWED_COUNTRIES -u DASHBOARD_USER -u DASHBOARD_PASSWORD "${secrets[@]}" \
   docker-compose -f docker-compose.yml --profile monitoring config >"$work/resolved.yml")
 /usr/bin/python3 - "$work/resolved.yml" "$work/project" <<'PY'
 import os, sys, yaml

@@ -15,6 +15,9 @@ import { logRequest } from './request-log.js';
 import { twilioRoutes } from './twilio.routes.js';
 import { refuse } from './webhook.errors.js';
 
+/** The answers that count against the address that got them (see AddressLimiter): its request was refused. */
+const REFUSALS = new Set([400, 401, 403, 404, 405, 413, 415]);
+
 export interface WebhooksDeps {
   readonly config: Config;
   readonly reports: ReportRepo;
@@ -86,17 +89,23 @@ export async function buildWebhooks(deps: WebhooksDeps): Promise<FastifyInstance
   );
   await app.register(formbody);
 
-  // Callbacks are counted per client address before anything else (a token guess included). A limiter that
-  // fails lets the request through: recording it will answer 503 if Redis is down.
+  // An address whose callbacks were refused too often (a token guesser, a scanner) is refused before anything
+  // else; only refusals are counted, never the callbacks that pass (see AddressLimiter). A limiter that fails
+  // lets the request through: recording it will answer 503 if Redis is down.
   const { limiter } = deps;
   if (limiter) {
     app.addHook('onRequest', async (req, reply) => {
       if (!req.url.startsWith('/webhooks/')) return;
-      const limited = await limiter.hit(req.ip).catch(() => null);
+      const limited = await limiter.blocked(req.ip).catch(() => null);
       if (!limited) return;
       metrics.received.inc({ provider: providerOf(req.url), result: 'limited' });
       reply.header('retry-after', String(Math.ceil(limited.retryAfterMs / 1000)));
-      return refuse(reply, 429, 'rate_limited', 'too many callbacks from this address');
+      return refuse(reply, 429, 'rate_limited', 'too many refused callbacks from this address');
+    });
+    app.addHook('onResponse', async (req, reply) => {
+      if (REFUSALS.has(reply.statusCode) && !req.url.startsWith('/readyz') && !req.url.startsWith('/healthz')) {
+        await limiter.refused(req.ip).catch(() => undefined);
+      }
     });
   }
 

@@ -20,7 +20,7 @@ import { createSendQueues } from './jobs/send-jobs.js';
 import { PARTITIONS, shardTag, slotOf } from './keyspace.js';
 import { createIdempotencyStore } from './otp/idempotency.js';
 import { createOtpRepo } from './otp/otp.repo.js';
-import { createRequestLimiter } from './otp/request-limits.js';
+import { createAddressLimiter, createRequestLimiter } from './otp/request-limits.js';
 import type { RedisClient } from './redis/connection.js';
 import { SCRIPTS } from './redis/script.js';
 
@@ -78,6 +78,9 @@ beforeAll(async () => {
 
   // One OTP through every step a user's OTP can take: sent, refused, failed over, reported, swept, verified.
   await createRequestLimiter(redis, ks, { ipPerMinute: 10, keyPerMinute: 10 }).hit('192.0.2.1', 'shop');
+  const callbacks = createAddressLimiter(redis, ks, 'cb', 10);
+  await callbacks.refused('192.0.2.1');
+  await callbacks.blocked('192.0.2.1');
   const phone = '+33612345678';
   const token = numberToken(keys, 'shop', phone);
   const id = newOtpId(token);
