@@ -26,7 +26,7 @@ export const REFUSED_BOARD_ROUTES: ReadonlySet<string> = new Set([
 
 /**
  * Bull Board routes that delete jobs or stop work: emptying, cleaning, obliterating or pausing a queue loses or
- * holds OTPs in flight, and the rate-limit, concurrency and scheduler routes change how workers send. Refused
+ * holds OTPs in flight, and so does rescheduling a delayed job; and the rate-limit, concurrency and scheduler routes change how workers send. Refused
  * unless DASHBOARD_ALLOW_DESTRUCTIVE_ACTIONS is set. Retrying, promoting and resuming stay allowed.
  */
 export const DESTRUCTIVE_BOARD_ROUTES: ReadonlySet<string> = new Set(
@@ -41,6 +41,8 @@ export const DESTRUCTIVE_BOARD_ROUTES: ReadonlySet<string> = new Set(
     'PUT /api/queues/:queueName/rate-limit',
     'PUT /api/queues/:queueName/job-schedulers/:schedulerId/remove',
     'PATCH /api/queues/:queueName/job-schedulers/:schedulerId',
+    // a parked send job moved past its OTP's expiry is never sent (its id is the OTP's: nothing replaces it)
+    'PATCH /api/queues/:queueName/:jobId/delay',
   ].map((r) => r.replace(' ', ` ${BOARD_PATH}`)),
 );
 

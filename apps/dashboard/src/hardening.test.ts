@@ -72,8 +72,14 @@ describe('dashboard hardening', () => {
       ['PUT', `/admin/queues/api/queues/${q}/pause`],
       ['PUT', '/admin/queues/api/queues/pause'],
       ['PUT', `/admin/queues/api/queues/${q}/${JOB}/clean`],
+      ['PATCH', `/admin/queues/api/queues/${q}/${JOB}/delay`],
     ] as const) {
-      const res = await app.inject({ method, url, headers: AUTH });
+      const res = await app.inject({
+        method,
+        url,
+        headers: AUTH,
+        ...(method === 'PATCH' ? { payload: { delay: 1 } } : {}),
+      });
       expect(res.statusCode, url).toBe(403);
       expect(res.json().error.message).toContain('DASHBOARD_ALLOW_DESTRUCTIVE_ACTIONS');
     }
