@@ -42,6 +42,10 @@ export interface AttemptRecord {
   readonly at: string;
   /** ISO time of its last change. */
   readonly updatedAt: string;
+  /** What the message cost, when the provider or the gateway's price table (SMS_PRICES) says. */
+  readonly cost?: number;
+  /** ISO 4217 currency of `cost`. */
+  readonly currency?: string;
 }
 
 /** One OTP as `get` and `status` return it. Never holds the code. */

@@ -29,4 +29,16 @@ describe('verifyWebhook', () => {
     await expect(verifyWebhook(body, old, SECRET)).rejects.toThrow(/timestamp/);
     await expect(verifyWebhook(body, {}, SECRET)).rejects.toThrow(/headers/);
   });
+
+  it("accepts the gateway's space-separated rotation form of the secrets in one string", async () => {
+    expect((await verifyWebhook(body, signed(SECRET), `${OLD} ${SECRET}`)).type).toBe('otp.delivered');
+  });
+
+  it('regression: a tolerance that is not a number refuses to verify (NaN let every replay through)', async () => {
+    const old = signed(SECRET, new Date(Date.now() - 86_400_000));
+    await expect(verifyWebhook(body, old, SECRET, { toleranceSeconds: Number(undefined) })).rejects.toThrow(
+      /toleranceSeconds/,
+    );
+    await expect(verifyWebhook(body, signed(SECRET), 'whsec_not base64!')).rejects.toThrow(/whsec_/);
+  });
 });

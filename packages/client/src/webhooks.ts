@@ -72,6 +72,10 @@ export async function verifyWebhook(
   const ts = Number(timestamp);
   const now = Math.floor((opts.now ?? Date.now()) / 1000);
   const tolerance = opts.toleranceSeconds ?? 300;
+  // a NaN tolerance (Number() of an unset variable) would let every timestamp pass: replays unchecked
+  if (!Number.isFinite(tolerance) || tolerance < 0) {
+    throw new TypeError(`toleranceSeconds must be a number of seconds, at least 0 (got ${tolerance})`);
+  }
   if (!Number.isInteger(ts) || Math.abs(now - ts) > tolerance) {
     throw new WebhookVerificationError('webhook timestamp outside the tolerance');
   }
@@ -81,7 +85,9 @@ export async function verifyWebhook(
     .split(' ')
     .filter((s) => s.startsWith('v1,'))
     .map((s) => s.slice(3));
-  for (const s of typeof secret === 'string' ? [secret] : secret) {
+  // the gateway's own form of several secrets, space-separated (one variable during a rotation), is accepted too
+  const secrets = (typeof secret === 'string' ? [secret] : secret).flatMap((s) => s.split(/[\s,]+/).filter(Boolean));
+  for (const s of secrets) {
     const key = await crypto.subtle.importKey('raw', secretBytes(s), { name: 'HMAC', hash: 'SHA-256' }, false, [
       'sign',
     ]);
@@ -93,7 +99,13 @@ export async function verifyWebhook(
 
 function secretBytes(secret: string): Uint8Array<ArrayBuffer> {
   const b64 = secret.startsWith('whsec_') ? secret.slice(6) : secret;
-  const bin = atob(b64);
+  let bin: string;
+  try {
+    bin = atob(b64);
+  } catch {
+    // a configuration error, said as such (not a failed verification: the sender would retry for a day)
+    throw new TypeError('a webhook secret is not whsec_ followed by base64');
+  }
   const out = new Uint8Array(bin.length);
   for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
   return out;

@@ -44,7 +44,7 @@ export interface StatusEventData {
   readonly errorCode: string | null;
 }
 
-/** The JSON body of a status webhook. `timestamp`: when the change happened (ISO), not when this try was made. */
+/** The JSON body of a status webhook. `timestamp`: when the event was queued (ISO; soon after the change), not when this try was made. */
 export interface StatusEventBody {
   readonly type: StatusEventType;
   readonly timestamp: string;

@@ -10,6 +10,7 @@ const SECRET_B = `whsec_${Buffer.from('b'.repeat(32)).toString('base64')}`;
 let server: Server;
 let port: number;
 let answer = 200;
+let closedTrickles = 0;
 const seen: { headers: IncomingHttpHeaders; body: string }[] = [];
 
 beforeAll(async () => {
@@ -21,6 +22,17 @@ beforeAll(async () => {
     req.on('end', () => {
       seen.push({ headers: req.headers, body });
       if (answer === 0) return; // never answers
+      if (answer === 1) {
+        // headers at once, then a body that trickles for good
+        res.writeHead(200);
+        res.write('o');
+        const trickle = setInterval(() => res.write('k'), 50);
+        res.on('close', () => {
+          clearInterval(trickle);
+          closedTrickles++;
+        });
+        return;
+      }
       res.statusCode = answer;
       res.end('ok');
     });
@@ -67,6 +79,20 @@ describe('postWebhook', () => {
       kind: 'failed',
       status: null,
     });
+  });
+
+  it('regression: an endpoint that answers 200 then trickles its body is delivered, and its connection closed at once', async () => {
+    answer = 1;
+    const before = closedTrickles;
+    const r = await postWebhook(
+      { url: `http://127.0.0.1:${port}/hook`, secrets: [SECRET_A] },
+      { id: 'e3', body },
+      open,
+    );
+    expect(r).toEqual({ kind: 'delivered', status: 200 });
+    // the socket was held until the endpoint stopped sending (never, here): now it is closed by us
+    for (let i = 0; i < 50 && closedTrickles === before; i++) await new Promise((ok) => setTimeout(ok, 20));
+    expect(closedTrickles).toBe(before + 1);
   });
 
   it('refuses a loopback or private address unless allowed, checked on what the name resolves to', async () => {
