@@ -2,7 +2,7 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 
 /** Status webhook metrics (labels: the event type and an outcome; never a number, an id or a URL). */
 export interface StatusEventMetrics {
-  /** Tries by event and outcome: delivered, failed, refused, gone, expired, no_endpoint. */
+  /** Tries by event and outcome: delivered, failed, refused, gone, expired, no_endpoint, held (not tried: endpoint unreachable). */
   readonly deliveries: Counter<'event' | 'outcome'>;
   readonly retries: Counter<'event'>;
   /** From the event's publication to its delivery. */
@@ -31,7 +31,7 @@ export function createStatusEventMetrics(
   return {
     deliveries: new Counter({
       name: 'otp_webhook_deliveries_total',
-      help: 'Status webhook tries by event type and outcome (delivered, failed, refused, gone, expired, no_endpoint)',
+      help: 'Status webhook tries by event type and outcome (delivered, failed, refused, gone, expired, no_endpoint, held)',
       labelNames: ['event', 'outcome'],
       registers,
     }),

@@ -1,7 +1,12 @@
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { createStatusEventMetrics } from './status-event.metrics.js';
-import { createStatusEventProcessor, webhookBackoff } from './status-event.processor.js';
+import {
+  createStatusEventProcessor,
+  ENDPOINT_FAILURES_TO_HOLD,
+  ENDPOINT_HOLD_MS,
+  webhookBackoff,
+} from './status-event.processor.js';
 
 const log = { info() {}, warn() {}, error() {}, debug() {} } as never;
 const job = (over: Record<string, unknown> = {}) =>
@@ -56,6 +61,45 @@ describe('status event processor', () => {
       name: 'UnrecoverableError',
     });
     expect(old.posted).toEqual([]);
+  });
+
+  it('regression: an unreachable endpoint is held after 5 failed tries (its events fail at once, freeing the slots), then one try goes through', async () => {
+    const registry = new Registry();
+    const metrics = createStatusEventMetrics(registry, async () => null);
+    let t = 1_000_000;
+    let answer: unknown = { kind: 'failed', status: null, reason: 'no answer within 1000 ms' };
+    const posted: string[] = [];
+    const process = createStatusEventProcessor({
+      targetFor: (k) => ({ url: `https://${k}.example/h`, secrets: [] }) as never,
+      post: async (target) => {
+        posted.push(target.url);
+        return answer as never;
+      },
+      settings: { timeoutMs: 1000, allowPrivateNetworks: false, maxAgeMs: 3_600_000 },
+      metrics,
+      log,
+      now: () => t,
+    });
+    const dead = (n: number) => job({ timestamp: t, data: { webhookId: `evt_${n}`, keyName: 'dead', body: '{}' } });
+    for (let i = 0; i < ENDPOINT_FAILURES_TO_HOLD; i++) await expect(process(dead(i))).rejects.toThrow(/no answer/);
+    expect(posted).toHaveLength(ENDPOINT_FAILURES_TO_HOLD);
+    // held: no try, an error at once (BullMQ retries it later); another key's endpoint is tried as usual
+    await expect(process(dead(10))).rejects.toThrow(/held/);
+    expect(posted).toHaveLength(ENDPOINT_FAILURES_TO_HOLD);
+    await expect(
+      process(job({ timestamp: t, data: { webhookId: 'evt_ok', keyName: 'alive', body: '{}' } })),
+    ).rejects.toThrow(/no answer/);
+    expect(posted.at(-1)).toBe('https://alive.example/h');
+    // after the hold one try goes through; the endpoint answers again: its events flow
+    t += ENDPOINT_HOLD_MS + 1;
+    answer = { kind: 'delivered', status: 200 };
+    await process(dead(11));
+    await process(dead(12));
+    expect(posted.filter((u) => u === 'https://dead.example/h')).toHaveLength(ENDPOINT_FAILURES_TO_HOLD + 2);
+    const held = (await registry.getSingleMetric('otp_webhook_deliveries_total')!.get()).values.find(
+      (v) => v.labels.outcome === 'held',
+    );
+    expect(held?.value).toBe(1);
   });
 
   it('backs off exponentially with jitter, at most an hour', () => {

@@ -11,6 +11,40 @@ export interface StatusEventProcessorDeps {
   readonly settings: { timeoutMs: number; allowPrivateNetworks: boolean; maxAgeMs: number };
   readonly metrics: StatusEventMetrics;
   readonly log: Logger;
+  readonly now?: () => number;
+}
+
+/** Tries in a row that found an endpoint unreachable (no answer, no connection, 5xx) before its events are held. */
+export const ENDPOINT_FAILURES_TO_HOLD = 5;
+/** How long an unreachable endpoint's events are held: their tries fail at once, then one goes through. */
+export const ENDPOINT_HOLD_MS = 30_000;
+
+/**
+ * Endpoints found unreachable, in this process. Every key's events share one queue and a worker's slots: without
+ * this, an endpoint that drops packets held a slot per try for the whole timeout, and the other keys' events
+ * waited behind its retries. Held, its events fail at once (BullMQ retries them later, as after a real try) until
+ * the hold ends; then one try goes through, and a failure holds them again.
+ */
+function endpointHealth(now: () => number) {
+  const failing = new Map<string, { fails: number; heldUntil: number }>();
+  return {
+    heldFor(url: string): number {
+      const f = failing.get(url);
+      return f && f.heldUntil > now() ? f.heldUntil - now() : 0;
+    },
+    /** An answer came (a 2xx, or a 4xx: the endpoint is there): its failures are forgotten. */
+    reached(url: string) {
+      failing.delete(url);
+    },
+    unreachable(url: string) {
+      const f = failing.get(url) ?? { fails: 0, heldUntil: 0 };
+      f.fails++;
+      if (f.fails >= ENDPOINT_FAILURES_TO_HOLD) f.heldUntil = now() + ENDPOINT_HOLD_MS;
+      // bounded: endpoints come from the operator's configuration, a few per key
+      if (!failing.has(url) && failing.size >= 10_000) failing.clear();
+      failing.set(url, f);
+    },
+  };
 }
 
 /**
@@ -20,6 +54,8 @@ export interface StatusEventProcessorDeps {
  */
 export function createStatusEventProcessor(deps: StatusEventProcessorDeps) {
   const { metrics, log } = deps;
+  const now = deps.now ?? Date.now;
+  const endpoints = endpointHealth(now);
   return async (job: Job<StatusEventJob, void, string>): Promise<void> => {
     const event = job.name;
     const fields = { webhookId: job.data.webhookId, event, attempt: job.attemptsMade + 1 };
@@ -30,16 +66,23 @@ export function createStatusEventProcessor(deps: StatusEventProcessorDeps) {
       log.info(fields, 'status event dropped: no webhook endpoint for its key');
       return;
     }
-    if (Date.now() - job.timestamp > deps.settings.maxAgeMs) {
+    if (now() - job.timestamp > deps.settings.maxAgeMs) {
       metrics.deliveries.inc({ event, outcome: 'expired' });
       log.warn(fields, 'status event given up: not delivered within its maximum age');
       throw new UnrecoverableError('not delivered within WEBHOOK_MAX_AGE_SECONDS');
     }
+    const heldMs = endpoints.heldFor(target.url);
+    if (heldMs > 0) {
+      metrics.deliveries.inc({ event, outcome: 'held' });
+      throw new Error(`endpoint unreachable on its last ${ENDPOINT_FAILURES_TO_HOLD} tries: held ${heldMs} ms more`);
+    }
     const r = await deps.post(target, { id: job.data.webhookId, body: job.data.body }, deps.settings);
+    if (r.kind === 'failed' && (r.status === null || r.status >= 500)) endpoints.unreachable(target.url);
+    else if (r.kind !== 'refused') endpoints.reached(target.url);
     switch (r.kind) {
       case 'delivered':
         metrics.deliveries.inc({ event, outcome: 'delivered' });
-        metrics.latency.observe({ event }, (Date.now() - job.timestamp) / 1000);
+        metrics.latency.observe({ event }, (now() - job.timestamp) / 1000);
         return;
       case 'gone':
         metrics.deliveries.inc({ event, outcome: 'gone' });
