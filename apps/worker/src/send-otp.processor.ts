@@ -24,6 +24,7 @@ import { DelayedError, type Job, UnrecoverableError } from 'bullmq';
 import { otpBackoff } from './backoff.js';
 import { createCostCheckProcessor } from './cost-check.processor.js';
 import type { WorkerMetrics } from './metrics.js';
+import { createTestNumberSimulation } from './test-number.simulation.js';
 
 export interface SendProcessorDeps {
   readonly providers: ReadonlyMap<ProviderId, SmsProvider>;
@@ -55,7 +56,6 @@ export interface SendProcessorDeps {
 
 type SendJob = Job<SendJobData, void, SendJobKind>;
 type Go = Extract<BeginOutcome, { kind: 'go' }>;
-type TestOutcome = NonNullable<Go['otp']['testOutcome']>;
 
 /** Provider attempts per OTP, whatever their outcome, before it is given up. */
 const MAX_ATTEMPTS = 40;
@@ -73,6 +73,7 @@ export function createSendProcessor(deps: SendProcessorDeps) {
   const countCost = (provider: ProviderId, callingCode: string, cost: SmsCost) =>
     metrics.cost.inc({ provider, cc: callingCode, currency: cost.currency }, cost.amount);
   const costCheck = createCostCheckProcessor({ providers, delivery, countCost, shutdown: deps.shutdown });
+  const simulateTestNumber = createTestNumberSimulation({ ...deps, now });
 
   const giveUp = async (otpId: string, log: Logger, why: string): Promise<void> => {
     const r = await delivery.giveUp(otpId);
@@ -114,33 +115,6 @@ export function createSendProcessor(deps: SendProcessorDeps) {
       return giveUp(job.data.otpId, log, 'every provider unavailable until expiry');
     log.info({ waitMs: begun.ms }, 'no provider free now; job parked');
     return park(job, token, at);
-  };
-
-  /**
-   * A test number (TENANTS_FILE): nothing reaches the provider. The attempt is recorded accepted under a `test-`
-   * message id, then its simulated report is applied as a real one would be: `delivered`; `undelivered` on the
-   * first attempt (the failover's attempt is then delivered); `no_receipt`: none.
-   */
-  const simulateTestNumber = async (otpId: string, go: Go, outcome: TestOutcome, log: Logger): Promise<void> => {
-    const { attempt, provider: providerId, otp } = go;
-    const messageId = `test-${otpId}-${attempt}`;
-    await delivery.accepted(otpId, attempt, providerId, { messageId, providerStatus: 'test', hadFailures: false });
-    metrics.funnel.inc({ stage: 'sent', provider: 'test', cc: otp.callingCode });
-    metrics.testSends.inc({ outcome });
-    const status =
-      outcome === 'no_receipt' ? null : outcome === 'undelivered' && attempt === 1 ? 'undelivered' : 'delivered';
-    log.info({ attempt, outcome, simulated: status ?? 'none' }, 'test number: nothing sent to the provider');
-    if (status && deps.applyEarlyReports) {
-      const report = {
-        provider: providerId,
-        messageId,
-        status,
-        providerStatus: `test_${status}`,
-        errorCode: status === 'undelivered' ? 'test' : null,
-        at: now(),
-      };
-      await deps.applyEarlyReports([JSON.stringify(report)], log);
-    }
   };
 
   /** The SMS text: the code unsealed into the API key's template. A code that cannot be unsealed fails the OTP. */
