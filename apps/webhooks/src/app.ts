@@ -89,23 +89,20 @@ export async function buildWebhooks(deps: WebhooksDeps): Promise<FastifyInstance
   );
   await app.register(formbody);
 
-  // An address whose callbacks were refused too often (a token guesser, a scanner) is refused before anything
-  // else; only refusals are counted, never the callbacks that pass (see AddressLimiter). A limiter that fails
-  // lets the request through: recording it will answer 503 if Redis is down.
+  // A request refused (a wrong token or signature, a malformed body, an unknown path) is counted against its
+  // client address, before its answer leaves; past the limit it is answered 429 instead (a token guesser, a
+  // scanner). A callback that passes is never counted nor refused by it (see AddressLimiter). A limiter that
+  // fails leaves the refusal as it was.
   const { limiter } = deps;
   if (limiter) {
-    app.addHook('onRequest', async (req, reply) => {
-      if (!req.url.startsWith('/webhooks/')) return;
-      const limited = await limiter.blocked(req.ip).catch(() => null);
-      if (!limited) return;
-      metrics.received.inc({ provider: providerOf(req.url), result: 'limited' });
-      reply.header('retry-after', String(Math.ceil(limited.retryAfterMs / 1000)));
-      return refuse(reply, 429, 'rate_limited', 'too many refused callbacks from this address');
-    });
-    app.addHook('onResponse', async (req, reply) => {
-      if (REFUSALS.has(reply.statusCode) && !req.url.startsWith('/readyz') && !req.url.startsWith('/healthz')) {
-        await limiter.refused(req.ip).catch(() => undefined);
-      }
+    app.addHook('onSend', async (req, reply, payload) => {
+      if (!REFUSALS.has(reply.statusCode) || !req.url.startsWith('/webhooks/')) return payload;
+      const limited = await limiter.refused(req.ip).catch(() => null);
+      if (!limited) return payload;
+      reply.code(429).header('retry-after', String(Math.ceil(limited.retryAfterMs / 1000)));
+      return JSON.stringify({
+        error: { code: 'rate_limited', message: 'too many refused callbacks from this address' },
+      });
     });
   }
 

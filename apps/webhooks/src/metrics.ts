@@ -8,7 +8,6 @@ export type CallbackResult =
   | 'deferred'
   | 'ignored'
   | 'dropped'
-  | 'limited'
   | 'unknown_status'
   | 'invalid'
   | 'forbidden'
@@ -35,7 +34,7 @@ export function createWebhookMetrics(): WebhookMetrics {
     funnel: new Counter({ ...FUNNEL_METRIC, labelNames: [...FUNNEL_METRIC.labelNames], registers: [registry] }),
     received: new Counter({
       name: 'otp_callbacks_received_total',
-      help: 'Provider delivery callbacks by provider and result (applied, unchanged, deferred, ignored, dropped, limited, unknown_status, invalid, forbidden, error)',
+      help: 'Provider delivery callbacks by provider and result (applied, unchanged, deferred, ignored, dropped, unknown_status, invalid, forbidden, error)',
       labelNames: ['provider', 'result'],
       registers: [registry],
     }),

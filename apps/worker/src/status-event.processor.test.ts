@@ -63,17 +63,17 @@ describe('status event processor', () => {
     expect(old.posted).toEqual([]);
   });
 
-  it('regression: an unreachable endpoint is held after 5 failed tries (its events fail at once, freeing the slots), then one try goes through', async () => {
+  it('regression: an unreachable endpoint is held after 5 tries without an answer (its events fail at once, freeing the slots); then one try probes it', async () => {
     const registry = new Registry();
     const metrics = createStatusEventMetrics(registry, async () => null);
     let t = 1_000_000;
-    let answer: unknown = { kind: 'failed', status: null, reason: 'no answer within 1000 ms' };
+    let answer: () => Promise<unknown> = async () => ({ kind: 'failed', status: null, reason: 'no answer in 1000 ms' });
     const posted: string[] = [];
     const process = createStatusEventProcessor({
       targetFor: (k) => ({ url: `https://${k}.example/h`, secrets: [] }) as never,
       post: async (target) => {
         posted.push(target.url);
-        return answer as never;
+        return (await answer()) as never;
       },
       settings: { timeoutMs: 1000, allowPrivateNetworks: false, maxAgeMs: 3_600_000 },
       metrics,
@@ -81,25 +81,32 @@ describe('status event processor', () => {
       now: () => t,
     });
     const dead = (n: number) => job({ timestamp: t, data: { webhookId: `evt_${n}`, keyName: 'dead', body: '{}' } });
+    const deadTries = () => posted.filter((u) => u === 'https://dead.example/h').length;
     for (let i = 0; i < ENDPOINT_FAILURES_TO_HOLD; i++) await expect(process(dead(i))).rejects.toThrow(/no answer/);
-    expect(posted).toHaveLength(ENDPOINT_FAILURES_TO_HOLD);
     // held: no try, an error at once (BullMQ retries it later); another key's endpoint is tried as usual
     await expect(process(dead(10))).rejects.toThrow(/held/);
-    expect(posted).toHaveLength(ENDPOINT_FAILURES_TO_HOLD);
+    expect(deadTries()).toBe(ENDPOINT_FAILURES_TO_HOLD);
+    answer = async () => ({ kind: 'failed', status: 500, reason: 'answered 500' });
     await expect(
       process(job({ timestamp: t, data: { webhookId: 'evt_ok', keyName: 'alive', body: '{}' } })),
-    ).rejects.toThrow(/no answer/);
+    ).rejects.toThrow(/500/);
     expect(posted.at(-1)).toBe('https://alive.example/h');
-    // after the hold one try goes through; the endpoint answers again: its events flow
+    // after the hold, one try probes while the others stay held; the endpoint answers: its events flow again
     t += ENDPOINT_HOLD_MS + 1;
-    answer = { kind: 'delivered', status: 200 };
-    await process(dead(11));
-    await process(dead(12));
-    expect(posted.filter((u) => u === 'https://dead.example/h')).toHaveLength(ENDPOINT_FAILURES_TO_HOLD + 2);
+    let answerProbe: (v: unknown) => void = () => {};
+    answer = () => new Promise((r) => (answerProbe = r));
+    const probe = process(dead(11));
+    await expect(process(dead(12))).rejects.toThrow(/held/);
+    answerProbe({ kind: 'delivered', status: 200 });
+    await probe;
+    answer = async () => ({ kind: 'delivered', status: 200 });
+    await process(dead(13));
+    await process(dead(14));
+    expect(deadTries()).toBe(ENDPOINT_FAILURES_TO_HOLD + 3);
     const held = (await registry.getSingleMetric('otp_webhook_deliveries_total')!.get()).values.find(
       (v) => v.labels.outcome === 'held',
     );
-    expect(held?.value).toBe(1);
+    expect(held?.value).toBe(2);
   });
 
   it('backs off exponentially with jitter, at most an hour', () => {

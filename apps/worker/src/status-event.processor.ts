@@ -14,31 +14,37 @@ export interface StatusEventProcessorDeps {
   readonly now?: () => number;
 }
 
-/** Tries in a row that found an endpoint unreachable (no answer, no connection, 5xx) before its events are held. */
+/** Tries in a row that found an endpoint unreachable (no answer in time, no connection) before its events are held. */
 export const ENDPOINT_FAILURES_TO_HOLD = 5;
-/** How long an unreachable endpoint's events are held: their tries fail at once, then one goes through. */
+/** How long an unreachable endpoint's events are held: their tries fail at once, then one try probes it. */
 export const ENDPOINT_HOLD_MS = 30_000;
 
 /**
  * Endpoints found unreachable, in this process. Every key's events share one queue and a worker's slots: without
  * this, an endpoint that drops packets held a slot per try for the whole timeout, and the other keys' events
- * waited behind its retries. Held, its events fail at once (BullMQ retries them later, as after a real try) until
- * the hold ends; then one try goes through, and a failure holds them again.
+ * waited behind its retries. Held, its events fail at once (BullMQ retries them later, as after a real try). When
+ * the hold ends one try probes the endpoint while the others stay held: an answer (any status: an endpoint that
+ * answers 5xx answers quickly) releases them, no answer holds them again.
  */
 function endpointHealth(now: () => number) {
-  const failing = new Map<string, { fails: number; heldUntil: number }>();
+  const failing = new Map<string, { fails: number; heldUntil: number; probing: boolean }>();
   return {
+    /** 0 when a try may go (this one may be the probe), else how long its events are held still. */
     heldFor(url: string): number {
       const f = failing.get(url);
-      return f && f.heldUntil > now() ? f.heldUntil - now() : 0;
+      if (!f || f.fails < ENDPOINT_FAILURES_TO_HOLD) return 0;
+      if (f.heldUntil > now()) return f.heldUntil - now();
+      if (f.probing) return ENDPOINT_HOLD_MS;
+      f.probing = true;
+      return 0;
     },
-    /** An answer came (a 2xx, or a 4xx: the endpoint is there): its failures are forgotten. */
     reached(url: string) {
       failing.delete(url);
     },
     unreachable(url: string) {
-      const f = failing.get(url) ?? { fails: 0, heldUntil: 0 };
+      const f = failing.get(url) ?? { fails: 0, heldUntil: 0, probing: false };
       f.fails++;
+      f.probing = false;
       if (f.fails >= ENDPOINT_FAILURES_TO_HOLD) f.heldUntil = now() + ENDPOINT_HOLD_MS;
       // bounded: endpoints come from the operator's configuration, a few per key
       if (!failing.has(url) && failing.size >= 10_000) failing.clear();
@@ -77,8 +83,9 @@ export function createStatusEventProcessor(deps: StatusEventProcessorDeps) {
       throw new Error(`endpoint unreachable on its last ${ENDPOINT_FAILURES_TO_HOLD} tries: held ${heldMs} ms more`);
     }
     const r = await deps.post(target, { id: job.data.webhookId, body: job.data.body }, deps.settings);
-    if (r.kind === 'failed' && (r.status === null || r.status >= 500)) endpoints.unreachable(target.url);
-    else if (r.kind !== 'refused') endpoints.reached(target.url);
+    // no answer in time, no connection: a slot held for nothing; anything else answered (or was refused at once)
+    if (r.kind === 'failed' && r.status === null) endpoints.unreachable(target.url);
+    else endpoints.reached(target.url);
     switch (r.kind) {
       case 'delivered':
         metrics.deliveries.inc({ event, outcome: 'delivered' });

@@ -80,7 +80,6 @@ beforeAll(async () => {
   await createRequestLimiter(redis, ks, { ipPerMinute: 10, keyPerMinute: 10 }).hit('192.0.2.1', 'shop');
   const callbacks = createAddressLimiter(redis, ks, 'cb', 10);
   await callbacks.refused('192.0.2.1');
-  await callbacks.blocked('192.0.2.1');
   const phone = '+33612345678';
   const token = numberToken(keys, 'shop', phone);
   const id = newOtpId(token);

@@ -31,19 +31,6 @@ return {'ok', 'total', n}
 `,
 });
 
-const OVER = defineScript({
-  name: 'otpRateOver',
-  doc: 'is a counter past its limit (counting nothing)? and for how long more',
-  keys: ['counter'],
-  args: ['limit'],
-  body: `
-local n = tonumber(redis.call('GET', K.counter) or '0')
-if n <= tonumber(A.limit) then return {'ok'} end
-local ttl = redis.call('PTTL', K.counter)
-return {'over', 'ms', ttl > 0 and ttl or 1}
-`,
-});
-
 /** A counter's answer to one request: past its limit, and for how long more. */
 type Hit = { readonly over: false } | { readonly over: true; readonly ms: number };
 
@@ -75,26 +62,6 @@ function createHitBatcher(redis: RedisClient) {
   });
   return (counter: string, limit: number, windowMs: number): Promise<Hit> =>
     new Promise((done, fail) => inTurn(`${counter}|${limit}|${windowMs}`, { counter, limit, windowMs, done, fail }));
-}
-
-/** Asks whether counters are past their limit, one call per counter and turn. */
-function createOverBatcher(redis: RedisClient) {
-  const inTurn = batchPerTurn<{ counter: string; limit: number; done: (h: Hit) => void; fail: (e: unknown) => void }>(
-    (asks) => {
-      const { counter, limit } = asks[0]!;
-      OVER.run(redis, { counter }, { limit }).then(
-        (r) => {
-          const h: Hit = r.outcome === 'over' ? { over: true, ms: Math.max(1, Number(r.ms)) } : { over: false };
-          for (const a of asks) a.done(h);
-        },
-        (err) => {
-          for (const a of asks) a.fail(err);
-        },
-      );
-    },
-  );
-  return (counter: string, limit: number): Promise<Hit> =>
-    new Promise((done, fail) => inTurn(`${counter}|${limit}`, { counter, limit, done, fail }));
 }
 
 export interface RequestLimits {
@@ -134,17 +101,15 @@ export function createRequestLimiter(redis: RedisClient, ks: Keyspace, limits: R
 }
 
 /**
- * Refused requests per client address, for one process kind (`scope`, e.g. `cb` for the callbacks app): an address
- * whose requests were refused more than `perMinute` times in its window is refused altogether until the window
- * ends. What is counted is the refusals (a wrong token or signature, a malformed body, an unknown path), never
- * the requests that pass: behind a proxy that hides the callers' addresses, the providers' genuine callbacks all
- * come from one address, and counting them would refuse them past a volume.
+ * Refused requests per client address, for one process kind (`scope`, e.g. `cb` for the callbacks app): each
+ * refusal (a wrong token or signature, a malformed body, an unknown path) is counted, and past `perMinute` in its
+ * window a refusal is answered 429 instead. Requests that pass are never counted nor refused by it: behind a
+ * proxy that hides the callers' addresses, the providers' genuine callbacks come from the same address as a
+ * token guesser, and must go on.
  */
 export interface AddressLimiter {
-  /** The refusal when `ip` is past its limit, else null (counts nothing). */
-  blocked(ip: string): Promise<Limited | null>;
-  /** Counts one refused request from `ip`. */
-  refused(ip: string): Promise<void>;
+  /** Counts one refused request from `ip`; the limit's refusal when it is past its limit, else null. */
+  refused(ip: string): Promise<Limited | null>;
 }
 
 export function createAddressLimiter(
@@ -154,18 +119,11 @@ export function createAddressLimiter(
   perMinute: number,
 ): AddressLimiter {
   const hit = createHitBatcher(redis);
-  const over = createOverBatcher(redis);
-  const counter = (ip: string) => {
-    const subject = `${scope}:${ip}`;
-    return ks.key(bucketTag('r', subject), subject);
-  };
   return {
-    async blocked(ip) {
-      const h = await over(counter(ip), perMinute);
-      return h.over ? { kind: 'limited', scope: 'ip', retryAfterMs: h.ms } : null;
-    },
     async refused(ip) {
-      await hit(counter(ip), perMinute, 60_000);
+      const subject = `${scope}:${ip}`;
+      const h = await hit(ks.key(bucketTag('r', subject), subject), perMinute, 60_000);
+      return h.over ? { kind: 'limited', scope: 'ip', retryAfterMs: h.ms } : null;
     },
   };
 }
