@@ -28,13 +28,14 @@ let file: string;
 let n = 0;
 const phone = () => `+3362${String(process.pid % 100).padStart(2, '0')}${String(++n).padStart(5, '0')}`;
 
-const yaml = (alphaTemplate: string, withAlpha = true) => `
+const yaml = (alphaTemplate: string, withAlpha = true, alphaCodeLength = 6) => `
 keys:
 ${
   withAlpha
     ? `  alpha:
     secret: ${ALPHA}
     brand: AlphaShop
+    codeLength: ${alphaCodeLength}
     templates:
       en: "${alphaTemplate}"
     webhook:
@@ -143,6 +144,37 @@ describe('settings per API key (TENANTS_FILE)', () => {
       .logs()
       .find((l) => /not reloaded/.test(String(l.msg)));
     expect(JSON.stringify(line?.problems)).toMatch(/TENANTS_FILE key alpha: template en must contain \{code\}/);
+  });
+
+  it("regression: a code sent before a reload changed its key's code length still verifies; new codes have the new length", async () => {
+    const verify = async (id: string, code: string) => {
+      const r = await fetch(`${stack.apiUrl}/v1/otp/verify`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${ALPHA}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ id, code }),
+      });
+      return { status: r.status, body: (await r.json()) as any };
+    };
+    const a = phone();
+    const sent = (await (await send(ALPHA, a)).json()) as { id: string };
+    const code = /\d{6}/.exec(String(await smsTo(a)))![0];
+    writeFileSync(file, yaml('ALPHA {code}', true, 8));
+    await hup(/reloaded/);
+    // malformed for this OTP (it has 6 digits): refused, nothing counted; its own code approves (it said 400 before)
+    expect(await verify(sent.id, `${code}00`)).toMatchObject({
+      status: 400,
+      body: { error: { code: 'invalid_code_format', message: 'code must be 6 digits' } },
+    });
+    expect((await verify(sent.id, code)).status).toBe(200);
+    const b = phone();
+    const next = (await (await send(ALPHA, b)).json()) as { id: string };
+    expect(await smsTo(b)).toMatch(/^ALPHA \d{8}$/);
+    expect(await verify(next.id, '123456')).toMatchObject({
+      status: 400,
+      body: { error: { code: 'invalid_code_format' } },
+    });
+    writeFileSync(file, yaml('ALPHA {code} ({minutes} min)'));
+    await hup(/reloaded/);
   });
 
   it('test numbers: a fixed code approves, nothing reaches the simulator, undelivered fails over', async () => {

@@ -5,6 +5,7 @@ import { ConfigError } from './errors.js';
 import { type GuardsConfig, readGuardsConfig } from './guards.config.js';
 import { type MessageConfig, readMessageConfig } from './messages.config.js';
 import { type RedisConfig, readRedisConfig } from './redis.config.js';
+import { CODE_LENGTHS } from './secrets.js';
 import { readStatusWebhookConfig, type StatusWebhookConfig } from './status-webhooks.config.js';
 import { isProviderId, type ProviderId } from './statuses.js';
 
@@ -370,7 +371,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, app: AppName): Config {
     otp: {
       ttlSeconds: r.int('OTP_TTL_SECONDS', 600, 30, 600),
       recordRetentionSeconds: r.int('OTP_RECORD_RETENTION_SECONDS', 86400, 60, 30 * 86400),
-      codeLength: r.int('OTP_CODE_LENGTH', 6, 6, 10),
+      codeLength: r.int('OTP_CODE_LENGTH', 6, CODE_LENGTHS.min, CODE_LENGTHS.max),
       maxAttempts: r.int('OTP_MAX_ATTEMPTS', 5, 1, 20),
       allowedCountries: allowed,
       allowAllCountries: allowAll,

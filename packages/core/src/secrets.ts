@@ -21,6 +21,9 @@ export function deriveKeys(secret: string): OtpKeys {
   });
 }
 
+/** The lengths a code may have (OTP_CODE_LENGTH, a key's TENANTS_FILE codeLength). */
+export const CODE_LENGTHS = Object.freeze({ min: 6, max: 10 });
+
 /** A uniformly random code of `length` digits (leading zeros allowed). */
 export function generateCode(length: number): string {
   let code = '';

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { isSupportedCountry } from 'libphonenumber-js/max';
 import type { ApiKey } from './config.js';
 import { ConfigError } from './errors.js';
+import { CODE_LENGTHS } from './secrets.js';
 import { webhookUrlProblem } from './status-webhooks.config.js';
 import { webhookSecretKey } from './status-webhooks.js';
 
@@ -253,7 +254,7 @@ export function parseTenants(
         }
       }
     }
-    const codeLength = optInt('codeLength', 6, 10);
+    const codeLength = optInt('codeLength', CODE_LENGTHS.min, CODE_LENGTHS.max);
     const sender = e.sender === undefined ? null : e.sender;
     if (
       sender !== null &&

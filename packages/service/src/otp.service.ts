@@ -1,4 +1,5 @@
 import {
+  CODE_LENGTHS,
   type Config,
   encodeMetadata,
   encryptCode,
@@ -228,6 +229,7 @@ export function createOtpService(deps: OtpServiceDeps): OtpService {
             metadata,
             events: deps.wantsEvents?.(caller.keyName) ?? false,
             testOutcome: test?.outcome ?? null,
+            codeLength: code.length,
           },
           now(),
         ),
@@ -257,12 +259,26 @@ export function createOtpService(deps: OtpServiceDeps): OtpService {
       if (req.id) target = { by: 'id', id: req.id };
       else if (req.phoneNumber) target = targetOf(caller, { by: 'phone', phone: req.phoneNumber });
       else throw new GatewayError(400, 'invalid_request', 'give either id or phoneNumber with the code');
+      // Digits, as many as the OTP's code has: its key's length now, or, after a TENANTS_FILE reload changed it, the
+      // one the OTP was sent with (read then: a malformed code changes nothing, not even the request counters).
+      // The verify script checks the OTP's own length again.
       const { codeLength } = settingsOf(caller.keyName);
-      if (req.code.length !== codeLength || !/^\d+$/.test(req.code)) {
-        throw new GatewayError(400, 'invalid_code_format', `code must be ${codeLength} digits`);
+      const malformed = (want: number) => new GatewayError(400, 'invalid_code_format', `code must be ${want} digits`);
+      if (!/^\d+$/.test(req.code) || req.code.length < CODE_LENGTHS.min || req.code.length > CODE_LENGTHS.max) {
+        throw malformed(codeLength);
+      }
+      if (req.code.length !== codeLength) {
+        const own = await store(() => repo.codeLength(target, caller.keyName));
+        if (own !== req.code.length) throw malformed(own ?? codeLength);
       }
       await counted(caller);
-      const r = await store(() => repo.verify(target, caller.keyName, (id) => hashCode(keys, id, req.code), now()));
+      const r = await store(() =>
+        repo.verify(target, caller.keyName, (id) => hashCode(keys, id, req.code), now(), {
+          given: req.code.length,
+          keyLength: codeLength,
+        }),
+      );
+      if (r.kind === 'bad_format') throw malformed(r.codeLength);
       if (r.kind === 'approved') {
         funnel('approved', r);
         // a test number's approval is not counted: its sends skip the guards, and a known fixed code must not

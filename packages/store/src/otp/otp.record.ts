@@ -65,6 +65,11 @@ export const OTP_FIELDS = Object.freeze({
   events: 'ev',
   /** A test number's simulated outcome (TENANTS_FILE testNumbers): its SMS never reaches a provider. */
   test: 'test',
+  /**
+   * How many digits its code has (its API key's setting when it was sent): a verify checks a code's length
+   * against it, whatever the key's setting has become since (a TENANTS_FILE reload). Absent on older records.
+   */
+  codeLength: 'cl',
 });
 
 /** Fields of attempt n, stored as `a<n>.<suffix>`. */

@@ -37,6 +37,8 @@ export interface CreateOtpInput {
   readonly events?: boolean;
   /** A test number's simulated outcome: the workers never send it to a provider. */
   readonly testOutcome?: string | null;
+  /** How many digits the code has: a verify checks a code's length against it. */
+  readonly codeLength?: number;
 }
 
 export type CreateOutcome =
@@ -70,6 +72,8 @@ export type VerifyOutcome =
       justExpired: boolean;
     } & OtpLabels)
   | { kind: 'not_found' }
+  /** The code has another length than the OTP's (`codeLength` digits): nothing was counted. */
+  | { kind: 'bad_format'; codeLength: number }
   | Limited;
 
 export type ReadOutcome = { kind: 'found'; otp: OtpView & { keyName: string } } | { kind: 'not_found' };
@@ -77,13 +81,20 @@ export type ReadOutcome = { kind: 'found'; otp: OtpView & { keyName: string } } 
 /** OTP state: creation, atomic verification, reads. One round trip each; by phone number one more (the lookup). */
 export interface OtpRepo {
   create(input: CreateOtpInput, now?: number): Promise<CreateOutcome>;
+  /**
+   * `length`: the code's length and the key's code length now, checked against the OTP's own (the key's current
+   * one for records without it); absent: not checked.
+   */
   verify(
     target: OtpTarget,
     keyName: string,
     candidateHash: (id: string) => string,
     now?: number,
+    length?: { readonly given: number; readonly keyLength: number },
   ): Promise<VerifyOutcome>;
   read(target: OtpTarget, keyName: string, now?: number): Promise<ReadOutcome>;
+  /** How many digits the code of an OTP of `keyName` has; null when unknown (no such OTP, or an older record). */
+  codeLength(target: OtpTarget, keyName: string): Promise<number | null>;
 }
 
 /** Thrown when a script ran past its deadline and changed nothing (the caller already gave up on it). */
@@ -169,6 +180,7 @@ export function createOtpRepo(
           meta: i.metadata ?? '',
           events: i.events ? 1 : 0,
           test: i.testOutcome ?? '',
+          codeLength: i.codeLength ?? '',
         }),
       );
       if (r.outcome === 'created') return { kind: 'created', expiresAt: Number(r.exp) };
@@ -176,7 +188,7 @@ export function createOtpRepo(
       return limited(r);
     },
 
-    async verify(target, keyName, candidateHash, now = 0) {
+    async verify(target, keyName, candidateHash, now = 0, length) {
       // one deadline for the whole call: by phone number, a slow lookup or a round answered `stale` must not push
       // the script that changes something past the time the caller has answered 503
       const until = deadline();
@@ -193,6 +205,8 @@ export function createOtpRepo(
             id,
             maxFailures: rules.maxFailures,
             lockMs: rules.lockMs,
+            length: length?.given ?? 0,
+            keyLength: length?.keyLength ?? 0,
           }),
         );
         const labels = { callingCode: r.cc ?? '', provider: r.provider ?? '' };
@@ -211,6 +225,8 @@ export function createOtpRepo(
             };
           case 'not_found':
             return { kind: 'not_found' };
+          case 'bad_format':
+            return { kind: 'bad_format', codeLength: Number(r.length) };
           case 'limited':
             return limited(r);
           case 'wrong':
@@ -234,6 +250,13 @@ export function createOtpRepo(
         }
       }
       return { kind: 'not_found' };
+    },
+
+    async codeLength(target, keyName) {
+      const id = await resolve(target);
+      if (!id) return null;
+      const [key, length] = await redis.hmget(otpKeys(ks, id).otp, OTP_FIELDS.key, OTP_FIELDS.codeLength);
+      return key === keyName && length ? Number(length) : null;
     },
 
     async read(target, keyName, now = 0) {

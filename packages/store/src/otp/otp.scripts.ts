@@ -37,6 +37,7 @@ export const CREATE = defineScript({
     'meta',
     'events',
     'test',
+    'codeLength',
   ],
   lib: LIB,
   body: `
@@ -60,6 +61,7 @@ redis.call('HSET', K.otp, F.key, A.keyName, F.phone, A.phone, F.hash, A.hash, F.
   F.country, A.country, F.locale, A.locale)
 if A.meta ~= '' then redis.call('HSET', K.otp, F.meta, A.meta) end
 if A.test ~= '' then redis.call('HSET', K.otp, F.test, A.test) end
+if A.codeLength ~= '' then redis.call('HSET', K.otp, F.codeLength, A.codeLength) end
 -- status events: the sweep looks at it when it expires (otp.expired needs no verify to be noticed)
 if A.events == '1' then
   redis.call('HSET', K.otp, F.events, '1')
@@ -81,15 +83,19 @@ export const VERIFY = defineScript({
   name: 'otpVerify',
   doc: 'check a code: approve at most once, count a wrong code, lock after the last attempt; listed=1: publish the event',
   keys: ['otp', 'number', 'due'],
-  args: ['now', 'deadline', 'keyName', 'candidate', 'mode', 'id', 'maxFailures', 'lockMs'],
+  args: ['now', 'deadline', 'keyName', 'candidate', 'mode', 'id', 'maxFailures', 'lockMs', 'length', 'keyLength'],
   lib: LIB,
   body: `
 if late(A.deadline) then return {'late'} end
 local now = clock(A.now)
 -- by phone number: the number's current OTP must still be this one (a resend in between: the caller retries)
 if A.mode == 'phone' and redis.call('HGET', K.number, NF.current) ~= A.id then return {'stale'} end
-local o = redis.call('HMGET', K.otp, F.key, F.hash, F.status, F.exp, F.replacedBy, F.cc, F.provider)
+local o = redis.call('HMGET', K.otp, F.key, F.hash, F.status, F.exp, F.replacedBy, F.cc, F.provider, F.codeLength)
 if not o[1] or o[1] ~= A.keyName then return {'not_found'} end
+-- a code of another length than this OTP's (its key's setting when it was sent; the key's current one on older
+-- records) is malformed: refused, nothing counted (length 0: not checked)
+local want = tonumber(o[8] or A.keyLength)
+if tonumber(A.length) > 0 and want and tonumber(A.length) ~= want then return {'bad_format', 'length', want} end
 local nr = redis.call('HMGET', K.number, NF.failures, NF.failuresUntil)
 local fails, failsUntil = tonumber(nr[1] or '0'), tonumber(nr[2] or '0')
 if failsUntil <= now then fails = 0 end
