@@ -74,6 +74,10 @@ describe('loadConfig', () => {
     const some = loadConfig({ ...prod, OTP_ALLOWED_COUNTRIES: 'FR' }, 'api');
     expect(some.otp).toMatchObject({ allowAllCountries: false, allowUnknownNumberType: false });
     expect(problems({ ...prod, OTP_ALLOWED_COUNTRIES: 'FR,*' }).join('\n')).toContain('"*"');
+    // regression: a list naming no country passed as "set", and allowed every country
+    expect(problems({ ...prod, OTP_ALLOWED_COUNTRIES: ', ,' }).join('\n')).toContain(
+      'OTP_ALLOWED_COUNTRIES names no country',
+    );
   });
 
   it('reads SMS_ROUTES and names an unknown provider or country', () => {

@@ -261,6 +261,12 @@ export function loadConfig(env: NodeJS.ProcessEnv, app: AppName): Config {
     if (!/^[A-Z]{2}$/.test(code)) r.problems.push(`OTP_ALLOWED_COUNTRIES entry "${c}" is not an ISO 3166 alpha-2 code`);
     else allowed.add(code);
   }
+  // set but naming no country (",", spaces): it would allow every country, as if unset
+  if (rawAllowed != null && !allowAll && allowed.size === 0 && rawAllowed.trim() !== '') {
+    r.problems.push(
+      'OTP_ALLOWED_COUNTRIES names no country: list ISO codes (e.g. FR,BE), or write * to allow every one',
+    );
+  }
 
   const order: ProviderId[] = [];
   for (const p of (r.str('SMS_PROVIDERS') ?? 'twilio,octopush').split(',')) {

@@ -116,6 +116,7 @@ describe('parseTenants', () => {
         a: { secret: 'tooshort', sender: 'x', codeLength: 12, colour: 'red' },
         b: { secretSha256: 'zz', webhook: { url: 'http://10.0.0.1/h', secrets: ['nope'] } },
         c: { secret: 'c-secret-0123456789', testNumbers: { '0612': { code: '123', outcome: 'lost' } } },
+        d: { secret: 'd-secret-0123456789', allowedCountries: [] },
       },
     });
     expect(problems).toEqual(
@@ -128,6 +129,10 @@ describe('parseTenants', () => {
         expect.stringMatching(/^TENANTS_FILE key b: webhook url points at a loopback or private address/),
         'TENANTS_FILE key b: webhook secret 1 must be whsec_ followed by base64 of 24 bytes or more',
         'TENANTS_FILE key c: test number 0612 is not E.164',
+        // regression: an empty list allowed every country
+        expect.stringMatching(
+          /^TENANTS_FILE key d: allowedCountries must be a list of ISO 3166 alpha-2 codes, at least one/,
+        ),
         expect.stringMatching(/^TENANTS_FILE key c: test number 0612 outcome must be one of/),
         expect.stringMatching(/^TENANTS_FILE key c: test number 0612 code must be 6 to 10 digits/),
       ]),

@@ -182,8 +182,15 @@ export function parseTenants(
     let allowedCountries: Set<string> | null = null;
     if (e.allowedCountries !== undefined) {
       const list = e.allowedCountries;
-      if (!Array.isArray(list) || list.some((c) => typeof c !== 'string' || !/^[A-Za-z]{2}$/.test(c))) {
-        problems.push(`${where}: allowedCountries must be a list of ISO 3166 alpha-2 codes`);
+      // an empty list would allow every country (an empty set means no restriction): leave the key out instead
+      if (
+        !Array.isArray(list) ||
+        list.length === 0 ||
+        list.some((c) => typeof c !== 'string' || !/^[A-Za-z]{2}$/.test(c))
+      ) {
+        problems.push(
+          `${where}: allowedCountries must be a list of ISO 3166 alpha-2 codes, at least one (leave it out for the gateway's)`,
+        );
       } else allowedCountries = new Set(list.map((c: string) => c.toUpperCase()));
     }
     const testNumbers = new Map<string, TestNumber>();

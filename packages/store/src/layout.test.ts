@@ -112,6 +112,8 @@ beforeAll(async () => {
   const refused = await guards.send(target);
   if (refused.kind !== 'refused' || taken.kind !== 'ok') throw new Error('guard did not refuse');
   await taken.undo();
+  // an operator lifts the block
+  for (const block of await guards.blocks()) await guards.lift(block.id);
   await create();
   await repo.read({ by: 'phone', token }, 'shop');
   await reports.apply({

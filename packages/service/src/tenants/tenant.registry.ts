@@ -31,11 +31,12 @@ function load(config: Config, check?: TenantCheck): TenantSet {
     } catch (e) {
       throw new ConfigError([`TENANTS_FILE ${file} cannot be read (${(e as NodeJS.ErrnoException).code ?? 'error'})`]);
     }
+    const json = /\.json$/i.test(file);
     try {
-      doc = /\.json$/i.test(file) ? JSON.parse(text) : parseYaml(text);
+      doc = json ? JSON.parse(text) : parseYaml(text);
     } catch (e) {
       throw new ConfigError([
-        `TENANTS_FILE ${file} is not valid ${/\.json$/i.test(file) ? 'JSON' : 'YAML'}: ${(e as Error).message.split('\n')[0]}`,
+        `TENANTS_FILE ${file} is not valid ${json ? 'JSON' : 'YAML'}: ${whereBroken(e, text, json)}`,
       ]);
     }
   }
@@ -72,4 +73,17 @@ export function createTenantRegistry(config: Config, check?: TenantCheck): Tenan
       listeners.push(fn);
     },
   };
+}
+
+/**
+ * Where a tenants file does not parse, never what it holds there: node's JSON errors quote the text around the
+ * error, which may be a key's secret. YAML's first line says where (line, column) without the text.
+ */
+function whereBroken(e: unknown, text: string, json: boolean): string {
+  const message = e instanceof Error ? e.message : String(e);
+  if (!json) return message.split('\n')[0] ?? 'unreadable';
+  const at = /position (\d+)/.exec(message);
+  if (!at) return 'unreadable';
+  const before = text.slice(0, Number(at[1])).split('\n');
+  return `at line ${before.length}, column ${(before.at(-1)?.length ?? 0) + 1}`;
 }

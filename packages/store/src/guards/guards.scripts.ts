@@ -285,6 +285,31 @@ return out
 `,
 });
 
+export const GUARD_LIFT = defineScript({
+  name: 'otpGuardLift',
+  doc: 'an operator lifts a block: forget what that guard counted of the subject, and nothing else it holds',
+  keys: ['state'],
+  args: ['guard'],
+  lib: GUARD_LUA,
+  body: `
+-- a country's subject holds both its conversion watch and its day's budget counts: lifting one keeps the other
+local del
+if A.guard == 'prefix_velocity' then
+  del = {G.blockedUntil, G.why, G.unverified, G.windowEnd}
+elseif A.guard == 'low_conversion' then
+  del = {G.throttledUntil, G.convBucket, G.convJudged, G.convApproved}
+  local buckets = '^[' .. G.sendsPrefix .. G.approvalsPrefix .. ']%-?%d+$'
+  for _, f in ipairs(redis.call('HKEYS', K.state)) do
+    if string.match(f, buckets) then del[#del + 1] = f end
+  end
+else
+  del = {G.day, G.dayCount, G.daySpend}
+end
+redis.call('HDEL', K.state, unpack(del))
+return {'lifted'}
+`,
+});
+
 export const GUARD_BLOCKED = defineScript({
   name: 'otpGuardBlocked',
   doc: 'list a block (or renew it) in the index of active blocks, with what the dashboard shows of it',

@@ -115,6 +115,32 @@ describe('conversion watch', () => {
   });
 });
 
+describe('lifting a block', () => {
+  it("regression: lifting a country's conversion throttle keeps its day's budget count (it reset it)", async () => {
+    const g = guardsWith({
+      GUARD_VELOCITY_RANGE_MAX_UNVERIFIED: '0',
+      GUARD_VELOCITY_COUNTRY_MAX_UNVERIFIED: '0',
+      GUARD_CONVERSION_COUNTRY_MIN_SENDS: '4',
+      GUARD_CONVERSION_MIN_PERCENT: '50',
+      GUARD_CONVERSION_WINDOW_SECONDS: '3600',
+      GUARD_CONVERSION_THROTTLE_SECONDS: '60',
+      GUARD_DAILY_SMS_PER_COUNTRY: 'FR=8',
+    });
+    const ranges = ['+3361111', '+3361222', '+3361333', '+3361444', '+3361555', '+3361666', '+3361777', '+3361888'];
+    for (let i = 0; i < 5; i++) expect((await g.send(fr(ranges[i]), T0 + i)).kind).toBe('ok');
+    // judged once their bucket is past: none approved, the country is throttled (the first send goes)
+    const later = T0 + 6 * MIN;
+    expect((await g.send(fr(ranges[5]), later)).kind).toBe('ok');
+    expect(await g.send(fr(ranges[6]), later + 1)).toMatchObject({ code: 'low_conversion' });
+    const [throttle] = (await g.blocks(later + 2)).filter((b) => b.guard === 'low_conversion');
+    expect(await g.lift(throttle!.id)).toBe(true);
+    // 6 of the day's 8 were sent: two more go, the ninth is past the budget
+    expect((await g.send(fr(ranges[6]), later + 3)).kind).toBe('ok');
+    expect((await g.send(fr(ranges[7]), later + 4)).kind).toBe('ok');
+    expect(await g.send(fr(ranges[0]), later + 5)).toMatchObject({ code: 'country_budget_exhausted' });
+  });
+});
+
 /** Guards whose script calls are counted on the way to Redis. */
 const countingGuards = (env: Record<string, string>) => {
   let calls = 0;

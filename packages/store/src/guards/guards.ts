@@ -8,6 +8,7 @@ import { type GuardSubjectKind, guardIndexKeys, guardKey, guardSubject } from '.
 import {
   GUARD_APPROVED,
   GUARD_BLOCKED,
+  GUARD_LIFT,
   GUARD_SEND,
   GUARD_SEND_SETTINGS,
   GUARD_SEND_SUBJECT_ARGS,
@@ -508,11 +509,12 @@ export function createSendGuards(
     },
 
     async lift(id) {
+      const guard = id.slice(0, id.indexOf('|'));
       const subject = id.slice(id.indexOf('|') + 1);
       const removed = await redis.zrem(index.blocks, id);
       await redis.hdel(index.info, id);
       if (removed === 0 || !/^(vr|vc|wr|wc|bk):/.test(subject)) return false;
-      await redis.del(guardKey(ks, subject));
+      await GUARD_LIFT.run(redis, { state: guardKey(ks, subject) }, { guard });
       return true;
     },
   };
