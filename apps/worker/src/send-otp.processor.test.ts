@@ -1,5 +1,11 @@
 import { deriveKeys, encryptCode, ProviderError, type SmsProvider } from '@otp-gateway/core';
-import type { BeginOutcome, DeliveryRepo, StepRetry } from '@otp-gateway/store';
+import {
+  type BeginOutcome,
+  type DeliveryRepo,
+  MIN_RESEND_LIFE_MS,
+  MIN_SEND_LIFE_MS,
+  type StepRetry,
+} from '@otp-gateway/store';
 import { describe, expect, it } from 'vitest';
 import { createWorkerMetrics } from './metrics.js';
 import { createSendProcessor } from './send-otp.processor.js';
@@ -31,6 +37,7 @@ const go: BeginOutcome = {
 function setup(step: () => Promise<string[]>, refusal?: ProviderError, storeOnFailure?: Error) {
   const calls: string[] = [];
   const warnings: string[] = [];
+  const minLives: number[] = [];
   const log = { ...silent, warn: (_: object, msg: string) => warnings.push(msg), child: () => log };
   const metrics = createWorkerMetrics();
   const provider: SmsProvider = {
@@ -44,6 +51,7 @@ function setup(step: () => Promise<string[]>, refusal?: ProviderError, storeOnFa
   const delivery: DeliveryRepo = {
     async begin(...args) {
       calls.push(`begin after=${args[4]}`);
+      minLives.push(args[2]);
       return go;
     },
     async accepted(_otpId, _attempt, _provider, _result, retry?: StepRetry) {
@@ -74,7 +82,7 @@ function setup(step: () => Promise<string[]>, refusal?: ProviderError, storeOnFa
   });
   const run = (data: { otpId: string; after?: number } = { otpId: OTP_ID }) =>
     process({ name: data.after ? 'resend' : 'send', id: OTP_ID, data, opts: {}, attemptsMade: 0 } as never, 'token');
-  return { run, calls, metrics, warnings };
+  return { run, calls, metrics, warnings, minLives };
 }
 
 describe('send processor: the store fails after the provider accepted', () => {
@@ -121,5 +129,12 @@ describe('send processor: the store fails after the provider accepted', () => {
     const { run, calls } = setup(async () => []);
     await run({ otpId: OTP_ID, after: 2 });
     expect(calls[0]).toBe('begin after=2');
+  });
+
+  it('regression: a resend job asks for the resend life left (15 s), a first send for 5 s', async () => {
+    const { run, minLives } = setup(async () => []);
+    await run({ otpId: OTP_ID, after: 1 });
+    await run();
+    expect(minLives).toEqual([MIN_RESEND_LIFE_MS, MIN_SEND_LIFE_MS]);
   });
 });

@@ -14,6 +14,7 @@ import { type OtpTemplates, renderOtpMessage } from '@otp-gateway/providers';
 import {
   type BeginOutcome,
   type DeliveryRepo,
+  MIN_RESEND_LIFE_MS,
   MIN_SEND_LIFE_MS,
   retryWhileStoreAway,
   type SendJobData,
@@ -56,6 +57,12 @@ export interface SendProcessorDeps {
 
 type SendJob = Job<SendJobData, void, SendJobKind>;
 type Go = Extract<BeginOutcome, { kind: 'go' }>;
+
+/**
+ * The life an OTP must have left for this job to send it: a resend job (`after`: a message went out before) needs
+ * more than a first send (life-left.ts).
+ */
+const minLifeOf = (job: SendJob): number => (job.data.after ? MIN_RESEND_LIFE_MS : MIN_SEND_LIFE_MS);
 
 /** Provider attempts per OTP, whatever their outcome, before it is given up. */
 const MAX_ATTEMPTS = 40;
@@ -111,7 +118,7 @@ export function createSendProcessor(deps: SendProcessorDeps) {
     // the jobs parked on one paused or open provider do not all wake at the same instant (a herd on a provider
     // that just asked us to slow down)
     const at = now() + begun.ms + Math.floor(Math.random() * Math.min(1000, begun.ms / 4));
-    if (!worthSending(at, begun.expiresAt))
+    if (!worthSending(at, begun.expiresAt, minLifeOf(job)))
       return giveUp(job.data.otpId, log, 'every provider unavailable until expiry');
     log.info({ waitMs: begun.ms }, 'no provider free now; job parked');
     return park(job, token, at);
@@ -161,7 +168,7 @@ export function createSendProcessor(deps: SendProcessorDeps) {
     // The job waits for its next attempt parked (BullMQ's own retries are for unexpected errors only): the
     // OTP's attempts count the tries, and the wait ends before expiry or not at all.
     const at = now() + otpBackoff(attempt, err);
-    if (!worthSending(at, otp.expiresAt)) return giveUp(otpId, log, 'no time left to retry');
+    if (!worthSending(at, otp.expiresAt, minLifeOf(job))) return giveUp(otpId, log, 'no time left to retry');
     return park(job, token, at);
   };
 
@@ -216,7 +223,7 @@ export function createSendProcessor(deps: SendProcessorDeps) {
       if (job.data.cost) return costCheck(job, job.data.cost, log);
       throw new UnrecoverableError('cost job without its check');
     }
-    const begun = await delivery.begin(otpId, order, MIN_SEND_LIFE_MS, deps.routes?.(), job.data.after);
+    const begun = await delivery.begin(otpId, order, minLifeOf(job), deps.routes?.(), job.data.after);
     if (begun.kind !== 'go') return notStarted(job, token, begun, log);
 
     const { attempt, provider: providerId, requestAttempt, otp } = begun;
