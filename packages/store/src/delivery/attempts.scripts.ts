@@ -168,12 +168,11 @@ export const ACCEPT = defineScript({
 local now = clock(A.now)
 local n = A.attempt
 -- a record gone meanwhile (its retention ran out) is not brought back as a partial hash without a TTL
-local o = redis.call('HMGET', K.otp, F.ds, F.exp, F.na)
+local o = redis.call('HMGET', K.otp, F.ds, F.exp, F.na, F.acc)
 if not o[2] then return {'gone'} end
 redis.call('HSET', K.otp, af(n, AF.outcome), 'accepted', af(n, AF.messageId), A.messageId,
-  af(n, AF.providerStatus), A.providerStatus, af(n, AF.updatedAt), now,
-  F.acc, n, F.provider, A.provider, F.sent, n)
--- it counts now: the receipt check (below) looks after it from here, no job needs to
+  af(n, AF.providerStatus), A.providerStatus, af(n, AF.updatedAt), now, F.sent, n)
+-- no job needs to look after it any more (the receipt check below does, when it counts)
 redis.call('HDEL', K.otp, F.sendJob)
 unlist(K.due, A.id)
 if A.cost ~= '' then redis.call('HSET', K.otp, af(n, AF.cost), A.cost, af(n, AF.currency), A.currency) end
@@ -181,6 +180,10 @@ if A.cost ~= '' then redis.call('HSET', K.otp, af(n, AF.cost), A.cost, af(n, AF.
 if tonumber(A.costAfterMs) > 0 then redis.call('ZADD', K.due, now + tonumber(A.costAfterMs), DUE_COST .. A.id .. ':' .. n) end
 -- the lease belongs to the newest attempt: a resume of this one may be sending now
 if o[3] == n then redis.call('HSET', K.otp, F.lease, 0) end
+-- an earlier message was reported delivered while this one was on its way (a late receipt after the resend began):
+-- that one keeps counting, and this one needs no receipt check (its report still lands on its attempt)
+if o[4] and o[4] ~= '' and o[4] ~= n and o[1] == 'delivered' then return {'ok', 'listed', 0} end
+redis.call('HSET', K.otp, F.acc, n, F.provider, A.provider)
 if o[1] ~= 'sent' and o[1] ~= 'delivered' then redis.call('HSET', K.otp, F.ds, 'sent') end
 -- listed: status events are on for this OTP, and the worker publishes 'sent' (nothing to publish otherwise)
 local listed = emit(K.otp, K.due, A.id, 'sent', n, now) and 1 or 0

@@ -4,7 +4,7 @@ import { nextPhone, type OtpFixtures, otpFixtures } from '../../../../test/suppo
 import { TEST_SECRET } from '../../../../test/support/processes.js';
 import { closeRedisClients, type IsolatedStore, isolatedRedis } from '../../../../test/support/redis.js';
 import { costJobId, resendJobId } from '../jobs/send-jobs.js';
-import { OTP_FIELDS, otpKeys } from '../otp/otp.record.js';
+import { DUE, OTP_FIELDS, otpKeys } from '../otp/otp.record.js';
 import { toView } from '../otp/otp.view.js';
 import { type CircuitSettings, type Circuits, circuitKey, createCircuits, MAX_PAUSE_MS } from './circuit.js';
 import { createDeliveryRepo, type DeliveryRepo } from './delivery.repo.js';
@@ -526,6 +526,40 @@ describe('delivery repo', () => {
     at(2 * RECEIPT_AFTER_MS + 4);
     expect(await repo.begin(id, order, 5000)).toEqual({ kind: 'stop', reason: 'exhausted' });
     expect(await outcomes(id)).toEqual(['no_receipt', 'no_receipt']);
+  });
+
+  it('regression: a late receipt of the first message while the resend was on its way keeps counting', async () => {
+    const reports = createReportRepo({ redis: store.redis, ks: store.ks, messages, circuits, now });
+    const { id } = await fixtures.created();
+    await repo.begin(id, order, 5000);
+    await accept(id, 1, 'twilio', 'SMlate');
+    at(RECEIPT_AFTER_MS);
+    expect(await sweep(id)).toMatchObject({ receiptTimeouts: 1 });
+    at(RECEIPT_AFTER_MS + 1);
+    expect(await repo.begin(id, order, 5000)).toMatchObject({ kind: 'go', attempt: 2, provider: 'octopush' });
+    // the first message is delivered after all, while the resend is with Octopush
+    const late = { provider: 'twilio', messageId: 'SMlate', status: 'delivered', providerStatus: 'delivered' } as const;
+    expect(await reports.apply({ ...late, errorCode: null, at: T0 })).toMatchObject({
+      kind: 'applied',
+      deliveryStatus: 'delivered',
+    });
+    await accept(id, 2, 'octopush', 'tk-late');
+    // the OTP still reads delivered by Twilio (it read delivered by Octopush, and awaited Octopush's receipt)
+    expect(await view(id)).toMatchObject({ deliveryStatus: 'delivered', provider: 'twilio' });
+    expect((await outcomes(id))[1]).toBe('accepted');
+    const due = await store.redis.zrange(otpKeys(store.ks, id).due, 0, -1);
+    expect(due.filter((m) => m.startsWith(DUE.receipt))).toEqual([]);
+    // and the resend's own negative report changes nothing of it
+    expect(
+      await reports.apply({
+        provider: 'octopush',
+        messageId: 'tk-late',
+        status: 'undelivered',
+        providerStatus: 'NOT_DELIVERED',
+        errorCode: null,
+        at: T0,
+      }),
+    ).toMatchObject({ kind: 'applied', deliveryStatus: 'delivered', resend: null });
   });
 
   it('hands back delivery reports that arrived before the message id was known', async () => {
