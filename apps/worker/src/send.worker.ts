@@ -1,5 +1,13 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type Config, deriveKeys, type Logger, type ProviderId, type SmsProvider, tablePrice } from '@otp-gateway/core';
+import {
+  type Config,
+  deriveKeys,
+  type Logger,
+  PROVIDER_IDS,
+  type ProviderId,
+  type SmsProvider,
+  tablePrice,
+} from '@otp-gateway/core';
 import { compileTemplates, createProviders, type OtpTemplates } from '@otp-gateway/providers';
 import { postWebhook, type TenantRegistry, type WebhookTarget } from '@otp-gateway/service';
 import {
@@ -109,8 +117,11 @@ export async function startSendWorker(deps: SendWorkerDeps): Promise<SendWorker>
     { redis: scripts, ks, circuits, messages, events, onEventError },
     {
       leaseMs: config.providers.timeoutMs + 2000,
-      // Receipts are expected only when the callbacks process is reachable by the providers.
+      // Receipts are expected only when the callbacks process is reachable by the providers: Twilio's at the
+      // StatusCallback each send names; Octopush's at the URL of the account, whose path carries
+      // OCTOPUSH_WEBHOOK_TOKEN (without one, the callbacks app refuses them all).
       receiptAfterMs: config.webhooks.publicBaseUrl ? config.worker.deliveryTimeoutSeconds * 1000 : 0,
+      receiptsFrom: new Set(PROVIDER_IDS.filter((p) => p !== 'octopush' || config.webhooks.octopushTokens.length > 0)),
       messageTtlMs: (config.otp.ttlSeconds + config.otp.recordRetentionSeconds) * 1000,
     },
   );

@@ -562,6 +562,27 @@ describe('delivery repo', () => {
     ).toMatchObject({ kind: 'applied', deliveryStatus: 'delivered', resend: null });
   });
 
+  it('regression: awaits no receipt from a provider whose callbacks are not set up (its silence resent every code)', async () => {
+    const twilioOnly = createDeliveryRepo(
+      { redis: store.redis, ks: store.ks, circuits, messages, now },
+      { leaseMs: 7000, receiptAfterMs: RECEIPT_AFTER_MS, messageTtlMs: 600_000, receiptsFrom: new Set(['twilio']) },
+    );
+    const receipts = async (id: string) =>
+      (await store.redis.zrange(otpKeys(store.ks, id).due, 0, -1)).filter((m) => m.startsWith(DUE.receipt));
+    const viaOctopush = await fixtures.created();
+    expect(await twilioOnly.begin(viaOctopush.id, ['octopush'], 5000)).toMatchObject({ kind: 'go' });
+    await twilioOnly.accepted(viaOctopush.id, 1, 'octopush', {
+      messageId: 'tk-x',
+      providerStatus: '',
+      hadFailures: false,
+    });
+    expect(await receipts(viaOctopush.id)).toEqual([]);
+    const viaTwilio = await fixtures.created();
+    expect(await twilioOnly.begin(viaTwilio.id, ['twilio'], 5000)).toMatchObject({ kind: 'go' });
+    await twilioOnly.accepted(viaTwilio.id, 1, 'twilio', { messageId: 'SM-x', providerStatus: '', hadFailures: false });
+    expect(await receipts(viaTwilio.id)).toEqual([`${DUE.receipt}${viaTwilio.id}:1`]);
+  });
+
   it('hands back delivery reports that arrived before the message id was known', async () => {
     const reports = createReportRepo({ redis: store.redis, ks: store.ks, messages, circuits, now });
     const { id } = await fixtures.created();

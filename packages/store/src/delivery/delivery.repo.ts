@@ -131,6 +131,11 @@ export interface DeliverySettings {
   readonly leaseMs: number;
   /** When a final receipt is due after a provider accepted; 0 when receipts are not expected (no callbacks). */
   readonly receiptAfterMs: number;
+  /**
+   * The providers whose receipts can arrive (their callbacks are set up); all of them when absent. Another's
+   * accepted message awaits no receipt: its silence would resend every code through the next provider.
+   */
+  readonly receiptsFrom?: ReadonlySet<ProviderId>;
   /** How long the message index is kept: as long as OTP records. */
   readonly messageTtlMs: number;
 }
@@ -196,7 +201,7 @@ export function createDeliveryRepo(
           provider,
           messageId: result.messageId,
           providerStatus: result.providerStatus,
-          receiptAfterMs: settings.receiptAfterMs,
+          receiptAfterMs: !settings.receiptsFrom || settings.receiptsFrom.has(provider) ? settings.receiptAfterMs : 0,
           minLifeMs: MIN_RESEND_LIFE_MS,
           cost: result.cost ? String(result.cost.amount) : '',
           currency: result.cost?.currency ?? '',
