@@ -142,6 +142,37 @@ describe('when Redis is unreachable', () => {
     await expectNoCodeWithoutSms(api, redis.url, phone);
   });
 
+  it('regression: a send answered 503 while Redis hung counts nothing against the abuse guards once Redis wakes up', async () => {
+    const redis = own(await startLocalRedis());
+    // a day's budget of 3 SMS to France: the send refused with 503 must not take one of them
+    const api = own(
+      await startApiProcess({ ...env(redis.url), GUARD_DAILY_SMS_PER_COUNTRY: 'FR=3,*=100000' }, KEY_A.secret),
+    );
+    // one send first: the scripts are loaded, so the hung check is one Redis runs when it wakes up
+    expect((await api.request('POST', '/v1/otp/send', { body: { phoneNumber: frMobile(11) } })).status).toBe(202);
+    const pid = await redisPid(redis);
+    process.kill(pid, 'SIGSTOP');
+    try {
+      expect((await api.request('POST', '/v1/otp/send', { body: { phoneNumber: frMobile(7) } })).status).toBe(503);
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+    await eventually(
+      async () => ((await api.request('GET', '/readyz', { key: null })).status === 200 ? true : undefined),
+      10_000,
+      'readyz 200',
+    );
+    // the hung commands ran when Redis woke up: the guards' check past its deadline counted nothing
+    for (const n of [8, 9]) {
+      expect((await api.request('POST', '/v1/otp/send', { body: { phoneNumber: frMobile(n) } })).status).toBe(202);
+    }
+    const third = await api.request('POST', '/v1/otp/send', { body: { phoneNumber: frMobile(10) } });
+    expect({ status: third.status, code: (third.body['error'] as { code?: string }).code }).toEqual({
+      status: 429,
+      code: 'country_budget_exhausted',
+    });
+  });
+
   it('starts while Redis is down, answers 503, and serves once Redis comes up', async () => {
     const port = await freePort();
     const url = `redis://127.0.0.1:${port}`;

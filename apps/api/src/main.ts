@@ -56,6 +56,8 @@ async function main() {
   const guards = createSendGuards(redis, ks, config.guards, {
     currency: config.providers.priceCurrency,
     keyBudgets: (name) => tenants.get(name)?.budgets ?? null,
+    clock,
+    deadlineMs: 500,
   });
   const metrics = createApiMetrics(config.guards.enabled ? () => guards.blocks() : undefined);
   const eventQueue = createStatusEventQueue(queueRedis, ks);

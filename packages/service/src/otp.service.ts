@@ -213,6 +213,8 @@ export function createOtpService(deps: OtpServiceDeps): OtpService {
       // the API's error handler logs and counts the refusal (its code and why travel in the GatewayError)
       if (guarded?.kind === 'refused') throw guardError(guarded.code, guarded.why, guarded.retryAfterMs);
       const code = test?.code ?? generateCode(mine.codeLength);
+      // a create the store did not answer (503) most likely created nothing (its script has a deadline): the
+      // guards take their count back, or each retry of an outage would count one more send
       const outcome = await store(() =>
         repo.create(
           {
@@ -233,7 +235,10 @@ export function createOtpService(deps: OtpServiceDeps): OtpService {
           },
           now(),
         ),
-      );
+      ).catch(async (err: unknown) => {
+        await guarded?.undo().catch(() => undefined);
+        throw err;
+      });
       // not sent after all: the guards take their count back (best effort: a lost undo over-counts one send)
       if (outcome.kind !== 'created') await guarded?.undo().catch(() => undefined);
       if (outcome.kind === 'limited') refuse(outcome);

@@ -1,3 +1,4 @@
+import { LATE_LUA } from '../redis/clock.js';
 import { CLOCK_LUA, defineScript } from '../redis/script.js';
 import { GUARD_LUA } from './guard.record.js';
 
@@ -106,10 +107,12 @@ export const GUARD_SEND = defineScript({
   name: 'otpGuardSend',
   doc: 'check and count the sends of one slot, each on its subjects; a send a guard refuses counts nothing',
   keys: [],
-  args: ['now', 'limits'],
+  args: ['now', 'deadline', 'limits'],
   restKeys: 'states',
-  lib: LIB,
+  lib: `${LATE_LUA}${LIB}`,
   body: `
+-- run later than its deadline (Redis hung, then woke up after the API answered 503): counts nothing
+if late(A.deadline) then return {'late'} end
 local L = {}
 for x in string.gmatch(A.limits, '[^,]+') do L[#L + 1] = x end
 local S = {${GUARD_SEND_SETTINGS.map((n, i) => `${n} = L[${i + 1}]`).join(', ')}}

@@ -115,6 +115,32 @@ describe('conversion watch', () => {
   });
 });
 
+describe('a send whose check failed in one slot', () => {
+  it("regression: takes back what the other slot counted (a key budget's call failed, the country's counted)", async () => {
+    const env = { GUARD_DAILY_SMS_PER_COUNTRY: 'FR=1', GUARD_DAILY_SMS_PER_KEY: '*=100' };
+    let failKeySlot = true;
+    const flaky = new Proxy(store.redis, {
+      get(target, name, receiver) {
+        const value = Reflect.get(target, name, receiver);
+        if (name !== 'evalsha' || typeof value !== 'function') return value;
+        return (...args: unknown[]) => {
+          // GUARD_SEND's KEYS: the key budget's subject is `g:bk:<key>`
+          if (failKeySlot && args[0] === GUARD_SEND.sha && args.some((a) => String(a).includes(':g:bk:'))) {
+            return Promise.reject(new Error('CLUSTERDOWN The cluster is down'));
+          }
+          return value.apply(target, args);
+        };
+      },
+    });
+    const g = createSendGuards(flaky as never, store.ks, readGuardsConfig(new EnvReader(env), []));
+    await expect(g.send(fr(), T0)).rejects.toThrow('CLUSTERDOWN');
+    failKeySlot = false;
+    // France's one SMS of the day is still there
+    expect((await g.send(fr(), T0 + 1)).kind).toBe('ok');
+    expect(await g.send(fr(), T0 + 2)).toMatchObject({ code: 'country_budget_exhausted' });
+  });
+});
+
 describe('lifting a block', () => {
   it("regression: lifting a country's conversion throttle keeps its day's budget count (it reset it)", async () => {
     const g = guardsWith({

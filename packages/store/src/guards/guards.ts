@@ -1,6 +1,7 @@
 import type { GuardsConfig } from '@otp-gateway/core';
 import { budgetOf } from '@otp-gateway/core';
 import type { Keyspace } from '../keyspace.js';
+import type { RedisClock } from '../redis/clock.js';
 import type { RedisClient } from '../redis/connection.js';
 import type { ScriptResult } from '../redis/script.js';
 import { batchPerTurn } from '../redis/turn-batch.js';
@@ -149,6 +150,13 @@ export function createSendGuards(
     currency?: string;
     /** An API key's own daily budgets (TENANTS_FILE), read at each send; null fields: GUARD_DAILY_*_PER_KEY. */
     keyBudgets?: (keyName: string) => { dailySms: number | null; dailySpend: number | null } | null;
+    /**
+     * With a clock, a send's check carries a deadline `deadlineMs` after it was asked: run later than that (Redis
+     * hung, then woke up, after the API answered 503), it counts nothing. Keep it under the connection's command
+     * timeout, as the OTP scripts' (otp.repo.ts).
+     */
+    clock?: RedisClock;
+    deadlineMs?: number;
   } = {},
 ): SendGuards {
   const currency = opts.currency ?? 'EUR';
@@ -242,8 +250,13 @@ export function createSendGuards(
       }
       limits.push(w.tuples);
     }
-    GUARD_SEND.run(redis, {}, { now, limits: limits.join(',') }, { keys }).then(
+    const deadline = opts.clock?.deadline(opts.deadlineMs ?? 500) ?? 0;
+    GUARD_SEND.run(redis, {}, { now, deadline, limits: limits.join(',') }, { keys }).then(
       (r) => {
+        if (r.outcome === 'late') {
+          for (const w of sends) w.fail(new Error('guards: the check ran past its deadline and counted nothing'));
+          return;
+        }
         for (let j = 0; j < sends.length; j++) {
           const answer = answerOf(r[`s${j + 1}`]);
           // an answer missing or garbled is an error, never a send let through uncounted
@@ -431,7 +444,7 @@ export function createSendGuards(
       // burst does not lease a whole budget into one process.
       const asksLease = plan.key !== null && !leased && !leasing.has(plan.key.subject);
       if (asksLease) leasing.add(plan.key!.subject);
-      const results: ScriptResult[] = await Promise.all(
+      const settled = await Promise.allSettled(
         groups.map((group) =>
           checkInBatch(
             group,
@@ -445,6 +458,24 @@ export function createSendGuards(
       ).finally(() => {
         if (asksLease) leasing.delete(plan.key!.subject);
       });
+      const failed = settled.find((x) => x.status === 'rejected');
+      if (failed) {
+        // one slot's call failed, another's counted this send: take those counts back (the caller answers 503)
+        const countedElsewhere = groups.flatMap((group, g) => {
+          const x = settled[g]!;
+          if (x.status !== 'fulfilled' || x.value.outcome !== 'ok') return [];
+          // a key budget's call took a lease with it: the rest of it is this process's to use
+          const r = x.value;
+          group.forEach((s, i) => {
+            if (s.kind === 'bk') addToLease(s, day, Number(r[`t${i + 1}`] ?? 1) - 1, price);
+          });
+          return group;
+        });
+        if (leased) countedElsewhere.push(leased);
+        await undoAll(countedElsewhere, t, now).catch(() => undefined);
+        throw failed.reason;
+      }
+      const results = settled.map((x) => (x as PromiseFulfilledResult<ScriptResult>).value);
       const at = now || Date.now();
       const notes: Promise<unknown>[] = [];
       let refusal: Extract<GuardOutcome, { kind: 'refused' }> | null = null;
