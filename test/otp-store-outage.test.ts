@@ -148,8 +148,10 @@ describe('when Redis is unreachable', () => {
     const api = own(
       await startApiProcess({ ...env(redis.url), GUARD_DAILY_SMS_PER_COUNTRY: 'FR=3,*=100000' }, KEY_A.secret),
     );
-    // one send first: the scripts are loaded, so the hung check is one Redis runs when it wakes up
+    // one send first: the scripts are loaded, so the hung check is one Redis runs when it wakes up; and a moment
+    // for the API's Redis clock (its deadlines) to be calibrated on a busy machine (it tries every second)
     expect((await api.request('POST', '/v1/otp/send', { body: { phoneNumber: frMobile(11) } })).status).toBe(202);
+    await new Promise((r) => setTimeout(r, 1500));
     const pid = await redisPid(redis);
     process.kill(pid, 'SIGSTOP');
     try {

@@ -65,6 +65,15 @@ export interface SendWorker {
   close(deadlineMs: number): Promise<void>;
 }
 
+/**
+ * The providers whose delivery receipts can reach the callbacks app: Twilio's come to the StatusCallback each send
+ * names; Octopush's to the URL set in its account, whose path carries OCTOPUSH_WEBHOOK_TOKEN (without one, the
+ * callbacks app refuses them all). Another provider's accepted message awaits no receipt.
+ */
+export function receiptProviders(config: Pick<Config, 'webhooks'>): ReadonlySet<ProviderId> {
+  return new Set(PROVIDER_IDS.filter((p) => p !== 'octopush' || config.webhooks.octopushTokens.length > 0));
+}
+
 /** Wires and starts the send worker on a connection (built apart from main.ts, which handles process concerns). */
 export async function startSendWorker(deps: SendWorkerDeps): Promise<SendWorker> {
   const { config, redis, ks, log } = deps;
@@ -117,11 +126,10 @@ export async function startSendWorker(deps: SendWorkerDeps): Promise<SendWorker>
     { redis: scripts, ks, circuits, messages, events, onEventError },
     {
       leaseMs: config.providers.timeoutMs + 2000,
-      // Receipts are expected only when the callbacks process is reachable by the providers: Twilio's at the
-      // StatusCallback each send names; Octopush's at the URL of the account, whose path carries
-      // OCTOPUSH_WEBHOOK_TOKEN (without one, the callbacks app refuses them all).
+      // Receipts are expected only when the callbacks process is reachable by the providers (and, per provider,
+      // when its callbacks can be accepted: receiptProviders).
       receiptAfterMs: config.webhooks.publicBaseUrl ? config.worker.deliveryTimeoutSeconds * 1000 : 0,
-      receiptsFrom: new Set(PROVIDER_IDS.filter((p) => p !== 'octopush' || config.webhooks.octopushTokens.length > 0)),
+      receiptsFrom: receiptProviders(config),
       messageTtlMs: (config.otp.ttlSeconds + config.otp.recordRetentionSeconds) * 1000,
     },
   );

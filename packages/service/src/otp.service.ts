@@ -213,8 +213,7 @@ export function createOtpService(deps: OtpServiceDeps): OtpService {
       // the API's error handler logs and counts the refusal (its code and why travel in the GatewayError)
       if (guarded?.kind === 'refused') throw guardError(guarded.code, guarded.why, guarded.retryAfterMs);
       const code = test?.code ?? generateCode(mine.codeLength);
-      // a create the store did not answer (503) most likely created nothing (its script has a deadline): the
-      // guards take their count back, or each retry of an outage would count one more send
+      // (a create the store did not answer keeps the guards' count: it may have run, and the sweep then sends it)
       const outcome = await store(() =>
         repo.create(
           {
@@ -235,10 +234,7 @@ export function createOtpService(deps: OtpServiceDeps): OtpService {
           },
           now(),
         ),
-      ).catch(async (err: unknown) => {
-        await guarded?.undo().catch(() => undefined);
-        throw err;
-      });
+      );
       // not sent after all: the guards take their count back (best effort: a lost undo over-counts one send)
       if (outcome.kind !== 'created') await guarded?.undo().catch(() => undefined);
       if (outcome.kind === 'limited') refuse(outcome);
@@ -265,8 +261,9 @@ export function createOtpService(deps: OtpServiceDeps): OtpService {
       else if (req.phoneNumber) target = targetOf(caller, { by: 'phone', phone: req.phoneNumber });
       else throw new GatewayError(400, 'invalid_request', 'give either id or phoneNumber with the code');
       // Digits, as many as the OTP's code has: its key's length now, or, after a TENANTS_FILE reload changed it, the
-      // one the OTP was sent with (read then: a malformed code changes nothing, not even the request counters).
-      // The verify script checks the OTP's own length again.
+      // one the OTP was sent with (read then: malformed input changes nothing, not even the request counters). A
+      // code of the key's length for an OTP of another (sent before a reload) is counted as a request, and the
+      // verify script refuses it as malformed without using an attempt.
       const { codeLength } = settingsOf(caller.keyName);
       const malformed = (want: number) => new GatewayError(400, 'invalid_code_format', `code must be ${want} digits`);
       if (!/^\d+$/.test(req.code) || req.code.length < CODE_LENGTHS.min || req.code.length > CODE_LENGTHS.max) {

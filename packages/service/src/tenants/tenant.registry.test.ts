@@ -25,8 +25,14 @@ describe('a tenants file that does not parse', () => {
     } catch (e) {
       message = String((e as Error).message);
     }
-    expect(message).toContain('is not valid JSON');
+    expect(message).toContain("is not valid JSON: Unexpected token 's'");
     expect(message).not.toContain('shop-secre');
+  });
+
+  it('a JSON error with a position says the line and column', () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'otp-tenants-')), 'tenants.json');
+    writeFileSync(file, '{\n  "keys": {"a": {"secret": "a-secret-0123456789" "x"}}\n}');
+    expect(() => createTenantRegistry(configWith(file))).toThrow(/is not valid JSON: at line 2, column \d+/);
   });
 
   it('a YAML one says the line and column', () => {

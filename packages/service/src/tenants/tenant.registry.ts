@@ -83,7 +83,8 @@ function whereBroken(e: unknown, text: string, json: boolean): string {
   const message = e instanceof Error ? e.message : String(e);
   if (!json) return message.split('\n')[0] ?? 'unreadable';
   const at = /position (\d+)/.exec(message);
-  if (!at) return 'unreadable';
+  // node 20+ words some errors with the text around them and no position: keep the words before the quote
+  if (!at) return /^Unexpected token '.'/.exec(message)?.[0] ?? 'unreadable';
   const before = text.slice(0, Number(at[1])).split('\n');
   return `at line ${before.length}, column ${(before.at(-1)?.length ?? 0) + 1}`;
 }

@@ -562,6 +562,29 @@ describe('delivery repo', () => {
     ).toMatchObject({ kind: 'applied', deliveryStatus: 'delivered', resend: null });
   });
 
+  it("regression: the resend's own delivered report does not take over from the earlier delivered message", async () => {
+    const reports = createReportRepo({ redis: store.redis, ks: store.ks, messages, circuits, now });
+    const { id } = await fixtures.created();
+    await repo.begin(id, order, 5000);
+    await accept(id, 1, 'twilio', 'SMfirst');
+    at(RECEIPT_AFTER_MS);
+    expect(await sweep(id)).toMatchObject({ receiptTimeouts: 1 });
+    at(RECEIPT_AFTER_MS + 1);
+    expect(await repo.begin(id, order, 5000)).toMatchObject({ kind: 'go', attempt: 2, provider: 'octopush' });
+    const delivered = { status: 'delivered', errorCode: null, at: T0 } as const;
+    await reports.apply({ ...delivered, provider: 'twilio', messageId: 'SMfirst', providerStatus: 'delivered' });
+    await accept(id, 2, 'octopush', 'tk-second');
+    // both messages arrived: the first one counts, and no second otp.delivered is listed
+    const r = await reports.apply({
+      ...delivered,
+      provider: 'octopush',
+      messageId: 'tk-second',
+      providerStatus: 'DELIVERED',
+    });
+    expect(r).toMatchObject({ kind: 'applied', deliveryStatus: 'delivered' });
+    expect(await view(id)).toMatchObject({ deliveryStatus: 'delivered', provider: 'twilio' });
+  });
+
   it('regression: awaits no receipt from a provider whose callbacks are not set up (its silence resent every code)', async () => {
     const twilioOnly = createDeliveryRepo(
       { redis: store.redis, ks: store.ks, circuits, messages, now },

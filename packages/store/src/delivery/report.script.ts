@@ -63,7 +63,9 @@ if outcome == 'sending' or outcome == 'accepted' then
 end
 if newOutcome then sets[#sets + 1] = af(n, AF.outcome); sets[#sets + 1] = newOutcome end
 local negative = newOutcome == 'undelivered' or newOutcome == 'failed'
-if A.status == 'delivered' and acc ~= n then
+-- a delivered message counts (unless another one is already known delivered: that one keeps counting, and its
+-- event is not sent twice)
+if A.status == 'delivered' and acc ~= n and not (acc and acc ~= '' and ds == 'delivered') then
   acc = n
   for _, v in ipairs({F.acc, n, F.provider, o[10] or ''}) do sets[#sets + 1] = v end
   ds = 'queued'

@@ -9,7 +9,7 @@ import { bucketTag, type Keyspace } from '../keyspace.js';
  *   next send may go;
  * - daily budgets (`wc:<country>`, `bk:<key>`): the UTC day number, the SMS counted that day and what they are
  *   expected to cost (millionths of SMS_PRICE_CURRENCY, so the script adds whole numbers).
- * Deleting a subject's hash lifts whatever it held (the dashboard's "lift").
+ * The dashboard's "lift" deletes the fields of the guard it lifts (GUARD_LIFT), not the others the hash holds.
  *
  * Slots: a subject's first part after its kind is its owner, and the key is `{g<xyz>}:g:<subject>` with xyz a hash
  * bucket of the owner. Every subject of one country (velocity and conversion of its ranges, the country's own)

@@ -55,7 +55,10 @@ export interface SendGuards {
   approved(t: GuardTarget, now?: number): Promise<void>;
   /** Active blocks (velocity blocks, low-conversion throttles, exhausted budgets), soonest to end first. */
   blocks(now?: number): Promise<GuardBlock[]>;
-  /** Lifts a block: the subject's counters start again from nothing. False when there was no such block. */
+  /**
+   * Lifts a block: what that guard counted of the subject starts again from nothing (a country's day budget
+   * stays when its conversion throttle is lifted, and the reverse). False when there was no such block.
+   */
   lift(id: string): Promise<boolean>;
 }
 
@@ -458,25 +461,36 @@ export function createSendGuards(
       ).finally(() => {
         if (asksLease) leasing.delete(plan.key!.subject);
       });
+      const at = now || Date.now();
       const failed = settled.find((x) => x.status === 'rejected');
       if (failed) {
         // one slot's call failed, another's counted this send: take those counts back (the caller answers 503)
+        const blocks: Promise<unknown>[] = [];
         const countedElsewhere = groups.flatMap((group, g) => {
           const x = settled[g]!;
-          if (x.status !== 'fulfilled' || x.value.outcome !== 'ok') return [];
-          // a key budget's call took a lease with it: the rest of it is this process's to use
+          if (x.status !== 'fulfilled') return [];
           const r = x.value;
+          // a block the other slot started stays in force: it is listed (the dashboard shows it, can lift it)
+          if (r.outcome === 'refused') {
+            const s = group[Number(r.at) - 1]!;
+            if (r.started === '1')
+              blocks.push(register(s, t, codeOf(s, r.guard ?? ''), r.why ?? '', at + Number(r.ms)));
+            return [];
+          }
           group.forEach((s, i) => {
+            // a key budget's call took a lease with it: the rest of it is this process's to use
             if (s.kind === 'bk') addToLease(s, day, Number(r[`t${i + 1}`] ?? 1) - 1, price);
+            if (r[`n${i + 1}`] === 'throttled') {
+              blocks.push(register(s, t, 'low_conversion', r[`w${i + 1}`] ?? '', at + c.throttleSeconds * 1000));
+            }
           });
           return group;
         });
         if (leased) countedElsewhere.push(leased);
-        await undoAll(countedElsewhere, t, now).catch(() => undefined);
+        await Promise.all([undoAll(countedElsewhere, t, now), ...blocks]).catch(() => undefined);
         throw failed.reason;
       }
       const results = settled.map((x) => (x as PromiseFulfilledResult<ScriptResult>).value);
-      const at = now || Date.now();
       const notes: Promise<unknown>[] = [];
       let refusal: Extract<GuardOutcome, { kind: 'refused' }> | null = null;
       const counted: Subject[] = leased ? [leased] : [];
