@@ -51,7 +51,7 @@ async function main() {
   log = app.log;
   const storeErrors = new Counter({
     name: 'otp_store_errors_total',
-    help: 'Errors of Redis clients and queues outside any command (reconnects failing, ...), by source: logged at most every 10 s',
+    help: 'Store errors by source: redis and queue clients outside any command (reconnects failing, ...), request steps answered 503; logged at most every 10 s per source',
     labelNames: ['source'],
     registers: [metrics.registry],
   });

@@ -39,7 +39,7 @@ async function main() {
   });
   const storeErrors = new Counter({
     name: 'otp_store_errors_total',
-    help: 'Errors of Redis clients and queues outside any command (reconnects failing, ...), by source: logged at most every 10 s',
+    help: 'Store errors by source: redis and queue clients outside any command (reconnects failing, ...), request steps answered 503; logged at most every 10 s per source',
     labelNames: ['source'],
     registers: [sender.metrics.registry],
   });

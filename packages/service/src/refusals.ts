@@ -1,5 +1,5 @@
 import { GatewayError } from '@otp-gateway/core';
-import type { Limited } from '@otp-gateway/store';
+import { type Limited, reportStoreError } from '@otp-gateway/store';
 
 // How the use cases refuse: the contract's error codes, and the bound on every step that goes to Redis.
 
@@ -16,7 +16,9 @@ export async function store<T>(work: () => Promise<T>): Promise<T> {
         timer = setTimeout(() => reject(new Error('store deadline exceeded')), STORE_DEADLINE_MS);
       }),
     ]);
-  } catch {
+  } catch (err) {
+    // the cause is logged (rate-limited) and counted by the process's sink; the answer says only 503
+    reportStoreError('request', err);
     throw new GatewayError(503, 'store_unavailable', 'the OTP store is unreachable; try again shortly', undefined, 1);
   } finally {
     clearTimeout(timer);

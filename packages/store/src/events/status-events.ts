@@ -61,6 +61,8 @@ export function createStatusEventQueue(redis: RedisClient, ks: Keyspace): Status
     prefix: statusEventQueuePrefix(ks),
     defaultJobOptions: STATUS_EVENT_JOB_OPTIONS,
     streams: { events: { maxLen: 1000 } },
+    // a queue's start-up must not hang on BullMQ's one INFO (see send-jobs.ts)
+    skipVersionCheck: true,
   });
   q.on('error', (err) => reportStoreError('queue', err));
   return q;

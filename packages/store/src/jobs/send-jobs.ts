@@ -97,6 +97,11 @@ export function createSendQueues(redis: RedisClient, ks: Keyspace, settings: Sen
         prefix: sendQueuePrefix(ks, n, settings.sendShards),
         defaultJobOptions: SEND_JOB_OPTIONS,
         streams: { events: { maxLen: EVENTS_MAX_LEN } },
+        // BullMQ's version check sends INFO once, when the connection is first ready, and the queue's start-up waits
+        // on it: on a request connection (700 ms timeout, no retry) a slow or lost answer failed that start-up for
+        // good, and every later add of the process with it (each send's job waited for the sweep) until a restart.
+        // A queue only adds jobs, it never blocks: it needs nothing the check tells. The workers keep it.
+        skipVersionCheck: true,
       }),
   );
   for (const q of shards) q.on('error', (err) => reportStoreError('queue', err));

@@ -4,7 +4,12 @@
  * print them to stderr. Now they go to one sink that each process installs: a log line at most every
  * `everyMs` per source, saying how many were not logged, and a counter of every one.
  */
-export type ErrorSource = 'redis' | 'queue';
+/**
+ * `redis`, `queue`: a client's or a queue's error outside any command; `request`: a request's store step that
+ * failed (answered 503): Redis refusing writes (OOM under noeviction, READONLY), a missing ACL permission, a
+ * timeout, a bug. Without it, a Redis that answers PING but refuses every write gave 503s and not one line.
+ */
+export type ErrorSource = 'redis' | 'queue' | 'request';
 
 export type ErrorSink = (source: ErrorSource, err: unknown) => void;
 
