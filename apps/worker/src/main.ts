@@ -57,8 +57,15 @@ async function main() {
 
   let stopping = false;
   const stop = async (signal: string) => {
-    if (stopping) return;
+    // a second signal, or a close that outlives its deadline (Redis away: BullMQ's close waits for it), ends the
+    // process: the jobs' locks expire and their attempts are resumed elsewhere with the same request id
+    const exitNow = (why: string) => {
+      log.warn({ signal, reason: why }, 'worker exiting before its sends were settled; they will be resumed');
+      process.exit(1);
+    };
+    if (stopping) return exitNow('second signal');
     stopping = true;
+    setTimeout(() => exitNow('shutdown deadline passed'), config.worker.shutdownTimeoutMs + 5000).unref();
     log.info({ signal, deadlineMs: config.worker.shutdownTimeoutMs }, 'worker stopping; finishing in-flight sends');
     await sender.close(config.worker.shutdownTimeoutMs);
     health?.close();
