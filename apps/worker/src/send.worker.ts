@@ -24,6 +24,7 @@ import {
   type ProviderRoutes,
   parseDeliveryReport,
   type RedisClient,
+  reportStoreError,
   type SendJobData,
   type SendJobKind,
   type StatusEventJob,
@@ -191,7 +192,9 @@ export async function startSendWorker(deps: SendWorkerDeps): Promise<SendWorker>
       maxStalledCount: 3,
       ...workerKeepJobs(config.queues),
     });
-    worker.on('error', (err) => log.error({ queue: queue.name, err: { message: err.message } }, 'worker error'));
+    // BullMQ hands every worker the errors of the connections it shares (a reconnect failing, ...): to the
+    // process's sink, rate-limited and counted (errors.ts), not one line per worker per attempt
+    worker.on('error', (err) => reportStoreError('queue', err));
     worker.on('failed', (job, err) => {
       if (job && job.attemptsMade >= (job.opts.attempts ?? 1)) {
         log.warn({ otpId: job.data.otpId, reason: err.message }, 'send job failed for good');
@@ -229,9 +232,7 @@ export async function startSendWorker(deps: SendWorkerDeps): Promise<SendWorker>
       removeOnFail: { age: config.queues.keepFailedSeconds, count: 10_000 },
     },
   );
-  eventWorker.on('error', (err) =>
-    log.error({ queue: eventQueue.name, err: { message: err.message } }, 'worker error'),
-  );
+  eventWorker.on('error', (err) => reportStoreError('queue', err));
   eventWorker.on('failed', (job, err) => {
     if (job && (err.name === 'UnrecoverableError' || job.attemptsMade >= (job.opts.attempts ?? 1))) {
       log.warn({ webhookId: job.data.webhookId, event: job.name, reason: err.message }, 'status event failed for good');
