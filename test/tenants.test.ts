@@ -299,4 +299,22 @@ describe('settings per API key (TENANTS_FILE)', () => {
       expect(out).toMatch(m);
     }
   });
+
+  it('regression: the worker refuses a spend budget that would never apply, as the API does (it started with it)', async () => {
+    const unpriced = join(mkdtempSync(join(tmpdir(), 'otp-tenants-')), 'tenants.yaml');
+    writeFileSync(unpriced, `keys:\n  shop:\n    secret: shop-secret-0123456789\n    budgets: { dailySpend: 5 }\n`);
+    for (const app of ['api', 'worker']) {
+      const p = startApp(app, { ...stack.env, TENANTS_FILE: unpriced, SMS_PRICES: '' });
+      try {
+        const code = await Promise.race([
+          new Promise<number | null>((r) => p.child.once('exit', (c) => r(c))),
+          new Promise<string>((r) => setTimeout(() => r('still running after 15 s'), 15_000)),
+        ]);
+        expect({ app, code }).toEqual({ app, code: 78 });
+        expect(p.output()).toMatch(/key shop: budgets.dailySpend would never apply/);
+      } finally {
+        await p.stop('SIGKILL');
+      }
+    }
+  });
 });

@@ -40,6 +40,7 @@ async function main() {
   }
   let tenants: TenantRegistry;
   try {
+    // the same checks as the worker's (apps/worker/src/main.ts): a reload one refuses must not apply in the other
     tenants = createTenantRegistry(config, (t) => [
       ...tenantTemplateProblems(t, config),
       ...tenantSpendProblems(t, config),

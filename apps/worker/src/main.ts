@@ -1,5 +1,5 @@
 import 'dotenv/config';
-import { ConfigError, loadConfig, logFormat } from '@otp-gateway/core';
+import { ConfigError, loadConfig, logFormat, tenantSpendProblems } from '@otp-gateway/core';
 import { compileTemplates, TemplateError, tenantTemplateProblems } from '@otp-gateway/providers';
 import { createTenantRegistry, guardProcess, refuseToStart, type TenantRegistry } from '@otp-gateway/service';
 import { checkRedisConfig, connectStore, redisAllAnswer } from '@otp-gateway/store';
@@ -18,7 +18,11 @@ async function main() {
   }
   let tenants: TenantRegistry;
   try {
-    tenants = createTenantRegistry(config, (t) => tenantTemplateProblems(t, config));
+    // the same checks as the API's (apps/api/src/main.ts): a reload the API refuses must not apply here alone
+    tenants = createTenantRegistry(config, (t) => [
+      ...tenantTemplateProblems(t, config),
+      ...tenantSpendProblems(t, config),
+    ]);
   } catch (e) {
     refuseToStart('worker', e);
   }
