@@ -25,6 +25,7 @@ import {
   requestLimits,
   startRedisClock,
   waitReady,
+  watchRedisConfig,
 } from '@otp-gateway/store';
 import { Cluster } from 'ioredis';
 import { Counter } from 'prom-client';
@@ -141,12 +142,12 @@ async function main() {
       'OTP_ALLOWED_COUNTRIES=* lets codes go to every country: SMS pumping aims at the countries you never serve; list yours',
     );
   }
-  await checkRedisConfig(redis, {
-    env: config.env,
-    allowNoAof: config.redisAllowNoAof,
-    log: app.log,
-    readyTimeoutMs: 2000,
-  }).catch((e) => refuseToStart('api', e));
+  // checked at start, and again whenever the connection is ready anew (a Redis unreachable at start, a failover)
+  const redisCheck = { env: config.env, allowNoAof: config.redisAllowNoAof, log: app.log };
+  const redisAtStart = await checkRedisConfig(redis, { ...redisCheck, readyTimeoutMs: 2000 }).catch((e) =>
+    refuseToStart('api', e),
+  );
+  watchRedisConfig(redis, redisCheck, redisAtStart, (e) => refuseToStart('api', e));
   // The other connections were opened with the store's: when the store is up, take no send before they are ready
   // too (a send whose job cannot be queued waits for the worker sweep; one whose replica check cannot run is
   // answered 503). When Redis is down the API starts all the same, and answers 503 until it is back.

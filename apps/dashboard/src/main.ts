@@ -7,6 +7,7 @@ import {
   createSendGuards,
   createSendQueues,
   createStatusEventQueue,
+  watchRedisConfig,
 } from '@otp-gateway/store';
 import { pino } from 'pino';
 import { Counter } from 'prom-client';
@@ -22,9 +23,12 @@ async function main() {
   }
   const log = pino(dashboardLoggerOptions(config));
   const { redis, ks } = connectStore(config, 'request', 'otp-dashboard');
-  await checkRedisConfig(redis, { env: config.env, allowNoAof: config.redisAllowNoAof, log }).catch((e) =>
+  // checked at start, and again whenever the connection is ready anew (a Redis unreachable at start, a failover)
+  const redisCheck = { env: config.env, allowNoAof: config.redisAllowNoAof, log: log };
+  const redisAtStart = await checkRedisConfig(redis, { ...redisCheck, readyTimeoutMs: 5000 }).catch((e) =>
     refuseToStart('dashboard', e),
   );
+  watchRedisConfig(redis, redisCheck, redisAtStart, (e) => refuseToStart('dashboard', e));
   // Every shard of the send queue, and the status events (failed deliveries shown), on the board and in the metrics.
   const sendQueues = createSendQueues(redis, ks, config.queues);
   const eventQueue = createStatusEventQueue(redis, ks);

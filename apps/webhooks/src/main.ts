@@ -13,6 +13,7 @@ import {
   createStatusEventQueue,
   createStatusEvents,
   waitReady,
+  watchRedisConfig,
 } from '@otp-gateway/store';
 import { Counter } from 'prom-client';
 import { buildWebhooks } from './app.js';
@@ -56,12 +57,12 @@ async function main() {
     registers: [metrics.registry],
   });
   guardProcess('webhooks', app.log, (source) => storeErrors.inc({ source }));
-  await checkRedisConfig(redis, {
-    env: config.env,
-    allowNoAof: config.redisAllowNoAof,
-    log: app.log,
-    readyTimeoutMs: 2000,
-  }).catch((e) => refuseToStart('webhooks', e));
+  // checked at start, and again whenever the connection is ready anew (a Redis unreachable at start, a failover)
+  const redisCheck = { env: config.env, allowNoAof: config.redisAllowNoAof, log: app.log };
+  const redisAtStart = await checkRedisConfig(redis, { ...redisCheck, readyTimeoutMs: 2000 }).catch((e) =>
+    refuseToStart('webhooks', e),
+  );
+  watchRedisConfig(redis, redisCheck, redisAtStart, (e) => refuseToStart('webhooks', e));
   // as in the API: with the store up, the queues' connection (resends) is ready before the first callback
   if (redis.status === 'ready' && !(await waitReady(queueRedis, 2000))) {
     app.log.warn('the queues connection is not ready: resends are listed, and the worker sweep queues them');

@@ -2,7 +2,7 @@ import 'dotenv/config';
 import { ConfigError, loadConfig, logFormat, tenantSpendProblems } from '@otp-gateway/core';
 import { compileTemplates, TemplateError, tenantTemplateProblems } from '@otp-gateway/providers';
 import { createTenantRegistry, guardProcess, refuseToStart, type TenantRegistry } from '@otp-gateway/service';
-import { checkRedisConfig, connectStore, redisAllAnswer } from '@otp-gateway/store';
+import { checkRedisConfig, connectStore, redisAllAnswer, watchRedisConfig } from '@otp-gateway/store';
 import { pino } from 'pino';
 import { Counter } from 'prom-client';
 import { startHealthServer } from './health.server.js';
@@ -28,12 +28,12 @@ async function main() {
   }
   const log = pino({ level: config.logLevel, base: { app: 'worker', pid: process.pid }, ...logFormat(config) });
   const { redis, ks } = connectStore(config, 'worker', 'otp-worker');
-  await checkRedisConfig(redis, {
-    env: config.env,
-    allowNoAof: config.redisAllowNoAof,
-    log,
-    readyTimeoutMs: 5000,
-  }).catch((e) => refuseToStart('worker', e));
+  // checked at start, and again whenever the connection is ready anew (a Redis unreachable at start, a failover)
+  const redisCheck = { env: config.env, allowNoAof: config.redisAllowNoAof, log: log };
+  const redisAtStart = await checkRedisConfig(redis, { ...redisCheck, readyTimeoutMs: 5000 }).catch((e) =>
+    refuseToStart('worker', e),
+  );
+  watchRedisConfig(redis, redisCheck, redisAtStart, (e) => refuseToStart('worker', e));
   const scripts = connectStore(config, 'worker', 'otp-worker-scripts').redis;
   const sender = await startSendWorker({ config, redis, scripts, ks, log, tenants });
   process.on('SIGHUP', () => {

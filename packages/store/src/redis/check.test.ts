@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, type LocalRedis, startLocalRedis } from '../../../../test/support/redis-server.js';
-import { checkRedisConfig, RedisConfigError } from './check.js';
+import { checkRedisConfig, RedisConfigError, watchRedisConfig } from './check.js';
 import { createRedis, type RedisClient } from './connection.js';
 
 function captureLog() {
@@ -103,5 +103,39 @@ describe('checkRedisConfig against a real redis-server', () => {
     const report = await checkRedisConfig(away, { env: 'production', log, readyTimeoutMs: 300 });
     expect(report.readable).toBe(false);
     expect(lines[0]?.msg).toMatch(/unreachable/);
+  });
+
+  it('regression: a Redis unreachable at start is checked once it answers, and refused as it would have been then', async () => {
+    const { log } = captureLog();
+    const port = await freePort();
+    const late = createRedis({ mode: 'single', url: `redis://127.0.0.1:${port}` }, 'worker');
+    clients.push(late);
+    const atStart = await checkRedisConfig(late, { env: 'production', log, readyTimeoutMs: 300 });
+    const refused = new Promise<unknown>((r) =>
+      watchRedisConfig(late, { env: 'production', log: { ...log, error: () => {} } }, atStart, r),
+    );
+    // the Redis comes up without AOF: the check at start would have refused it
+    servers.push(await startLocalRedis({ port, args: ['--appendonly', 'no'] }));
+    expect(await refused).toBeInstanceOf(RedisConfigError);
+  });
+
+  it('a Redis found unsafe after a reconnect (replaced, failed over) is logged as an error, not refused', async () => {
+    const server = await startLocalRedis({ args: ['--appendonly', 'yes'] });
+    servers.push(server);
+    const conn = createRedis({ mode: 'single', url: server.url }, 'worker');
+    clients.push(conn);
+    const { log } = captureLog();
+    const atStart = await checkRedisConfig(conn, { env: 'production', log });
+    expect(atStart.readable).toBe(true);
+    const errors: string[] = [];
+    let refusedWith: unknown = null;
+    watchRedisConfig(conn, { env: 'production', log: { ...log, error: (_o, m) => errors.push(m) } }, atStart, (e) => {
+      refusedWith = e;
+    });
+    await conn.config('SET', 'appendonly', 'no');
+    conn.disconnect(true);
+    for (let i = 0; i < 50 && errors.length === 0; i++) await new Promise((r) => setTimeout(r, 100));
+    expect(errors).toEqual(['redis configuration unsafe after a reconnect or a failover: fix it on that server']);
+    expect(refusedWith).toBeNull();
   });
 });

@@ -96,6 +96,41 @@ export async function checkRedisConfig(
   return { readable: true, maxmemoryPolicy: policy, appendonly, save, persistent };
 }
 
+/**
+ * Checks the configuration again each time the connection is ready anew, after the check at start (whose report
+ * is `atStart`): a Redis that was unreachable then, a reconnect to a Redis replaced meanwhile, a Sentinel
+ * failover to another primary. When the check at start could not run, a Redis found unsafe now is refused as it
+ * would have been then (`refuse`: the process's exit). Once it has run, an unsafe Redis met later is logged as an
+ * error each time (stopping every process during a failover would turn it into an outage): the operator fixes
+ * that primary's configuration.
+ */
+export function watchRedisConfig(
+  redis: RedisClient,
+  opts: {
+    env: 'development' | 'production' | 'test';
+    log: RedisCheckLog & { error(obj: Record<string, unknown>, msg: string): void };
+    allowNoAof?: boolean;
+  },
+  atStart: RedisConfigReport,
+  refuse: (err: unknown) => void,
+): void {
+  let checked = atStart.readable;
+  redis.on('ready', () => {
+    checkRedisConfig(redis, { ...opts, readyTimeoutMs: 1000 }).then(
+      (report) => {
+        if (report.readable) checked = true;
+      },
+      (err: unknown) => {
+        if (!checked) return refuse(err);
+        opts.log.error(
+          { reason: err instanceof Error ? err.message : String(err) },
+          'redis configuration unsafe after a reconnect or a failover: fix it on that server',
+        );
+      },
+    );
+  });
+}
+
 async function configGet(redis: Redis, names: string[]): Promise<Map<string, string>> {
   const out = new Map<string, string>();
   for (const name of names) {
