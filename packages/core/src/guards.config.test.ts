@@ -36,6 +36,19 @@ describe('GUARD_DAILY_* budgets', () => {
   });
 });
 
+describe('per-key budgets with TENANTS_FILE', () => {
+  it('regression: a key named only in TENANTS_FILE is accepted (the start refused it, checking API_KEYS alone)', () => {
+    const env = {
+      OTP_SECRET: 'unit-test-secret-0123456789abcdefghijklmnop',
+      API_KEYS: 'shop:shop-secret-0123456789',
+      GUARD_DAILY_SMS_PER_KEY: 'fileonly=50,*=1000',
+    };
+    expect(() => loadConfig(env, 'api')).toThrow(/does not name a known subject \("fileonly"\)/);
+    const c = loadConfig({ ...env, TENANTS_FILE: '/etc/otp/tenants.yaml' }, 'api');
+    expect(budgetOf(c.guards.dailyPerKey, 'fileonly')).toBe(50);
+  });
+});
+
 describe('spend budgets the price table cannot price', () => {
   const base = {
     OTP_SECRET: 'unit-test-secret-0123456789abcdefghijklmnop',
