@@ -58,13 +58,17 @@ async function expectAllUnavailable(api: ApiProcess) {
   expect((await api.request('GET', '/healthz', { key: null })).status).toBe(200);
 }
 
-/** Waits for the API to answer sends again, then proves the whole path works: OTP in Redis, job queued, code verifies. */
-async function expectRecovered(api: ApiProcess, redisUrl: string, phone: string) {
-  await eventually(
+/** Waits until the API's /readyz answers 200 again (Redis back). */
+const readyAgain = (api: ApiProcess) =>
+  eventually(
     async () => ((await api.request('GET', '/readyz', { key: null })).status === 200 ? true : undefined),
     10_000,
     'readyz 200',
   );
+
+/** Waits for the API to answer sends again, then proves the whole path works: OTP in Redis, job queued, code verifies. */
+async function expectRecovered(api: ApiProcess, redisUrl: string, phone: string) {
+  await readyAgain(api);
   const sent = await eventually(
     async () => {
       const r = await api.request('POST', '/v1/otp/send', { body: { phoneNumber: phone } });
@@ -133,11 +137,7 @@ describe('when Redis is unreachable', () => {
     } finally {
       process.kill(pid, 'SIGCONT');
     }
-    await eventually(
-      async () => ((await api.request('GET', '/readyz', { key: null })).status === 200 ? true : undefined),
-      10_000,
-      'readyz 200',
-    );
+    await readyAgain(api);
     await new Promise((r) => setTimeout(r, 1000)); // the 503's Retry-After
     await expectNoCodeWithoutSms(api, redis.url, phone);
   });
@@ -159,11 +159,7 @@ describe('when Redis is unreachable', () => {
     } finally {
       process.kill(pid, 'SIGCONT');
     }
-    await eventually(
-      async () => ((await api.request('GET', '/readyz', { key: null })).status === 200 ? true : undefined),
-      10_000,
-      'readyz 200',
-    );
+    await readyAgain(api);
     // the hung commands ran when Redis woke up: the guards' check past its deadline counted nothing
     for (const n of [8, 9]) {
       expect((await api.request('POST', '/v1/otp/send', { body: { phoneNumber: frMobile(n) } })).status).toBe(202);

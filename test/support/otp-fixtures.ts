@@ -27,7 +27,13 @@ export interface OtpFixtures {
   readonly delivery: DeliveryRepo;
   readonly queues: SendQueues;
   /** A pending OTP never sent (its job not queued). */
-  created(opts?: { phoneNumber?: string; ttlMs?: number; now?: number }): Promise<{ id: string; exp: number }>;
+  created(opts?: {
+    phoneNumber?: string;
+    ttlMs?: number;
+    now?: number;
+    /** The code length recorded on the OTP (its code is 123456 whatever it says). */
+    codeLength?: number;
+  }): Promise<{ id: string; exp: number }>;
   /** A pending OTP whose attempt 1 went out through `provider` as `messageId`. */
   accepted(
     provider: ProviderId,
@@ -96,6 +102,7 @@ export function otpFixtures(
         callingCode: '33',
         country: 'FR',
         locale: 'fr',
+        ...(o.codeLength ? { codeLength: o.codeLength } : {}),
       },
       o.now ?? opts.now?.(),
     );

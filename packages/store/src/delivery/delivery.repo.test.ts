@@ -528,15 +528,21 @@ describe('delivery repo', () => {
     expect(await outcomes(id)).toEqual(['no_receipt', 'no_receipt']);
   });
 
-  it('regression: a late receipt of the first message while the resend was on its way keeps counting', async () => {
+  /** An OTP whose Twilio message (`messageId`) got no receipt in time: its resend through Octopush has begun. */
+  const resendUnderWay = async (messageId: string) => {
     const reports = createReportRepo({ redis: store.redis, ks: store.ks, messages, circuits, now });
     const { id } = await fixtures.created();
     await repo.begin(id, order, 5000);
-    await accept(id, 1, 'twilio', 'SMlate');
+    await accept(id, 1, 'twilio', messageId);
     at(RECEIPT_AFTER_MS);
     expect(await sweep(id)).toMatchObject({ receiptTimeouts: 1 });
     at(RECEIPT_AFTER_MS + 1);
     expect(await repo.begin(id, order, 5000)).toMatchObject({ kind: 'go', attempt: 2, provider: 'octopush' });
+    return { id, reports };
+  };
+
+  it('regression: a late receipt of the first message while the resend was on its way keeps counting', async () => {
+    const { id, reports } = await resendUnderWay('SMlate');
     // the first message is delivered after all, while the resend is with Octopush
     const late = { provider: 'twilio', messageId: 'SMlate', status: 'delivered', providerStatus: 'delivered' } as const;
     expect(await reports.apply({ ...late, errorCode: null, at: T0 })).toMatchObject({
@@ -563,14 +569,7 @@ describe('delivery repo', () => {
   });
 
   it("regression: the resend's own delivered report does not take over from the earlier delivered message", async () => {
-    const reports = createReportRepo({ redis: store.redis, ks: store.ks, messages, circuits, now });
-    const { id } = await fixtures.created();
-    await repo.begin(id, order, 5000);
-    await accept(id, 1, 'twilio', 'SMfirst');
-    at(RECEIPT_AFTER_MS);
-    expect(await sweep(id)).toMatchObject({ receiptTimeouts: 1 });
-    at(RECEIPT_AFTER_MS + 1);
-    expect(await repo.begin(id, order, 5000)).toMatchObject({ kind: 'go', attempt: 2, provider: 'octopush' });
+    const { id, reports } = await resendUnderWay('SMfirst');
     const delivered = { status: 'delivered', errorCode: null, at: T0 } as const;
     await reports.apply({ ...delivered, provider: 'twilio', messageId: 'SMfirst', providerStatus: 'delivered' });
     await accept(id, 2, 'octopush', 'tk-second');

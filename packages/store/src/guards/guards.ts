@@ -462,39 +462,13 @@ export function createSendGuards(
         if (asksLease) leasing.delete(plan.key!.subject);
       });
       const at = now || Date.now();
-      const failed = settled.find((x) => x.status === 'rejected');
-      if (failed) {
-        // one slot's call failed, another's counted this send: take those counts back (the caller answers 503)
-        const blocks: Promise<unknown>[] = [];
-        const countedElsewhere = groups.flatMap((group, g) => {
-          const x = settled[g]!;
-          if (x.status !== 'fulfilled') return [];
-          const r = x.value;
-          // a block the other slot started stays in force: it is listed (the dashboard shows it, can lift it)
-          if (r.outcome === 'refused') {
-            const s = group[Number(r.at) - 1]!;
-            if (r.started === '1')
-              blocks.push(register(s, t, codeOf(s, r.guard ?? ''), r.why ?? '', at + Number(r.ms)));
-            return [];
-          }
-          group.forEach((s, i) => {
-            // a key budget's call took a lease with it: the rest of it is this process's to use
-            if (s.kind === 'bk') addToLease(s, day, Number(r[`t${i + 1}`] ?? 1) - 1, price);
-            if (r[`n${i + 1}`] === 'throttled') {
-              blocks.push(register(s, t, 'low_conversion', r[`w${i + 1}`] ?? '', at + c.throttleSeconds * 1000));
-            }
-          });
-          return group;
-        });
-        if (leased) countedElsewhere.push(leased);
-        await Promise.all([undoAll(countedElsewhere, t, now), ...blocks]).catch(() => undefined);
-        throw failed.reason;
-      }
-      const results = settled.map((x) => (x as PromiseFulfilledResult<ScriptResult>).value);
       const notes: Promise<unknown>[] = [];
       let refusal: Extract<GuardOutcome, { kind: 'refused' }> | null = null;
       const counted: Subject[] = leased ? [leased] : [];
-      results.forEach((r, g) => {
+      settled.forEach((x, g) => {
+        // a slot whose call failed counted nothing (the send is answered 503 below)
+        if (x.status !== 'fulfilled') return;
+        const r = x.value;
         const group = groups[g]!;
         if (r.outcome === 'refused') {
           // nothing of this slot was counted; a block that started here is listed
@@ -518,7 +492,14 @@ export function createSendGuards(
           if (filled) notes.push(register(s, t, codeOf(s, 'budget'), filled, at + Number(r.dayEndMs)));
         });
       });
-      if (refusal) notes.push(undoAll(counted, t, now));
+      const failed = settled.find((x) => x.status === 'rejected');
+      // refused, or one slot's call failed while another counted: the counts are taken back (a block started
+      // stays listed)
+      if (refusal || failed) notes.push(undoAll(counted, t, now));
+      if (failed) {
+        await Promise.all(notes).catch(() => undefined);
+        throw failed.reason;
+      }
       if (notes.length > 0) await Promise.all(notes);
       return refusal ?? { kind: 'ok', undo: () => undoAll(counted, t, now) };
     },
