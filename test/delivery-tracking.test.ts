@@ -1,5 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { messageKeys } from '../packages/store/src/index.js';
+import { circuitKey, messageKeys } from '../packages/store/src/index.js';
 import { eventually } from './support/processes.js';
 import { codeIn, OCTOPUSH_TOKEN, SIM_OCTOPUSH, type Stack, startStack } from './support/stack.js';
 
@@ -84,6 +84,26 @@ describe('delivery tracking', () => {
     ]);
     const inbox = await stack.inbox(to);
     expect(new Set(inbox.map((m) => codeIn(m.body))).size).toBe(1);
+  }, 30_000);
+
+  it('regression: a destination that reports no further than sent gets no second SMS, and Twilio no failure', async () => {
+    await stack.faults('twilio', { failNext: { count: 2, kind: 'no_final_report' } });
+    const sends = await Promise.all([phone(), phone()].map(async (to) => ({ to, id: (await stack.send(to)).body.id })));
+    for (const { id } of sends) {
+      await until(id, (o) => o.attempts[0]?.providerStatus === 'sent');
+    }
+    // past DELIVERY_TIMEOUT_SECONDS (5) and a sweep round: the receipt check has come and gone
+    await new Promise((r) => setTimeout(r, 8000));
+    for (const { to, id } of sends) {
+      expect(await stack.inbox(to)).toHaveLength(1);
+      const otp = await stack.otp(id);
+      expect(otp).toMatchObject({ status: 'pending', deliveryStatus: 'sent', provider: 'twilio' });
+      expect(otp.attempts.map((a: any) => [a.provider, a.outcome])).toEqual([['twilio', 'accepted']]);
+    }
+    expect(Number((await stack.redis.hget(circuitKey(stack.store.ks, 'twilio'), 'fails')) ?? 0)).toBe(0);
+    // the code that went out verifies
+    const [sms] = await stack.inbox(sends[0]!.to);
+    expect((await stack.verify({ id: sends[0]!.id, code: codeIn(sms!.body)! })).status).toBe(200);
   }, 30_000);
 
   it('an approved OTP gets no resend when its receipt never comes', async () => {

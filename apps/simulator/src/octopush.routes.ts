@@ -125,7 +125,7 @@ export function registerOctopushRoutes(app: FastifyInstance, ctx: SimContext): v
       };
       ctx.inbox.add(m);
       const fate =
-        fault === 'undelivered' || fault === 'lost_callback' || fault === 'opted_out'
+        fault === 'undelivered' || fault === 'lost_callback' || fault === 'opted_out' || fault === 'no_final_report'
           ? fault
           : ctx.faults.drawDelivery('octopush');
       scheduleReport(ctx, m, fate, req.log);
@@ -153,10 +153,16 @@ export function registerOctopushRoutes(app: FastifyInstance, ctx: SimContext): v
 function scheduleReport(
   ctx: SimContext,
   m: InboxMessage,
-  fate: 'delivered' | 'undelivered' | 'lost_callback' | 'opted_out',
+  fate: 'delivered' | 'undelivered' | 'lost_callback' | 'opted_out' | 'no_final_report',
   log: FastifyBaseLogger,
 ): void {
-  const status = fate === 'undelivered' ? 'NOT_DELIVERED' : fate === 'opted_out' ? 'BLACKLISTED_NUMBER' : 'DELIVERED';
+  const status = {
+    delivered: 'DELIVERED',
+    undelivered: 'NOT_DELIVERED',
+    lost_callback: 'DELIVERED',
+    opted_out: 'BLACKLISTED_NUMBER',
+    no_final_report: 'UNKNOWN_DELIVERY',
+  }[fate];
   ctx.timing.later(ctx.faults.get('octopush').callbackDelayMs, () => {
     if (!ctx.inbox.setStatus('octopush', m.messageId, m.to, status)) return;
     const url = ctx.opts.octopush.callbackUrl;

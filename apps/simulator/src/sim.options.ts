@@ -10,6 +10,8 @@ export const isSimProvider = (v: string): v is SimProvider => (SIM_PROVIDERS as 
  * - `rate_limit` (429 + Retry-After), `server_error` (500), `down` (503);
  * - `timeout`: the request hangs (never answered, see timeoutHangMs); `reset`: the connection is reset;
  * - `undelivered`: accepted, then reported undelivered; `lost_callback`: accepted, no delivery report;
+ * - `no_final_report`: accepted, and reported no further than a carrier took it, as destinations without delivery
+ *   reports are (Twilio: `sent`, and nothing after it; Octopush: `UNKNOWN_DELIVERY`);
  * - `accepted_timeout`: the message is accepted (it reaches the inbox and is reported), then the answer hangs
  *   like `timeout`: the caller cannot know it went out (queued with failNext; Twilio only).
  */
@@ -27,6 +29,7 @@ export const FAULT_KINDS = [
   'reset',
   'undelivered',
   'lost_callback',
+  'no_final_report',
   'accepted_timeout',
 ] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];

@@ -12,14 +12,17 @@ const UNDELIVERED: readonly [string, string][] = [
   ['failed', '30008'], // Unknown error
 ];
 
-/** Moves the message to `sent`, then to its ending, POSTing each status to StatusCallback, signed as Twilio signs. */
+/**
+ * Moves the message to `sent`, then to its ending (none for `no_final_report`), POSTing each status to
+ * StatusCallback, signed as Twilio signs.
+ */
 export function scheduleReports(
   ctx: SimContext,
   m: InboxMessage,
   o: {
     statusCallback: string | undefined;
     serviceSid: string | undefined;
-    fate: 'delivered' | 'undelivered' | 'lost_callback';
+    fate: 'delivered' | 'undelivered' | 'lost_callback' | 'no_final_report';
   },
   log: FastifyBaseLogger,
 ): void {
@@ -48,6 +51,6 @@ export function scheduleReports(
   };
   ctx.timing.later(delay, () => {
     report('sent', null);
-    ctx.timing.later(delay, () => report(finalStatus, errorCode));
+    if (o.fate !== 'no_final_report') ctx.timing.later(delay, () => report(finalStatus, errorCode));
   });
 }

@@ -160,7 +160,10 @@ export function registerTwilioRoutes(app: FastifyInstance, ctx: SimContext): voi
       };
       ctx.inbox.add(message);
       req.log.info({ sid, to: mask(to) }, 'twilio message accepted');
-      const fate = fault === 'undelivered' || fault === 'lost_callback' ? fault : ctx.faults.drawDelivery('twilio');
+      const fate =
+        fault === 'undelivered' || fault === 'lost_callback' || fault === 'no_final_report'
+          ? fault
+          : ctx.faults.drawDelivery('twilio');
       scheduleReports(ctx, message, { statusCallback, serviceSid, fate }, req.log);
       if (fault === 'accepted_timeout') {
         await ctx.timing.sleep(ctx.opts.timeoutHangMs, reply);

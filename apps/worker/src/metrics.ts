@@ -8,6 +8,8 @@ export interface WorkerMetrics {
   readonly funnel: Counter<'stage' | 'provider' | 'cc'>;
   readonly latency: Histogram<'provider' | 'outcome'>;
   readonly attemptFailures: Counter<'provider' | 'kind'>;
+  /** Messages reported sent whose final receipt never came in time (not a failure: nothing is resent). */
+  readonly noFinalReceipt: Counter<'provider'>;
   readonly retries: Counter<'provider'>;
   readonly failovers: Counter<'provider'>;
   readonly circuitOpened: Counter<'provider'>;
@@ -66,6 +68,12 @@ export function createWorkerMetrics(
       name: 'otp_provider_failures_total',
       help: 'Failed provider attempts by kind',
       labelNames: ['provider', 'kind'],
+      registers,
+    }),
+    noFinalReceipt: new Counter({
+      name: 'otp_final_receipts_missing_total',
+      help: 'Messages reported sent whose final delivery receipt never came in time (kept as sent, not resent)',
+      labelNames: ['provider'],
       registers,
     }),
     retries: new Counter({

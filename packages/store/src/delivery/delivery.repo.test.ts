@@ -528,6 +528,65 @@ describe('delivery repo', () => {
     expect(await outcomes(id)).toEqual(['no_receipt', 'no_receipt']);
   });
 
+  it('regression: a message reported sent that never gets a final receipt is not resent nor counted against its provider', async () => {
+    const reports = createReportRepo({ redis: store.redis, ks: store.ks, messages, circuits, now });
+    const carried: ProviderId[] = [];
+    const sweepCarried = (id: string) =>
+      sweepDue(
+        {
+          redis: store.redis,
+          ks: store.ks,
+          queues: fixtures.queues,
+          circuits,
+          onNoReceipt: (p) => noReceipts.push(p),
+          onNoFinalReceipt: (p) => carried.push(p),
+          now,
+        },
+        { partitions: [partitionOf(id)] },
+      );
+    const sentOnly = async (messageId: string) => {
+      const { id } = await fixtures.created();
+      await repo.begin(id, order, 5000);
+      await accept(id, 1, 'twilio', messageId);
+      const sent = { provider: 'twilio', messageId, status: 'sent', providerStatus: 'sent', errorCode: null } as const;
+      expect(await reports.apply({ ...sent, at: now() })).toMatchObject({ kind: 'applied', deliveryStatus: 'sent' });
+      return id;
+    };
+    // a destination that reports no further than sent, twice: both time out, and neither is a failure
+    const first = await sentOnly('SM-sent-1');
+    const second = await sentOnly('SM-sent-2');
+    at(RECEIPT_AFTER_MS);
+    for (const id of [first, second]) {
+      expect(await sweepCarried(id)).toEqual({ queued: 0, gaveUp: 0, receiptTimeouts: 0, events: 0, errors: 0 });
+      expect(await fixtures.queues.forOtp(id).getJob(resendJobId(id, 1))).toBeUndefined();
+      expect(await view(id)).toMatchObject({ status: 'pending', deliveryStatus: 'sent', provider: 'twilio' });
+      expect(await outcomes(id)).toEqual(['accepted']);
+    }
+    expect(carried).toEqual(['twilio', 'twilio']);
+    expect(noReceipts).toEqual([]);
+    // two failures would have opened Twilio's circuit (failureThreshold 2): it is closed, and the next OTP goes there
+    expect(Number((await store.redis.hget(circuitKey(store.ks, 'twilio'), 'fails')) ?? 0)).toBe(0);
+    const next = await fixtures.created();
+    at(RECEIPT_AFTER_MS + 1);
+    expect(await repo.begin(next.id, order, 5000)).toMatchObject({ kind: 'go', provider: 'twilio' });
+    // the entry is gone: a later sweep takes nothing again
+    at(2 * RECEIPT_AFTER_MS);
+    expect(await sweepCarried(first)).toMatchObject({ receiptTimeouts: 0, queued: 0 });
+    expect(carried).toHaveLength(2);
+    // a final report that comes after all still applies: undelivered asks for the resend then
+    const late = {
+      provider: 'twilio',
+      messageId: 'SM-sent-1',
+      providerStatus: 'undelivered',
+      errorCode: '30003',
+    } as const;
+    expect(await reports.apply({ ...late, status: 'undelivered', at: now() })).toMatchObject({
+      kind: 'applied',
+      deliveryStatus: 'undelivered',
+      resend: { otpId: first, after: 1 },
+    });
+  });
+
   /** An OTP whose Twilio message (`messageId`) got no receipt in time: its resend through Octopush has begun. */
   const resendUnderWay = async (messageId: string) => {
     const reports = createReportRepo({ redis: store.redis, ks: store.ks, messages, circuits, now });

@@ -6,7 +6,7 @@ import { DELIVERY_LUA } from './attempts.scripts.js';
  */
 export const RECEIPT_TIMEOUT = defineScript({
   name: 'otpReceiptTimeout',
-  doc: 'no final receipt for attempt n in time: when it still counts, it becomes no_receipt and a resend is due',
+  doc: 'no final receipt for attempt n in time: when it still counts, it becomes no_receipt and a resend is due, unless the carrier took it',
   keys: ['otp', 'number', 'due'],
   args: ['now', 'id', 'attempt', 'minLifeMs', 'sweepAfterMs'],
   lib: DELIVERY_LUA,
@@ -14,10 +14,13 @@ export const RECEIPT_TIMEOUT = defineScript({
 local now = clock(A.now)
 local n = A.attempt
 redis.call('ZREM', K.due, DUE_RECEIPT .. A.id .. ':' .. n)
-local o = redis.call('HMGET', K.otp, F.status, F.exp, F.acc, af(n, AF.outcome), af(n, AF.provider))
+local o = redis.call('HMGET', K.otp, F.status, F.exp, F.acc, af(n, AF.outcome), af(n, AF.provider), af(n, AF.delivery))
 if not o[1] then return {'none'} end
 local status = settle(K.otp, K.number, A.id, o[1], o[2], now)
 if status ~= 'pending' or o[3] ~= n or o[4] ~= 'accepted' then return {'none'} end
+-- reported sent: a carrier took the message, and many destinations never report further. Not the provider's
+-- failure, and a resend would most likely be a second SMS: it keeps counting, as sent.
+if o[6] == 'sent' then return {'carrier', 'provider', o[5]} end
 if tonumber(o[2]) - now < tonumber(A.minLifeMs) then return {'none'} end
 redis.call('HSET', K.otp, af(n, AF.outcome), 'no_receipt', af(n, AF.updatedAt), now, F.acc, '')
 redis.call('ZADD', K.due, now + tonumber(A.sweepAfterMs), DUE_UNSTARTED .. A.id)

@@ -26,7 +26,8 @@ import { COST_DUE, RECEIPT_TIMEOUT, SWEEP_UNSTARTED } from './sweep.scripts.js';
  *   waiting is not doubled), or, too close to expiry, the OTP is given up;
  * - `r:<id>:<n>`, attempt n waiting for its delivery receipt: when no final receipt came and the attempt still
  *   counts, it becomes `no_receipt`, the provider's circuit takes a failure, and the code goes out through the
- *   next provider.
+ *   next provider; unless the provider reported it `sent` (a carrier took it, and some destinations never tell
+ *   more): it then keeps counting as sent, nothing is resent and the circuit takes no failure.
  * - `e:<event>:<id>:<n>`, a status event its process did not publish (it died or lost Redis): published now;
  * - `x:<id>`, an OTP with status events at its expiry: ended expired if nobody verified it, `otp.expired` published;
  * - `c:<id>:<n>`, attempt n whose provider tells its cost after the send: its cost job is queued (send-jobs.ts).
@@ -67,6 +68,8 @@ export interface SweepDeps {
   readonly onFailed?: (otpId: string, callingCode: string) => void;
   /** Each receipt that never came, by provider. */
   readonly onNoReceipt?: (provider: ProviderId) => void;
+  /** Each message reported sent whose final receipt never came (not resent), by provider. */
+  readonly onNoFinalReceipt?: (provider: ProviderId) => void;
   /** How cost jobs are tried (COST_CHECK_*); by default 6 tries, a minute apart at first. */
   readonly costChecks?: CostCheckSettings;
   readonly now?: () => number;
@@ -210,6 +213,7 @@ async function sweepEntry(
       minLifeMs: MIN_RESEND_LIFE_MS,
       sweepAfterMs: SWEEP_GRACE_MS,
     });
+    if (r.outcome === 'carrier') deps.onNoFinalReceipt?.(r.provider as ProviderId);
     if (r.outcome !== 'resend') return;
     totals.receiptTimeouts++;
     const provider = r.provider as ProviderId;
