@@ -94,6 +94,23 @@ describe('send', () => {
     expect(f.bodies()[0]).toEqual({ phoneNumber: '+33612345678' });
   });
 
+  it('regression: refuses an Idempotency-Key the gateway would refuse, without a request and without quoting it', async () => {
+    // a space or a line break: the gateway answers 400, or fetch throws with the value in its message (taken for
+    // a network error, and retried)
+    const f = fakeFetch();
+    for (const idempotencyKey of ['signup 42', 'signup-42\n', '', 'k'.repeat(129), 'clé']) {
+      const thrown = await client(f.fetch)
+        .send('+33612345678', { idempotencyKey })
+        .then(
+          () => null,
+          (e: unknown) => e,
+        );
+      expect(thrown).toBeInstanceOf(TypeError);
+      expect(String(thrown)).not.toContain('signup');
+    }
+    expect(f.calls).toHaveLength(0);
+  });
+
   it('retries once after a network error, with the same Idempotency-Key', async () => {
     const f = fakeFetch(networkDown, () => json(202, SENT));
     await expect(client(f.fetch).send('+33612345678')).resolves.toEqual(SENT);
@@ -274,10 +291,14 @@ describe('get, status and health', () => {
     expect(f.calls[0]?.init.body).toBeUndefined();
   });
 
-  it('get encodes the id as one path segment', async () => {
-    const f = fakeFetch(() => apiError(400, 'invalid_request'));
-    await caught(client(f.fetch).get('../readyz?x'));
-    expect(f.calls[0]?.url).toBe(`${BASE}/v1/otp/..%2Freadyz%3Fx`);
+  it('regression: get answers otp_not_found for an id the gateway never makes, without a request', async () => {
+    // `..` and `.` survived encodeURIComponent and were resolved by the URL (GET /v1/, a 404 of another kind);
+    // `status` reached the status route (400)
+    const f = fakeFetch();
+    for (const id of ['..', '.', 'status', '../readyz?x', `${ID}x`, ID.toUpperCase()]) {
+      expect(await caught(client(f.fetch).get(id))).toMatchObject({ status: 404, code: 'otp_not_found' });
+    }
+    expect(f.calls).toHaveLength(0);
   });
 
   it('status URL-encodes the number: + travels as %2B', async () => {
@@ -326,6 +347,31 @@ describe('get, status and health', () => {
     expect(await caught(client(f.fetch).get(ID))).toMatchObject({ status: 200, code: 'unexpected_response' });
   });
 
+  it('regression: a 2xx that is not the gateway answer is unexpected_response, never an approval', async () => {
+    // a wrong baseUrl: another service, a proxy's default backend or a stub answering 200 {} to everything
+    const other = (status: number, body: unknown) => () => json(status, body);
+    const verifies = fakeFetch(
+      other(200, {}),
+      other(200, { ok: true }),
+      other(204, { id: ID, status: 'approved' }),
+      other(200, { id: ID, status: 'pending' }),
+      // approved, but another OTP than the one asked about
+      other(200, { id: ID.replace('0f', 'ff'), status: 'approved' }),
+    );
+    const otp = client(verifies.fetch);
+    for (let i = 0; i < 5; i++) {
+      expect(await caught(otp.verify({ id: ID }, '482913'))).toMatchObject({ code: 'unexpected_response' });
+    }
+    const sends = fakeFetch(other(200, {}), other(200, SENT), other(202, { ...SENT, id: undefined }));
+    for (let i = 0; i < 3; i++) {
+      expect(await caught(client(sends.fetch).send('+33612345678'))).toMatchObject({ code: 'unexpected_response' });
+    }
+    const reads = fakeFetch(other(200, {}), other(200, { status: 'ok' }), other(200, {}));
+    expect(await caught(client(reads.fetch).get(ID))).toMatchObject({ code: 'unexpected_response' });
+    expect(await caught(client(reads.fetch).health())).toMatchObject({ code: 'unexpected_response' });
+    expect(await caught(client(reads.fetch).status('+33612345678'))).toMatchObject({ code: 'unexpected_response' });
+  });
+
   it('health reads /readyz without the API key', async () => {
     const f = fakeFetch(
       () => json(200, { status: 'ready' }),
@@ -346,6 +392,11 @@ describe('createOtpClient', () => {
     [{ baseUrl: 'https://otp.example.test?x=1', apiKey: KEY }],
     [{ baseUrl: BASE, apiKey: '' }],
     [{ baseUrl: BASE, apiKey: KEY, timeoutMs: 0 }],
+    // regression: Node fires a longer timer at once, so every call timed out
+    [{ baseUrl: BASE, apiKey: KEY, timeoutMs: 2 ** 31 }],
+    // regression: a key read from a file with its line break, refused by fetch with the key in the message
+    [{ baseUrl: BASE, apiKey: `${KEY}\n` }],
+    [{ baseUrl: BASE, apiKey: 'two words' }],
   ])('refuses invalid options: %j', (options) => {
     expect(() => createOtpClient(options)).toThrow(TypeError);
   });

@@ -1,4 +1,4 @@
-import { isOtpGatewayError, type OtpGatewayError } from './errors.js';
+import { isOtpGatewayError, OtpGatewayError } from './errors.js';
 import { type Answer, apiError, errorOf, exchange, successBody } from './http.js';
 import type {
   FetchLike,
@@ -17,6 +17,19 @@ export const MAX_RETRY_DELAY_MS = 2000;
 /** Wait before retrying a send after a network error or a timeout, or a 503 without `Retry-After`. */
 export const RETRY_DELAY_MS = 200;
 
+/** A value the gateway takes in a header (API key, Idempotency-Key): printable ASCII, no space. */
+const HEADER_SAFE = /^[\x21-\x7E]+$/;
+/** An OTP id as the gateway makes them. */
+const OTP_ID = /^otp_[0-9a-f]{32}$/;
+/** The longest timer Node keeps (a longer one fires at once). */
+const MAX_TIMEOUT_MS = 2_147_483_647;
+
+/** What each route answers when it succeeds (a 2xx with another shape is not the gateway's answer). */
+const isSent = (status: number, b: Readonly<Record<string, unknown>>) =>
+  status === 202 && typeof b.id === 'string' && OTP_ID.test(b.id) && typeof b.status === 'string';
+const isView = (status: number, b: Readonly<Record<string, unknown>>) =>
+  status === 200 && typeof b.id === 'string' && OTP_ID.test(b.id) && typeof b.status === 'string';
+
 /** The HTTP statuses under which the gateway refuses a code it checked (or could not find). */
 const REFUSAL_STATUSES = new Set([404, 409, 410, 422, 423, 429]);
 
@@ -24,24 +37,30 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /**
  * Creates a client of the gateway at `baseUrl` under one API key. Holds no connection or timer: make one at
- * start-up and share it. Never logs. Throws a `TypeError` for an invalid `baseUrl`, an empty `apiKey` or a bad
- * `timeoutMs`.
+ * start-up and share it. Never logs. Throws a `TypeError` for an invalid `baseUrl`, an `apiKey` that is empty or
+ * not printable ASCII without spaces (as a secret file's trailing newline would make it), or a bad `timeoutMs`
+ * (above 2^31 - 1 ms, Node's longest timer, included).
  *
  * ```ts
  * const otp = createOtpClient({ baseUrl: 'https://otp.internal', apiKey: process.env.OTP_API_KEY! });
  * const { id } = await otp.send('+33612345678', { locale: 'fr' });
  * const result = await otp.verify({ id }, typedCode);
- * if (!result.ok) return { retry: result.code === 'wrong_code', left: result.attemptsRemaining };
+ * // another try only while the OTP takes one: the last wrong code locks it (status 'locked', 0 left)
+ * if (!result.ok) return { retry: result.status === 'pending' && (result.attemptsRemaining ?? 0) > 0 };
  * ```
  */
 export function createOtpClient(options: OtpClientOptions): OtpClient {
   const base = normalizeBaseUrl(options.baseUrl);
+  // (the messages never quote the key: it is a secret)
   if (typeof options.apiKey !== 'string' || options.apiKey.trim() === '') {
     throw new TypeError('createOtpClient: apiKey must be a non-empty string');
   }
+  if (!HEADER_SAFE.test(options.apiKey)) {
+    throw new TypeError('createOtpClient: apiKey must be printable ASCII without spaces or line breaks');
+  }
   const timeoutMs = options.timeoutMs ?? 5000;
-  if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) {
-    throw new TypeError('createOtpClient: timeoutMs must be a positive number');
+  if (!Number.isFinite(timeoutMs) || timeoutMs <= 0 || timeoutMs > MAX_TIMEOUT_MS) {
+    throw new TypeError(`createOtpClient: timeoutMs must be a positive number of ms, at most ${MAX_TIMEOUT_MS}`);
   }
   const fetchFn: FetchLike = options.fetch ?? ((url, init) => globalThis.fetch(url, init));
   if (!options.fetch && typeof globalThis.fetch !== 'function') {
@@ -76,8 +95,12 @@ export function createOtpClient(options: OtpClientOptions): OtpClient {
         ...(sendOptions.locale === undefined ? {} : { locale: sendOptions.locale }),
         ...(sendOptions.metadata === undefined ? {} : { metadata: sendOptions.metadata }),
       };
+      const given = sendOptions.idempotencyKey;
+      if (given !== undefined && (typeof given !== 'string' || given.length > 128 || !HEADER_SAFE.test(given))) {
+        throw new TypeError('send: idempotencyKey must be 1 to 128 printable ASCII characters without spaces');
+      }
       // One key for both tries: if the first reached the gateway, the retry gets its answer and sends nothing new.
-      const headers = { 'idempotency-key': sendOptions.idempotencyKey ?? randomKey() };
+      const headers = { 'idempotency-key': given ?? randomKey() };
       for (let attempt = 1; ; attempt++) {
         let answer: Answer | undefined;
         let failure: OtpGatewayError | undefined;
@@ -92,7 +115,7 @@ export function createOtpClient(options: OtpClientOptions): OtpClient {
           : failure?.code === 'network_error' || failure?.code === 'timeout';
         if (attempt > 1 || !transient) {
           if (failure) throw failure;
-          return successBody<SendResult>(answer!, what);
+          return successBody<SendResult>(answer!, what, isSent);
         }
         const asked = answer?.retryAfterSeconds;
         await sleep(asked === undefined ? RETRY_DELAY_MS : Math.min(asked * 1000, MAX_RETRY_DELAY_MS));
@@ -107,7 +130,17 @@ export function createOtpClient(options: OtpClientOptions): OtpClient {
       else throw new TypeError('verify: give { id } or { phoneNumber }');
       const answer = await call('POST', '/v1/otp/verify', what, { body });
       if (answer.status >= 200 && answer.status < 300) {
-        const ok = successBody<{ id: string }>(answer, what);
+        // approved only when the gateway says so, for the OTP asked about
+        const ok = successBody<{ id: string }>(
+          answer,
+          what,
+          (status, b) =>
+            status === 200 &&
+            b.status === 'approved' &&
+            typeof b.id === 'string' &&
+            OTP_ID.test(b.id) &&
+            (body.id === undefined || b.id === body.id),
+        );
         return { ok: true, id: ok.id, status: 'approved' } satisfies VerifyResult;
       }
       const refusal = refusalOf(answer);
@@ -117,19 +150,27 @@ export function createOtpClient(options: OtpClientOptions): OtpClient {
 
     async get(id) {
       const what = 'GET /v1/otp/{id}';
-      return successBody<OtpView>(await call('GET', `/v1/otp/${encodeURIComponent(id)}`, what), what);
+      // not an id the gateway makes: no such OTP (and `..` or `status` never reach another route)
+      if (typeof id !== 'string' || !OTP_ID.test(id)) {
+        throw new OtpGatewayError({ status: 404, code: 'otp_not_found', message: `${what}: no OTP has this id` });
+      }
+      return successBody<OtpView>(await call('GET', `/v1/otp/${id}`, what), what, isView);
     },
 
     async status(phoneNumber) {
       const what = 'GET /v1/otp/status';
       const path = `/v1/otp/status?phoneNumber=${encodeURIComponent(phoneNumber)}`;
-      return successBody<OtpView>(await call('GET', path, what), what);
+      return successBody<OtpView>(await call('GET', path, what), what, isView);
     },
 
     async health() {
       const what = 'GET /readyz';
       // Unauthenticated on the gateway: the key is not sent where it is not needed.
-      successBody<unknown>(await call('GET', '/readyz', what, { auth: false }), what);
+      successBody<unknown>(
+        await call('GET', '/readyz', what, { auth: false }),
+        what,
+        (status, b) => status === 200 && b.status === 'ready',
+      );
       return { status: 'ready' } satisfies HealthResult;
     },
   } satisfies OtpClient);

@@ -100,14 +100,25 @@ export function errorOf(answer: Answer, what: string): OtpGatewayError {
   });
 }
 
-/** The body of a 2xx JSON object answer; throws the answer's error otherwise. */
-export function successBody<T>(answer: Answer, what: string): T {
+/**
+ * The body of a 2xx JSON object answer that `expected` recognises (its status and the fields the caller relies
+ * on); throws the answer's error otherwise. A 2xx that is not the gateway's answer (a wrong `baseUrl`: another
+ * service, a proxy's default page, a stub) is `unexpected_response`, never taken for a success.
+ */
+export function successBody<T>(
+  answer: Answer,
+  what: string,
+  expected: (status: number, body: Readonly<Record<string, unknown>>) => boolean,
+): T {
   if (answer.status >= 200 && answer.status < 300) {
-    if (typeof answer.body === 'object' && answer.body !== null) return answer.body as T;
+    const body = answer.body;
+    if (typeof body === 'object' && body !== null && expected(answer.status, body as Record<string, unknown>)) {
+      return body as T;
+    }
     throw new OtpGatewayError({
       status: answer.status,
       code: 'unexpected_response',
-      message: `${what}: the answer is not the gateway's JSON`,
+      message: `${what}: the answer is not the gateway's (HTTP ${answer.status})`,
     });
   }
   throw errorOf(answer, what);

@@ -89,7 +89,7 @@ export interface SendOptions {
   readonly metadata?: Readonly<Record<string, string>>;
   /**
    * Makes the send repeat-safe for 24 h: the same key with the same number and locale returns the first answer
-   * and sends nothing new. Give your own (1 to 128 printable ASCII characters) to make your retries safe too;
+   * and sends nothing new. Give your own (1 to 128 printable ASCII characters, no space) to make your retries safe too;
    * without one the client generates one per call, so that its own retry is safe.
    */
   readonly idempotencyKey?: string;
@@ -190,9 +190,11 @@ export interface OtpClient {
    * Creates an OTP for `phoneNumber` (E.164, e.g. `+33612345678`) and queues its SMS.
    * Retries once, with the same Idempotency-Key, after a network error, a timeout or a 503, honouring
    * `Retry-After` up to 2 s; so a send takes at most about `2 × timeoutMs + 2 s`.
-   * Throws `OtpGatewayError`: 400 `invalid_phone_number` / `invalid_request`, 401 `unauthorized`,
-   * 403 `country_not_allowed`, 422 `idempotency_key_reused`, 429 `resend_cooldown` / `too_many_sends` /
-   * `number_locked` / `rate_limited` (with `retryAfterSeconds`), 503 `store_unavailable`, `network_error`, `timeout`.
+   * Throws `OtpGatewayError`: 400 `invalid_phone_number` / `number_type_not_allowed` / `invalid_metadata` /
+   * `invalid_request`, 401 `unauthorized`, 403 `country_not_allowed`, 422 `idempotency_key_reused`, 429
+   * `resend_cooldown` / `too_many_sends` / `number_locked` / `rate_limited` and the abuse guards' `prefix_velocity`
+   * / `low_conversion` / `country_budget_exhausted` / `key_budget_exhausted` (with `retryAfterSeconds`), 503
+   * `store_unavailable`, `network_error`, `timeout`, `unexpected_response`.
    */
   send(phoneNumber: string, options?: SendOptions): Promise<SendResult>;
   /**
