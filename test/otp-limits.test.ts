@@ -94,6 +94,22 @@ describe('requests per API key and per client IP', () => {
     expect((await perIp.send(frMobile(412), { ip: '198.51.100.8' })).status).toBe(202);
   });
 
+  it('regression: a retry with the Idempotency-Key of an OTP that exists gets its answer past the limit', async () => {
+    // the client lost the first answer and retries; meanwhile its address used up its requests
+    const ip = '198.51.100.30';
+    const headers = { 'idempotency-key': 'signup-limit-retry' };
+    const first = await perIp.send(frMobile(460), { ip, headers });
+    expect(first.status).toBe(202);
+    for (let i = 0; i < 3; i++) expect((await perIp.send(frMobile(461 + i), { ip })).status).toBe(202);
+    const jobs = await jobTotal(perIp);
+    const retried = await perIp.send(frMobile(460), { ip, headers });
+    expect(retried.status).toBe(202);
+    expect(retried.body['id']).toBe(first.body['id']);
+    expect(await jobTotal(perIp)).toBe(jobs);
+    // anything else from that address is still refused, a new key included
+    expect429(await perIp.send(frMobile(460), { ip, headers: { 'idempotency-key': 'another' } }), 'rate_limited', 60);
+  });
+
   it('counts and limits verifies by phone number for a number that has no OTP', async () => {
     const ip = '198.51.100.20';
     const probe = () => perIp.verify({ phoneNumber: frMobile(450), code: '123456' }, { ip });

@@ -189,6 +189,17 @@ export function createOtpService(deps: OtpServiceDeps): OtpService {
       }
       const limited = counters.status === 'fulfilled' ? counters.value : null;
       const claim = claimed.status === 'fulfilled' ? claimed.value : null;
+      // A retry with the Idempotency-Key of an OTP that exists gets its answer even past the request limits: a
+      // 429 there would tell the client that a code it was sent was refused. It sends nothing.
+      if (claim?.kind === 'replay') {
+        const answer = await replay(caller, claim.otpId);
+        if (answer) {
+          await takeBack();
+          return answer;
+        }
+        // the first request with this key got this id but never created the OTP: this one may
+        id = claim.otpId;
+      }
       if (limited) {
         await takeBack();
         refuse(limited);
@@ -200,15 +211,6 @@ export function createOtpService(deps: OtpServiceDeps): OtpService {
           'idempotency_key_reused',
           'this Idempotency-Key was already used with a different request body',
         );
-      }
-      if (claim?.kind === 'replay') {
-        // The first request with this key got this id; it created the OTP, or it never got that far.
-        const answer = await replay(caller, claim.otpId);
-        if (answer) {
-          await takeBack();
-          return answer;
-        }
-        id = claim.otpId;
       }
       // the API's error handler logs and counts the refusal (its code and why travel in the GatewayError)
       if (guarded?.kind === 'refused') throw guardError(guarded.code, guarded.why, guarded.retryAfterMs);
