@@ -9,6 +9,8 @@ export interface StatusWebhookConfig {
   readonly secrets: readonly string[];
   /** WEBHOOK_ALLOW_PRIVATE_NETWORKS: endpoints on loopback or private addresses allowed (development, tests). */
   readonly allowPrivateNetworks: boolean;
+  /** ALLOW_INSECURE_HTTP: http:// endpoints allowed in production (the gateway-wide one and each key's own). */
+  readonly allowInsecureHttp: boolean;
   /** WEBHOOK_TIMEOUT_MS: one try's time limit (default 10 s). */
   readonly timeoutMs: number;
   /** WEBHOOK_RETRY_BASE_MS: the first retry's delay; each next one doubles, with jitter, up to an hour. */
@@ -43,6 +45,7 @@ export function readStatusWebhookConfig(
     url,
     secrets: Object.freeze(secrets),
     allowPrivateNetworks,
+    allowInsecureHttp: opts.allowInsecureHttp,
     timeoutMs: r.int('WEBHOOK_TIMEOUT_MS', 10_000, 100, 60_000),
     retryBaseMs: r.int('WEBHOOK_RETRY_BASE_MS', 5000, 10, 3_600_000),
     maxAgeSeconds: r.int('WEBHOOK_MAX_AGE_SECONDS', 86_400, 10, 7 * 86_400),

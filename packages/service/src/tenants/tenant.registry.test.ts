@@ -41,3 +41,28 @@ describe('a tenants file that does not parse', () => {
     expect(() => createTenantRegistry(configWith(file))).toThrow(/is not valid YAML: .*line \d+, column \d+/);
   });
 });
+
+describe("a key's own webhook endpoint in production", () => {
+  const WH = `whsec_${Buffer.alloc(32, 7).toString('base64')}`;
+  const prodConfig = (file: string, extra: Record<string, string>) =>
+    loadConfig(
+      {
+        NODE_ENV: 'production',
+        OTP_SECRET: 'tenant-registry-test-secret-0123456789abcdef',
+        API_KEYS: 'shop:shop-secret-0123456789',
+        OTP_ALLOWED_COUNTRIES: 'FR',
+        TENANTS_FILE: file,
+        ...extra,
+      },
+      'api',
+    );
+
+  it('regression: follows ALLOW_INSECURE_HTTP as STATUS_WEBHOOK_URL does (it was refused whatever the setting)', () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'otp-tenants-')), 'tenants.json');
+    const webhook = { url: 'http://hooks.example.com/otp', secrets: [WH] };
+    writeFileSync(file, JSON.stringify({ keys: { shop: { secret: 'shop-secret-0123456789', webhook } } }));
+    expect(() => createTenantRegistry(prodConfig(file, {}))).toThrow(/TENANTS_FILE key shop: webhook url must be https/);
+    const allowed = createTenantRegistry(prodConfig(file, { ALLOW_INSECURE_HTTP: 'true' }));
+    expect(allowed.current().byName.get('shop')?.webhook?.url).toBe(webhook.url);
+  });
+});

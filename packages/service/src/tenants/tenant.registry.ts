@@ -43,7 +43,8 @@ function load(config: Config, check?: TenantCheck): TenantSet {
   const set = parseTenants(doc, {
     apiKeys: config.api.keys,
     production: config.env === 'production',
-    allowInsecureHttp: false,
+    // a key's own endpoint follows the same rule as STATUS_WEBHOOK_URL
+    allowInsecureHttp: config.statusWebhooks.allowInsecureHttp,
     allowPrivateNetworks: config.statusWebhooks.allowPrivateNetworks,
     defaultCodeLength: config.otp.codeLength,
     providers: config.providers.order,
