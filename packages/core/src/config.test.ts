@@ -238,6 +238,21 @@ describe('Redis connection modes', () => {
     expect(problems({ ...API_ENV, TRUST_PROXY: 'proxy.local' })).toEqual([expect.stringContaining('TRUST_PROXY')]);
   });
 
+  it('regression: refuses an OTP_ALLOWED_COUNTRIES code no number has, and a LOG_LEVEL pino does not know', () => {
+    // UK (for GB) passed, and every British number was then refused 403 country_not_allowed
+    expect(problems({ ...API_ENV, OTP_ALLOWED_COUNTRIES: 'FR,UK' })).toEqual([
+      'OTP_ALLOWED_COUNTRIES entry "UK" is not an ISO 3166 alpha-2 code of a country with numbers',
+    ]);
+    expect(loadConfig({ ...API_ENV, OTP_ALLOWED_COUNTRIES: 'fr,GB' }, 'api').otp.allowedCountries).toEqual(
+      new Set(['FR', 'GB']),
+    );
+    // pino threw at start (exit 1) without naming the variable
+    expect(problems({ ...API_ENV, LOG_LEVEL: 'verbose' })).toEqual([
+      'LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent (got "verbose")',
+    ]);
+    expect(loadConfig({ ...API_ENV, LOG_LEVEL: 'debug' }, 'api').logLevel).toBe('debug');
+  });
+
   it('regression: refuses http:// provider and callback URLs in production unless ALLOW_INSECURE_HTTP', () => {
     const env = {
       ...TWILIO_ENV,

@@ -9,6 +9,9 @@ import { CODE_LENGTHS } from './secrets.js';
 import { readStatusWebhookConfig, type StatusWebhookConfig } from './status-webhooks.config.js';
 import { isProviderId, type ProviderId } from './statuses.js';
 
+/** The log levels LOG_LEVEL may name (pino's). */
+const LOG_LEVELS: readonly string[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
 /** Which process is loading: each requires its own variables. */
 export type AppName = 'api' | 'worker' | 'webhooks' | 'dashboard' | 'simulator';
 
@@ -258,8 +261,10 @@ export function loadConfig(env: NodeJS.ProcessEnv, app: AppName): Config {
   for (const c of allowAll ? [] : (rawAllowed ?? '').split(',')) {
     const code = c.trim().toUpperCase();
     if (!code) continue;
-    if (!/^[A-Z]{2}$/.test(code)) r.problems.push(`OTP_ALLOWED_COUNTRIES entry "${c}" is not an ISO 3166 alpha-2 code`);
-    else allowed.add(code);
+    // a code no number has (UK for GB) would refuse that country's every send, 403 country_not_allowed
+    if (!/^[A-Z]{2}$/.test(code) || !isSupportedCountry(code)) {
+      r.problems.push(`OTP_ALLOWED_COUNTRIES entry "${c}" is not an ISO 3166 alpha-2 code of a country with numbers`);
+    } else allowed.add(code);
   }
   // set but naming no country (",", spaces): it would allow every country, as if unset
   if (rawAllowed != null && !allowAll && allowed.size === 0 && rawAllowed.trim() !== '') {
@@ -352,10 +357,15 @@ export function loadConfig(env: NodeJS.ProcessEnv, app: AppName): Config {
   }
 
   const metricsPort = r.int('WORKER_METRICS_PORT', 0, 0, 65535);
+  const logLevel = r.str('LOG_LEVEL') ?? (nodeEnv === 'test' ? 'warn' : 'info');
+  // pino's levels: another word made the logger throw at start, after this check, without naming the variable
+  if (!LOG_LEVELS.includes(logLevel)) {
+    r.problems.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')} (got "${logLevel}")`);
+  }
 
   const config: Config = {
     env: nodeEnv as Config['env'],
-    logLevel: r.str('LOG_LEVEL') ?? (nodeEnv === 'test' ? 'warn' : 'info'),
+    logLevel,
     logPretty: nodeEnv === 'development' && r.bool('LOG_PRETTY', false),
     host: r.str('HOST') ?? DEFAULT_HOST,
     trustProxy: readTrustProxy(r),

@@ -117,6 +117,7 @@ describe('parseTenants', () => {
         b: { secretSha256: 'zz', webhook: { url: 'http://10.0.0.1/h', secrets: ['nope'] } },
         c: { secret: 'c-secret-0123456789', testNumbers: { '0612': { code: '123', outcome: 'lost' } } },
         d: { secret: 'd-secret-0123456789', allowedCountries: [] },
+        e: { secret: 'e-secret-0123456789', allowedCountries: ['FR', 'UK'] },
       },
     });
     expect(problems).toEqual(
@@ -131,7 +132,11 @@ describe('parseTenants', () => {
         'TENANTS_FILE key c: test number 0612 is not E.164',
         // regression: an empty list allowed every country
         expect.stringMatching(
-          /^TENANTS_FILE key d: allowedCountries must be a list of ISO 3166 alpha-2 codes, at least one/,
+          /^TENANTS_FILE key d: allowedCountries must be a list of ISO 3166 alpha-2 codes of countries with numbers, at least one/,
+        ),
+        // regression: a code no number has (UK for GB) passed, and refused every number of that country
+        expect.stringMatching(
+          /^TENANTS_FILE key e: allowedCountries must be a list of ISO 3166 alpha-2 codes of countries with numbers, at least one/,
         ),
         expect.stringMatching(/^TENANTS_FILE key c: test number 0612 outcome must be one of/),
         expect.stringMatching(/^TENANTS_FILE key c: test number 0612 code must be 6 to 10 digits/),

@@ -186,10 +186,10 @@ export function parseTenants(
       if (
         !Array.isArray(list) ||
         list.length === 0 ||
-        list.some((c) => typeof c !== 'string' || !/^[A-Za-z]{2}$/.test(c))
+        list.some((c) => typeof c !== 'string' || !/^[A-Za-z]{2}$/.test(c) || !isSupportedCountry(c.toUpperCase()))
       ) {
         problems.push(
-          `${where}: allowedCountries must be a list of ISO 3166 alpha-2 codes, at least one (leave it out for the gateway's)`,
+          `${where}: allowedCountries must be a list of ISO 3166 alpha-2 codes of countries with numbers, at least one (leave it out for the gateway's)`,
         );
       } else allowedCountries = new Set(list.map((c: string) => c.toUpperCase()));
     }
