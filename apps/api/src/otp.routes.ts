@@ -1,9 +1,10 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import type { OtpService } from '@otp-gateway/service';
+import { notFound, type OtpService } from '@otp-gateway/service';
 import type { ApiMetrics } from './metrics.js';
 import {
   errors,
   IdParams,
+  OTP_ID_PATTERN,
   OtpReply,
   SendBody,
   SendHeaders,
@@ -107,6 +108,10 @@ export const otpRoutes: FastifyPluginAsyncTypebox<OtpRoutesOptions> = async (
         response: { 200: OtpReply, ...errors },
       },
     },
-    async (req) => service.get(caller(req), { by: 'id', id: req.params.id }),
+    async (req) => {
+      // never made by the gateway: unknown, as the contract says (nothing to count or read)
+      if (!OTP_ID_PATTERN.test(req.params.id)) throw notFound();
+      return service.get(caller(req), { by: 'id', id: req.params.id });
+    },
   );
 };

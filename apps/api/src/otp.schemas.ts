@@ -16,11 +16,10 @@ export const ErrorBody = Type.Object(
   { $id: 'ErrorBody', description: 'Every error answer' },
 );
 
-const OtpId = Type.String({
-  pattern: '^otp_[0-9a-f]{32}$',
-  description: 'OTP id',
-  examples: ['otp_0f1e2d3c4b5a69788796a5b4c3d2e1f0'],
-});
+const OTP_ID_EXAMPLE = 'otp_0f1e2d3c4b5a69788796a5b4c3d2e1f0';
+const OtpId = Type.String({ pattern: '^otp_[0-9a-f]{32}$', description: 'OTP id', examples: [OTP_ID_EXAMPLE] });
+/** What an OTP id looks like (the ids the gateway makes). */
+export const OTP_ID_PATTERN = /^otp_[0-9a-f]{32}$/;
 const Phone = Type.String({
   minLength: 3,
   maxLength: 32,
@@ -117,7 +116,10 @@ export const OtpReply = Type.Object({
   attempts: Type.Array(Attempt),
 });
 
-export const IdParams = Type.Object({ id: OtpId });
+/** GET /v1/otp/{id}: any path segment; one that is not an id the gateway makes is an unknown OTP (404, CONTRACT). */
+export const IdParams = Type.Object({
+  id: Type.String({ maxLength: 256, description: 'OTP id (otp_ and 32 hex digits)', examples: [OTP_ID_EXAMPLE] }),
+});
 export const StatusQuery = Type.Object({ phoneNumber: Phone }, { additionalProperties: false });
 
 const err = (description: string) => Type.Ref('ErrorBody', { description });
