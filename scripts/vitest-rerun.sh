@@ -5,8 +5,10 @@
 #
 # The suite starts real processes (Redis, apps, the simulator) with fixed deadlines, which a machine shared with
 # other runs can miss. When a run fails, the files that failed run once more on their own, and the summary names
-# them with the first run's log: a file that fails twice fails the step. Returns non-zero only then (or when the
-# failure names no file, e.g. a global setup error).
+# them with the first run's log: a file that fails twice fails the step. Returns non-zero only then, or when the
+# failure is not only failed files: an unhandled error (a crashed process, a rejection no test caught) or a global
+# setup or teardown error (the cluster's spread check) fails the step at once, since a run of files alone would
+# not see it again.
 vitest_run() {
   set -o pipefail
   local label=$1 log=$2
@@ -16,9 +18,10 @@ vitest_run() {
     VITEST_RESULT="$label: passed ($(vitest_counts "$log"))"
     return 0
   fi
-  local failed
-  failed=$(sed -E 's/\x1b\[[0-9;]*m//g' "$log" | grep -oE '^ FAIL  [^ ]+\.test\.ts' | awk '{print $2}' | sort -u | tr '\n' ' ')
-  if [ -z "$failed" ]; then
+  local failed plain
+  plain=$(sed -E 's/\x1b\[[0-9;]*m//g' "$log")
+  failed=$(grep -oE '^ FAIL  [^ ]+\.test\.ts' <<<"$plain" | awk '{print $2}' | sort -u | tr '\n' ' ')
+  if [ -z "$failed" ] || grep -qE 'Unhandled (Error|Rejection)|^\s+Errors\s+[0-9]' <<<"$plain"; then
     VITEST_RESULT="$label: FAILED ($(vitest_counts "$log"); see $log)"
     return 1
   fi
