@@ -40,7 +40,13 @@ describe('.env.example', () => {
   const simSource = read('apps/simulator/src/sim.config.ts');
   const simulator = [...variablesRead(simSource), ...simulatorFaultVariables(simSource)];
   /** Read by docker-compose.yml only. */
-  const composeOnly = ['DASHBOARD_BIND_ADDRESS'];
+  const composeOnly = [
+    'DASHBOARD_BIND_ADDRESS',
+    'MONITORING_BIND_ADDRESS',
+    'PROMETHEUS_PORT',
+    'GRAFANA_PORT',
+    'PROMETHEUS_RETENTION',
+  ];
   /** Read by the HTTP libraries (axios, twilio) and by the Twilio provider's choice of client (twilio.provider.ts). */
   const libraries = ['HTTPS_PROXY'];
 

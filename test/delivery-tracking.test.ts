@@ -156,7 +156,12 @@ describe('delivery tracking', () => {
 describe('a receipt that arrives before the worker recorded the message id', () => {
   let early: Stack;
   beforeAll(async () => {
-    early = await startStack({ workers: 0, webhooks: true, env: { SMS_PROVIDERS: 'octopush' } });
+    // replay: the simulator answers a repeated request_id with the first answer (the real API refuses it, code 120)
+    early = await startStack({
+      workers: 0,
+      webhooks: true,
+      env: { SMS_PROVIDERS: 'octopush', SIM_OCTOPUSH_DUPLICATE_REQUEST: 'replay' },
+    });
   });
   afterAll(async () => early?.stop());
 

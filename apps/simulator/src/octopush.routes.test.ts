@@ -78,8 +78,8 @@ describe('fake Octopush sms-campaign/send', () => {
     expect(res.json().code).toBe(100);
   });
 
-  it('answers a repeated request_id with the first answer and sends nothing more', async () => {
-    await start();
+  it('answers a repeated request_id with the first answer in replay mode and sends nothing more', async () => {
+    await start({ octopush: { duplicateRequest: 'replay' } });
     const first = await send(campaign());
     const again = await send(campaign());
     expect(again.statusCode).toBe(201);
@@ -89,8 +89,8 @@ describe('fake Octopush sms-campaign/send', () => {
     expect(await inbox()).toHaveLength(2);
   });
 
-  it('answers a repeated request_id with code 120 in reject mode, as the real API documents', async () => {
-    await start({ octopush: { duplicateRequest: 'reject' } });
+  it('answers a repeated request_id with code 120 by default, as the real API documents', async () => {
+    await start();
     await send(campaign());
     const again = await send(campaign());
     expect(again.statusCode).toBe(400);
@@ -116,9 +116,29 @@ describe('fake Octopush sms-campaign/send', () => {
     }
   });
 
+  it('accepted_timeout: sends, keeps the request id, and never answers; the repeat meets code 120', async () => {
+    await start({ timeoutHangMs: 50 });
+    await app.inject({
+      method: 'PUT',
+      url: '/_sim/faults/octopush',
+      payload: { failNext: { kind: 'accepted_timeout' } },
+    });
+    // the connection is dropped after the hang: inject rejects, or answers without a status the caller could use
+    const lost = await send(campaign()).then(
+      (r) => r.statusCode,
+      () => 'dropped',
+    );
+    expect(lost).not.toBe(201);
+    expect(await inbox()).toHaveLength(1);
+    const again = await send(campaign());
+    expect({ status: again.statusCode, code: again.json().code }).toEqual({ status: 400, code: 120 });
+    expect(await inbox()).toHaveLength(1);
+  });
+
   it.each([
     ['undelivered', 'NOT_DELIVERED'],
     ['opted_out', 'BLACKLISTED_NUMBER'],
+    ['no_final_report', 'UNKNOWN_DELIVERY'],
   ])('reports a %s message as %s', async (kind, status) => {
     const receiver = await startReceiver();
     try {

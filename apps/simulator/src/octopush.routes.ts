@@ -3,6 +3,7 @@ import type { FastifyBaseLogger, FastifyInstance, FastifyReply } from 'fastify';
 import { type InboxMessage, mask } from './inbox.js';
 import { countSegments } from './segments.js';
 import { preflight, type SimContext, type TransportAnswers } from './sim.context.js';
+import { dropConnection } from './timing.js';
 
 /**
  * Error codes come from Octopush's published return-code table (octopush.com, "return codes"):
@@ -144,6 +145,12 @@ export function registerOctopushRoutes(app: FastifyInstance, ctx: SimContext): v
         const oldest = ctx.octopushRequests.keys().next().value;
         if (oldest !== undefined) ctx.octopushRequests.delete(oldest);
       }
+    }
+    if (fault === 'accepted_timeout') {
+      // sent, and its request id taken; the caller never learns it (a repeat of the request id then meets it)
+      await ctx.timing.sleep(ctx.opts.timeoutHangMs, reply);
+      dropConnection(reply, false);
+      return reply;
     }
     return reply.code(201).send(body);
   });

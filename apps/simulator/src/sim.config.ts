@@ -61,7 +61,8 @@ export function loadSimulatorConfig(env: NodeJS.ProcessEnv): SimulatorConfig {
   if (callbackUrl !== null && !/^https?:\/\/[^\s/]+/.test(callbackUrl)) {
     problems.push(`SIM_OCTOPUSH_CALLBACK_URL must be an http(s) URL (got "${callbackUrl}")`);
   }
-  const duplicate = str('SIM_OCTOPUSH_DUPLICATE_REQUEST') ?? 'replay';
+  // reject: what the real API does (code 120); replay answers the first request again
+  const duplicate = str('SIM_OCTOPUSH_DUPLICATE_REQUEST') ?? 'reject';
   if (duplicate !== 'replay' && duplicate !== 'reject') {
     problems.push(`SIM_OCTOPUSH_DUPLICATE_REQUEST must be replay or reject (got "${duplicate}")`);
   }

@@ -13,7 +13,8 @@ export const isSimProvider = (v: string): v is SimProvider => (SIM_PROVIDERS as 
  * - `no_final_report`: accepted, and reported no further than a carrier took it, as destinations without delivery
  *   reports are (Twilio: `sent`, and nothing after it; Octopush: `UNKNOWN_DELIVERY`);
  * - `accepted_timeout`: the message is accepted (it reaches the inbox and is reported), then the answer hangs
- *   like `timeout`: the caller cannot know it went out (queued with failNext; Twilio only).
+ *   like `timeout`: the caller cannot know it went out (queued with failNext). Octopush keeps its request id:
+ *   a retry with the same one is refused with code 120 (or answered as the first, duplicateRequest `replay`).
  */
 export const FAULT_KINDS = [
   'auth',
@@ -37,7 +38,7 @@ export type FaultKind = (typeof FAULT_KINDS)[number];
 /** Kinds a vendor has no equivalent for (the control API refuses them). */
 export const UNSUPPORTED_KINDS: Readonly<Record<SimProvider, readonly FaultKind[]>> = {
   twilio: ['no_credit'],
-  octopush: ['region', 'accepted_timeout'],
+  octopush: ['region'],
 };
 
 /** Fault settings of one provider; rates are probabilities from 0 to 1 drawn per request. */
@@ -126,7 +127,7 @@ export interface SimulatorInput {
 export function resolveSimulatorOptions(input: SimulatorInput = {}): SimulatorOptions {
   return {
     twilio: { ...SIMULATOR_DEFAULTS.twilio, ...input.twilio },
-    octopush: { ...SIMULATOR_DEFAULTS.octopush, callbackUrl: null, duplicateRequest: 'replay', ...input.octopush },
+    octopush: { ...SIMULATOR_DEFAULTS.octopush, callbackUrl: null, duplicateRequest: 'reject', ...input.octopush },
     faults: {
       twilio: { ...NO_FAULTS, ...input.faults?.twilio },
       octopush: { ...NO_FAULTS, ...input.faults?.octopush },
