@@ -118,6 +118,34 @@ describe('send worker', () => {
     );
   });
 
+  it('loses nothing accepted during an outage of both providers: each code goes out once they are back, and verifies', async () => {
+    await stack.faults('twilio', { down: true });
+    await stack.faults('octopush', { down: true });
+    const sends = await Promise.all(
+      [phone(), phone(), phone(), phone(), phone()].map(async (to) => ({ to, ...(await stack.send(to)) })),
+    );
+    expect(sends.map((s) => s.status)).toEqual([202, 202, 202, 202, 202]);
+    // every OTP meets the outage: each has tried both providers at least once
+    for (const s of sends) {
+      await settled(s.body.id, (o) => new Set(o.attempts.map((a: any) => a.provider)).size === 2);
+    }
+    expect(await stack.inbox()).toEqual([]);
+    // both come back well within the OTPs' life (30 s)
+    await stack.faults('twilio', { down: false });
+    await stack.faults('octopush', { down: false });
+    for (const s of sends) {
+      const otp = await settled(s.body.id, (o) => o.deliveryStatus === 'sent', 25_000);
+      expect(otp.status).toBe('pending');
+      const inbox = await stack.inbox(s.to);
+      // once: the failed tries sent nothing, and the one that got through is the only message
+      expect(inbox).toHaveLength(1);
+      expect(inbox[0]!.provider).toBe(otp.provider);
+      const code = codeIn(inbox[0]!.body);
+      expect(code).toMatch(/^\d{6}$/);
+      expect((await stack.verify({ id: s.body.id, code: code! })).status).toBe(200);
+    }
+  }, 60_000);
+
   it('ends the OTP failed when both providers are down, and sends nothing later', async () => {
     await stack.faults('twilio', { down: true });
     await stack.faults('octopush', { down: true });
