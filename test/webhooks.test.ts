@@ -2,6 +2,7 @@ import { createHmac } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { messageKeys, resendJobId } from '../packages/store/src/index.js';
 import { type OtpFixtures, otpFixtures } from './support/otp-fixtures.js';
+import { dumpRedis } from './support/otp-harness.js';
 import { type AppProcess, startApp, waitForHttp } from './support/processes.js';
 import { closeRedisClients, type IsolatedStore, isolatedRedis } from './support/redis.js';
 import { freePort } from './support/redis-server.js';
@@ -212,9 +213,13 @@ describe('Octopush delivery callbacks', () => {
   it('regression: a report naming another number than the OTP changes nothing (no resend)', async () => {
     const o = await acceptedOtp('octopush');
     const before = await otp(o.id);
+    // everything under the prefix: the OTP, its due set, the provider's circuit, the queues (a resend job)
+    const everything = async () => (await dumpRedis(store.redis, store.prefix)).map((k) => [k.key, k.values]);
+    const all = await everything();
     const forged = { ...report(o.messageId, 'NOT_DELIVERED'), number: '+33699999999' };
     expect((await octopushPost(OCTOPUSH_TOKEN, forged)).status).toBe(200);
     expect(await otp(o.id)).toEqual(before);
+    expect(await everything()).toEqual(all);
     expect((await octopushPost(OCTOPUSH_TOKEN, report(o.messageId, 'DELIVERED'))).status).toBe(200);
     expect(await otp(o.id)).toMatchObject({ ds: 'delivered' });
   });

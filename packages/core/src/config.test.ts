@@ -238,6 +238,20 @@ describe('Redis connection modes', () => {
     expect(problems({ ...API_ENV, TRUST_PROXY: 'proxy.local' })).toEqual([expect.stringContaining('TRUST_PROXY')]);
   });
 
+  it('regression: refuses an OCTOPUSH_SENDER Octopush would refuse (every send through it failed, code 106)', () => {
+    const env = {
+      ...API_ENV,
+      SMS_PROVIDERS: 'octopush',
+      OCTOPUSH_API_KEY: 'k',
+      OCTOPUSH_API_LOGIN: 'me@example.com',
+    };
+    expect(problems({ ...env, OCTOPUSH_SENDER: 'My Shop' }, 'worker')).toEqual([
+      'OCTOPUSH_SENDER must be 3 to 11 letters or digits, without spaces (got "My Shop")',
+    ]);
+    expect(problems({ ...env, OCTOPUSH_SENDER: '+33612345678' }, 'worker')).toHaveLength(1);
+    expect(loadConfig({ ...env, OCTOPUSH_SENDER: 'ACME2026' }, 'worker').providers.octopush?.sender).toBe('ACME2026');
+  });
+
   it('regression: refuses an OTP_ALLOWED_COUNTRIES code no number has, and a LOG_LEVEL pino does not know', () => {
     // UK (for GB) passed, and every British number was then refused 403 country_not_allowed
     expect(problems({ ...API_ENV, OTP_ALLOWED_COUNTRIES: 'FR,UK' })).toEqual([

@@ -9,6 +9,18 @@ import { CODE_LENGTHS } from './secrets.js';
 import { readStatusWebhookConfig, type StatusWebhookConfig } from './status-webhooks.config.js';
 import { isProviderId, type ProviderId } from './statuses.js';
 
+/** What Octopush takes as a sender: 3 to 11 letters or digits, no space, accent or punctuation (its code 106). */
+export const OCTOPUSH_SENDER_PATTERN = /^[A-Za-z0-9]{3,11}$/;
+
+/** OCTOPUSH_SENDER: one Octopush refuses would fail every send through it (taken as misconfigured, skipped). */
+function readOctopushSender(r: EnvReader): string {
+  const sender = r.str('OCTOPUSH_SENDER') ?? 'OTP';
+  if (!OCTOPUSH_SENDER_PATTERN.test(sender)) {
+    r.problems.push(`OCTOPUSH_SENDER must be 3 to 11 letters or digits, without spaces (got "${sender}")`);
+  }
+  return sender;
+}
+
 /** The log levels LOG_LEVEL may name (pino's). */
 const LOG_LEVELS: readonly string[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
@@ -304,7 +316,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, app: AppName): Config {
       octopush = {
         apiKey: r.required('OCTOPUSH_API_KEY', 'octopush is in SMS_PROVIDERS'),
         apiLogin: r.required('OCTOPUSH_API_LOGIN', 'octopush is in SMS_PROVIDERS'),
-        sender: r.str('OCTOPUSH_SENDER') ?? 'OTP',
+        sender: readOctopushSender(r),
         apiBaseUrl:
           r.url('OCTOPUSH_API_BASE_URL', 'https://api.octopush.com/v1/public') ?? 'https://api.octopush.com/v1/public',
       };

@@ -47,6 +47,16 @@ describe('octopush adapter on the wire', () => {
     });
   });
 
+  it("regression: sends a key's own sender when Octopush takes it, else OCTOPUSH_SENDER", async () => {
+    // Octopush refuses a sender with a space or a phone number (code 106): a key's sender that suits Twilio made
+    // every send of that key through Octopush fail as misconfigured
+    const { provider, requests } = await setup({ status: 201, body: fixture('campaign-created') });
+    for (const sender of ['ACMESHOP', 'My Shop', '+15005550006', 'AB']) {
+      await provider.send({ ...sms, sender }, ctx());
+    }
+    expect(requests.map((r) => JSON.parse(r.body).sender)).toEqual(['ACMESHOP', 'OTP', 'OTP', 'OTP']);
+  });
+
   it('treats code 120 (request_id already sent) as accepted, without a second message', async () => {
     const { provider } = await setup({ status: 400, body: fixture('error-120') });
     expect(await provider.send(sms, ctx())).toEqual({

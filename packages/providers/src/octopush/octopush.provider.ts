@@ -1,6 +1,12 @@
 import http from 'node:http';
 import https from 'node:https';
-import { maskPhone, type OctopushConfig, ProviderError, type SmsProvider } from '@otp-gateway/core';
+import {
+  maskPhone,
+  OCTOPUSH_SENDER_PATTERN,
+  type OctopushConfig,
+  ProviderError,
+  type SmsProvider,
+} from '@otp-gateway/core';
 import axios, { type AxiosInstance, type AxiosResponse } from 'axios';
 import { abortedError, sendSignals, transportError } from '../http.errors.js';
 import { classifyOctopushResponse, OCTOPUSH_DUPLICATE_REQUEST, octopushCode } from './octopush.errors.js';
@@ -51,7 +57,9 @@ export function createOctopushProvider(
         text: sms.body,
         type: 'sms_premium',
         purpose: 'alert',
-        sender: sms.sender || cfg.sender,
+        // a key's own sender that Octopush would refuse (a space, a phone number: fine for Twilio) gives way to
+        // OCTOPUSH_SENDER, rather than failing every send of that key through Octopush
+        sender: sms.sender && OCTOPUSH_SENDER_PATTERN.test(sms.sender) ? sms.sender : cfg.sender,
         request_id: sms.attemptId,
       };
 
