@@ -37,6 +37,7 @@ describe('metrics follow the OTP funnel', () => {
     const before = {
       requested: await sample(api, 'otp_funnel_total', { stage: 'requested', cc: '33' }),
       refusals: await sample(api, 'otp_api_refusals_total', { code: 'unauthorized' }),
+      badNumbers: await sample(api, 'otp_api_refusals_total', { code: 'invalid_phone_number' }),
     };
 
     // 1. sent by Twilio, delivered, approved
@@ -75,6 +76,9 @@ describe('metrics follow the OTP funnel', () => {
     expect(await sample(api, 'otp_funnel_total', { stage: 'locked', cc: '33' })).toBe(1);
     expect(await sample(api, 'otp_funnel_total', { stage: 'wrong_code' })).toBe(1);
     expect(await sample(api, 'otp_api_refusals_total', { code: 'unauthorized' })).toBe(before.refusals + 1);
+    // regression: a malformed number (refused by the service, not the schema) was not counted as a refusal
+    expect((await stack.send('+3361234')).status).toBe(400);
+    expect(await sample(api, 'otp_api_refusals_total', { code: 'invalid_phone_number' })).toBe(before.badNumbers + 1);
 
     expect(await sample(workerMetrics, 'otp_funnel_total', { stage: 'sent', provider: 'twilio', cc: '33' })).toBe(3);
     expect(await sample(workerMetrics, 'otp_funnel_total', { stage: 'sent', provider: 'octopush', cc: '33' })).toBe(1);

@@ -104,7 +104,15 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
       if (err.retryAfterSeconds !== undefined) reply.header('retry-after', String(err.retryAfterSeconds));
       if (err.statusCode === 401) reply.header('www-authenticate', 'Bearer');
       const guarded = GUARD_REFUSALS.has(err.code);
-      if (err.statusCode === 429 || err.statusCode === 401 || guarded) metrics.refusals.inc({ code: err.code });
+      // refused requests: bad input (every 400: a malformed number or code, metadata), auth, limits, the guards, a
+      // reused Idempotency-Key. A code refused by verify (wrong, expired...) is a verification outcome, counted there.
+      const refused =
+        err.statusCode === 400 ||
+        err.statusCode === 401 ||
+        err.statusCode === 429 ||
+        guarded ||
+        err.code === 'idempotency_key_reused';
+      if (refused) metrics.refusals.inc({ code: err.code });
       // a guard's refusal names the guard and why: operators see abuse (and false positives) in the logs
       if (guarded) req.log.warn({ code: err.code, reason: err.message }, 'send refused by an abuse guard');
       return reply.code(err.statusCode).send({ error: { code: err.code, message: err.message }, ...err.details });
