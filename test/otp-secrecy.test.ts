@@ -123,7 +123,12 @@ describe('phone numbers in log lines', () => {
       'GET',
       `/v1/otp/status?phoneNumber=${encodeURIComponent(first)}&phoneNumber=${encodeURIComponent(second)}`,
     );
-    await new Promise((r) => setTimeout(r, 200));
+    // the last request's line has come through (both numbers, masked): the scan below reads what was logged
+    await api.proc.waitForLog((l) =>
+      String((l['req'] as { url?: string } | undefined)?.url).endsWith(
+        'phoneNumber=+336*****671&phoneNumber=+336*****672',
+      ),
+    );
     const leaks = api.proc
       .output()
       .split('\n')
