@@ -61,7 +61,9 @@ describe("a key's own webhook endpoint in production", () => {
     const file = join(mkdtempSync(join(tmpdir(), 'otp-tenants-')), 'tenants.json');
     const webhook = { url: 'http://hooks.example.com/otp', secrets: [WH] };
     writeFileSync(file, JSON.stringify({ keys: { shop: { secret: 'shop-secret-0123456789', webhook } } }));
-    expect(() => createTenantRegistry(prodConfig(file, {}))).toThrow(/TENANTS_FILE key shop: webhook url must be https/);
+    expect(() => createTenantRegistry(prodConfig(file, {}))).toThrow(
+      /TENANTS_FILE key shop: webhook url must be https/,
+    );
     const allowed = createTenantRegistry(prodConfig(file, { ALLOW_INSECURE_HTTP: 'true' }));
     expect(allowed.current().byName.get('shop')?.webhook?.url).toBe(webhook.url);
   });
