@@ -20,7 +20,7 @@ describe('an API process killed mid-burst', () => {
     const answered = new Map<string, string>();
     const first = Promise.all(
       to.map(async (phone, i) => {
-        await sleep(i * 5);
+        await sleep(i * 10);
         try {
           const r = await stack.send(phone, { 'idempotency-key': key(phone) });
           if (r.status === 202) answered.set(phone, r.body.id);

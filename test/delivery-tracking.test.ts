@@ -117,7 +117,8 @@ describe('delivery tracking', () => {
     expect(new Set(inbox.map((m) => codeIn(m.body))).size).toBe(1);
   }, 30_000);
 
-  it('regression: a destination that reports no further than sent gets no second SMS, and Twilio no failure', async () => {
+  it('regression: a destination that reports no further than sent gets the code again, and Twilio takes no failure', async () => {
+    // (with failureThreshold's default a country without delivery reports could open Twilio's circuit for all)
     await stack.faults('twilio', { failNext: { count: 2, kind: 'no_final_report' } });
     const sends = await Promise.all([phone(), phone()].map(async (to) => ({ to, id: (await stack.send(to)).body.id })));
     for (const { id } of sends) {
@@ -125,17 +126,20 @@ describe('delivery tracking', () => {
     }
     for (const { to, id } of sends) {
       await receiptChecked(id);
-      await noResend(id);
-      expect(await stack.inbox(to)).toHaveLength(1);
-      const otp = await stack.otp(id);
-      expect(otp).toMatchObject({ status: 'pending', deliveryStatus: 'sent', provider: 'twilio' });
-      expect(otp.attempts.map((a: any) => [a.provider, a.outcome])).toEqual([['twilio', 'accepted']]);
+      // in doubt (a final report lost on its way looks the same), the same code goes out through Octopush
+      const otp = await until(id, (o) => o.provider === 'octopush' && o.deliveryStatus === 'delivered');
+      expect(otp.attempts.map((a: any) => [a.provider, a.outcome])).toEqual([
+        ['twilio', 'no_receipt'],
+        ['octopush', 'delivered'],
+      ]);
+      const inbox = await stack.inbox(to);
+      expect(inbox.map((m) => m.provider)).toEqual(['twilio', 'octopush']);
+      expect(new Set(inbox.map((m) => codeIn(m.body))).size).toBe(1);
     }
     expect(Number((await stack.redis.hget(circuitKey(stack.store.ks, 'twilio'), 'fails')) ?? 0)).toBe(0);
-    // the code that went out verifies
     const [sms] = await stack.inbox(sends[0]!.to);
     expect((await stack.verify({ id: sends[0]!.id, code: codeIn(sms!.body)! })).status).toBe(200);
-  }, 30_000);
+  }, 40_000);
 
   it('an approved OTP gets no resend when its receipt never comes', async () => {
     await stack.faults('twilio', { failNext: { count: 1, kind: 'lost_callback' } });

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually } from './support/processes.js';
 import { freePort } from './support/redis-server.js';
-import { codeIn, type Stack, startStack } from './support/stack.js';
+import { codeIn, STACK_KEY, type Stack, startStack } from './support/stack.js';
 
 // The funnel spans processes: the API counts requests and verifications, the worker sends and failures,
 // the callbacks app deliveries. Each exposes Prometheus text; this drives real OTPs through and reads them.
@@ -38,6 +38,7 @@ describe('metrics follow the OTP funnel', () => {
       requested: await sample(api, 'otp_funnel_total', { stage: 'requested', cc: '33' }),
       refusals: await sample(api, 'otp_api_refusals_total', { code: 'unauthorized' }),
       badNumbers: await sample(api, 'otp_api_refusals_total', { code: 'invalid_phone_number' }),
+      badBodies: await sample(api, 'otp_api_refusals_total', { code: 'invalid_request' }),
     };
 
     // 1. sent by Twilio, delivered, approved
@@ -79,6 +80,14 @@ describe('metrics follow the OTP funnel', () => {
     // regression: a malformed number (refused by the service, not the schema) was not counted as a refusal
     expect((await stack.send('+3361234')).status).toBe(400);
     expect(await sample(api, 'otp_api_refusals_total', { code: 'invalid_phone_number' })).toBe(before.badNumbers + 1);
+    // and a body that is not JSON (refused by Fastify's parser, not the schema)
+    const notJson = await fetch(`${stack.apiUrl}/v1/otp/send`, {
+      method: 'POST',
+      body: '{"phoneNumber": ',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${STACK_KEY}` },
+    });
+    expect(notJson.status).toBe(400);
+    expect(await sample(api, 'otp_api_refusals_total', { code: 'invalid_request' })).toBe(before.badBodies + 1);
 
     expect(await sample(workerMetrics, 'otp_funnel_total', { stage: 'sent', provider: 'twilio', cc: '33' })).toBe(3);
     expect(await sample(workerMetrics, 'otp_funnel_total', { stage: 'sent', provider: 'octopush', cc: '33' })).toBe(1);

@@ -87,6 +87,8 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     trustProxy: fastifyTrustProxy(config),
     bodyLimit: 16 * 1024,
     requestIdHeader: 'x-request-id',
+    // a path segment up to 256 characters reaches its route (GET /v1/otp/{id}: any malformed id is otp_not_found)
+    routerOptions: { maxParamLength: 256 },
     // One log line per request (below) instead of Fastify's two, with the OTP it concerns.
     logController: new LogController({ disableRequestLogging: true }),
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
@@ -124,6 +126,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     const status = err.statusCode ?? 500;
     if (status >= 400 && status < 500) {
       const code = status === 415 ? 'unsupported_media_type' : status === 413 ? 'body_too_large' : 'invalid_request';
+      metrics.refusals.inc({ code });
       return reply.code(status).send({ error: { code, message: err.message } });
     }
     req.log.error({ err: { type: err.name, message: err.message, stack: err.stack } }, 'request failed');

@@ -8,7 +8,7 @@ export interface WorkerMetrics {
   readonly funnel: Counter<'stage' | 'provider' | 'cc'>;
   readonly latency: Histogram<'provider' | 'outcome'>;
   readonly attemptFailures: Counter<'provider' | 'kind'>;
-  /** Messages reported sent whose final receipt never came in time (not a failure: nothing is resent). */
+  /** Messages reported sent whose final receipt never came in time (not counted as the provider's failure). */
   readonly noFinalReceipt: Counter<'provider'>;
   readonly retries: Counter<'provider'>;
   readonly failovers: Counter<'provider'>;
@@ -72,7 +72,7 @@ export function createWorkerMetrics(
     }),
     noFinalReceipt: new Counter({
       name: 'otp_final_receipts_missing_total',
-      help: 'Messages reported sent whose final delivery receipt never came in time (kept as sent, not resent)',
+      help: 'Messages reported sent whose final delivery receipt never came in time (not a provider failure)',
       labelNames: ['provider'],
       registers,
     }),

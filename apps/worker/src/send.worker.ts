@@ -250,6 +250,7 @@ export async function startSendWorker(deps: SendWorkerDeps): Promise<SendWorker>
       onFailed: (_otpId, cc) => metrics.funnel.inc({ stage: 'failed', provider: 'none', cc }),
       onNoReceipt: (provider) => metrics.attemptFailures.inc({ provider, kind: 'no_receipt' }),
       onNoFinalReceipt: (provider) => metrics.noFinalReceipt.inc({ provider }),
+      resendAfterSent: config.worker.deliveryResendAfterSent,
       costChecks: {
         attempts: config.worker.costCheckAttempts,
         backoffMs: Math.max(1, config.worker.costCheckDelaySeconds) * 1000,

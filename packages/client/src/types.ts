@@ -202,16 +202,20 @@ export interface OtpClient {
    * gateway refuses it (see `VerifyRefusalCode`). Never retried: a repeated wrong code would cost another try.
    * Throws `OtpGatewayError` for anything else: 400 `invalid_code_format` (not the configured number of digits:
    * check the format before calling when a person types it), `invalid_phone_number`, `invalid_request`,
-   * 401, 5xx, `network_error`, `timeout`.
+   * 401, 5xx, `network_error`, `timeout`, `unexpected_response` (any other answer, a 2xx included).
    */
   verify(target: VerifyTarget, code: string): Promise<VerifyResult>;
-  /** One OTP by id. Throws `OtpGatewayError` 404 `otp_not_found` when unknown or created under another key. */
+  /**
+   * One OTP by id. Throws `OtpGatewayError` 404 `otp_not_found` when unknown, created under another key, or not an
+   * id the gateway makes (then without a request); `unexpected_response` for an answer that is not the gateway's.
+   */
   get(id: string): Promise<OtpView>;
   /** The newest OTP of `phoneNumber` under this API key. Throws `OtpGatewayError` 404 `otp_not_found` when none. */
   status(phoneNumber: string): Promise<OtpView>;
   /**
    * Whether the gateway can serve OTPs: `GET /readyz` (its store answers), not mere liveness.
-   * Throws `OtpGatewayError` 503 `store_unavailable` when not ready, `network_error` or `timeout` when unreachable.
+   * Throws `OtpGatewayError` 503 `store_unavailable` when not ready, `network_error` or `timeout` when unreachable,
+   * `unexpected_response` for an answer that is not the gateway's.
    */
   health(): Promise<HealthResult>;
 }

@@ -238,6 +238,12 @@ describe('Redis connection modes', () => {
     expect(problems({ ...API_ENV, TRUST_PROXY: 'proxy.local' })).toEqual([expect.stringContaining('TRUST_PROXY')]);
   });
 
+  it('regression: refuses an API key secret with a space (it loaded, and no Bearer header could carry it)', () => {
+    expect(problems({ ...API_ENV, API_KEYS: 'shop:my secret key 0123456789' })).toEqual([
+      'API_KEYS entry 1 must be name:secret, the name of letters, digits, _.- and the secret of 16+ printable characters without spaces',
+    ]);
+  });
+
   it('regression: refuses an OCTOPUSH_SENDER Octopush would refuse (every send through it failed, code 106)', () => {
     const env = {
       ...API_ENV,

@@ -9,6 +9,9 @@ import { CODE_LENGTHS } from './secrets.js';
 import { readStatusWebhookConfig, type StatusWebhookConfig } from './status-webhooks.config.js';
 import { isProviderId, type ProviderId } from './statuses.js';
 
+/** An API key's secret: sent as `Authorization: Bearer <secret>`, so printable ASCII without spaces, 16 or more. */
+export const API_SECRET = /^[\x21-\x7E]{16,}$/;
+
 /** What Octopush takes as a sender: 3 to 11 letters or digits, no space, accent or punctuation (its code 106). */
 export const OCTOPUSH_SENDER_PATTERN = /^[A-Za-z0-9]{3,11}$/;
 
@@ -130,6 +133,8 @@ export interface Config {
     readonly circuitFailureThreshold: number;
     readonly circuitCooldownSeconds: number;
     readonly deliveryTimeoutSeconds: number;
+    /** DELIVERY_RESEND_AFTER_SENT: resend a message reported sent whose final receipt never came (default true). */
+    readonly deliveryResendAfterSent: boolean;
     /**
      * COST_CHECK_DELAY_SECONDS: when a provider tells a message's cost only after the send (Twilio's price), how
      * long after it the worker first asks; 0: never (the price table's stands). COST_CHECK_ATTEMPTS: how many times
@@ -251,10 +256,11 @@ export function loadConfig(env: NodeJS.ProcessEnv, app: AppName): Config {
       const i = pair.indexOf(':');
       const name = i > 0 ? pair.slice(0, i).trim() : '';
       const secret = pair.slice(i + 1).trim();
-      // Entries are named by position: their text may be a secret.
-      if (i <= 0 || !/^[A-Za-z0-9_.-]{1,64}$/.test(name) || secret.length < 16) {
+      // Entries are named by position: their text may be a secret. The secret travels as a Bearer token: printable
+      // ASCII without spaces (a secret with one loaded, and could never authenticate).
+      if (i <= 0 || !/^[A-Za-z0-9_.-]{1,64}$/.test(name) || !API_SECRET.test(secret)) {
         r.problems.push(
-          `API_KEYS entry ${n + 1} must be name:secret, the name of letters, digits, _.- and the secret of 16+ characters`,
+          `API_KEYS entry ${n + 1} must be name:secret, the name of letters, digits, _.- and the secret of 16+ printable characters without spaces`,
         );
       } else if (keys.some((k) => k.name === name || k.secret === secret)) {
         r.problems.push(`API_KEYS entry ${n + 1} repeats a name or a secret`);
@@ -437,6 +443,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, app: AppName): Config {
       circuitFailureThreshold: r.int('CIRCUIT_FAILURE_THRESHOLD', 5, 1, 1000),
       circuitCooldownSeconds: r.int('CIRCUIT_COOLDOWN_SECONDS', 30, 1, 3600),
       deliveryTimeoutSeconds: r.int('DELIVERY_TIMEOUT_SECONDS', 120, 5, 3600),
+      deliveryResendAfterSent: r.bool('DELIVERY_RESEND_AFTER_SENT', true),
       costCheckDelaySeconds: r.int('COST_CHECK_DELAY_SECONDS', 60, 0, 86400),
       costCheckAttempts: r.int('COST_CHECK_ATTEMPTS', 6, 1, 20),
     },

@@ -118,12 +118,15 @@ describe('parseTenants', () => {
         c: { secret: 'c-secret-0123456789', testNumbers: { '0612': { code: '123', outcome: 'lost' } } },
         d: { secret: 'd-secret-0123456789', allowedCountries: [] },
         e: { secret: 'e-secret-0123456789', allowedCountries: ['FR', 'UK'] },
+        f: { secret: 'my secret key 0123456789' },
       },
     });
     expect(problems).toEqual(
       expect.arrayContaining([
         'TENANTS_FILE key a: unknown setting "colour"',
-        'TENANTS_FILE key a: secret must be at least 16 characters',
+        'TENANTS_FILE key a: secret must be at least 16 printable characters without spaces',
+        // regression: a secret with a space loaded, and no Bearer header could ever carry it
+        'TENANTS_FILE key f: secret must be at least 16 printable characters without spaces',
         'TENANTS_FILE key a: codeLength must be a whole number from 6 to 10',
         expect.stringMatching(/^TENANTS_FILE key a: sender must be/),
         'TENANTS_FILE key b: secretSha256 must be 64 hex digits',

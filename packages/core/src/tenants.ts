@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { isSupportedCountry } from 'libphonenumber-js/max';
-import type { ApiKey } from './config.js';
+import { API_SECRET, type ApiKey } from './config.js';
 import { ConfigError } from './errors.js';
 import { CODE_LENGTHS } from './secrets.js';
 import { webhookUrlProblem } from './status-webhooks.config.js';
@@ -128,7 +128,9 @@ export function parseTenants(
     for (const f of Object.keys(e)) if (!FIELDS.has(f)) problems.push(`${where}: unknown setting "${f}"`);
     let digest = '';
     if (typeof e.secret === 'string' && e.secretSha256 === undefined) {
-      if (e.secret.length < 16) problems.push(`${where}: secret must be at least 16 characters`);
+      if (!API_SECRET.test(e.secret)) {
+        problems.push(`${where}: secret must be at least 16 printable characters without spaces`);
+      }
       digest = sha256Hex(e.secret);
     } else if (typeof e.secretSha256 === 'string' && e.secret === undefined) {
       if (!/^[0-9a-f]{64}$/i.test(e.secretSha256)) problems.push(`${where}: secretSha256 must be 64 hex digits`);

@@ -192,7 +192,10 @@ export function createOtpService(deps: OtpServiceDeps): OtpService {
       // A retry with the Idempotency-Key of an OTP that exists gets its answer even past the request limits: a
       // 429 there would tell the client that a code it was sent was refused. It sends nothing.
       if (claim?.kind === 'replay') {
-        const answer = await replay(caller, claim.otpId);
+        const answer = await replay(caller, claim.otpId).catch(async (e: unknown) => {
+          await takeBack();
+          throw e;
+        });
         if (answer) {
           await takeBack();
           return answer;

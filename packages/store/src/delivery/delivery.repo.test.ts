@@ -528,10 +528,10 @@ describe('delivery repo', () => {
     expect(await outcomes(id)).toEqual(['no_receipt', 'no_receipt']);
   });
 
-  it('regression: a message reported sent that never gets a final receipt is not resent nor counted against its provider', async () => {
-    const reports = createReportRepo({ redis: store.redis, ks: store.ks, messages, circuits, now });
+  describe('a message reported sent that never gets a final receipt (destinations without delivery reports)', () => {
+    const reports = () => createReportRepo({ redis: store.redis, ks: store.ks, messages, circuits, now });
     const carried: ProviderId[] = [];
-    const sweepCarried = (id: string) =>
+    const sweepWith = (id: string, resendAfterSent?: boolean) =>
       sweepDue(
         {
           redis: store.redis,
@@ -540,6 +540,7 @@ describe('delivery repo', () => {
           circuits,
           onNoReceipt: (p) => noReceipts.push(p),
           onNoFinalReceipt: (p) => carried.push(p),
+          ...(resendAfterSent === undefined ? {} : { resendAfterSent }),
           now,
         },
         { partitions: [partitionOf(id)] },
@@ -549,41 +550,69 @@ describe('delivery repo', () => {
       await repo.begin(id, order, 5000);
       await accept(id, 1, 'twilio', messageId);
       const sent = { provider: 'twilio', messageId, status: 'sent', providerStatus: 'sent', errorCode: null } as const;
-      expect(await reports.apply({ ...sent, at: now() })).toMatchObject({ kind: 'applied', deliveryStatus: 'sent' });
+      expect(await reports().apply({ ...sent, at: now() })).toMatchObject({ kind: 'applied', deliveryStatus: 'sent' });
       return id;
     };
-    // a destination that reports no further than sent, twice: both time out, and neither is a failure
-    const first = await sentOnly('SM-sent-1');
-    const second = await sentOnly('SM-sent-2');
-    at(RECEIPT_AFTER_MS);
-    for (const id of [first, second]) {
-      expect(await sweepCarried(id)).toEqual({ queued: 0, gaveUp: 0, receiptTimeouts: 0, events: 0, errors: 0 });
+    const twilioFailures = async () => Number((await store.redis.hget(circuitKey(store.ks, 'twilio'), 'fails')) ?? 0);
+    beforeEach(() => {
+      carried.length = 0;
+    });
+
+    it('regression: is resent (in doubt) but never counted against its provider, whose circuit stays closed', async () => {
+      const first = await sentOnly('SM-sent-1');
+      const second = await sentOnly('SM-sent-2');
+      at(RECEIPT_AFTER_MS);
+      for (const id of [first, second]) {
+        expect(await sweepWith(id)).toEqual({ queued: 1, gaveUp: 0, receiptTimeouts: 1, events: 0, errors: 0 });
+        expect(await fixtures.queues.forOtp(id).getJob(resendJobId(id, 1))).toBeDefined();
+      }
+      // two failures would have opened Twilio's circuit (failureThreshold 2) for every OTP
+      expect(carried).toEqual(['twilio', 'twilio']);
+      expect(noReceipts).toEqual([]);
+      expect(await twilioFailures()).toBe(0);
+      const next = await fixtures.created();
+      at(RECEIPT_AFTER_MS + 1);
+      expect(await repo.begin(next.id, order, 5000)).toMatchObject({ kind: 'go', provider: 'twilio' });
+    });
+
+    it('DELIVERY_RESEND_AFTER_SENT=false: keeps counting as sent, nothing resent; a late final report still applies', async () => {
+      const id = await sentOnly('SM-sent-3');
+      at(RECEIPT_AFTER_MS);
+      expect(await sweepWith(id, false)).toEqual({ queued: 0, gaveUp: 0, receiptTimeouts: 0, events: 0, errors: 0 });
       expect(await fixtures.queues.forOtp(id).getJob(resendJobId(id, 1))).toBeUndefined();
       expect(await view(id)).toMatchObject({ status: 'pending', deliveryStatus: 'sent', provider: 'twilio' });
       expect(await outcomes(id)).toEqual(['accepted']);
-    }
-    expect(carried).toEqual(['twilio', 'twilio']);
-    expect(noReceipts).toEqual([]);
-    // two failures would have opened Twilio's circuit (failureThreshold 2): it is closed, and the next OTP goes there
-    expect(Number((await store.redis.hget(circuitKey(store.ks, 'twilio'), 'fails')) ?? 0)).toBe(0);
-    const next = await fixtures.created();
-    at(RECEIPT_AFTER_MS + 1);
-    expect(await repo.begin(next.id, order, 5000)).toMatchObject({ kind: 'go', provider: 'twilio' });
-    // the entry is gone: a later sweep takes nothing again
-    at(2 * RECEIPT_AFTER_MS);
-    expect(await sweepCarried(first)).toMatchObject({ receiptTimeouts: 0, queued: 0 });
-    expect(carried).toHaveLength(2);
-    // a final report that comes after all still applies: undelivered asks for the resend then
-    const late = {
-      provider: 'twilio',
-      messageId: 'SM-sent-1',
-      providerStatus: 'undelivered',
-      errorCode: '30003',
-    } as const;
-    expect(await reports.apply({ ...late, status: 'undelivered', at: now() })).toMatchObject({
-      kind: 'applied',
-      deliveryStatus: 'undelivered',
-      resend: { otpId: first, after: 1 },
+      expect(carried).toEqual(['twilio']);
+      expect(await twilioFailures()).toBe(0);
+      // the entry is gone: a later sweep takes nothing again
+      at(2 * RECEIPT_AFTER_MS);
+      expect(await sweepWith(id, false)).toMatchObject({ receiptTimeouts: 0, queued: 0 });
+      expect(carried).toHaveLength(1);
+      const late = {
+        provider: 'twilio',
+        messageId: 'SM-sent-3',
+        providerStatus: 'undelivered',
+        errorCode: '30003',
+      } as const;
+      expect(await reports().apply({ ...late, status: 'undelivered', at: now() })).toMatchObject({
+        kind: 'applied',
+        deliveryStatus: 'undelivered',
+        resend: { otpId: id, after: 1 },
+      });
+    });
+
+    it("regression: Octopush's answer to a repeated request id (no report can match it) is resent without blame", async () => {
+      const { id } = await fixtures.created();
+      await repo.begin(id, ['octopush', 'twilio'], 5000);
+      await repo.accepted(id, 1, 'octopush', {
+        messageId: `request_id:${id}-1`,
+        providerStatus: 'duplicate_request',
+        hadFailures: false,
+      });
+      at(RECEIPT_AFTER_MS);
+      expect(await sweepWith(id)).toEqual({ queued: 1, gaveUp: 0, receiptTimeouts: 1, events: 0, errors: 0 });
+      expect(noReceipts).toEqual([]);
+      expect(Number((await store.redis.hget(circuitKey(store.ks, 'octopush'), 'fails')) ?? 0)).toBe(0);
     });
   });
 

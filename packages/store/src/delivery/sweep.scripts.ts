@@ -6,25 +6,30 @@ import { DELIVERY_LUA } from './attempts.scripts.js';
  */
 export const RECEIPT_TIMEOUT = defineScript({
   name: 'otpReceiptTimeout',
-  doc: 'no final receipt for attempt n in time: when it still counts, it becomes no_receipt and a resend is due, unless the carrier took it',
+  doc: 'no final receipt for attempt n in time: when it still counts, it becomes no_receipt and a resend is due (after sent, only when resendAfterSent); blame: whether the provider is at fault',
   keys: ['otp', 'number', 'due'],
-  args: ['now', 'id', 'attempt', 'minLifeMs', 'sweepAfterMs'],
+  args: ['now', 'id', 'attempt', 'minLifeMs', 'sweepAfterMs', 'resendAfterSent'],
   lib: DELIVERY_LUA,
   body: `
 local now = clock(A.now)
 local n = A.attempt
 redis.call('ZREM', K.due, DUE_RECEIPT .. A.id .. ':' .. n)
-local o = redis.call('HMGET', K.otp, F.status, F.exp, F.acc, af(n, AF.outcome), af(n, AF.provider), af(n, AF.delivery))
+local o = redis.call('HMGET', K.otp, F.status, F.exp, F.acc, af(n, AF.outcome), af(n, AF.provider), af(n, AF.delivery),
+  af(n, AF.providerStatus))
 if not o[1] then return {'none'} end
 local status = settle(K.otp, K.number, A.id, o[1], o[2], now)
 if status ~= 'pending' or o[3] ~= n or o[4] ~= 'accepted' then return {'none'} end
--- reported sent: a carrier took the message, and many destinations never report further. Not the provider's
--- failure, and a resend would most likely be a second SMS: it keeps counting, as sent.
-if o[6] == 'sent' then return {'carrier', 'provider', o[5]} end
+-- Reported sent: a carrier took the message, and many destinations never report further. Accepted under an id
+-- its reports never carry (Octopush's answer to a repeated request id, 'duplicate_request'): no report could
+-- come. Neither is the provider's failure. Resent all the same unless resendAfterSent is off (in doubt, send
+-- again: a final report lost on its way is not told apart from one never sent).
+local sent = o[6] == 'sent'
+local blame = (not sent and o[7] ~= 'duplicate_request') and 1 or 0
+if sent and A.resendAfterSent ~= '1' then return {'carrier', 'provider', o[5]} end
 if tonumber(o[2]) - now < tonumber(A.minLifeMs) then return {'none'} end
 redis.call('HSET', K.otp, af(n, AF.outcome), 'no_receipt', af(n, AF.updatedAt), now, F.acc, '')
 redis.call('ZADD', K.due, now + tonumber(A.sweepAfterMs), DUE_UNSTARTED .. A.id)
-return {'resend', 'provider', o[5]}
+return {'resend', 'provider', o[5], 'blame', blame, 'sent', sent and 1 or 0}
 `,
 });
 

@@ -26,8 +26,9 @@ import { COST_DUE, RECEIPT_TIMEOUT, SWEEP_UNSTARTED } from './sweep.scripts.js';
  *   waiting is not doubled), or, too close to expiry, the OTP is given up;
  * - `r:<id>:<n>`, attempt n waiting for its delivery receipt: when no final receipt came and the attempt still
  *   counts, it becomes `no_receipt`, the provider's circuit takes a failure, and the code goes out through the
- *   next provider; unless the provider reported it `sent` (a carrier took it, and some destinations never tell
- *   more): it then keeps counting as sent, nothing is resent and the circuit takes no failure.
+ *   next provider. A message the provider reported `sent` (a carrier took it: some destinations never tell more)
+ *   or accepted under an id no report carries is not the provider's failure: no circuit failure; the code is
+ *   resent all the same, unless `resendAfterSent` is off for a `sent` one (it then keeps counting, as sent).
  * - `e:<event>:<id>:<n>`, a status event its process did not publish (it died or lost Redis): published now;
  * - `x:<id>`, an OTP with status events at its expiry: ended expired if nobody verified it, `otp.expired` published;
  * - `c:<id>:<n>`, attempt n whose provider tells its cost after the send: its cost job is queued (send-jobs.ts).
@@ -68,8 +69,13 @@ export interface SweepDeps {
   readonly onFailed?: (otpId: string, callingCode: string) => void;
   /** Each receipt that never came, by provider. */
   readonly onNoReceipt?: (provider: ProviderId) => void;
-  /** Each message reported sent whose final receipt never came (not resent), by provider. */
+  /** Each message reported sent whose final receipt never came, by provider (resent or not). */
   readonly onNoFinalReceipt?: (provider: ProviderId) => void;
+  /**
+   * DELIVERY_RESEND_AFTER_SENT: whether a message reported sent whose final receipt never came is resent through
+   * the next provider (the default: in doubt, send again); off, it keeps counting as sent.
+   */
+  readonly resendAfterSent?: boolean;
   /** How cost jobs are tried (COST_CHECK_*); by default 6 tries, a minute apart at first. */
   readonly costChecks?: CostCheckSettings;
   readonly now?: () => number;
@@ -212,13 +218,18 @@ async function sweepEntry(
       attempt,
       minLifeMs: MIN_RESEND_LIFE_MS,
       sweepAfterMs: SWEEP_GRACE_MS,
+      resendAfterSent: deps.resendAfterSent === false ? '0' : '1',
     });
-    if (r.outcome === 'carrier') deps.onNoFinalReceipt?.(r.provider as ProviderId);
+    const provider = r.provider as ProviderId;
+    if (r.outcome === 'carrier' || r.sent === '1') deps.onNoFinalReceipt?.(provider);
     if (r.outcome !== 'resend') return;
     totals.receiptTimeouts++;
-    const provider = r.provider as ProviderId;
-    deps.onNoReceipt?.(provider);
-    await deps.circuits.failure(provider, 'no_receipt');
+    // the provider's failure only when it said nothing after accepting (not a carrier's silence, nor a report
+    // that could not be matched)
+    if (r.blame === '1') {
+      deps.onNoReceipt?.(provider);
+      await deps.circuits.failure(provider, 'no_receipt');
+    }
     await enqueueResend(deps.queues, otpId, Number(attempt));
     totals.queued++;
   }
