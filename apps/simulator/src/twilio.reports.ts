@@ -14,7 +14,7 @@ const UNDELIVERED: readonly [string, string][] = [
 
 /**
  * Moves the message to `sent`, then to its ending (none for `no_final_report`), POSTing each status to
- * StatusCallback, signed as Twilio signs.
+ * StatusCallback, signed as Twilio signs. A `failed` message never left Twilio: it goes straight to `failed`.
  */
 export function scheduleReports(
   ctx: SimContext,
@@ -50,6 +50,7 @@ export function scheduleReports(
     void ctx.callbacks.post(o.statusCallback, { form: params }, { 'x-twilio-signature': signature }, log);
   };
   ctx.timing.later(delay, () => {
+    if (finalStatus === 'failed') return report(finalStatus, errorCode);
     report('sent', null);
     if (o.fate !== 'no_final_report') ctx.timing.later(delay, () => report(finalStatus, errorCode));
   });
