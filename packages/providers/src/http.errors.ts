@@ -1,8 +1,5 @@
 import { ProviderError, type ProviderId } from '@otp-gateway/core';
 
-/** Wait used for a 429 that says nothing about how long to wait. */
-export const DEFAULT_RETRY_AFTER_MS = 1000;
-
 /** Reads a Retry-After header (seconds, or an HTTP date) into milliseconds; undefined when absent or unreadable. */
 export function parseRetryAfter(value: unknown, now = Date.now()): number | undefined {
   const raw = Array.isArray(value) ? value[0] : value;

@@ -1,5 +1,5 @@
 import { ProviderError, type ProviderErrorKind } from '@otp-gateway/core';
-import { DEFAULT_RETRY_AFTER_MS, parseRetryAfter } from '../http.errors.js';
+import { parseRetryAfter } from '../http.errors.js';
 
 /**
  * Octopush error codes (its published return-code table) by what they make the worker do. Codes not
@@ -42,7 +42,8 @@ export function classifyOctopushResponse(status: number, body: unknown, retryAft
   const label = code === null ? `HTTP ${status}` : `${status}/${code}`;
   const id = String(code ?? status);
   if (status === 429) {
-    const wait = parseRetryAfter(retryAfter) ?? DEFAULT_RETRY_AFTER_MS;
+    // no Retry-After: the provider's circuit backs off (circuit.ts)
+    const wait = parseRetryAfter(retryAfter);
     return new ProviderError(`octopush rate limited (${label})`, 'rate_limited', id, wait);
   }
   if (status >= 500) return new ProviderError(`octopush server error (${label})`, 'retryable', id);

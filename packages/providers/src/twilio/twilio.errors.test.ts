@@ -34,12 +34,12 @@ describe('classifyTwilioResponse, from recorded Twilio error bodies', () => {
     expect(e.message).toContain('invalid To number');
   });
 
-  it('reads Retry-After in seconds or as a date, and defaults to 1 s', () => {
+  it('reads Retry-After in seconds or as a date; without one, names no wait (the circuit backs off)', () => {
     const body = fixture('error-20429');
     expect(classifyTwilioResponse(429, body, '7').retryAfterMs).toBe(7000);
     const inTwoSeconds = new Date(Date.now() + 2000).toUTCString();
     expect(classifyTwilioResponse(429, body, inTwoSeconds).retryAfterMs).toBeGreaterThan(500);
-    expect(classifyTwilioResponse(429, body).retryAfterMs).toBe(1000);
+    expect(classifyTwilioResponse(429, body).retryAfterMs).toBeUndefined();
     expect(classifyTwilioResponse(429, null, '2')).toMatchObject({
       kind: 'rate_limited',
       code: '429',

@@ -1,5 +1,5 @@
 import { ProviderError, type ProviderErrorKind } from '@otp-gateway/core';
-import { DEFAULT_RETRY_AFTER_MS, parseRetryAfter, type SendSignals, transportError } from '../http.errors.js';
+import { parseRetryAfter, type SendSignals, transportError } from '../http.errors.js';
 
 /**
  * Twilio REST error codes (twilio.com/docs/api/errors) by what they make the worker do. Our own words
@@ -37,7 +37,7 @@ export interface TwilioErrorBody {
 }
 
 /**
- * What a Twilio error answer means: 429/20429 rate_limited (with Retry-After), 5xx retryable, known codes
+ * What a Twilio error answer means: 429/20429 rate_limited (with Retry-After when it has one), 5xx retryable, known codes
  * as listed, any other 4xx misconfigured (this provider refuses; the next one may not).
  */
 export function classifyTwilioResponse(
@@ -48,7 +48,8 @@ export function classifyTwilioResponse(
   const code = typeof body?.code === 'number' ? body.code : null;
   const label = code === null ? `HTTP ${status}` : `${status}/${code}`;
   if (status === 429 || code === 20429) {
-    const wait = parseRetryAfter(retryAfter) ?? DEFAULT_RETRY_AFTER_MS;
+    // no Retry-After (20429 documents none): the provider's circuit backs off (circuit.ts)
+    const wait = parseRetryAfter(retryAfter);
     return new ProviderError(`twilio rate limited (${label})`, 'rate_limited', String(code ?? status), wait);
   }
   const known = code === null ? undefined : KNOWN.get(code);

@@ -14,7 +14,10 @@ import { createCircuitTrust, DEFAULT_TRUST_MS } from './circuit-trust.js';
  * - Messages reported undelivered, or that never got a receipt, count too, without opening it at once: the next
  *   pick of that provider does (below). Refusals (`misconfigured`, `permanent`) do not count: they concern one
  *   number or one route, not the provider's health.
- * - A 429 (`rate_limited`) pauses only that provider for the time it asked.
+ * - A 429 (`rate_limited`) pauses only that provider for the time it asked (at most MAX_PAUSE_MS). One that asks
+ *   for no time (Twilio's 20429 names none) pauses it 1 s, doubled each time the provider answers 429 again soon
+ *   after a pause ended (within twice its length), up to MAX_PAUSE_MS; a 429 that arrives while the provider is
+ *   paused (a request sent before the pause) leaves the pause as it is.
  * - Half-open: once the cool-down passed, the next pick of a provider whose failures are still at the threshold
  *   goes through as the one probe, and the circuit is open again to the others for another cool-down, or until
  *   the probe succeeds (success resets `fails` and closes it).
@@ -32,11 +35,13 @@ const CIRCUIT_FIELDS = Object.freeze({
   fails: 'fails',
   openUntil: 'openUntil',
   pausedUntil: 'pausedUntil',
+  /** The length of the last pause (ms): the next 429 that names no wait doubles it if it comes soon after. */
+  lastPause: 'lastPause',
   rateSec: 'rateSec',
   rateN: 'rateN',
 });
 const F = CIRCUIT_FIELDS;
-const FIELDS = `local FAILS, OPEN, PAUSED, RATE_SEC, RATE_N = '${F.fails}', '${F.openUntil}', '${F.pausedUntil}', '${F.rateSec}', '${F.rateN}'`;
+const FIELDS = `local FAILS, OPEN, PAUSED, RATE_SEC, RATE_N, LAST_PAUSE = '${F.fails}', '${F.openUntil}', '${F.pausedUntil}', '${F.rateSec}', '${F.rateN}', '${F.lastPause}'`;
 
 const PICK = defineScript({
   name: 'otpCircuitPick',
@@ -74,13 +79,25 @@ const FAILURE = defineScript({
   name: 'otpCircuitFailure',
   doc: 'count a failure against a provider; open or pause its circuit as the policy says',
   keys: ['circuit'],
-  args: ['now', 'kind', 'threshold', 'cooldownMs', 'pauseMs'],
+  args: ['now', 'kind', 'threshold', 'cooldownMs', 'pauseMs', 'firstPauseMs', 'maxPauseMs'],
   lib: `${CLOCK_LUA}${FIELDS}`,
   body: `
 local now = clock(A.now)
 if A.kind == 'rate_limited' then
-  redis.call('HSET', K.circuit, PAUSED, now + tonumber(A.pauseMs))
-  return {'paused'}
+  local pause = tonumber(A.pauseMs)
+  if not pause then
+    -- no wait named: back off
+    local c = redis.call('HMGET', K.circuit, PAUSED, LAST_PAUSE)
+    local ends, last = tonumber(c[1] or '0'), tonumber(c[2] or '0')
+    if now < ends then return {'paused', 'ms', ends - now} end
+    if last > 0 and now - ends < 2 * last then
+      pause = math.min(2 * last, tonumber(A.maxPauseMs))
+    else
+      pause = tonumber(A.firstPauseMs)
+    end
+  end
+  redis.call('HSET', K.circuit, PAUSED, now + pause, LAST_PAUSE, pause)
+  return {'paused', 'ms', pause}
 end
 local fails = redis.call('HINCRBY', K.circuit, FAILS, 1)
 if A.kind == 'retryable' and fails >= tonumber(A.threshold) then
@@ -136,6 +153,7 @@ export interface Circuits {
   failure(
     provider: ProviderId,
     kind: CircuitFailure,
+    /** pauseMs: the wait a 429 asked for; absent, the circuit backs off (FIRST_PAUSE_MS, doubling). */
     opts?: { pauseMs?: number; now?: number },
   ): Promise<'open' | 'closed'>;
   /** A provider accepted a message: failures forgotten, circuit closed. */
@@ -151,6 +169,9 @@ export interface Circuits {
  * limiting after it answers 429 again.
  */
 export const MAX_PAUSE_MS = 60_000;
+
+/** The first pause after a 429 that names no wait; doubled while such 429s keep coming (see the policy above). */
+export const FIRST_PAUSE_MS = 1000;
 
 /** The key of a provider's circuit (all in the `{cir}` slot). */
 export const circuitKey = (ks: Keyspace, provider: ProviderId): string => ks.key('cir', provider);
@@ -188,7 +209,14 @@ export function createCircuits(redis: RedisClient, ks: Keyspace, settings: Circu
       const r = await FAILURE.run(
         redis,
         { circuit: key(provider) },
-        { now: opts.now ?? 0, kind, ...policy, pauseMs: Math.min(opts.pauseMs ?? 1000, MAX_PAUSE_MS) },
+        {
+          now: opts.now ?? 0,
+          kind,
+          ...policy,
+          pauseMs: opts.pauseMs === undefined ? '' : Math.min(opts.pauseMs, MAX_PAUSE_MS),
+          firstPauseMs: FIRST_PAUSE_MS,
+          maxPauseMs: MAX_PAUSE_MS,
+        },
       );
       return r.outcome === 'open' ? 'open' : 'closed';
     },

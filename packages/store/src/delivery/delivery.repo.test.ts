@@ -6,7 +6,14 @@ import { closeRedisClients, type IsolatedStore, isolatedRedis } from '../../../.
 import { costJobId, resendJobId } from '../jobs/send-jobs.js';
 import { DUE, OTP_FIELDS, otpKeys } from '../otp/otp.record.js';
 import { toView } from '../otp/otp.view.js';
-import { type CircuitSettings, type Circuits, circuitKey, createCircuits, MAX_PAUSE_MS } from './circuit.js';
+import {
+  type CircuitSettings,
+  type Circuits,
+  circuitKey,
+  createCircuits,
+  FIRST_PAUSE_MS,
+  MAX_PAUSE_MS,
+} from './circuit.js';
 import { createDeliveryRepo, type DeliveryRepo } from './delivery.repo.js';
 import { createMessageIndex, type MessageIndex } from './messages.js';
 import { createReportRepo, type DeliveryReport, parseDeliveryReport } from './reports.js';
@@ -471,6 +478,40 @@ describe('delivery repo', () => {
     expect(await repo.begin(r2.id, ['twilio'], 5000)).toEqual({ kind: 'wait', ms: MAX_PAUSE_MS, expiresAt: r2.exp });
     at(MAX_PAUSE_MS);
     expect(await repo.begin(r2.id, ['twilio'], 5000)).toMatchObject({ kind: 'go', provider: 'twilio' });
+  });
+
+  it('regression: a 429 that names no wait backs off: 1 s, doubled while 429s keep coming, up to MAX_PAUSE_MS', async () => {
+    // (every such 429 paused the provider 1 s: under a sustained limit each pause ended in a wave of sends and 429s)
+    const wait = async () => {
+      const r = await fixtures.created();
+      return repo.begin(r.id, ['twilio'], 5000);
+    };
+    const limitedAt = async (ms: number) => {
+      at(ms);
+      const r = await fixtures.created();
+      await repo.begin(r.id, order, 5000);
+      await repo.failed(r.id, 1, 'twilio', 'rate_limited', '20429', undefined);
+    };
+    await limitedAt(0);
+    expect(await wait()).toMatchObject({ kind: 'wait', ms: FIRST_PAUSE_MS });
+    // a 429 of a request sent before the pause, arriving during it, leaves the pause as it is
+    await limitedAt(500);
+    expect(await wait()).toMatchObject({ kind: 'wait', ms: FIRST_PAUSE_MS - 500 });
+    // the provider answers 429 again soon after the pause ended: twice as long, and so on
+    let ends = FIRST_PAUSE_MS;
+    const pauses: number[] = [];
+    for (let i = 0; i < 8; i++) {
+      await limitedAt(ends + 10);
+      const w = await wait();
+      expect(w.kind).toBe('wait');
+      const ms = (w as { ms: number }).ms;
+      pauses.push(ms);
+      ends = ends + 10 + ms;
+    }
+    expect(pauses).toEqual([2000, 4000, 8000, 16_000, 32_000, MAX_PAUSE_MS, MAX_PAUSE_MS, MAX_PAUSE_MS]);
+    // long after the last pause (more than twice its length): back to the first step
+    await limitedAt(ends + 2 * MAX_PAUSE_MS + 1);
+    expect(await wait()).toMatchObject({ kind: 'wait', ms: FIRST_PAUSE_MS });
   });
 
   it('sends nothing for an OTP that ended or is about to expire, and gives up only on a pending one', async () => {

@@ -234,7 +234,10 @@ export function createDeliveryRepo(
       const r = await FAIL.run(redis, otpKeys(ks, otpId), { now: now(), id: otpId, attempt, outcome: kind, errorCode });
       const circuit =
         kind === 'retryable' || kind === 'rate_limited'
-          ? await circuits.failure(provider, kind, { pauseMs: pauseMs ?? 1000, now: now() || undefined })
+          ? await circuits.failure(provider, kind, {
+              ...(pauseMs === undefined ? {} : { pauseMs }),
+              now: now() || undefined,
+            })
           : 'closed';
       if (r.listed === '1') await publishQuietly(deps.events, otpId, 'failed', 0, deps.onEventError);
       return { circuit, ended: r.outcome === 'ended' };
