@@ -183,7 +183,7 @@ describe('an OTP belongs to the key that created it', () => {
 
   it('regression: answers 404 for an id the gateway never makes, as the contract says of unknown ids', async () => {
     // a malformed id was a 400 invalid_request; the contract's GET /v1/otp/{id} fails 404 for an unknown one
-    // (past 100 characters, Fastify's default path-segment limit answered its own unauthenticated 404 not_found)
+    // (past 100 characters, Fastify's default path-segment limit answered 414 with its own body)
     const ids = ['unknown', `otp_${'0'.repeat(31)}`, `OTP_${'0'.repeat(32)}`, `otp_${'g'.repeat(32)}`, 'x'.repeat(150)];
     for (const id of ids) {
       expectError(await api.call('GET', `/v1/otp/${id}`), 404, 'otp_not_found');

@@ -72,7 +72,7 @@ export function createWorkerMetrics(
     }),
     noFinalReceipt: new Counter({
       name: 'otp_final_receipts_missing_total',
-      help: 'Messages reported sent whose final delivery receipt never came in time (not a provider failure)',
+      help: 'Messages whose final delivery receipt never came in time, not as a provider failure: reported sent, or accepted under an id no report carries',
       labelNames: ['provider'],
       registers,
     }),

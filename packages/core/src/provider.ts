@@ -52,3 +52,9 @@ export interface SmsProvider {
    */
   cost?(messageId: string, ctx: { signal: AbortSignal; log: Logger }): Promise<SmsCost | null>;
 }
+
+/**
+ * The provider status of an attempt accepted under an id its delivery reports will not carry: Octopush's answer
+ * (code 120) to a repeated request id, whose earlier call's ticket is not told again. No report can match it.
+ */
+export const UNTRACKED_ACCEPTANCE = 'duplicate_request';

@@ -6,6 +6,7 @@ import {
   type OctopushConfig,
   ProviderError,
   type SmsProvider,
+  UNTRACKED_ACCEPTANCE,
 } from '@otp-gateway/core';
 import axios, { type AxiosInstance, type AxiosResponse } from 'axios';
 import { abortedError, sendSignals, transportError } from '../http.errors.js';
@@ -92,7 +93,7 @@ export function createOctopushProvider(
         // Octopush already took this very request (our earlier call's answer was lost). The message is on
         // its way, but its ticket is unknown here, so no delivery report will match it.
         log.warn(fields, 'sms already accepted by provider (repeated request_id)');
-        return { messageId: `request_id:${sms.attemptId}`, providerStatus: 'duplicate_request' };
+        return { messageId: `request_id:${sms.attemptId}`, providerStatus: UNTRACKED_ACCEPTANCE };
       }
       const e =
         res.status >= 200 && res.status < 300

@@ -12,12 +12,13 @@ import { createCircuitTrust, DEFAULT_TRUST_MS } from './circuit-trust.js';
  *
  * - Transport and server failures (`retryable`) count, and at `threshold` the circuit opens for `cooldownMs`.
  * - Messages reported undelivered, or that never got a receipt, count too, without opening it at once: the next
- *   pick of that provider does (below). Refusals (`misconfigured`, `permanent`) do not count: they concern one
+ *   pick of that provider does (below). A receipt that could not come is not counted (sweep.ts: a message reported
+ *   sent, or accepted under an id no report carries). Refusals (`misconfigured`, `permanent`) do not count: they concern one
  *   number or one route, not the provider's health.
- * - A 429 (`rate_limited`) pauses only that provider for the time it asked (at most MAX_PAUSE_MS). One that asks
- *   for no time (Twilio's 20429 names none) pauses it 1 s, doubled each time the provider answers 429 again soon
- *   after a pause ended (within twice its length), up to MAX_PAUSE_MS; a 429 that arrives while the provider is
- *   paused (a request sent before the pause) leaves the pause as it is.
+ * - A 429 (`rate_limited`) pauses only that provider for the time it asked (at most MAX_PAUSE_MS; a pause already
+ *   longer stands). One that asks for no time (Twilio's 20429 names none) pauses it 1 s, doubled each time the
+ *   provider answers such a 429 again soon after a pause ended (within twice its length), up to MAX_PAUSE_MS; one
+ *   that arrives while the provider is paused (a request sent before the pause) leaves the pause as it is.
  * - Half-open: once the cool-down passed, the next pick of a provider whose failures are still at the threshold
  *   goes through as the one probe, and the circuit is open again to the others for another cool-down, or until
  *   the probe succeeds (success resets `fails` and closes it).
@@ -84,20 +85,23 @@ const FAILURE = defineScript({
   body: `
 local now = clock(A.now)
 if A.kind == 'rate_limited' then
+  local c = redis.call('HMGET', K.circuit, PAUSED, LAST_PAUSE)
+  local ends, last = tonumber(c[1] or '0'), tonumber(c[2] or '0')
   local pause = tonumber(A.pauseMs)
-  if not pause then
-    -- no wait named: back off
-    local c = redis.call('HMGET', K.circuit, PAUSED, LAST_PAUSE)
-    local ends, last = tonumber(c[1] or '0'), tonumber(c[2] or '0')
-    if now < ends then return {'paused', 'ms', ends - now} end
-    if last > 0 and now - ends < 2 * last then
-      pause = math.min(2 * last, tonumber(A.maxPauseMs))
-    else
-      pause = tonumber(A.firstPauseMs)
-    end
+  if pause then
+    -- the wait it asked for; a pause already longer stands
+    if now + pause > ends then redis.call('HSET', K.circuit, PAUSED, now + pause) end
+    return {'paused'}
+  end
+  -- no wait named: back off (the length of these pauses alone is kept, for the next one)
+  if now < ends then return {'paused'} end
+  if last > 0 and now - ends < 2 * last then
+    pause = math.min(2 * last, tonumber(A.maxPauseMs))
+  else
+    pause = tonumber(A.firstPauseMs)
   end
   redis.call('HSET', K.circuit, PAUSED, now + pause, LAST_PAUSE, pause)
-  return {'paused', 'ms', pause}
+  return {'paused'}
 end
 local fails = redis.call('HINCRBY', K.circuit, FAILS, 1)
 if A.kind == 'retryable' and fails >= tonumber(A.threshold) then

@@ -486,16 +486,18 @@ describe('delivery repo', () => {
       const r = await fixtures.created();
       return repo.begin(r.id, ['twilio'], 5000);
     };
+    /** A Twilio attempt answered 429 without a wait, at `ms` (Twilio free then). */
     const limitedAt = async (ms: number) => {
       at(ms);
       const r = await fixtures.created();
-      await repo.begin(r.id, order, 5000);
+      expect(await repo.begin(r.id, ['twilio'], 5000)).toMatchObject({ kind: 'go', provider: 'twilio' });
       await repo.failed(r.id, 1, 'twilio', 'rate_limited', '20429', undefined);
     };
     await limitedAt(0);
     expect(await wait()).toMatchObject({ kind: 'wait', ms: FIRST_PAUSE_MS });
     // a 429 of a request sent before the pause, arriving during it, leaves the pause as it is
-    await limitedAt(500);
+    at(500);
+    await circuits.failure('twilio', 'rate_limited', { now: now() });
     expect(await wait()).toMatchObject({ kind: 'wait', ms: FIRST_PAUSE_MS - 500 });
     // the provider answers 429 again soon after the pause ended: twice as long, and so on
     let ends = FIRST_PAUSE_MS;
@@ -510,8 +512,20 @@ describe('delivery repo', () => {
     }
     expect(pauses).toEqual([2000, 4000, 8000, 16_000, 32_000, MAX_PAUSE_MS, MAX_PAUSE_MS, MAX_PAUSE_MS]);
     // long after the last pause (more than twice its length): back to the first step
-    await limitedAt(ends + 2 * MAX_PAUSE_MS + 1);
+    ends += 2 * MAX_PAUSE_MS + 1;
+    await limitedAt(ends);
     expect(await wait()).toMatchObject({ kind: 'wait', ms: FIRST_PAUSE_MS });
+    // a wait the provider names: what it asks; a shorter one during a longer pause does not shorten it
+    at(ends + FIRST_PAUSE_MS);
+    await circuits.failure('twilio', 'rate_limited', { now: now(), pauseMs: 30_000 });
+    at(ends + FIRST_PAUSE_MS + 10);
+    await circuits.failure('twilio', 'rate_limited', { now: now(), pauseMs: 2000 });
+    expect(await wait()).toMatchObject({ kind: 'wait', ms: 30_000 - 10 });
+    // and it does not feed the backoff: a bare 429 right after goes on from the backoff's own last step (1 s, so
+    // 2 s), not from the 30 s asked (before, any wait asked was taken up and doubled)
+    at(ends + FIRST_PAUSE_MS + 30_000 + 10);
+    await circuits.failure('twilio', 'rate_limited', { now: now() });
+    expect(await wait()).toMatchObject({ kind: 'wait', ms: 2 * FIRST_PAUSE_MS });
   });
 
   it('sends nothing for an OTP that ended or is about to expire, and gives up only on a pending one', async () => {
@@ -572,7 +586,7 @@ describe('delivery repo', () => {
   describe('a message reported sent that never gets a final receipt (destinations without delivery reports)', () => {
     const reports = () => createReportRepo({ redis: store.redis, ks: store.ks, messages, circuits, now });
     const carried: ProviderId[] = [];
-    const sweepWith = (id: string, resendAfterSent?: boolean) =>
+    const sweepWith = (ids: string | string[], resendAfterSent?: boolean) =>
       sweepDue(
         {
           redis: store.redis,
@@ -584,7 +598,7 @@ describe('delivery repo', () => {
           ...(resendAfterSent === undefined ? {} : { resendAfterSent }),
           now,
         },
-        { partitions: [partitionOf(id)] },
+        { partitions: [...new Set([ids].flat().map(partitionOf))] },
       );
     const sentOnly = async (messageId: string) => {
       const { id } = await fixtures.created();
@@ -603,8 +617,15 @@ describe('delivery repo', () => {
       const first = await sentOnly('SM-sent-1');
       const second = await sentOnly('SM-sent-2');
       at(RECEIPT_AFTER_MS);
+      // one round over both OTPs' partitions (they may share one)
+      expect(await sweepWith([first, second])).toEqual({
+        queued: 2,
+        gaveUp: 0,
+        receiptTimeouts: 2,
+        events: 0,
+        errors: 0,
+      });
       for (const id of [first, second]) {
-        expect(await sweepWith(id)).toEqual({ queued: 1, gaveUp: 0, receiptTimeouts: 1, events: 0, errors: 0 });
         expect(await fixtures.queues.forOtp(id).getJob(resendJobId(id, 1))).toBeDefined();
       }
       // two failures would have opened Twilio's circuit (failureThreshold 2) for every OTP
@@ -653,6 +674,8 @@ describe('delivery repo', () => {
       at(RECEIPT_AFTER_MS);
       expect(await sweepWith(id)).toEqual({ queued: 1, gaveUp: 0, receiptTimeouts: 1, events: 0, errors: 0 });
       expect(noReceipts).toEqual([]);
+      // counted as a receipt that could not come, not as Octopush's failure
+      expect(carried).toEqual(['octopush']);
       expect(Number((await store.redis.hget(circuitKey(store.ks, 'octopush'), 'fails')) ?? 0)).toBe(0);
     });
   });

@@ -1,3 +1,4 @@
+import { UNTRACKED_ACCEPTANCE } from '@otp-gateway/core';
 import { defineScript } from '../redis/script.js';
 import { DELIVERY_LUA } from './attempts.scripts.js';
 
@@ -6,7 +7,7 @@ import { DELIVERY_LUA } from './attempts.scripts.js';
  */
 export const RECEIPT_TIMEOUT = defineScript({
   name: 'otpReceiptTimeout',
-  doc: 'no final receipt for attempt n in time: when it still counts, it becomes no_receipt and a resend is due (after sent, only when resendAfterSent); blame: whether the provider is at fault',
+  doc: 'no final receipt for attempt n in time: when it still counts, it becomes no_receipt and a resend is due (after sent, only when resendAfterSent); excused: not the provider failure',
   keys: ['otp', 'number', 'due'],
   args: ['now', 'id', 'attempt', 'minLifeMs', 'sweepAfterMs', 'resendAfterSent'],
   lib: DELIVERY_LUA,
@@ -20,16 +21,16 @@ if not o[1] then return {'none'} end
 local status = settle(K.otp, K.number, A.id, o[1], o[2], now)
 if status ~= 'pending' or o[3] ~= n or o[4] ~= 'accepted' then return {'none'} end
 -- Reported sent: a carrier took the message, and many destinations never report further. Accepted under an id
--- its reports never carry (Octopush's answer to a repeated request id, 'duplicate_request'): no report could
+-- its reports never carry (Octopush's answer to a repeated request id, UNTRACKED_ACCEPTANCE): no report could
 -- come. Neither is the provider's failure. Resent all the same unless resendAfterSent is off (in doubt, send
 -- again: a final report lost on its way is not told apart from one never sent).
 local sent = o[6] == 'sent'
-local blame = (not sent and o[7] ~= 'duplicate_request') and 1 or 0
-if sent and A.resendAfterSent ~= '1' then return {'carrier', 'provider', o[5]} end
-if tonumber(o[2]) - now < tonumber(A.minLifeMs) then return {'none'} end
+local excused = (sent or o[7] == '${UNTRACKED_ACCEPTANCE}') and 1 or 0
+if sent and A.resendAfterSent ~= '1' then return {'carrier', 'provider', o[5], 'excused', excused} end
+if tonumber(o[2]) - now < tonumber(A.minLifeMs) then return {'none', 'provider', o[5], 'excused', excused} end
 redis.call('HSET', K.otp, af(n, AF.outcome), 'no_receipt', af(n, AF.updatedAt), now, F.acc, '')
 redis.call('ZADD', K.due, now + tonumber(A.sweepAfterMs), DUE_UNSTARTED .. A.id)
-return {'resend', 'provider', o[5], 'blame', blame, 'sent', sent and 1 or 0}
+return {'resend', 'provider', o[5], 'excused', excused}
 `,
 });
 

@@ -69,7 +69,10 @@ export interface SweepDeps {
   readonly onFailed?: (otpId: string, callingCode: string) => void;
   /** Each receipt that never came, by provider. */
   readonly onNoReceipt?: (provider: ProviderId) => void;
-  /** Each message reported sent whose final receipt never came, by provider (resent or not). */
+  /**
+   * Each message whose final receipt never came for a reason not the provider's (reported sent, or accepted under
+   * an id no report carries), by provider, resent or not.
+   */
   readonly onNoFinalReceipt?: (provider: ProviderId) => void;
   /**
    * DELIVERY_RESEND_AFTER_SENT: whether a message reported sent whose final receipt never came is resent through
@@ -221,12 +224,12 @@ async function sweepEntry(
       resendAfterSent: deps.resendAfterSent === false ? '0' : '1',
     });
     const provider = r.provider as ProviderId;
-    if (r.outcome === 'carrier' || r.sent === '1') deps.onNoFinalReceipt?.(provider);
+    if (r.excused === '1') deps.onNoFinalReceipt?.(provider);
     if (r.outcome !== 'resend') return;
     totals.receiptTimeouts++;
     // the provider's failure only when it said nothing after accepting (not a carrier's silence, nor a report
     // that could not be matched)
-    if (r.blame === '1') {
+    if (r.excused !== '1') {
       deps.onNoReceipt?.(provider);
       await deps.circuits.failure(provider, 'no_receipt');
     }
