@@ -57,6 +57,7 @@ ${
       "${TEST_SILENT}": { outcome: no_receipt }
   gamma:
     secret: ${GAMMA}
+    sender: Gamma Shop
     routes:
       FR: [octopush, twilio]
       "*": [twilio]
@@ -244,7 +245,14 @@ describe('settings per API key (TENANTS_FILE)', () => {
     const r = await send(GAMMA, fr);
     expect(r.status).toBe(202);
     await smsTo(fr);
-    expect((await stack.inbox(fr))[0]?.provider).toBe('octopush');
+    // regression: its sender (a space: Twilio takes it, Octopush not) made Octopush refuse every send (code 106),
+    // skipped as misconfigured; OCTOPUSH_SENDER goes out instead, and the worker says so at start
+    expect((await stack.inbox(fr))[0]).toMatchObject({ provider: 'octopush', from: 'OTP' });
+    expect(
+      stack.workers[0]!.logs().some(
+        (l) => String(l.msg).startsWith('key sender not taken by octopush') && l.key === 'gamma',
+      ),
+    ).toBe(true);
     // the gateway-wide order (SMS_PROVIDERS twilio,octopush) for the stack's own key
     const other = phone();
     expect((await stack.send(other)).status).toBe(202);
@@ -258,7 +266,7 @@ describe('settings per API key (TENANTS_FILE)', () => {
     expect(body.error.code).toBe('key_budget_exhausted');
     expect(body.error.message).toContain('2 SMS today, the daily budget is 2');
     await smsTo('+32470123456');
-    expect((await stack.inbox('+32470123456'))[0]?.provider).toBe('twilio');
+    expect((await stack.inbox('+32470123456'))[0]).toMatchObject({ provider: 'twilio', from: 'Gamma Shop' });
   });
 
   it("a key's spend budget weighs its sends at its own route's price: Octopush's 0.05 for FR, not Twilio's 0.01", async () => {

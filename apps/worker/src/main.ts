@@ -1,6 +1,11 @@
 import 'dotenv/config';
 import { ConfigError, loadConfig, logFormat, tenantSpendProblems } from '@otp-gateway/core';
-import { compileTemplates, TemplateError, tenantTemplateProblems } from '@otp-gateway/providers';
+import {
+  compileTemplates,
+  octopushSenderWarnings,
+  TemplateError,
+  tenantTemplateProblems,
+} from '@otp-gateway/providers';
 import { createTenantRegistry, guardProcess, refuseToStart, type TenantRegistry } from '@otp-gateway/service';
 import { checkRedisConfig, connectStore, redisAllAnswer, watchRedisConfig } from '@otp-gateway/store';
 import { pino } from 'pino';
@@ -36,6 +41,13 @@ async function main() {
   watchRedisConfig(redis, redisCheck, redisAtStart, (e) => refuseToStart('worker', e));
   const scripts = connectStore(config, 'worker', 'otp-worker-scripts').redis;
   const sender = await startSendWorker({ config, redis, scripts, ks, log, tenants });
+  const senderWarnings = () => {
+    for (const w of octopushSenderWarnings(tenants.current().byName.values(), config.providers.octopush)) {
+      log.warn(w, 'key sender not taken by octopush: its SMS through octopush carry OCTOPUSH_SENDER');
+    }
+  };
+  senderWarnings();
+  tenants.onChange(senderWarnings);
   process.on('SIGHUP', () => {
     const r = tenants.reload();
     if (r.ok) log.info({ keys: r.keys }, 'key settings reloaded');

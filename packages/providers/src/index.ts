@@ -11,6 +11,7 @@ export {
   createOctopushProvider,
   type OctopushProviderOptions,
   type OctopushSendBody,
+  octopushSenderWarnings,
 } from './octopush/octopush.provider.js';
 export { mapOctopushStatus, OCTOPUSH_PERMANENT_STATUSES } from './octopush/octopush.status-map.js';
 export { type CreateProvidersOptions, createProviders } from './providers.factory.js';

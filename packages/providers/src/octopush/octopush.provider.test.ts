@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import axios from 'axios';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type StubAnswer, silentLog, startStub } from '../stub-server.test-support.js';
-import { createOctopushProvider } from './octopush.provider.js';
+import { createOctopushProvider, octopushSenderWarnings } from './octopush.provider.js';
 
 const fixture = (name: string) => JSON.parse(readFileSync(new URL(`./fixtures/${name}.json`, import.meta.url), 'utf8'));
 
@@ -55,6 +55,20 @@ describe('octopush adapter on the wire', () => {
       await provider.send({ ...sms, sender }, ctx());
     }
     expect(requests.map((r) => JSON.parse(r.body).sender)).toEqual(['ACMESHOP', 'OTP', 'OTP', 'OTP']);
+  });
+
+  it('names the keys whose sender Octopush will not take, for the worker to log', () => {
+    const keys = [
+      { name: 'shop', sender: 'ACMESHOP' },
+      { name: 'spaced', sender: 'My Shop' },
+      { name: 'number', sender: '+15005550006' },
+      { name: 'plain', sender: null },
+    ];
+    expect(octopushSenderWarnings(keys, { sender: 'OTP' })).toEqual([
+      { key: 'spaced', sender: 'My Shop', instead: 'OTP' },
+      { key: 'number', sender: '+15005550006', instead: 'OTP' },
+    ]);
+    expect(octopushSenderWarnings(keys, null)).toEqual([]);
   });
 
   it('treats code 120 (request_id already sent) as accepted, without a second message', async () => {

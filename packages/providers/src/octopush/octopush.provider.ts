@@ -58,9 +58,7 @@ export function createOctopushProvider(
         text: sms.body,
         type: 'sms_premium',
         purpose: 'alert',
-        // a key's own sender that Octopush would refuse (a space, a phone number: fine for Twilio) gives way to
-        // OCTOPUSH_SENDER, rather than failing every send of that key through Octopush
-        sender: sms.sender && OCTOPUSH_SENDER_PATTERN.test(sms.sender) ? sms.sender : cfg.sender,
+        sender: octopushSender(sms.sender, cfg.sender),
         request_id: sms.attemptId,
       };
 
@@ -103,4 +101,27 @@ export function createOctopushProvider(
       throw e;
     },
   };
+}
+
+/**
+ * The sender Octopush is sent: a key's own when Octopush takes it, else OCTOPUSH_SENDER. A key's sender that suits
+ * Twilio (a space, a phone number) would fail every send of that key through Octopush (code 106).
+ */
+export const octopushSender = (keySender: string | null | undefined, configured: string): string =>
+  keySender && OCTOPUSH_SENDER_PATTERN.test(keySender) ? keySender : configured;
+
+/**
+ * The API keys whose own sender Octopush will not take (OCTOPUSH_SENDER goes out instead), for the worker to log
+ * at start and on each reload; none without Octopush.
+ */
+export function octopushSenderWarnings(
+  keys: Iterable<{ readonly name: string; readonly sender: string | null }>,
+  octopush: { readonly sender: string } | null | undefined,
+): { key: string; sender: string; instead: string }[] {
+  if (!octopush) return [];
+  return [...keys].flatMap((k) =>
+    k.sender !== null && octopushSender(k.sender, octopush.sender) !== k.sender
+      ? [{ key: k.name, sender: k.sender, instead: octopush.sender }]
+      : [],
+  );
 }
