@@ -2,14 +2,15 @@ import 'dotenv/config';
 import { deriveKeys, loadConfig, tenantSpendProblems } from '@otp-gateway/core';
 import { tenantTemplateProblems } from '@otp-gateway/providers';
 import {
+  checkRedisNowAndOnReady,
   createOtpService,
   createTenantRegistry,
   guardProcess,
   refuseToStart,
+  STORE_ERRORS_METRIC,
   type TenantRegistry,
 } from '@otp-gateway/service';
 import {
-  checkRedisConfig,
   connectStore,
   createIdempotencyStore,
   createOtpRepo,
@@ -25,7 +26,6 @@ import {
   requestLimits,
   startRedisClock,
   waitReady,
-  watchRedisConfig,
 } from '@otp-gateway/store';
 import { Cluster } from 'ioredis';
 import { Counter } from 'prom-client';
@@ -130,9 +130,7 @@ async function main() {
     else app?.log.error({ problems: r.problems }, 'TENANTS_FILE not reloaded: the settings in force are kept');
   });
   const storeErrors = new Counter({
-    name: 'otp_store_errors_total',
-    help: 'Store errors by source: redis and queue clients outside any command (reconnects failing, ...), request steps answered 503; logged at most every 10 s per source',
-    labelNames: ['source'],
+    ...STORE_ERRORS_METRIC,
     registers: [metrics.registry],
   });
   guardProcess('api', app.log, (source) => storeErrors.inc({ source }));
@@ -142,12 +140,12 @@ async function main() {
       'OTP_ALLOWED_COUNTRIES=* lets codes go to every country: SMS pumping aims at the countries you never serve; list yours',
     );
   }
-  // checked at start, and again whenever the connection is ready anew (a Redis unreachable at start, a failover)
-  const redisCheck = { env: config.env, allowNoAof: config.redisAllowNoAof, log: app.log };
-  const redisAtStart = await checkRedisConfig(redis, { ...redisCheck, readyTimeoutMs: 2000 }).catch((e) =>
-    refuseToStart('api', e),
-  );
-  watchRedisConfig(redis, redisCheck, redisAtStart, (e) => refuseToStart('api', e));
+  await checkRedisNowAndOnReady('api', redis, {
+    env: config.env,
+    allowNoAof: config.redisAllowNoAof,
+    log: app.log,
+    readyTimeoutMs: 2000,
+  });
   // The other connections were opened with the store's: when the store is up, take no send before they are ready
   // too (a send whose job cannot be queued waits for the worker sweep; one whose replica check cannot run is
   // answered 503). When Redis is down the API starts all the same, and answers 503 until it is back.

@@ -1,10 +1,10 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { OTP_ID_PATTERN } from '@otp-gateway/core';
 import { notFound, type OtpService } from '@otp-gateway/service';
 import type { ApiMetrics } from './metrics.js';
 import {
   errors,
   IdParams,
-  OTP_ID_PATTERN,
   OtpReply,
   SendBody,
   SendHeaders,

@@ -1,5 +1,5 @@
 import { Type } from '@fastify/type-provider-typebox';
-import { METADATA_KEY_PATTERN, METADATA_LIMITS } from '@otp-gateway/core';
+import { METADATA_KEY_PATTERN, METADATA_LIMITS, OTP_ID_PATTERN } from '@otp-gateway/core';
 
 /** Request and response schemas: declared once, they drive validation, types and the OpenAPI document. */
 
@@ -17,9 +17,7 @@ export const ErrorBody = Type.Object(
 );
 
 const OTP_ID_EXAMPLE = 'otp_0f1e2d3c4b5a69788796a5b4c3d2e1f0';
-const OtpId = Type.String({ pattern: '^otp_[0-9a-f]{32}$', description: 'OTP id', examples: [OTP_ID_EXAMPLE] });
-/** What an OTP id looks like (the ids the gateway makes). */
-export const OTP_ID_PATTERN = /^otp_[0-9a-f]{32}$/;
+const OtpId = Type.String({ pattern: OTP_ID_PATTERN.source, description: 'OTP id', examples: [OTP_ID_EXAMPLE] });
 const Phone = Type.String({
   minLength: 3,
   maxLength: 32,

@@ -1,14 +1,7 @@
 import 'dotenv/config';
 import { loadConfig } from '@otp-gateway/core';
-import { guardProcess, refuseToStart } from '@otp-gateway/service';
-import {
-  checkRedisConfig,
-  connectStore,
-  createSendGuards,
-  createSendQueues,
-  createStatusEventQueue,
-  watchRedisConfig,
-} from '@otp-gateway/store';
+import { checkRedisNowAndOnReady, guardProcess, refuseToStart, STORE_ERRORS_METRIC } from '@otp-gateway/service';
+import { connectStore, createSendGuards, createSendQueues, createStatusEventQueue } from '@otp-gateway/store';
 import { pino } from 'pino';
 import { Counter } from 'prom-client';
 import { BOARD_PATH, buildDashboard, dashboardLoggerOptions } from './app.js';
@@ -23,12 +16,12 @@ async function main() {
   }
   const log = pino(dashboardLoggerOptions(config));
   const { redis, ks } = connectStore(config, 'request', 'otp-dashboard');
-  // checked at start, and again whenever the connection is ready anew (a Redis unreachable at start, a failover)
-  const redisCheck = { env: config.env, allowNoAof: config.redisAllowNoAof, log: log };
-  const redisAtStart = await checkRedisConfig(redis, { ...redisCheck, readyTimeoutMs: 5000 }).catch((e) =>
-    refuseToStart('dashboard', e),
-  );
-  watchRedisConfig(redis, redisCheck, redisAtStart, (e) => refuseToStart('dashboard', e));
+  await checkRedisNowAndOnReady('dashboard', redis, {
+    env: config.env,
+    allowNoAof: config.redisAllowNoAof,
+    log,
+    readyTimeoutMs: 5000,
+  });
   // Every shard of the send queue, and the status events (failed deliveries shown), on the board and in the metrics.
   const sendQueues = createSendQueues(redis, ks, config.queues);
   const eventQueue = createStatusEventQueue(redis, ks);
@@ -38,9 +31,7 @@ async function main() {
       log.warn({ reason: err instanceof Error ? err.message : String(err) }, 'queue metrics unavailable'),
   });
   const storeErrors = new Counter({
-    name: 'otp_store_errors_total',
-    help: 'Store errors by source: redis and queue clients outside any command (reconnects failing, ...), request steps answered 503; logged at most every 10 s per source',
-    labelNames: ['source'],
+    ...STORE_ERRORS_METRIC,
     registers: [metrics.registry],
   });
   guardProcess('dashboard', log, (source) => storeErrors.inc({ source }));

@@ -1,8 +1,7 @@
 import 'dotenv/config';
 import { loadConfig } from '@otp-gateway/core';
-import { guardProcess, refuseToStart } from '@otp-gateway/service';
+import { checkRedisNowAndOnReady, guardProcess, refuseToStart, STORE_ERRORS_METRIC } from '@otp-gateway/service';
 import {
-  checkRedisConfig,
   circuitSettings,
   connectStore,
   createAddressLimiter,
@@ -13,7 +12,6 @@ import {
   createStatusEventQueue,
   createStatusEvents,
   waitReady,
-  watchRedisConfig,
 } from '@otp-gateway/store';
 import { Counter } from 'prom-client';
 import { buildWebhooks } from './app.js';
@@ -51,18 +49,16 @@ async function main() {
   const app = await buildWebhooks({ config, reports, queues, connections: [redis, queueRedis], metrics, limiter });
   log = app.log;
   const storeErrors = new Counter({
-    name: 'otp_store_errors_total',
-    help: 'Store errors by source: redis and queue clients outside any command (reconnects failing, ...), request steps answered 503; logged at most every 10 s per source',
-    labelNames: ['source'],
+    ...STORE_ERRORS_METRIC,
     registers: [metrics.registry],
   });
   guardProcess('webhooks', app.log, (source) => storeErrors.inc({ source }));
-  // checked at start, and again whenever the connection is ready anew (a Redis unreachable at start, a failover)
-  const redisCheck = { env: config.env, allowNoAof: config.redisAllowNoAof, log: app.log };
-  const redisAtStart = await checkRedisConfig(redis, { ...redisCheck, readyTimeoutMs: 2000 }).catch((e) =>
-    refuseToStart('webhooks', e),
-  );
-  watchRedisConfig(redis, redisCheck, redisAtStart, (e) => refuseToStart('webhooks', e));
+  await checkRedisNowAndOnReady('webhooks', redis, {
+    env: config.env,
+    allowNoAof: config.redisAllowNoAof,
+    log: app.log,
+    readyTimeoutMs: 2000,
+  });
   // as in the API: with the store up, the queues' connection (resends) is ready before the first callback
   if (redis.status === 'ready' && !(await waitReady(queueRedis, 2000))) {
     app.log.warn('the queues connection is not ready: resends are listed, and the worker sweep queues them');

@@ -6,8 +6,15 @@ import {
   TemplateError,
   tenantTemplateProblems,
 } from '@otp-gateway/providers';
-import { createTenantRegistry, guardProcess, refuseToStart, type TenantRegistry } from '@otp-gateway/service';
-import { checkRedisConfig, connectStore, redisAllAnswer, watchRedisConfig } from '@otp-gateway/store';
+import {
+  checkRedisNowAndOnReady,
+  createTenantRegistry,
+  guardProcess,
+  refuseToStart,
+  STORE_ERRORS_METRIC,
+  type TenantRegistry,
+} from '@otp-gateway/service';
+import { connectStore, redisAllAnswer } from '@otp-gateway/store';
 import { pino } from 'pino';
 import { Counter } from 'prom-client';
 import { startHealthServer } from './health.server.js';
@@ -33,12 +40,12 @@ async function main() {
   }
   const log = pino({ level: config.logLevel, base: { app: 'worker', pid: process.pid }, ...logFormat(config) });
   const { redis, ks } = connectStore(config, 'worker', 'otp-worker');
-  // checked at start, and again whenever the connection is ready anew (a Redis unreachable at start, a failover)
-  const redisCheck = { env: config.env, allowNoAof: config.redisAllowNoAof, log: log };
-  const redisAtStart = await checkRedisConfig(redis, { ...redisCheck, readyTimeoutMs: 5000 }).catch((e) =>
-    refuseToStart('worker', e),
-  );
-  watchRedisConfig(redis, redisCheck, redisAtStart, (e) => refuseToStart('worker', e));
+  await checkRedisNowAndOnReady('worker', redis, {
+    env: config.env,
+    allowNoAof: config.redisAllowNoAof,
+    log,
+    readyTimeoutMs: 5000,
+  });
   const scripts = connectStore(config, 'worker', 'otp-worker-scripts').redis;
   const sender = await startSendWorker({ config, redis, scripts, ks, log, tenants });
   const senderWarnings = () => {
@@ -54,9 +61,7 @@ async function main() {
     else log.error({ problems: r.problems }, 'TENANTS_FILE not reloaded: the settings in force are kept');
   });
   const storeErrors = new Counter({
-    name: 'otp_store_errors_total',
-    help: 'Store errors by source: redis and queue clients outside any command (reconnects failing, ...), request steps answered 503; logged at most every 10 s per source',
-    labelNames: ['source'],
+    ...STORE_ERRORS_METRIC,
     registers: [sender.metrics.registry],
   });
   guardProcess('worker', log, (source) => storeErrors.inc({ source }));

@@ -20,15 +20,15 @@ export const RETRY_DELAY_MS = 200;
 /** A value the gateway takes in a header (API key, Idempotency-Key): printable ASCII, no space. */
 const HEADER_SAFE = /^[\x21-\x7E]+$/;
 /** An OTP id as the gateway makes them. */
-const OTP_ID = /^otp_[0-9a-f]{32}$/;
+const isOtpId = (v: unknown): v is string => typeof v === 'string' && /^otp_[0-9a-f]{32}$/.test(v);
 /** The longest timer Node keeps (a longer one fires at once). */
 const MAX_TIMEOUT_MS = 2_147_483_647;
 
-/** What each route answers when it succeeds (a 2xx with another shape is not the gateway's answer). */
-const isSent = (status: number, b: Readonly<Record<string, unknown>>) =>
-  status === 202 && typeof b.id === 'string' && OTP_ID.test(b.id) && typeof b.status === 'string';
-const isView = (status: number, b: Readonly<Record<string, unknown>>) =>
-  status === 200 && typeof b.id === 'string' && OTP_ID.test(b.id) && typeof b.status === 'string';
+/** A route's success with an OTP in its body (a 2xx with another shape is not the gateway's answer). */
+const otpAnswer = (want: number) => (status: number, b: Readonly<Record<string, unknown>>) =>
+  status === want && isOtpId(b.id) && typeof b.status === 'string';
+const isSent = otpAnswer(202);
+const isView = otpAnswer(200);
 
 /** The HTTP statuses under which the gateway refuses a code it checked (or could not find). */
 const REFUSAL_STATUSES = new Set([404, 409, 410, 422, 423, 429]);
@@ -134,12 +134,7 @@ export function createOtpClient(options: OtpClientOptions): OtpClient {
         const ok = successBody<{ id: string }>(
           answer,
           what,
-          (status, b) =>
-            status === 200 &&
-            b.status === 'approved' &&
-            typeof b.id === 'string' &&
-            OTP_ID.test(b.id) &&
-            (body.id === undefined || b.id === body.id),
+          (status, b) => isView(status, b) && b.status === 'approved' && (body.id === undefined || b.id === body.id),
         );
         return { ok: true, id: ok.id, status: 'approved' } satisfies VerifyResult;
       }
@@ -151,7 +146,7 @@ export function createOtpClient(options: OtpClientOptions): OtpClient {
     async get(id) {
       const what = 'GET /v1/otp/{id}';
       // not an id the gateway makes: no such OTP (and `..` or `status` never reach another route)
-      if (typeof id !== 'string' || !OTP_ID.test(id)) {
+      if (!isOtpId(id)) {
         throw new OtpGatewayError({ status: 404, code: 'otp_not_found', message: `${what}: no OTP has this id` });
       }
       return successBody<OtpView>(await call('GET', `/v1/otp/${id}`, what), what, isView);

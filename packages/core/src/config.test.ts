@@ -12,6 +12,13 @@ const TWILIO_ENV = {
   TWILIO_AUTH_TOKEN: 'token',
   TWILIO_FROM: '+15005550006',
 };
+/** The same, with Octopush as its one provider. */
+const OCTOPUSH_ENV = {
+  ...API_ENV,
+  SMS_PROVIDERS: 'octopush',
+  OCTOPUSH_API_KEY: 'k',
+  OCTOPUSH_API_LOGIN: 'me@example.com',
+};
 
 function problems(env: NodeJS.ProcessEnv, app: Parameters<typeof loadConfig>[1] = 'api'): readonly string[] {
   try {
@@ -245,12 +252,7 @@ describe('Redis connection modes', () => {
   });
 
   it('regression: refuses an OCTOPUSH_SENDER Octopush would refuse (every send through it failed, code 106)', () => {
-    const env = {
-      ...API_ENV,
-      SMS_PROVIDERS: 'octopush',
-      OCTOPUSH_API_KEY: 'k',
-      OCTOPUSH_API_LOGIN: 'me@example.com',
-    };
+    const env = OCTOPUSH_ENV;
     expect(problems({ ...env, OCTOPUSH_SENDER: 'My Shop' }, 'worker')).toEqual([
       'OCTOPUSH_SENDER must be 3 to 11 letters or digits, without spaces (got "My Shop")',
     ]);

@@ -1,4 +1,12 @@
-import { type ErrorSource, rateLimitedErrorSink, setStoreErrorSink } from '@otp-gateway/store';
+import {
+  checkRedisConfig,
+  type ErrorSource,
+  type RedisCheckLog,
+  type RedisClient,
+  rateLimitedErrorSink,
+  setStoreErrorSink,
+  watchRedisConfig,
+} from '@otp-gateway/store';
 
 /**
  * For a process's entry point: a configuration the process must not run with (ConfigError from loadConfig,
@@ -38,3 +46,33 @@ export function guardProcess(app: string, log: GuardLog, countStoreError: (sourc
   process.on('unhandledRejection', die('unhandled rejection'));
   process.on('uncaughtException', die('uncaught exception'));
 }
+
+/**
+ * For a process's entry point: the Redis configuration (noeviction, AOF) checked now, a refusal ending the process
+ * (refuseToStart), and again whenever the connection is ready anew (watchRedisConfig: a Redis unreachable now, a
+ * reconnect, a failover).
+ */
+export async function checkRedisNowAndOnReady(
+  app: string,
+  redis: RedisClient,
+  opts: {
+    env: 'development' | 'production' | 'test';
+    allowNoAof: boolean;
+    log: RedisCheckLog & GuardLog;
+    readyTimeoutMs: number;
+  },
+): Promise<void> {
+  const { readyTimeoutMs, ...check } = opts;
+  const atStart = await checkRedisConfig(redis, { ...check, readyTimeoutMs }).catch((e) => refuseToStart(app, e));
+  watchRedisConfig(redis, check, atStart, (e) => refuseToStart(app, e));
+}
+
+/**
+ * The process's `otp_store_errors_total{source}` (what guardProcess's `countStoreError` counts), for a prom-client
+ * Counter: `new Counter({ ...STORE_ERRORS_METRIC, registers })`.
+ */
+export const STORE_ERRORS_METRIC = Object.freeze({
+  name: 'otp_store_errors_total',
+  help: 'Store errors by source: redis and queue clients outside any command (reconnects failing, ...), request steps answered 503; logged at most every 10 s per source',
+  labelNames: ['source'] as const,
+});
