@@ -69,6 +69,11 @@ describe('delivery tracking', () => {
     expect(otp.attempts).toEqual([
       expect.objectContaining({ provider: 'twilio', outcome: 'delivered', providerStatus: 'delivered' }),
     ]);
+    // the StatusCallback named the attempt: the worker indexed no message id, the callbacks app looked none up
+    const sid = otp.attempts[0].messageId;
+    expect(sid).toMatch(/^SM/);
+    const msg = messageKeys(stack.store.ks, 'twilio', sid);
+    expect(await stack.redis.exists(msg.index, msg.early)).toBe(0);
     const status = await fetch(`${stack.apiUrl}/v1/otp/status?phoneNumber=${encodeURIComponent(to)}`, {
       headers: { authorization: `Bearer ${(stack.env.API_KEYS ?? '').split(':')[1]}` },
     });

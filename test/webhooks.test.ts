@@ -74,8 +74,9 @@ const statusParams = (messageId: string, status: string, extra: Record<string, s
   ...extra,
 });
 
-async function twilioPost(params: Record<string, string>, signature: string | null) {
-  const res = await fetch(`${base}/webhooks/twilio/status`, {
+/** `query`: what the worker's StatusCallback adds (`?otp=&attempt=`); Twilio signs the URL with it. */
+async function twilioPost(params: Record<string, string>, signature: string | null, query = '') {
+  const res = await fetch(`${base}/webhooks/twilio/status${query}`, {
     method: 'POST',
     headers: {
       'content-type': 'application/x-www-form-urlencoded',
@@ -150,6 +151,61 @@ describe('Twilio status callbacks', () => {
     const job = await fixtures.queues.forOtp(o.id).getJob(resendJobId(o.id, 1));
     expect(job?.name).toBe('resend');
     expect(job?.data).toEqual({ otpId: o.id, after: 1 });
+  });
+});
+
+describe("Twilio status callbacks that name their attempt (the worker's StatusCallback)", () => {
+  const query = (id: string, attempt = 1) => `?otp=${id}&attempt=${attempt}`;
+
+  it('apply to the attempt the signed URL names, with no message index entry', async () => {
+    const messageId = `SM${String(++n).padStart(32, '0')}`;
+    const o = await fixtures.accepted('twilio', messageId, { phoneNumber: '+33612345678', named: true });
+    expect(await store.redis.exists(messageKeys(store.ks, 'twilio', messageId).index)).toBe(0);
+    const params = statusParams(messageId, 'delivered');
+    const q = query(o.id);
+    expect((await twilioPost(params, sign(params, TWILIO_TOKEN, TWILIO_URL + q), q)).status).toBe(200);
+    expect(await otp(o.id)).toMatchObject({ ds: 'delivered', 'a1.o': 'delivered', 'a1.s': 'delivered' });
+    expect(await store.redis.exists(messageKeys(store.ks, 'twilio', messageId).early)).toBe(0);
+  });
+
+  it('the query is signed: a report signed for one attempt and posted naming another is refused 403', async () => {
+    const messageId = `SM${String(++n).padStart(32, '0')}`;
+    const o = await fixtures.accepted('twilio', messageId, { phoneNumber: '+33612345678', named: true });
+    const before = await otp(o.id);
+    const params = statusParams(messageId, 'undelivered', { ErrorCode: '30003' });
+    const signature = sign(params, TWILIO_TOKEN, TWILIO_URL + query(o.id, 1));
+    for (const q of [query(o.id, 2), '', `?otp=${o.id}`]) {
+      const res = await twilioPost(params, signature, q);
+      expect(res.status).toBe(403);
+      expect(res.body.error.code).toBe('invalid_signature');
+    }
+    expect(await otp(o.id)).toEqual(before);
+  });
+
+  it('a report that beats the worker is kept on its attempt (200) until the acceptance takes it', async () => {
+    const o = await fixtures.sending('twilio', { phoneNumber: '+33612345678' });
+    const messageId = `SM${String(++n).padStart(32, '0')}`;
+    const params = statusParams(messageId, 'delivered');
+    const q = query(o.id);
+    expect((await twilioPost(params, sign(params, TWILIO_TOKEN, TWILIO_URL + q), q)).status).toBe(200);
+    expect(await otp(o.id)).toMatchObject({ 'a1.o': 'sending', 'a1.er': expect.stringContaining(messageId) });
+    const early = await fixtures.delivery.accepted(o.id, 1, 'twilio', {
+      messageId,
+      providerStatus: 'queued',
+      hadFailures: false,
+      reportsNameAttempt: true,
+    });
+    expect(early).toHaveLength(1);
+    expect(JSON.parse(early[0] ?? '{}')).toMatchObject({ provider: 'twilio', messageId, status: 'delivered' });
+    expect(await otp(o.id)).not.toHaveProperty('a1.er');
+  });
+
+  it('a signed query that names nothing usable falls back to the message index', async () => {
+    const o = await acceptedOtp();
+    const params = statusParams(o.messageId, 'delivered');
+    const q = '?otp=not-an-otp&attempt=1';
+    expect((await twilioPost(params, sign(params, TWILIO_TOKEN, TWILIO_URL + q), q)).status).toBe(200);
+    expect((await otp(o.id)).ds).toBe('delivered');
   });
 });
 

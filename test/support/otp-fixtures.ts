@@ -34,12 +34,17 @@ export interface OtpFixtures {
     /** The code length recorded on the OTP (its code is 123456 whatever it says). */
     codeLength?: number;
   }): Promise<{ id: string; exp: number }>;
-  /** A pending OTP whose attempt 1 went out through `provider` as `messageId`. */
+  /**
+   * A pending OTP whose attempt 1 went out through `provider` as `messageId`. `named`: its reports name the attempt
+   * (Twilio's StatusCallback does), so the message is not indexed.
+   */
   accepted(
     provider: ProviderId,
     messageId: string,
-    opts?: { phoneNumber?: string; ttlMs?: number; receiptAfterMs?: number },
+    opts?: { phoneNumber?: string; ttlMs?: number; receiptAfterMs?: number; named?: boolean },
   ): Promise<{ id: string; exp: number }>;
+  /** A pending OTP whose attempt 1 is being sent through `provider` (started, its message not recorded yet). */
+  sending(provider: ProviderId, opts?: { phoneNumber?: string }): Promise<{ id: string; exp: number }>;
   /** The OTP's hash as stored. */
   record(id: string): Promise<Record<string, string>>;
   /** Checks the OTP's right code, as its user would: it ends approved. */
@@ -119,7 +124,18 @@ export function otpFixtures(
       const d = o.receiptAfterMs === undefined ? delivery : deliveryWith(o.receiptAfterMs);
       const begun = await d.begin(otp.id, [provider], 5000);
       if (begun.kind !== 'go') throw new Error(`fixture OTP not begun: ${JSON.stringify(begun)}`);
-      await d.accepted(otp.id, begun.attempt, provider, { messageId, providerStatus: 'queued', hadFailures: false });
+      await d.accepted(otp.id, begun.attempt, provider, {
+        messageId,
+        providerStatus: 'queued',
+        hadFailures: false,
+        ...(o.named ? { reportsNameAttempt: true } : {}),
+      });
+      return otp;
+    },
+    async sending(provider, o = {}) {
+      const otp = await created(o);
+      const begun = await delivery.begin(otp.id, [provider], 5000);
+      if (begun.kind !== 'go') throw new Error(`fixture OTP not begun: ${JSON.stringify(begun)}`);
       return otp;
     },
     record: (id) => redis.hgetall(otpKeys(ks, id).otp),

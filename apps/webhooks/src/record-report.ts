@@ -2,6 +2,7 @@ import {
   type ApplyResult,
   type DeliveryReport,
   enqueueResend,
+  type MessageRef,
   type ReportRepo,
   retryWhileStoreAway,
   type SendQueues,
@@ -43,13 +44,18 @@ export const recordPatience = (
 });
 
 /** Tries `apply` again while the store is away, within `patience`; counted as waiting from its first retry. */
-async function applyPatiently(deps: RecordDeps, report: DeliveryReport, log: FastifyBaseLogger): Promise<ApplyResult> {
+async function applyPatiently(
+  deps: RecordDeps,
+  report: DeliveryReport,
+  named: MessageRef | undefined,
+  log: FastifyBaseLogger,
+): Promise<ApplyResult> {
   const patience = deps.patience;
-  if (!patience) return deps.reports.apply(report);
+  if (!patience) return deps.reports.apply(report, named);
   let counted = false;
   try {
     return await retryWhileStoreAway(
-      () => deps.reports.apply(report),
+      () => deps.reports.apply(report, named),
       patience.waitsMs,
       (err, wait) => {
         if (!counted) {
@@ -70,9 +76,10 @@ async function applyPatiently(deps: RecordDeps, report: DeliveryReport, log: Fas
 }
 
 /**
- * Records one authentic report: the message lookup and the OTP's update (two round trips in two slots), plus one
- * enqueue when the message that counted was not delivered and the OTP can still go out through another provider.
- * Returns 'error' when Redis still fails after the waits of `patience` (the caller answers 503) and never throws.
+ * Records one authentic report: the message lookup and the OTP's update (two round trips in two slots; one when
+ * the callback `named` its attempt), plus one enqueue when the message that counted was not delivered and the OTP
+ * can still go out through another provider. Returns 'error' when Redis still fails after the waits of `patience`
+ * (the caller answers 503) and never throws.
  *
  * A report applied (or that changed nothing) writes no line of its own: its fields go to `note`, for the request's
  * one log line (see request-log.ts). Every other outcome is logged here.
@@ -82,6 +89,7 @@ export async function recordReport(
   report: DeliveryReport,
   log: FastifyBaseLogger,
   note: (fields: Record<string, unknown>) => void,
+  named?: MessageRef,
 ): Promise<CallbackResult> {
   const { provider } = report;
   const stop = deps.metrics.applySeconds.startTimer({ provider });
@@ -92,7 +100,7 @@ export async function recordReport(
     providerStatus: report.providerStatus,
   };
   try {
-    const res = await applyPatiently(deps, report, log);
+    const res = await applyPatiently(deps, report, named, log);
     if (res.kind === 'dropped') {
       log.warn(fields, 'delivery report dropped: early reports are at their cap (unknown message ids)');
       return 'dropped';

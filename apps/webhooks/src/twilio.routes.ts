@@ -1,3 +1,4 @@
+import { attemptOfStatusCallback } from '@otp-gateway/providers';
 import type { DeliveryReport } from '@otp-gateway/store';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import twilio from 'twilio';
@@ -42,7 +43,9 @@ export const TWILIO_STATUS_SCHEMA = {
 /**
  * `POST /webhooks/twilio/status`: Twilio's form-encoded status callback. The `X-Twilio-Signature` is checked with
  * the twilio library over the public URL Twilio called and every parameter it sent (unknown ones included);
- * a missing or wrong signature is 403 and changes nothing. An authentic report answers 200 whatever it did.
+ * a missing or wrong signature is 403 and changes nothing. An authentic report answers 200 whatever it did. The
+ * URL's query names the OTP attempt the message counts as (`?otp=&attempt=`, the worker's statusCallbackFor);
+ * without it (a message sent before the gateway named attempts) the message index finds the attempt.
  */
 export async function twilioRoutes(app: FastifyInstance, opts: TwilioRoutesOptions): Promise<void> {
   const { authToken, publicBaseUrl, metrics } = opts;
@@ -91,7 +94,9 @@ export async function twilioRoutes(app: FastifyInstance, opts: TwilioRoutesOptio
         at: Date.now(),
         phoneNumber: str(params.To),
       };
-      const result = await recordReport(opts, report, req.log, (fields) => noteForLog(req, fields));
+      // the attempt the worker put in the StatusCallback URL (signed with it), if any; else the message index finds it
+      const named = attemptOfStatusCallback(req.query) ?? undefined;
+      const result = await recordReport(opts, report, req.log, (fields) => noteForLog(req, fields), named);
       metrics.received.inc({ provider: 'twilio', result });
       if (result === 'error') return refuse(reply, 503, 'store_unavailable', 'the report could not be recorded');
       return reply.code(200).send();

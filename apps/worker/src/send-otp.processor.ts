@@ -14,6 +14,7 @@ import { type OtpTemplates, renderOtpMessage } from '@otp-gateway/providers';
 import {
   type BeginOutcome,
   type DeliveryRepo,
+  type MessageRef,
   MIN_RESEND_LIFE_MS,
   MIN_SEND_LIFE_MS,
   retryWhileStoreAway,
@@ -46,8 +47,8 @@ export interface SendProcessorDeps {
   readonly metrics: WorkerMetrics;
   /** Aborted when the worker must stop: in-flight provider calls end. */
   readonly shutdown: AbortSignal;
-  /** Applies delivery reports that arrived before the message id was recorded. */
-  readonly applyEarlyReports?: (reports: string[], log: Logger) => Promise<void>;
+  /** Applies to attempt `ref` the delivery reports that arrived before its message was recorded. */
+  readonly applyEarlyReports?: (reports: string[], ref: MessageRef, log: Logger) => Promise<void>;
   /** The templates of an API key's messages; by default the built-in ones (renderOtpMessage). */
   readonly templatesFor?: (keyName: string) => OtpTemplates;
   /** An API key's own SMS sender (TENANTS_FILE), or null for the provider's configured one. */
@@ -192,6 +193,7 @@ export function createSendProcessor(deps: SendProcessorDeps) {
         hadFailures: go.hadFailures,
         cost,
         costAfterMs: askLater,
+        reportsNameAttempt: res.reportsNameAttempt === true,
       },
       (step) =>
         retryWhileStoreAway(step, RECORD_RETRY_MS, (err, wait) => {
@@ -209,7 +211,7 @@ export function createSendProcessor(deps: SendProcessorDeps) {
     if (early.length > 0 && deps.applyEarlyReports) {
       // reports that came before the message was recorded; one not applied now is not applied later
       await deps
-        .applyEarlyReports(early, log)
+        .applyEarlyReports(early, { otpId, attempt }, log)
         .catch((err: unknown) =>
           log.error({ err: { message: String(err) }, reports: early.length }, 'early delivery reports not applied'),
         );
@@ -242,6 +244,7 @@ export function createSendProcessor(deps: SendProcessorDeps) {
         {
           otpId,
           attemptId: `${otpId}-${requestAttempt}`,
+          attempt,
           to: otp.phoneNumber,
           body,
           expiresAt: otp.expiresAt,

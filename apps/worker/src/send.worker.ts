@@ -21,6 +21,7 @@ import {
   createStatusEvents,
   enqueueResend,
   type Keyspace,
+  type MessageRef,
   type ProviderRoutes,
   parseDeliveryReport,
   type RedisClient,
@@ -137,11 +138,13 @@ export async function startSendWorker(deps: SendWorkerDeps): Promise<SendWorker>
   const metrics = deps.metrics ?? createWorkerMetrics(() => circuits.states(config.providers.order));
   const queues = createSendQueues(redis, ks, config.queues);
   const reports = createReportRepo({ redis: scripts, ks, messages, circuits, events, onEventError });
-  const applyEarlyReports = async (raw: string[], jobLog: Logger) => {
+  // each report applies to the attempt that was just recorded (its message's: the ACCEPT step or the message
+  // index handed it over), so the index is not looked up again
+  const applyEarlyReports = async (raw: string[], ref: MessageRef, jobLog: Logger) => {
     for (const json of raw) {
       const report = parseDeliveryReport(json);
       if (!report) continue;
-      const r = await reports.apply(report);
+      const r = await reports.apply(report, ref);
       jobLog.info(
         { provider: report.provider, status: report.status, result: r.kind },
         'early delivery report applied',

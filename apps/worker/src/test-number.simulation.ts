@@ -1,5 +1,5 @@
 import type { Logger } from '@otp-gateway/core';
-import type { BeginOutcome, DeliveryRepo } from '@otp-gateway/store';
+import type { BeginOutcome, DeliveryRepo, MessageRef } from '@otp-gateway/store';
 import type { WorkerMetrics } from './metrics.js';
 
 type Go = Extract<BeginOutcome, { kind: 'go' }>;
@@ -9,7 +9,7 @@ export interface TestNumberDeps {
   readonly delivery: Pick<DeliveryRepo, 'accepted'>;
   readonly metrics: WorkerMetrics;
   /** Applies delivery reports as the callbacks app would (here: the simulated one). */
-  readonly applyEarlyReports?: (reports: string[], log: Logger) => Promise<void>;
+  readonly applyEarlyReports?: (reports: string[], ref: MessageRef, log: Logger) => Promise<void>;
   readonly now: () => number;
 }
 
@@ -23,7 +23,13 @@ export function createTestNumberSimulation(deps: TestNumberDeps) {
   return async (otpId: string, go: Go, outcome: TestOutcome, log: Logger): Promise<void> => {
     const { attempt, provider: providerId, otp } = go;
     const messageId = `test-${otpId}-${attempt}`;
-    await delivery.accepted(otpId, attempt, providerId, { messageId, providerStatus: 'test', hadFailures: false });
+    // no provider will report on it: its simulated report below names the attempt, so the message is not indexed
+    await delivery.accepted(otpId, attempt, providerId, {
+      messageId,
+      providerStatus: 'test',
+      hadFailures: false,
+      reportsNameAttempt: true,
+    });
     metrics.funnel.inc({ stage: 'sent', provider: 'test', cc: otp.callingCode });
     metrics.testSends.inc({ outcome });
     const status =
@@ -38,7 +44,7 @@ export function createTestNumberSimulation(deps: TestNumberDeps) {
         errorCode: status === 'undelivered' ? 'test' : null,
         at: now(),
       };
-      await deps.applyEarlyReports([JSON.stringify(report)], log);
+      await deps.applyEarlyReports([JSON.stringify(report)], { otpId, attempt }, log);
     }
   };
 }

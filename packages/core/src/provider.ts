@@ -13,6 +13,11 @@ export interface OutboundSms {
   readonly otpId: string;
   /** Unique per attempt (otpId:attemptNo): providers that support it use it to make a repeated call harmless. */
   readonly attemptId: string;
+  /**
+   * The attempt the gateway counts this message as (the one its delivery reports land on). It differs from
+   * `attemptId`'s number when an interrupted attempt is resumed under its request id.
+   */
+  readonly attempt: number;
   /** E.164 */
   readonly to: string;
   readonly body: string;
@@ -33,6 +38,11 @@ export interface SendResult {
   readonly providerStatus?: string;
   /** What the provider says the message cost, when its answer says it (Octopush `total_cost`, Twilio `price`). */
   readonly cost?: SmsCost;
+  /**
+   * The message's delivery reports will name its OTP and attempt (Twilio's StatusCallback URL carries them), so
+   * the gateway need not index its message id to find where they belong.
+   */
+  readonly reportsNameAttempt?: boolean;
 }
 
 /** A message's cost: an amount in a currency (ISO 4217). */

@@ -40,6 +40,7 @@ function sms(over: Partial<OutboundSms> = {}): OutboundSms {
   return {
     otpId: `otp-contract-${seq}`,
     attemptId: `otp-contract-${seq}:1`,
+    attempt: 1,
     to: '+33612345678',
     body: `Your verification code is ${code}. It expires in 10 minutes.`,
     expiresAt: Date.now() + 600_000,

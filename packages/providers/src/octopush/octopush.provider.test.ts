@@ -17,6 +17,7 @@ async function setup(answer: StubAnswer, http?: ReturnType<typeof axios.create>)
 const sms = {
   otpId: 'o1',
   attemptId: 'o1:1',
+  attempt: 1,
   to: '+33612345678',
   body: 'Votre code est 123456',
   expiresAt: Date.now() + 600_000,

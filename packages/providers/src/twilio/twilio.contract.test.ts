@@ -40,6 +40,7 @@ describe('twilio: the price, asked after the send', () => {
         {
           otpId: 'o1',
           attemptId: 'o1:1',
+          attempt: 1,
           to: '+4915112345678',
           body: 'Your code is 123456',
           expiresAt: Date.now() + 60_000,

@@ -35,6 +35,7 @@ async function setup(
 const sms = {
   otpId: 'o1',
   attemptId: 'o1:1',
+  attempt: 1,
   to: '+33612345678',
   body: 'Your code is 123456',
   expiresAt: Date.now() + 600_000,
@@ -54,8 +55,13 @@ describe('twilio adapter on the wire', () => {
       {},
       'https://otp.example.com/webhooks/twilio/status',
     );
-    const result = await provider.send(sms, ctx());
-    expect(result).toEqual({ messageId: 'SM3f9a1c0de2b44a7c9e8d5b6a7f201c4e', providerStatus: 'queued' });
+    const result = await provider.send({ ...sms, attempt: 3 }, ctx());
+    // the StatusCallback names the OTP and the attempt, so its reports need no message index
+    expect(result).toEqual({
+      messageId: 'SM3f9a1c0de2b44a7c9e8d5b6a7f201c4e',
+      providerStatus: 'queued',
+      reportsNameAttempt: true,
+    });
     const [req] = requests;
     expect(req?.method).toBe('POST');
     expect(req?.url).toBe(`/2010-04-01/Accounts/${SID}/Messages.json`);
@@ -66,7 +72,7 @@ describe('twilio adapter on the wire', () => {
       To: '+33612345678',
       From: '+15005550006',
       Body: 'Your code is 123456',
-      StatusCallback: 'https://otp.example.com/webhooks/twilio/status',
+      StatusCallback: 'https://otp.example.com/webhooks/twilio/status?otp=o1&attempt=3',
     });
     expect(Number(form.ValidityPeriod)).toBeGreaterThanOrEqual(598);
     expect(Number(form.ValidityPeriod)).toBeLessThanOrEqual(600);
@@ -78,11 +84,13 @@ describe('twilio adapter on the wire', () => {
       { status: 201, body: fixture('message-created') },
       { messagingServiceSid: mss },
     );
-    await provider.send(sms, ctx());
+    const result = await provider.send(sms, ctx());
     const form = Object.fromEntries(new URLSearchParams(requests[0]?.body));
     expect(form.MessagingServiceSid).toBe(mss);
     expect(form).not.toHaveProperty('From');
     expect(form).not.toHaveProperty('StatusCallback');
+    // reports (if any: the messaging service's own callback) come without the attempt: the index must find them
+    expect(result).not.toHaveProperty('reportsNameAttempt');
   });
 
   it('throws a ProviderError from a recorded error answer, with Retry-After', async () => {

@@ -9,11 +9,15 @@ import {
 } from '@otp-gateway/core';
 import twilio from 'twilio';
 import { abortedError, sendSignals } from '../http.errors.js';
+import { statusCallbackFor } from './twilio.callback-url.js';
 import { classifyTwilioFailure } from './twilio.errors.js';
 import { callHandoff, createTwilioHttpClient, type TwilioCallScope } from './twilio.http-client.js';
 
 export interface TwilioProviderOptions {
-  /** Twilio's StatusCallback URL (`${PUBLIC_WEBHOOK_BASE_URL}/webhooks/twilio/status`); none when null. */
+  /**
+   * Twilio's StatusCallback URL (`${PUBLIC_WEBHOOK_BASE_URL}/webhooks/twilio/status`); none when null. Each send
+   * adds its OTP and attempt to it (statusCallbackFor).
+   */
   statusCallbackUrl?: string | null;
   /** Deadline of one send, connection to answer (the library's own default is 30 s). */
   timeoutMs: number;
@@ -67,7 +71,9 @@ export function createTwilioProvider(cfg: TwilioConfig, opts: TwilioProviderOpti
             to: sms.to,
             ...(sms.sender ? { from: sms.sender } : sender),
             body: sms.body,
-            ...(opts.statusCallbackUrl ? { statusCallback: opts.statusCallbackUrl } : {}),
+            ...(opts.statusCallbackUrl
+              ? { statusCallback: statusCallbackFor(opts.statusCallbackUrl, sms.otpId, sms.attempt) }
+              : {}),
             validityPeriod: validityPeriodSeconds(sms.expiresAt),
           }),
         );
@@ -78,9 +84,12 @@ export function createTwilioProvider(cfg: TwilioConfig, opts: TwilioProviderOpti
         }
         // Twilio gives the price once it is known, usually not yet in the create answer (then: `cost` below)
         const cost = priceOf(message);
-        return cost
-          ? { messageId: message.sid, providerStatus: message.status, cost }
-          : { messageId: message.sid, providerStatus: message.status };
+        return {
+          messageId: message.sid,
+          providerStatus: message.status,
+          ...(cost ? { cost } : {}),
+          ...(opts.statusCallbackUrl ? { reportsNameAttempt: true } : {}),
+        };
       } catch (err) {
         const e = isProviderError(err) ? err : classifyTwilioFailure(err, signals, current.response);
         log.debug({ provider: 'twilio', to: maskPhone(sms.to), kind: e.kind, code: e.code }, 'sms refused by provider');

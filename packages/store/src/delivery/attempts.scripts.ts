@@ -148,7 +148,7 @@ return start_attempt(K.otp, K.due, A.id, tonumber(A.attempts), A.provider, o[5],
 
 export const ACCEPT = defineScript({
   name: 'otpAccept',
-  doc: 'a provider accepted attempt n: it counts now; its receipt is awaited (due set) when receipts are expected; listed=1: publish otp.sent',
+  doc: 'a provider accepted attempt n: it counts now; its receipt is awaited (due set) when receipts are expected; listed=1: publish otp.sent; early: the reports that named it before (one a line)',
   keys: ['otp', 'due'],
   args: [
     'now',
@@ -170,6 +170,9 @@ local n = A.attempt
 -- a record gone meanwhile (its retention ran out) is not brought back as a partial hash without a TTL
 local o = redis.call('HMGET', K.otp, F.ds, F.exp, F.na, F.acc)
 if not o[2] then return {'gone'} end
+-- reports that named this attempt before its message was recorded (report.script.ts): the worker applies them now
+local early = redis.call('HGET', K.otp, af(n, AF.early)) or ''
+if early ~= '' then redis.call('HDEL', K.otp, af(n, AF.early)) end
 redis.call('HSET', K.otp, af(n, AF.outcome), 'accepted', af(n, AF.messageId), A.messageId,
   af(n, AF.providerStatus), A.providerStatus, af(n, AF.updatedAt), now, F.sent, n)
 -- no job needs to look after it any more (the receipt check below does, when it counts)
@@ -182,7 +185,7 @@ if tonumber(A.costAfterMs) > 0 then redis.call('ZADD', K.due, now + tonumber(A.c
 if o[3] == n then redis.call('HSET', K.otp, F.lease, 0) end
 -- an earlier message was reported delivered while this one was on its way (a late receipt after the resend began):
 -- that one keeps counting, and this one needs no receipt check (its report still lands on its attempt)
-if o[4] and o[4] ~= '' and o[4] ~= n and o[1] == 'delivered' then return {'ok', 'listed', 0} end
+if o[4] and o[4] ~= '' and o[4] ~= n and o[1] == 'delivered' then return {'ok', 'listed', 0, 'early', early} end
 redis.call('HSET', K.otp, F.acc, n, F.provider, A.provider)
 if o[1] ~= 'sent' and o[1] ~= 'delivered' then redis.call('HSET', K.otp, F.ds, 'sent') end
 -- listed: status events are on for this OTP, and the worker publishes 'sent' (nothing to publish otherwise)
@@ -194,7 +197,7 @@ if tonumber(A.receiptAfterMs) > 0 and tonumber(o[2] or '0') - due > tonumber(A.m
   and not redis.call('HGET', K.otp, F.test) then
   redis.call('ZADD', K.due, due, DUE_RECEIPT .. A.id .. ':' .. n)
 end
-return {'ok', 'listed', listed}
+return {'ok', 'listed', listed, 'early', early}
 `,
 });
 

@@ -81,11 +81,12 @@ export interface DeliveryRepo {
     resendAfter?: number,
   ): Promise<BeginOutcome>;
   /**
-   * A provider accepted attempt n. Returns the delivery reports that arrived before (JSON), to apply now.
-   * `costAfterMs` > 0: the provider tells the cost later; the sweep queues the attempt's cost job that long after.
-   * `retry` runs each of its two steps (the OTP's record, then the message index), so that a step the store
-   * refused is tried again without repeating one that succeeded; by default each runs once. The provider's
-   * circuit hears of the success at best effort.
+   * A provider accepted attempt n. Returns the delivery reports that arrived before (JSON), to apply now to this
+   * attempt. `costAfterMs` > 0: the provider tells the cost later; the sweep queues the attempt's cost job that
+   * long after. `reportsNameAttempt`: the message's reports will name the attempt (Twilio's StatusCallback), so its
+   * id is not recorded in the message index. `retry` runs each of the two steps (the OTP's record, then the
+   * message index) so that a step the store refused is tried again without repeating one that succeeded; by
+   * default each runs once. The provider's circuit hears of the success at best effort.
    */
   accepted(
     otpId: string,
@@ -97,6 +98,7 @@ export interface DeliveryRepo {
       hadFailures: boolean;
       cost?: SmsCost | null;
       costAfterMs?: number;
+      reportsNameAttempt?: boolean;
     },
     retry?: StepRetry,
   ): Promise<string[]>;
@@ -208,17 +210,21 @@ export function createDeliveryRepo(
           costAfterMs: result.costAfterMs ?? 0,
         }),
       );
-      // Recorded on the OTP first: a report can only find the attempt once it counts (so none can land between
+      // Reports that named the attempt came to the OTP's record (report.script.ts), and ACCEPT took them.
+      const named = acc.early ? String(acc.early).split('\n') : [];
+      // Indexed after the OTP's record: a report can only find the attempt once it counts (so none can land between
       // two tries of the step above). A crash between the two leaves the message unindexed: its reports wait
       // unapplied, and the receipt check resends in time.
-      const [early] = await Promise.all([
-        retry(() => messages.record(provider, result.messageId, { otpId, attempt }, settings.messageTtlMs)),
+      const [indexed] = await Promise.all([
+        result.reportsNameAttempt
+          ? []
+          : retry(() => messages.record(provider, result.messageId, { otpId, attempt }, settings.messageTtlMs)),
         // a success forgets the provider's failures: when the pick saw some; a trusted send's, at most every 50 ms.
         // Missed (the circuits' master away), the provider keeps its failures a little longer: nothing is lost.
         result.hadFailures ? circuits.success(provider).catch(() => undefined) : circuits.trustedSuccess(provider),
         acc.listed === '1' ? publishQuietly(deps.events, otpId, 'sent', attempt, deps.onEventError) : undefined,
       ]);
-      return early;
+      return named.length > 0 ? [...named, ...indexed] : indexed;
     },
 
     async costKnown(otpId, attempt, cost) {

@@ -8,7 +8,10 @@ const RANK_TABLE = `local RANK = {${Object.entries(DELIVERY_RANK)
   .join(', ')}}`;
 
 /**
- * Apply one delivery report to attempt n (found through the message index). Each attempt keeps its own last
+ * Apply one delivery report to attempt n (named by the report's callback, or found through the message index).
+ * When the callback named it (`named`) and the attempt is still `sending`, its message not recorded yet (the report
+ * beat the worker), the report is kept on the attempt (at most `cap`) and the acceptance hands it to the worker
+ * (ACCEPT): `deferred`, or `dropped` past the cap. Each attempt keeps its own last
  * delivery status (`d`, absent: inferred from its outcome) that only moves forward by DELIVERY_RANK; a report that
  * does not move it changes nothing. When it moves: the provider status, the time and the error code are recorded,
  * and the outcome moves from sending/accepted to accepted or to the final outcome (an attempt the worker already
@@ -33,6 +36,9 @@ export const APPLY_REPORT = defineScript({
     'phoneNumber',
     'minLifeMs',
     'sweepAfterMs',
+    'named',
+    'report',
+    'cap',
   ],
   lib: `${DELIVERY_LUA}${RANK_TABLE}`,
   body: `
@@ -42,6 +48,16 @@ local o = redis.call('HMGET', K.otp, F.status, F.exp, F.acc, F.ds, af(n, AF.outc
   af(n, AF.delivery), F.sealed, F.cc, af(n, AF.provider), F.phone)
 if not o[1] then return {'ignored', 'reason', 'unknown_otp'} end
 if not o[5] or (o[6] and o[6] ~= A.messageId) then return {'ignored', 'reason', 'stale'} end
+if not o[6] and A.named == '1' then
+  -- the attempt's message is not recorded: kept for the acceptance while it is being sent, stale otherwise
+  if o[5] ~= 'sending' then return {'ignored', 'reason', 'stale'} end
+  local field, LF = af(n, AF.early), string.char(10)
+  local kept = redis.call('HGET', K.otp, field)
+  local count = kept and select(2, string.gsub(kept, LF, '')) + 1 or 0
+  if count >= tonumber(A.cap) then return {'dropped'} end
+  redis.call('HSET', K.otp, field, kept and (kept .. LF .. A.report) or A.report)
+  return {'deferred'}
+end
 -- a report that names a recipient must name this OTP's (with or without the leading +)
 if A.phoneNumber ~= '' and string.gsub(A.phoneNumber, '^%+', '') ~= string.gsub(o[11] or '', '^%+', '') then
   return {'ignored', 'reason', 'number_mismatch'}

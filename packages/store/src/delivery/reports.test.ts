@@ -5,7 +5,7 @@ import { closeRedisClients, type IsolatedStore, isolatedRedis, keysUnder } from 
 import { ATTEMPT_FIELDS, DUE, OTP_FIELDS as F, otpKeys, SWEEP_GRACE_MS } from '../otp/otp.record.js';
 import { type Circuits, circuitKey, createCircuits } from './circuit.js';
 import { createDeliveryRepo } from './delivery.repo.js';
-import { createMessageIndex, type MessageIndex, messageKeys } from './messages.js';
+import { createMessageIndex, EARLY_REPORTS_CAP, type MessageIndex, messageKeys } from './messages.js';
 import { createReportRepo, type DeliveryReport, parseDeliveryReport, type ReportRepo } from './reports.js';
 import { sweepDue } from './sweep.js';
 
@@ -317,5 +317,84 @@ describe('receipt checks', () => {
     expect(await store.redis.zscore(due, `${DUE.receipt}${id}:1`)).not.toBeNull();
     await repo.apply(report(messageId, 'delivered'));
     expect(await store.redis.zscore(due, `${DUE.receipt}${id}:1`)).toBeNull();
+  });
+});
+
+describe('reports that name their attempt (Twilio StatusCallback with ?otp=&attempt=)', () => {
+  const named = (id: string) => ({ otpId: id, attempt: 1 });
+  const indexed = async (messageId: string) =>
+    store.redis.exists(
+      messageKeys(store.ks, 'twilio', messageId).index,
+      messageKeys(store.ks, 'twilio', messageId).early,
+    );
+
+  it('an accepted message whose reports name it is not indexed, and its report applies without a lookup', async () => {
+    const messageId = `SM-n${++n}`;
+    const { id } = await fixtures.accepted('twilio', messageId, { named: true });
+    expect(await indexed(messageId)).toBe(0);
+    // the index knows nothing of it: without the name the report waits for a record that never comes
+    expect(await repo.apply(report(messageId, 'sent'))).toEqual({ kind: 'deferred' });
+    expect(await repo.apply(report(messageId, 'delivered'), named(id))).toMatchObject({
+      kind: 'applied',
+      attempt: 1,
+      deliveryStatus: 'delivered',
+      changed: true,
+    });
+    expect(await otp(id)).toMatchObject({ [F.ds]: 'delivered', [af(1, 'outcome')]: 'delivered' });
+  });
+
+  it('a report that beats the acceptance is kept on the attempt, and the acceptance hands it over, once', async () => {
+    const messageId = `SM-n${++n}`;
+    const { id } = await fixtures.sending('twilio');
+    const sent = report(messageId, 'sent');
+    const delivered = report(messageId, 'delivered');
+    expect(await repo.apply(sent, named(id))).toEqual({ kind: 'deferred' });
+    expect(await repo.apply(delivered, named(id))).toEqual({ kind: 'deferred' });
+    expect(await otp(id)).toMatchObject({ [F.ds]: 'sending', [af(1, 'outcome')]: 'sending' });
+    expect(await indexed(messageId)).toBe(0);
+
+    const early = await fixtures.delivery.accepted(id, 1, 'twilio', {
+      messageId,
+      providerStatus: 'queued',
+      hadFailures: false,
+      reportsNameAttempt: true,
+    });
+    expect(early.map((j) => parseDeliveryReport(j))).toEqual([sent, delivered]);
+    expect(await otp(id)).not.toHaveProperty(af(1, 'early'));
+    // what the worker does with them (send.worker.ts applyEarlyReports)
+    for (const json of early) await repo.apply(parseDeliveryReport(json) as DeliveryReport, named(id));
+    expect(await otp(id)).toMatchObject({ [F.ds]: 'delivered', [af(1, 'outcome')]: 'delivered' });
+    expect(await indexed(messageId)).toBe(0);
+  });
+
+  it('keeps at most EARLY_REPORTS_CAP reports on an attempt; past it they are dropped', async () => {
+    const { id } = await fixtures.sending('twilio');
+    for (let i = 0; i < EARLY_REPORTS_CAP; i++) {
+      expect(await repo.apply(report(`SM-cap${i}`, 'sent'), named(id))).toEqual({ kind: 'deferred' });
+    }
+    expect(await repo.apply(report('SM-cap-last', 'sent'), named(id))).toEqual({ kind: 'dropped' });
+    expect(String((await otp(id))[af(1, 'early')]).split('\n')).toHaveLength(EARLY_REPORTS_CAP);
+  });
+
+  it('a named report for another message than the attempt recorded, or for an attempt that never went out, changes nothing', async () => {
+    const messageId = `SM-n${++n}`;
+    const { id } = await fixtures.accepted('twilio', messageId, { named: true });
+    const before = await otp(id);
+    expect(await repo.apply(report('SM-other', 'delivered'), named(id))).toEqual({ kind: 'ignored', reason: 'stale' });
+    expect(await repo.apply(report(messageId, 'delivered'), { otpId: id, attempt: 2 })).toEqual({
+      kind: 'ignored',
+      reason: 'stale',
+    });
+    expect(await otp(id)).toEqual(before);
+
+    // attempt 1 failed without a message (a timeout): a report naming it is not kept for an acceptance that never comes
+    const { id: failedId } = await fixtures.sending('twilio');
+    await fixtures.delivery.failed(failedId, 1, 'twilio', 'retryable', 'timeout');
+    const failedBefore = await otp(failedId);
+    expect(await repo.apply(report('SM-late', 'delivered'), named(failedId))).toEqual({
+      kind: 'ignored',
+      reason: 'stale',
+    });
+    expect(await otp(failedId)).toEqual(failedBefore);
   });
 });

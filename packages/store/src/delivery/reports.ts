@@ -5,7 +5,7 @@ import { otpKeys, SWEEP_GRACE_MS } from '../otp/otp.record.js';
 import type { RedisClient } from '../redis/connection.js';
 import type { Circuits } from './circuit.js';
 import { MIN_RESEND_LIFE_MS } from './life-left.js';
-import type { MessageIndex } from './messages.js';
+import { EARLY_REPORTS_CAP, type MessageIndex, type MessageRef } from './messages.js';
 import { APPLY_REPORT } from './report.script.js';
 
 /** One delivery report from a provider, mapped onto the gateway's DeliveryStatus. */
@@ -29,8 +29,9 @@ export interface DeliveryReport {
  *   attempt that counted was not delivered and the OTP can still go out through another provider: the caller
  *   queues it (enqueueResend; the due set has it listed until a worker starts it, so the sweep covers a lost add).
  * - `ignored`: the OTP is gone (`unknown_otp`) or the message no longer matches its attempt (`stale`).
- * - `deferred`: the message id is not recorded yet (the report beat the worker); it is kept and handed to the
- *   worker when it records the id. A report for a message the gateway never sent just expires.
+ * - `deferred`: the message id is not recorded yet (the report beat the worker); it is kept (by the message index,
+ *   or on the attempt when the report named it) and handed to the worker when it records the message. A report
+ *   for a message the gateway never sent just expires.
  */
 export type ApplyResult =
   | {
@@ -50,7 +51,12 @@ export type ApplyResult =
 
 /** Records provider delivery reports on OTPs: the message lookup, then the OTP (and the circuit on a failure). */
 export interface ReportRepo {
-  apply(report: DeliveryReport): Promise<ApplyResult>;
+  /**
+   * `named`: the OTP attempt the report belongs to, when something trustworthy names it (a signed callback URL
+   * that carries it, or the worker applying the reports its acceptance handed over): then the message index is not
+   * looked up, and a report for an attempt still being sent is kept on the OTP's record for the acceptance.
+   */
+  apply(report: DeliveryReport, named?: MessageRef): Promise<ApplyResult>;
 }
 
 /** Parses a report kept before its message id was recorded; null when it is not one. */
@@ -88,7 +94,7 @@ export function createReportRepo(deps: {
 }): ReportRepo {
   const { redis, ks, messages, circuits } = deps;
   return {
-    async apply(report) {
+    async apply(report, named) {
       const json = JSON.stringify({
         provider: report.provider,
         messageId: report.messageId,
@@ -98,7 +104,7 @@ export function createReportRepo(deps: {
         at: report.at,
         ...(report.phoneNumber ? { phoneNumber: report.phoneNumber } : {}),
       } satisfies DeliveryReport);
-      const ref = await messages.lookup(report.provider, report.messageId, json);
+      const ref = named ?? (await messages.lookup(report.provider, report.messageId, json));
       if (ref === 'dropped') return { kind: 'dropped' };
       if (!ref) return { kind: 'deferred' };
       const r = await APPLY_REPORT.run(redis, otpKeys(ks, ref.otpId), {
@@ -112,7 +118,11 @@ export function createReportRepo(deps: {
         phoneNumber: report.phoneNumber ?? '',
         minLifeMs: MIN_RESEND_LIFE_MS,
         sweepAfterMs: SWEEP_GRACE_MS,
+        named: named ? 1 : 0,
+        report: named ? json : '',
+        cap: EARLY_REPORTS_CAP,
       });
+      if (r.outcome === 'deferred' || r.outcome === 'dropped') return { kind: r.outcome };
       if (r.outcome === 'ignored') {
         const reason = r.reason === 'unknown_otp' || r.reason === 'number_mismatch' ? r.reason : 'stale';
         return { kind: 'ignored', reason };

@@ -89,6 +89,11 @@ export const ATTEMPT_FIELDS = Object.freeze({
   /** What its message cost, and the currency (accepted attempts whose cost is known). */
   cost: 'c',
   currency: 'cu',
+  /**
+   * Delivery reports that named this attempt (Twilio's StatusCallback carries it) before the worker recorded its
+   * message: JSON, one a line, at most EARLY_REPORTS_CAP; the acceptance takes them (report.script.ts).
+   */
+  early: 'er',
 });
 
 export const NUMBER_FIELDS = Object.freeze({
