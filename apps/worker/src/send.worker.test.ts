@@ -20,4 +20,10 @@ describe('the providers whose receipts the worker awaits', () => {
     const withToken = loadConfig({ ...base, OCTOPUSH_WEBHOOK_TOKEN: 'octopush-token-0123456789' }, 'worker');
     expect([...receiptProviders(withToken)]).toEqual(['twilio', 'octopush']);
   });
+
+  it('not Twilio without PUBLIC_WEBHOOK_BASE_URL (its sends name no StatusCallback)', () => {
+    const { PUBLIC_WEBHOOK_BASE_URL: _, ...noBase } = base;
+    const env = { ...noBase, OCTOPUSH_WEBHOOK_TOKEN: 'octopush-token-0123456789' };
+    expect([...receiptProviders(loadConfig(env, 'worker'))]).toEqual(['octopush']);
+  });
 });

@@ -69,11 +69,16 @@ export interface SendWorker {
 
 /**
  * The providers whose delivery receipts can reach the callbacks app: Twilio's come to the StatusCallback each send
- * names; Octopush's to the URL set in its account, whose path carries OCTOPUSH_WEBHOOK_TOKEN (without one, the
- * callbacks app refuses them all). Another provider's accepted message awaits no receipt.
+ * names (none without PUBLIC_WEBHOOK_BASE_URL); Octopush's to the URL set in its account, whose path carries
+ * OCTOPUSH_WEBHOOK_TOKEN (without one, the callbacks app refuses them all). Another provider's accepted message
+ * awaits no receipt, and its message id is not indexed.
  */
 export function receiptProviders(config: Pick<Config, 'webhooks'>): ReadonlySet<ProviderId> {
-  return new Set(PROVIDER_IDS.filter((p) => p !== 'octopush' || config.webhooks.octopushTokens.length > 0));
+  return new Set(
+    PROVIDER_IDS.filter((p) =>
+      p === 'octopush' ? config.webhooks.octopushTokens.length > 0 : config.webhooks.publicBaseUrl !== null,
+    ),
+  );
 }
 
 /** Wires and starts the send worker on a connection (built apart from main.ts, which handles process concerns). */

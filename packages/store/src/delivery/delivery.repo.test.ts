@@ -15,7 +15,7 @@ import {
   MAX_PAUSE_MS,
 } from './circuit.js';
 import { createDeliveryRepo, type DeliveryRepo } from './delivery.repo.js';
-import { createMessageIndex, type MessageIndex } from './messages.js';
+import { createMessageIndex, type MessageIndex, messageKeys } from './messages.js';
 import { createReportRepo, type DeliveryReport, parseDeliveryReport } from './reports.js';
 import { sweepDue } from './sweep.js';
 
@@ -751,10 +751,13 @@ describe('delivery repo', () => {
       hadFailures: false,
     });
     expect(await receipts(viaOctopush.id)).toEqual([]);
+    // no report of it can come: its message id is not indexed either
+    expect(await store.redis.exists(messageKeys(store.ks, 'octopush', 'tk-x').index)).toBe(0);
     const viaTwilio = await fixtures.created();
     expect(await twilioOnly.begin(viaTwilio.id, ['twilio'], 5000)).toMatchObject({ kind: 'go' });
     await twilioOnly.accepted(viaTwilio.id, 1, 'twilio', { messageId: 'SM-x', providerStatus: '', hadFailures: false });
     expect(await receipts(viaTwilio.id)).toEqual([`${DUE.receipt}${viaTwilio.id}:1`]);
+    expect(await store.redis.exists(messageKeys(store.ks, 'twilio', 'SM-x').index)).toBe(1);
   });
 
   it('hands back delivery reports that arrived before the message id was known', async () => {

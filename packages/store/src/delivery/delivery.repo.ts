@@ -83,8 +83,8 @@ export interface DeliveryRepo {
   /**
    * A provider accepted attempt n. Returns the delivery reports that arrived before (JSON), to apply now to this
    * attempt. `costAfterMs` > 0: the provider tells the cost later; the sweep queues the attempt's cost job that
-   * long after. `reportsNameAttempt`: the message's reports will name the attempt (Twilio's StatusCallback), so its
-   * id is not recorded in the message index. `retry` runs each of the two steps (the OTP's record, then the
+   * long after. The message id is recorded in the message index only when its reports can arrive (receiptsFrom)
+   * and will not name the attempt (`reportsNameAttempt`: Twilio's StatusCallback carries it). `retry` runs each of the two steps (the OTP's record, then the
    * message index) so that a step the store refused is tried again without repeating one that succeeded; by
    * default each runs once. The provider's circuit hears of the success at best effort.
    */
@@ -135,7 +135,8 @@ export interface DeliverySettings {
   readonly receiptAfterMs: number;
   /**
    * The providers whose receipts can arrive (their callbacks are set up); all of them when absent. Another's
-   * accepted message awaits no receipt: its silence would resend every code through the next provider.
+   * accepted message awaits no receipt (its silence would resend every code through the next provider), and its
+   * message id is not indexed (no report will look it up).
    */
   readonly receiptsFrom?: ReadonlySet<ProviderId>;
   /** How long the message index is kept: as long as OTP records. */
@@ -216,7 +217,7 @@ export function createDeliveryRepo(
       // two tries of the step above). A crash between the two leaves the message unindexed: its reports wait
       // unapplied, and the receipt check resends in time.
       const [indexed] = await Promise.all([
-        result.reportsNameAttempt
+        result.reportsNameAttempt || (settings.receiptsFrom && !settings.receiptsFrom.has(provider))
           ? []
           : retry(() => messages.record(provider, result.messageId, { otpId, attempt }, settings.messageTtlMs)),
         // a success forgets the provider's failures: when the pick saw some; a trusted send's, at most every 50 ms.
