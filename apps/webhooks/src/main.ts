@@ -1,5 +1,5 @@
 import 'dotenv/config';
-import { loadConfig } from '@otp-gateway/core';
+import { loadConfig, type ProviderId } from '@otp-gateway/core';
 import { checkRedisNowAndOnReady, guardProcess, refuseToStart, STORE_ERRORS_METRIC } from '@otp-gateway/service';
 import {
   circuitSettings,
@@ -11,6 +11,7 @@ import {
   createSendQueues,
   createStatusEventQueue,
   createStatusEvents,
+  type EarlyOutcome,
   waitReady,
 } from '@otp-gateway/store';
 import { Counter } from 'prom-client';
@@ -31,12 +32,13 @@ async function main() {
   const metrics = createWebhookMetrics();
   const eventQueue = createStatusEventQueue(queueRedis, ks);
   let log: { warn(o: object, m: string): void } | undefined;
+  // reports kept until their message is recorded: by the message index, or on the attempt their callback named
+  const onEarly = (provider: ProviderId, outcome: EarlyOutcome) => metrics.earlyReports.inc({ provider, outcome });
   const reports = createReportRepo({
     redis,
     ks,
-    messages: createMessageIndex(redis, ks, {
-      onEarly: (provider, outcome) => metrics.earlyReports.inc({ provider, outcome }),
-    }),
+    messages: createMessageIndex(redis, ks, { onEarly }),
+    onEarly,
     circuits: createCircuits(redis, ks, circuitSettings(config)),
     events: createStatusEvents({ redis, ks, queue: eventQueue }),
     onEventError: (err) =>

@@ -52,7 +52,7 @@ export function createWebhookMetrics(): WebhookMetrics {
     }),
     earlyReports: new Counter({
       name: 'otp_callback_early_reports_total',
-      help: 'Reports whose message id was not recorded yet, by outcome: kept for the worker, trimmed (the per-message cap dropped its oldest) or dropped (the total cap)',
+      help: 'Reports whose message was not recorded yet, by outcome: kept for the worker, trimmed (the per-message or per-attempt cap dropped its oldest) or dropped (the total cap)',
       labelNames: ['provider', 'outcome'],
       registers: [registry],
     }),

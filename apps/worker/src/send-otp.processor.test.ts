@@ -1,4 +1,11 @@
-import { deriveKeys, encryptCode, ProviderError, type SmsProvider } from '@otp-gateway/core';
+import {
+  deriveKeys,
+  encryptCode,
+  type OutboundSms,
+  ProviderError,
+  type SendResult,
+  type SmsProvider,
+} from '@otp-gateway/core';
 import {
   type BeginOutcome,
   type DeliveryRepo,
@@ -33,28 +40,39 @@ const go: BeginOutcome = {
   },
 };
 
-/** `step`: what one try of recording the acceptance does (the fake store's). */
-function setup(step: () => Promise<string[]>, refusal?: ProviderError, storeOnFailure?: Error) {
+/**
+ * `step`: what one try of recording the acceptance does (the fake store's). `seen` collects what the provider was
+ * asked to send, what the store was told on acceptance, and the early reports applied; `begun` replaces `go`.
+ */
+function setup(
+  step: () => Promise<string[]>,
+  refusal?: ProviderError,
+  storeOnFailure?: Error,
+  more: { begun?: BeginOutcome; answer?: SendResult } = {},
+) {
   const calls: string[] = [];
   const warnings: string[] = [];
   const minLives: number[] = [];
+  const seen = { sms: [] as OutboundSms[], accepted: [] as unknown[], applied: [] as unknown[] };
   const log = { ...silent, warn: (_: object, msg: string) => warnings.push(msg), child: () => log };
   const metrics = createWorkerMetrics();
   const provider: SmsProvider = {
     id: 'twilio',
-    async send() {
+    async send(sms) {
       calls.push('provider.send');
+      seen.sms.push(sms);
       if (refusal) throw refusal;
-      return { messageId: 'SM1', providerStatus: 'queued' };
+      return more.answer ?? { messageId: 'SM1', providerStatus: 'queued' };
     },
   };
   const delivery: DeliveryRepo = {
     async begin(...args) {
       calls.push(`begin after=${args[4]}`);
       minLives.push(args[2]);
-      return go;
+      return more.begun ?? go;
     },
-    async accepted(_otpId, _attempt, _provider, _result, retry?: StepRetry) {
+    async accepted(otpId, attempt, _provider, result, retry?: StepRetry) {
+      seen.accepted.push({ otpId, attempt, result });
       return (retry ?? ((s) => s()))(() => {
         calls.push('record');
         return step();
@@ -79,10 +97,13 @@ function setup(step: () => Promise<string[]>, refusal?: ProviderError, storeOnFa
     log,
     metrics,
     shutdown: new AbortController().signal,
+    applyEarlyReports: async (reports, ref) => {
+      seen.applied.push({ reports, ref });
+    },
   });
   const run = (data: { otpId: string; after?: number } = { otpId: OTP_ID }) =>
     process({ name: data.after ? 'resend' : 'send', id: OTP_ID, data, opts: {}, attemptsMade: 0 } as never, 'token');
-  return { run, calls, metrics, warnings, minLives };
+  return { run, calls, metrics, warnings, minLives, seen };
 }
 
 describe('send processor: the store fails after the provider accepted', () => {
@@ -136,5 +157,20 @@ describe('send processor: the store fails after the provider accepted', () => {
     await run({ otpId: OTP_ID, after: 1 });
     await run();
     expect(minLives).toEqual([MIN_RESEND_LIFE_MS, MIN_SEND_LIFE_MS]);
+  });
+});
+
+describe('send processor: where the delivery reports of a message land', () => {
+  it('tells the provider the attempt the message counts as, the store whether its reports name it, and applies early reports to it', async () => {
+    // attempt 3 resumes the request of attempt 2 (an interrupted attempt): its request id is attempt 2's
+    const begun = { ...go, attempt: 3, requestAttempt: 2 } as BeginOutcome;
+    const answer = { messageId: 'SM9', providerStatus: 'queued', reportsNameAttempt: true };
+    const { run, seen } = setup(async () => ['{"early":1}'], undefined, undefined, { begun, answer });
+    await run();
+    expect(seen.sms).toEqual([expect.objectContaining({ otpId: OTP_ID, attemptId: `${OTP_ID}-2`, attempt: 3 })]);
+    expect(seen.accepted).toEqual([
+      { otpId: OTP_ID, attempt: 3, result: expect.objectContaining({ messageId: 'SM9', reportsNameAttempt: true }) },
+    ]);
+    expect(seen.applied).toEqual([{ reports: ['{"early":1}'], ref: { otpId: OTP_ID, attempt: 3 } }]);
   });
 });

@@ -5,14 +5,26 @@ const ID = `otp_${'a1'.repeat(16)}`;
 
 describe('the StatusCallback naming the attempt', () => {
   it('reads back what it writes', () => {
-    const url = statusCallbackFor('https://otp.example.com/webhooks/twilio/status', ID, 7);
+    const { url, named } = statusCallbackFor('https://otp.example.com/webhooks/twilio/status', ID, 7);
+    expect(named).toBe(true);
     expect(url).toBe(`https://otp.example.com/webhooks/twilio/status?otp=${ID}&attempt=7`);
     const query = Object.fromEntries(new URL(url).searchParams);
     expect(attemptOfStatusCallback(query)).toEqual({ otpId: ID, attempt: 7 });
   });
 
   it('keeps a query the configured URL already has', () => {
-    expect(statusCallbackFor('https://h/status?x=1', ID, 1)).toBe(`https://h/status?x=1&otp=${ID}&attempt=1`);
+    expect(statusCallbackFor('https://h/status?x=1', ID, 1).url).toBe(`https://h/status?x=1&otp=${ID}&attempt=1`);
+  });
+
+  it('names nothing it could not read back (the message is then indexed)', () => {
+    for (const [id, attempt] of [
+      ['o1', 1],
+      [ID, 0],
+      [ID, 10_000],
+      [ID, 1.5],
+    ] as const) {
+      expect(statusCallbackFor('https://h/status', id, attempt)).toEqual({ url: 'https://h/status', named: false });
+    }
   });
 
   it('names nothing when the query lacks either part or holds anything else', () => {

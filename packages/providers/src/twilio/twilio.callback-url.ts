@@ -1,17 +1,19 @@
 import { OTP_ID_PATTERN } from '@otp-gateway/core';
 
+/** Attempt numbers a callback may name (the worker gives an OTP at most 40). */
+const ATTEMPT = /^[1-9][0-9]{0,3}$/;
+
 /**
  * The StatusCallback of one message: the configured URL with the OTP and the attempt the message counts as
  * (`?otp=<id>&attempt=<n>`). Twilio calls it as given and signs it whole, query included, so the callbacks app
  * knows where a report belongs without looking the message sid up: the worker records no message index entry for
- * the send, and the callbacks app makes one Redis round trip a report instead of two.
+ * the send, and the callbacks app makes one Redis round trip a report instead of two. `named` is false (and the
+ * URL plain) when attemptOfStatusCallback could not read them back: that message must then be indexed.
  */
-export function statusCallbackFor(url: string, otpId: string, attempt: number): string {
-  return `${url}${url.includes('?') ? '&' : '?'}otp=${encodeURIComponent(otpId)}&attempt=${attempt}`;
+export function statusCallbackFor(url: string, otpId: string, attempt: number): { url: string; named: boolean } {
+  if (!OTP_ID_PATTERN.test(otpId) || !ATTEMPT.test(String(attempt))) return { url, named: false };
+  return { url: `${url}${url.includes('?') ? '&' : '?'}otp=${otpId}&attempt=${attempt}`, named: true };
 }
-
-/** Attempt numbers a callback may name (the worker gives an OTP at most 40). */
-const ATTEMPT = /^[1-9][0-9]{0,3}$/;
 
 /**
  * The OTP and attempt a status callback's query names (statusCallbackFor), or null when it names none: a message

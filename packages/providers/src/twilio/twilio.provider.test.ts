@@ -55,7 +55,8 @@ describe('twilio adapter on the wire', () => {
       {},
       'https://otp.example.com/webhooks/twilio/status',
     );
-    const result = await provider.send({ ...sms, attempt: 3 }, ctx());
+    const otpId = `otp_${'0f'.repeat(16)}`;
+    const result = await provider.send({ ...sms, otpId, attempt: 3 }, ctx());
     // the StatusCallback names the OTP and the attempt, so its reports need no message index
     expect(result).toEqual({
       messageId: 'SM3f9a1c0de2b44a7c9e8d5b6a7f201c4e',
@@ -72,10 +73,22 @@ describe('twilio adapter on the wire', () => {
       To: '+33612345678',
       From: '+15005550006',
       Body: 'Your code is 123456',
-      StatusCallback: 'https://otp.example.com/webhooks/twilio/status?otp=o1&attempt=3',
+      StatusCallback: `https://otp.example.com/webhooks/twilio/status?otp=${otpId}&attempt=3`,
     });
     expect(Number(form.ValidityPeriod)).toBeGreaterThanOrEqual(598);
     expect(Number(form.ValidityPeriod)).toBeLessThanOrEqual(600);
+  });
+
+  it('an OTP id the callbacks app could not read back gets the plain StatusCallback, and its message is indexed', async () => {
+    const { provider, requests } = await setup(
+      { status: 201, body: fixture('message-created') },
+      {},
+      'https://otp.example.com/webhooks/twilio/status',
+    );
+    const result = await provider.send({ ...sms, otpId: 'not-an-otp-id' }, ctx());
+    expect(result).not.toHaveProperty('reportsNameAttempt');
+    const form = Object.fromEntries(new URLSearchParams(requests[0]?.body));
+    expect(form.StatusCallback).toBe('https://otp.example.com/webhooks/twilio/status');
   });
 
   it('sends MessagingServiceSid instead of From when one is configured, and no StatusCallback without a URL', async () => {

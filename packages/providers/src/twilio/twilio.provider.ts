@@ -65,15 +65,16 @@ export function createTwilioProvider(cfg: TwilioConfig, opts: TwilioProviderOpti
       if (signal.aborted) throw abortedError('twilio');
       const signals = sendSignals(signal, opts.timeoutMs);
       const current: TwilioCallScope = { signal: signals.combined };
+      const callback = opts.statusCallbackUrl
+        ? statusCallbackFor(opts.statusCallbackUrl, sms.otpId, sms.attempt)
+        : null;
       try {
         const message = await scope.run(current, () =>
           client.messages.create({
             to: sms.to,
             ...(sms.sender ? { from: sms.sender } : sender),
             body: sms.body,
-            ...(opts.statusCallbackUrl
-              ? { statusCallback: statusCallbackFor(opts.statusCallbackUrl, sms.otpId, sms.attempt) }
-              : {}),
+            ...(callback ? { statusCallback: callback.url } : {}),
             validityPeriod: validityPeriodSeconds(sms.expiresAt),
           }),
         );
@@ -88,7 +89,7 @@ export function createTwilioProvider(cfg: TwilioConfig, opts: TwilioProviderOpti
           messageId: message.sid,
           providerStatus: message.status,
           ...(cost ? { cost } : {}),
-          ...(opts.statusCallbackUrl ? { reportsNameAttempt: true } : {}),
+          ...(callback?.named ? { reportsNameAttempt: true } : {}),
         };
       } catch (err) {
         const e = isProviderError(err) ? err : classifyTwilioFailure(err, signals, current.response);

@@ -170,9 +170,10 @@ local n = A.attempt
 -- a record gone meanwhile (its retention ran out) is not brought back as a partial hash without a TTL
 local o = redis.call('HMGET', K.otp, F.ds, F.exp, F.na, F.acc)
 if not o[2] then return {'gone'} end
--- reports that named this attempt before its message was recorded (report.script.ts): the worker applies them now
+-- reports that named this attempt before its message was recorded (report.script.ts): the worker applies them
+-- now. They stay on the record: an acceptance tried again (its answer lost) hands them over again, and applying a
+-- report twice changes nothing; none is added once the message is recorded.
 local early = redis.call('HGET', K.otp, af(n, AF.early)) or ''
-if early ~= '' then redis.call('HDEL', K.otp, af(n, AF.early)) end
 redis.call('HSET', K.otp, af(n, AF.outcome), 'accepted', af(n, AF.messageId), A.messageId,
   af(n, AF.providerStatus), A.providerStatus, af(n, AF.updatedAt), now, F.sent, n)
 -- no job needs to look after it any more (the receipt check below does, when it counts)

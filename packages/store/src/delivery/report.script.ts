@@ -9,9 +9,10 @@ const RANK_TABLE = `local RANK = {${Object.entries(DELIVERY_RANK)
 
 /**
  * Apply one delivery report to attempt n (named by the report's callback, or found through the message index).
- * When the callback named it (`named`) and the attempt is still `sending`, its message not recorded yet (the report
- * beat the worker), the report is kept on the attempt (at most `cap`) and the acceptance hands it to the worker
- * (ACCEPT): `deferred`, or `dropped` past the cap. Each attempt keeps its own last
+ * When the callback named it (`named`) and the attempt's message is not recorded yet (the report beat the worker:
+ * the attempt is `sending`, or `interrupted` when its worker stalled past its lease and may still record it), the
+ * report is kept on the attempt, the newest `cap`, and the acceptance hands them to the worker (ACCEPT):
+ * `deferred`, with `trimmed` 1 when the oldest made room. Each attempt keeps its own last
  * delivery status (`d`, absent: inferred from its outcome) that only moves forward by DELIVERY_RANK; a report that
  * does not move it changes nothing. When it moves: the provider status, the time and the error code are recorded,
  * and the outcome moves from sending/accepted to accepted or to the final outcome (an attempt the worker already
@@ -49,14 +50,19 @@ local o = redis.call('HMGET', K.otp, F.status, F.exp, F.acc, F.ds, af(n, AF.outc
 if not o[1] then return {'ignored', 'reason', 'unknown_otp'} end
 if not o[5] or (o[6] and o[6] ~= A.messageId) then return {'ignored', 'reason', 'stale'} end
 if not o[6] and A.named == '1' then
-  -- the attempt's message is not recorded: kept for the acceptance while it is being sent, stale otherwise
-  if o[5] ~= 'sending' then return {'ignored', 'reason', 'stale'} end
+  -- the attempt's message is not recorded: kept for the acceptance while one may come, stale otherwise (an
+  -- attempt failed without a message: its report is ignored, as one the index never knew)
+  if o[5] ~= 'sending' and o[5] ~= 'interrupted' then return {'ignored', 'reason', 'stale'} end
   local field, LF = af(n, AF.early), string.char(10)
   local kept = redis.call('HGET', K.otp, field)
-  local count = kept and select(2, string.gsub(kept, LF, '')) + 1 or 0
-  if count >= tonumber(A.cap) then return {'dropped'} end
+  local trimmed = 0
+  if kept and select(2, string.gsub(kept, LF, '')) + 1 >= tonumber(A.cap) then
+    kept = string.sub(kept, (string.find(kept, LF, 1, true) or #kept) + 1)
+    if kept == '' then kept = nil end
+    trimmed = 1
+  end
   redis.call('HSET', K.otp, field, kept and (kept .. LF .. A.report) or A.report)
-  return {'deferred'}
+  return {'deferred', 'trimmed', trimmed}
 end
 -- a report that names a recipient must name this OTP's (with or without the leading +)
 if A.phoneNumber ~= '' and string.gsub(A.phoneNumber, '^%+', '') ~= string.gsub(o[11] or '', '^%+', '') then

@@ -2,10 +2,17 @@ import type { ProviderId } from '@otp-gateway/core';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type OtpFixtures, otpFixtures } from '../../../../test/support/otp-fixtures.js';
 import { closeRedisClients, type IsolatedStore, isolatedRedis, keysUnder } from '../../../../test/support/redis.js';
-import { ATTEMPT_FIELDS, DUE, OTP_FIELDS as F, otpKeys, SWEEP_GRACE_MS } from '../otp/otp.record.js';
+import {
+  ATTEMPT_EARLY_REPORTS_CAP,
+  ATTEMPT_FIELDS,
+  DUE,
+  OTP_FIELDS as F,
+  otpKeys,
+  SWEEP_GRACE_MS,
+} from '../otp/otp.record.js';
 import { type Circuits, circuitKey, createCircuits } from './circuit.js';
 import { createDeliveryRepo } from './delivery.repo.js';
-import { createMessageIndex, EARLY_REPORTS_CAP, type MessageIndex, messageKeys } from './messages.js';
+import { createMessageIndex, type MessageIndex, messageKeys } from './messages.js';
 import { createReportRepo, type DeliveryReport, parseDeliveryReport, type ReportRepo } from './reports.js';
 import { sweepDue } from './sweep.js';
 
@@ -360,20 +367,65 @@ describe('reports that name their attempt (Twilio StatusCallback with ?otp=&atte
       reportsNameAttempt: true,
     });
     expect(early.map((j) => parseDeliveryReport(j))).toEqual([sent, delivered]);
-    expect(await otp(id)).not.toHaveProperty(af(1, 'early'));
     // what the worker does with them (send.worker.ts applyEarlyReports)
     for (const json of early) await repo.apply(parseDeliveryReport(json) as DeliveryReport, named(id));
     expect(await otp(id)).toMatchObject({ [F.ds]: 'delivered', [af(1, 'outcome')]: 'delivered' });
     expect(await indexed(messageId)).toBe(0);
+    // an acceptance tried again (its first answer lost) hands them over again; applying them twice changes nothing
+    const again = await fixtures.delivery.accepted(id, 1, 'twilio', {
+      messageId,
+      providerStatus: 'queued',
+      hadFailures: false,
+      reportsNameAttempt: true,
+    });
+    expect(again).toEqual(early);
+    const before = await otp(id);
+    for (const json of again) {
+      expect(await repo.apply(parseDeliveryReport(json) as DeliveryReport, named(id))).toMatchObject({
+        kind: 'applied',
+        changed: false,
+      });
+    }
+    expect(await otp(id)).toEqual(before);
   });
 
-  it('keeps at most EARLY_REPORTS_CAP reports on an attempt; past it they are dropped', async () => {
+  it('a report for an attempt interrupted (its worker stalled past the lease) is kept for its late acceptance', async () => {
+    const messageId = `SM-n${++n}`;
     const { id } = await fixtures.sending('twilio');
-    for (let i = 0; i < EARLY_REPORTS_CAP; i++) {
-      expect(await repo.apply(report(`SM-cap${i}`, 'sent'), named(id))).toEqual({ kind: 'deferred' });
+    at(60_000);
+    // the lease is over: the next job marks attempt 1 interrupted and resumes its request as attempt 2
+    expect(await fixtures.delivery.begin(id, ['twilio'], 5000)).toMatchObject({ kind: 'go', attempt: 2 });
+    expect((await otp(id))[af(1, 'outcome')]).toBe('interrupted');
+    expect(await repo.apply(report(messageId, 'delivered'), named(id))).toEqual({ kind: 'deferred' });
+    // the stalled worker records attempt 1 after all, and gets the report
+    const early = await fixtures.delivery.accepted(id, 1, 'twilio', {
+      messageId,
+      providerStatus: 'queued',
+      hadFailures: false,
+      reportsNameAttempt: true,
+    });
+    expect(early.map((j) => parseDeliveryReport(j)?.status)).toEqual(['delivered']);
+  });
+
+  it('keeps the newest ATTEMPT_EARLY_REPORTS_CAP reports on an attempt, and counts what it keeps', async () => {
+    const heard: string[] = [];
+    const counted = createReportRepo({
+      redis: store.redis,
+      ks: store.ks,
+      messages,
+      circuits,
+      now,
+      onEarly: (provider, outcome) => heard.push(`${provider}:${outcome}`),
+    });
+    const { id } = await fixtures.sending('twilio');
+    for (let i = 0; i <= ATTEMPT_EARLY_REPORTS_CAP; i++) {
+      expect(await counted.apply(report(`SM-cap${i}`, 'sent'), named(id))).toEqual({ kind: 'deferred' });
     }
-    expect(await repo.apply(report('SM-cap-last', 'sent'), named(id))).toEqual({ kind: 'dropped' });
-    expect(String((await otp(id))[af(1, 'early')]).split('\n')).toHaveLength(EARLY_REPORTS_CAP);
+    const kept = String((await otp(id))[af(1, 'early')]).split('\n');
+    expect(kept).toHaveLength(ATTEMPT_EARLY_REPORTS_CAP);
+    expect(parseDeliveryReport(kept[0] ?? '')?.messageId).toBe('SM-cap1');
+    expect(parseDeliveryReport(kept.at(-1) ?? '')?.messageId).toBe(`SM-cap${ATTEMPT_EARLY_REPORTS_CAP}`);
+    expect(heard).toEqual([...Array(ATTEMPT_EARLY_REPORTS_CAP).fill('twilio:kept'), 'twilio:trimmed']);
   });
 
   it('a named report for another message than the attempt recorded, or for an attempt that never went out, changes nothing', async () => {

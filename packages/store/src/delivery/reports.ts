@@ -1,11 +1,11 @@
 import { DELIVERY_STATUSES, type DeliveryStatus, isProviderId, type ProviderId } from '@otp-gateway/core';
 import { publishQuietly, type StatusEvents } from '../events/status-events.js';
 import type { Keyspace } from '../keyspace.js';
-import { otpKeys, SWEEP_GRACE_MS } from '../otp/otp.record.js';
+import { ATTEMPT_EARLY_REPORTS_CAP, otpKeys, SWEEP_GRACE_MS } from '../otp/otp.record.js';
 import type { RedisClient } from '../redis/connection.js';
 import type { Circuits } from './circuit.js';
 import { MIN_RESEND_LIFE_MS } from './life-left.js';
-import { EARLY_REPORTS_CAP, type MessageIndex, type MessageRef } from './messages.js';
+import type { EarlyOutcome, MessageIndex, MessageRef } from './messages.js';
 import { APPLY_REPORT } from './report.script.js';
 
 /** One delivery report from a provider, mapped onto the gateway's DeliveryStatus. */
@@ -91,6 +91,8 @@ export function createReportRepo(deps: {
   /** Publishes the status events a report lists (delivered, undelivered); the sweep covers a failed publish. */
   events?: StatusEvents;
   onEventError?: (err: unknown) => void;
+  /** Hears of a named report kept on its attempt until the acceptance (the index's own go to its `onEarly`). */
+  onEarly?: (provider: ProviderId, outcome: EarlyOutcome) => void;
 }): ReportRepo {
   const { redis, ks, messages, circuits } = deps;
   return {
@@ -120,9 +122,12 @@ export function createReportRepo(deps: {
         sweepAfterMs: SWEEP_GRACE_MS,
         named: named ? 1 : 0,
         report: named ? json : '',
-        cap: EARLY_REPORTS_CAP,
+        cap: ATTEMPT_EARLY_REPORTS_CAP,
       });
-      if (r.outcome === 'deferred' || r.outcome === 'dropped') return { kind: r.outcome };
+      if (r.outcome === 'deferred') {
+        deps.onEarly?.(report.provider, r.trimmed === '1' ? 'trimmed' : 'kept');
+        return { kind: 'deferred' };
+      }
       if (r.outcome === 'ignored') {
         const reason = r.reason === 'unknown_otp' || r.reason === 'number_mismatch' ? r.reason : 'stale';
         return { kind: 'ignored', reason };

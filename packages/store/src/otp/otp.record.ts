@@ -91,10 +91,14 @@ export const ATTEMPT_FIELDS = Object.freeze({
   currency: 'cu',
   /**
    * Delivery reports that named this attempt (Twilio's StatusCallback carries it) before the worker recorded its
-   * message: JSON, one a line, at most EARLY_REPORTS_CAP; the acceptance takes them (report.script.ts).
+   * message: JSON, one a line, the newest ATTEMPT_EARLY_REPORTS_CAP; the acceptance hands them to the worker
+   * (report.script.ts, ACCEPT). Kept with the record: a retried acceptance hands them over again.
    */
   early: 'er',
 });
+
+/** Reports kept on an attempt before its message is recorded (ATTEMPT_FIELDS.early): the newest stay. */
+export const ATTEMPT_EARLY_REPORTS_CAP = 20;
 
 export const NUMBER_FIELDS = Object.freeze({
   /** The number's current OTP id. */
