@@ -80,6 +80,23 @@ describe('delivery tracking', () => {
     expect(((await status.json()) as any).deliveryStatus).toBe('delivered');
   });
 
+  it("a Twilio report that beats the provider's answer is kept on its attempt, then applied by the worker", async () => {
+    const early = async () => {
+      const text = await (await fetch(`${stack.webhooksUrl}/metrics`)).text();
+      const m = /otp_callback_early_reports_total\{provider="twilio",outcome="kept"\} (\d+)/.exec(text);
+      return Number(m?.[1] ?? 0);
+    };
+    const before = await early();
+    await stack.faults('twilio', { failNext: { count: 1, kind: 'reports_first' } });
+    const { body } = await stack.send(phone());
+    const otp = await until(body.id, (o) => o.deliveryStatus === 'delivered');
+    expect(otp.attempts).toEqual([expect.objectContaining({ provider: 'twilio', outcome: 'delivered' })]);
+    // sent and delivered both came while the worker waited for Twilio's answer: the callbacks app kept them
+    expect((await early()) - before).toBe(2);
+    const msg = messageKeys(stack.store.ks, 'twilio', otp.attempts[0].messageId);
+    expect(await stack.redis.exists(msg.index, msg.early)).toBe(0);
+  });
+
   it('an Octopush receipt with the right token moves the OTP to delivered', async () => {
     await stack.faults('twilio', { down: true });
     const { body } = await stack.send(phone());

@@ -15,6 +15,8 @@ export const isSimProvider = (v: string): v is SimProvider => (SIM_PROVIDERS as 
  * - `accepted_timeout`: the message is accepted (it reaches the inbox and is reported), then the answer hangs
  *   like `timeout`: the caller cannot know it went out (queued with failNext). Octopush keeps its request id:
  *   a retry with the same one is refused with code 120 (or answered as the first, duplicateRequest `replay`).
+ * - `reports_first` (Twilio): the message is accepted and its status callbacks are posted before the answer, which
+ *   comes once they went out: Twilio's callbacks can beat its API's answer to the sender.
  */
 export const FAULT_KINDS = [
   'auth',
@@ -32,13 +34,14 @@ export const FAULT_KINDS = [
   'lost_callback',
   'no_final_report',
   'accepted_timeout',
+  'reports_first',
 ] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
 /** Kinds a vendor has no equivalent for (the control API refuses them). */
 export const UNSUPPORTED_KINDS: Readonly<Record<SimProvider, readonly FaultKind[]>> = {
   twilio: ['no_credit'],
-  octopush: ['region'],
+  octopush: ['region', 'reports_first'],
 };
 
 /** Fault settings of one provider; rates are probabilities from 0 to 1 drawn per request. */

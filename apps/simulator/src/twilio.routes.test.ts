@@ -207,6 +207,25 @@ describe('fake Twilio status callbacks', () => {
     }
   });
 
+  it('reports_first: both callbacks are posted before the answer comes', async () => {
+    const receiver = await startReceiver();
+    try {
+      await setFaults({ failNext: { count: 1, kind: 'reports_first' } });
+      const res = await send({
+        To: '+33612345678',
+        From: '+15005550006',
+        Body: 'x',
+        StatusCallback: `${receiver.url}/s`,
+      });
+      expect(res.statusCode).toBe(201);
+      // by the time the answer is here, sent and delivered were received
+      expect(receiver.received.map((r) => r.body.MessageStatus)).toEqual(['sent', 'delivered']);
+      expect(receiver.received[0]?.body.MessageSid).toBe(res.json().sid);
+    } finally {
+      await receiver.close();
+    }
+  });
+
   it('sends no callback when the callback is lost, yet the inbox shows the delivery', async () => {
     const receiver = await startReceiver();
     try {

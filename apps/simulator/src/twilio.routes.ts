@@ -170,6 +170,8 @@ export function registerTwilioRoutes(app: FastifyInstance, ctx: SimContext): voi
         dropConnection(reply, false);
         return reply;
       }
+      // the answer waits until both callbacks (each callbackDelayMs after the last) had time to be posted and answered
+      if (fault === 'reports_first') await ctx.timing.sleep(2 * ctx.faults.get('twilio').callbackDelayMs + 500, reply);
 
       return reply
         .code(201)
