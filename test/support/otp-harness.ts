@@ -159,6 +159,8 @@ export interface DumpedKey {
   readonly key: string;
   readonly type: string;
   readonly values: readonly string[];
+  /** When the key expires, epoch ms (PEXPIRETIME: it does not move as time passes); -1 without a TTL. */
+  readonly expiresAt: number;
 }
 
 /** Reads every key under a prefix (all masters), whatever its type: strings, hashes, lists, sets, zsets, streams. */
@@ -178,12 +180,17 @@ export async function dumpRedis(redis: RedisClient, prefix: string): Promise<Dum
       values = entries.flatMap(([id, fields]) => [id, ...fields]);
     } else if (type === 'none') continue;
     else throw new Error(`dumpRedis: unhandled type ${type} for ${key}`);
-    out.push({ key, type, values });
+    const expiresAt = Number(await redis.call('PEXPIRETIME', key));
+    if (expiresAt === -2) continue; // gone meanwhile
+    out.push({ key, type, values, expiresAt });
   }
   return out;
 }
 
-/** Everything under a prefix as one comparable string (no TTLs): equal snapshots mean nothing changed. */
+/**
+ * Everything under a prefix as one comparable string, expiry times included: equal snapshots mean nothing changed
+ * (a request that only refreshed a key's TTL changed something).
+ */
 export async function snapshot(redis: RedisClient, prefix: string): Promise<string> {
   return JSON.stringify(await dumpRedis(redis, prefix));
 }
