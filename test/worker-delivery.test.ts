@@ -118,6 +118,29 @@ describe('send worker', () => {
     );
   });
 
+  it('regression: a 429 without Retry-After pauses Twilio 1 s, then twice as long at the next one', async () => {
+    await stack.faults('twilio', { rateLimitRate: 1, retryAfterSeconds: 0 });
+    const circuit = async () => stack.redis.hgetall(circuitKey(stack.store.ks, 'twilio'));
+    const viaOctopush = async () => {
+      const id = (await stack.send(phone())).body.id as string;
+      const otp = await settled(id, (o) => o.deliveryStatus === 'sent');
+      expect(otp.provider).toBe('octopush');
+      const refused = otp.attempts.filter((a: any) => a.provider === 'twilio');
+      expect(refused).toEqual([expect.objectContaining({ outcome: 'rate_limited' })]);
+      return Date.parse(refused[0].updatedAt);
+    };
+    const firstAt = await viaOctopush();
+    const first = await circuit();
+    expect(Number(first.lastPause)).toBe(1000);
+    // paused from the 429 for the first pause (the worker's clock is the Redis node's, as the attempt's time)
+    expect(Number(first.pausedUntil) - firstAt).toBeGreaterThanOrEqual(900);
+    expect(Number(first.pausedUntil) - firstAt).toBeLessThanOrEqual(1100);
+    await eventually(async () => (Date.now() > Number(first.pausedUntil) + 50 ? true : undefined), 5000, 'pause over');
+    // once the pause is over Twilio is asked again, refuses again, and pauses twice as long
+    await viaOctopush();
+    expect(Number((await circuit()).lastPause)).toBe(2000);
+  });
+
   it('loses nothing accepted during an outage of both providers: each code goes out once they are back, and verifies', async () => {
     await stack.faults('twilio', { down: true });
     await stack.faults('octopush', { down: true });

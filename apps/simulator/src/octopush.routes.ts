@@ -19,7 +19,8 @@ export function octopushError(reply: FastifyReply, status: number, code: number,
 }
 
 const answers: TransportAnswers = {
-  rateLimited: (reply, s) => octopushError(reply.header('retry-after', String(s)), 429, 429, 'Too many requests'),
+  rateLimited: (reply, s) =>
+    octopushError(s > 0 ? reply.header('retry-after', String(s)) : reply, 429, 429, 'Too many requests'),
   serverError: (reply) => octopushError(reply, 500, 500, 'Internal server error'),
   unavailable: (reply) => octopushError(reply, 503, 503, 'Service unavailable'),
 };

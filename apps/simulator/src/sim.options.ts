@@ -52,7 +52,7 @@ export interface FaultSettings {
   errorRate: number;
   /** Share of requests answered 429 with Retry-After. */
   rateLimitRate: number;
-  /** Retry-After (seconds) of a 429. */
+  /** Retry-After (seconds) of a 429; 0: the 429 carries none (Twilio's often do not). */
   retryAfterSeconds: number;
   /** Share of requests that hang and are never answered. */
   timeoutRate: number;

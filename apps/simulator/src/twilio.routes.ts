@@ -50,7 +50,8 @@ export function twilioError(reply: FastifyReply, status: number, code: number, m
 }
 
 const answers: TransportAnswers = {
-  rateLimited: (reply, s) => twilioError(reply.header('retry-after', String(s)), 429, 20429, 'Too Many Requests'),
+  rateLimited: (reply, s) =>
+    twilioError(s > 0 ? reply.header('retry-after', String(s)) : reply, 429, 20429, 'Too Many Requests'),
   serverError: (reply) => twilioError(reply, 500, 20500, 'Internal Server Error'),
   unavailable: (reply) => twilioError(reply, 503, 20503, 'Service Unavailable'),
 };
