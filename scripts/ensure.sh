@@ -4,9 +4,16 @@ as_root() {
     echo "need root to run: $*" >&2; return 1; fi
 }
 
-# pnpm through npm; into npm's global prefix when it is writable (root, nvm, a user prefix), else with sudo
+# pnpm 10 through npm (an older pnpm on PATH would not read the lockfile as written); into npm's global prefix when
+# it is writable (root, nvm, a user prefix), else with sudo
 ensure_pnpm() {
-  if ! command -v pnpm >/dev/null 2>&1; then
+  local major
+  major=$(pnpm --version 2>/dev/null | cut -d. -f1)
+  if [ -n "$major" ] && [ "$major" -lt 10 ] 2>/dev/null; then
+    echo "==> pnpm $(pnpm --version) is older than 10: installing pnpm 10"
+    major=""
+  fi
+  if [ -z "$major" ]; then
     if ! command -v npm >/dev/null 2>&1; then
       echo "npm is missing (Debian's nodejs package comes without it): apt-get install npm, or Node from nodejs.org" >&2
       return 1
@@ -21,13 +28,13 @@ ensure_pnpm() {
 # REDIS_CLUSTER_NODES or REDIS_SENTINELS (in the environment or .env) point at a Redis already. The tests always
 # need it: their Redis Cluster run starts one from redis-server.
 ensure_redis_server() {
-  if command -v redis-server >/dev/null 2>&1; then return 0; fi
   if [ "${1:-}" = "unless-given" ]; then
     if [ -n "${REDIS_URL:-}${REDIS_CLUSTER_NODES:-}${REDIS_SENTINELS:-}" ]; then return 0; fi
-    if [ -f .env ] && grep -qE '^[[:space:]]*(REDIS_URL|REDIS_CLUSTER_NODES|REDIS_SENTINELS)[[:space:]]*=[[:space:]]*[^[:space:]#]' .env; then
+    if [ -f .env ] && grep -qE '^[[:space:]]*(export[[:space:]]+)?(REDIS_URL|REDIS_CLUSTER_NODES|REDIS_SENTINELS)[[:space:]]*=[[:space:]]*[^[:space:]#]' .env; then
       return 0
     fi
   fi
+  if command -v redis-server >/dev/null 2>&1; then check_redis_version; return; fi
   echo "==> installing redis-server with the system's package manager"
   if command -v apt-get >/dev/null 2>&1; then
     as_root apt-get update -qq >/dev/null
@@ -36,11 +43,26 @@ ensure_redis_server() {
   elif command -v apk >/dev/null 2>&1; then as_root apk add --no-cache redis >/dev/null
   elif command -v brew >/dev/null 2>&1; then brew install redis >/dev/null
   else echo "cannot install redis-server: install it, or set REDIS_URL" >&2; return 1; fi
+  check_redis_version
+}
+
+# The store's scripts need Redis 7 (`#!lua` scripts, the cluster's ADDSLOTSRANGE); Debian 11 and Ubuntu 22.04 ship 6.
+check_redis_version() {
+  local v
+  v=$(redis-server --version | sed -n 's/.*v=\([0-9][0-9]*\)\..*/\1/p')
+  if [ -z "$v" ] || [ "$v" -lt 7 ]; then
+    echo "redis-server $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p') is too old: Redis 7 or later is needed (Redis's own packages: https://redis.io/docs/latest/operate/oss_and_stack/install/), or set REDIS_URL to one" >&2
+    return 1
+  fi
 }
 
 install_and_build() {
   echo "==> installing dependencies"
-  if [ -n "${CI:-}" ]; then pnpm install --frozen-lockfile --reporter=silent; else pnpm install --frozen-lockfile --reporter=silent || pnpm install --reporter=silent; fi
+  # always as the lockfile says: a plain install would re-resolve and rewrite it without a word
+  if ! pnpm install --frozen-lockfile --reporter=silent; then
+    echo "pnpm-lock.yaml does not match package.json: run 'pnpm install' to update it, and commit it" >&2
+    return 1
+  fi
   echo "==> building"
   pnpm -s build
 }

@@ -3,6 +3,7 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { createConnection } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,15 +13,11 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const dataDir = join(root, '.data');
 mkdirSync(dataDir, { recursive: true });
 
-// .env in the working directory is read by every process too; here it also decides the defaults.
-const fileEnv = {};
-for (const f of [join(root, '.env')]) {
-  if (!existsSync(f)) continue;
-  for (const line of readFileSync(f, 'utf8').split('\n')) {
-    const m = /^\s*([A-Z0-9_]+)\s*=\s*(.*?)\s*$/.exec(line);
-    if (m && !line.trimStart().startsWith('#')) fileEnv[m[1]] = m[2].replace(/^["']|["']$/g, '');
-  }
-}
+// .env in the working directory is read by every process too (dotenv); here it also decides the defaults, read by
+// the same parser (inline comments, quotes, `export`), so both see the same values.
+const dotenv = createRequire(join(root, 'apps', 'api', 'package.json'))('dotenv');
+const envFile = join(root, '.env');
+const fileEnv = existsSync(envFile) ? dotenv.parse(readFileSync(envFile)) : {};
 // An empty value (a line of .env.example uncommented to fill in later) sets nothing: the default stands.
 const given = Object.fromEntries(Object.entries({ ...fileEnv, ...process.env }).filter(([, v]) => v !== ''));
 
@@ -159,6 +156,21 @@ function stop(child) {
 
 process.on('SIGINT', () => void stopAll(0));
 process.on('SIGTERM', () => void stopAll(0));
+// a closed terminal: without this node dies at once, and the Redis it started (which ignores SIGHUP) stays behind,
+// holding its port against the next start
+process.on('SIGHUP', () => void stopAll(0));
+
+/** Whether something answers on a local port already. */
+function portTaken(port) {
+  return new Promise((resolve) => {
+    const s = createConnection({ port, host: '127.0.0.1' });
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
 
 const clusterNodes = [];
 if (startCluster) {
@@ -174,6 +186,12 @@ if (startCluster) {
   }
   env.REDIS_CLUSTER_NODES = cluster.nodesEnv;
 } else if (ownRedis) {
+  if (await portTaken(ports.redis)) {
+    console.error(
+      `[stack] port ${ports.redis} is taken: a Redis left from an earlier run? Stop it (redis-cli -p ${ports.redis} shutdown), or set LOCAL_REDIS_PORT, or REDIS_URL to use a Redis of yours`,
+    );
+    process.exit(1);
+  }
   const redisDir = join(dataDir, 'redis');
   mkdirSync(redisDir, { recursive: true });
   run('redis', 'redis-server', [
