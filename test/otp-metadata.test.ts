@@ -70,10 +70,14 @@ describe('correlation metadata', () => {
     expect(first.status).toBe(202);
     const same = await api.send(frMobile(505), { body: { phoneNumber: frMobile(505), metadata: { a: '1' } }, headers });
     expect(same.body['id']).toBe(first.body['id']);
+    const jobs = await api.jobTotal();
     const other = await api.send(frMobile(505), {
       body: { phoneNumber: frMobile(505), metadata: { a: '2' } },
       headers,
     });
     expect(other.status).toBe(422);
+    expect((other.body['error'] as { code: string }).code).toBe('idempotency_key_reused');
+    // nothing queued for it (the request counters count it, as every request)
+    expect(await api.jobTotal()).toBe(jobs);
   });
 });

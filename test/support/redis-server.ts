@@ -61,21 +61,23 @@ export async function startLocalRedis(
     output += d;
   });
   await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`redis-server did not start:\n${output}`)), 10_000);
-    child.once('error', (e) => {
+    const settle = (err?: Error) => {
+      clearInterval(poll);
       clearTimeout(t);
-      reject(new Error(`cannot run redis-server (${e.message}); install it (apt-get install -y redis-server)`));
-    });
-    child.once('exit', (code) => {
-      clearTimeout(t);
-      reject(new Error(`redis-server exited with ${code}:\n${output}`));
-    });
+      if (err) reject(err);
+      else resolve();
+    };
+    // one that does not start in time is not left running behind the failed run
+    const t = setTimeout(() => {
+      child.kill('SIGKILL');
+      settle(new Error(`redis-server did not start:\n${output}`));
+    }, 10_000);
+    child.once('error', (e) =>
+      settle(new Error(`cannot run redis-server (${e.message}); install it (apt-get install -y redis-server)`)),
+    );
+    child.once('exit', (code) => settle(new Error(`redis-server exited with ${code}:\n${output}`)));
     const poll = setInterval(() => {
-      if (output.includes('Ready to accept connections')) {
-        clearInterval(poll);
-        clearTimeout(t);
-        resolve();
-      }
+      if (output.includes('Ready to accept connections')) settle();
     }, 20);
   });
   child.removeAllListeners('exit');

@@ -89,15 +89,18 @@ export async function buildDashboard(deps: DashboardDeps): Promise<FastifyInstan
     const user = (req as { dashboardUser?: string }).dashboardUser;
     if (reply.statusCode === 401) req.log.warn(fields, 'dashboard login refused');
     else if (reply.statusCode === 429) req.log.warn(fields, 'dashboard login throttled');
-    else if (reply.statusCode >= 500) req.log.error(fields, 'request failed');
-    else if (req.method !== 'GET' && req.method !== 'HEAD' && req.url.startsWith(BOARD_PATH)) {
-      // an operator action: who did what to which queue or job
+    else if (req.method !== 'GET' && req.method !== 'HEAD' && req.url.startsWith('/admin/')) {
+      // an operator action (the board's, a guard lift), whatever became of it: who did what to which queue or job
       const params = req.params as { queueName?: string; jobId?: string; queueStatus?: string };
-      req.log.info(
-        { ...fields, user, route: req.routeOptions.url, queue: params?.queueName, jobId: params?.jobId },
-        reply.statusCode < 400 ? 'dashboard operator action' : 'dashboard operator action refused',
-      );
-    } else req.log.debug(fields, 'request completed');
+      const action = { ...fields, user, route: req.routeOptions.url, queue: params?.queueName, jobId: params?.jobId };
+      if (reply.statusCode >= 500) req.log.error(action, 'dashboard operator action failed');
+      else
+        req.log.info(
+          action,
+          reply.statusCode < 400 ? 'dashboard operator action' : 'dashboard operator action refused',
+        );
+    } else if (reply.statusCode >= 500) req.log.error(fields, 'request failed');
+    else req.log.debug(fields, 'request completed');
   });
 
   app.get('/', async (_req, reply) => reply.redirect(BOARD_PATH));
@@ -125,7 +128,6 @@ export async function buildDashboard(deps: DashboardDeps): Promise<FastifyInstan
         throttle.failed(req.ip);
         throw Object.assign(new Error('wrong dashboard user or password'), { statusCode: 401 });
       }
-      throttle.succeeded(req.ip);
       (req as { dashboardUser?: string }).dashboardUser = u;
     },
   });

@@ -19,7 +19,8 @@ function crossSite(req: FastifyRequest): boolean {
   const site = req.headers['sec-fetch-site'];
   if (site) return site !== 'same-origin' && site !== 'none';
   const origin = req.headers.origin;
-  if (!origin) return false;
+  // none, or "null" (our own form under no-referrer, in a browser without Sec-Fetch-Site): the token decides
+  if (!origin || origin === 'null') return false;
   try {
     return new URL(origin).host !== req.headers.host;
   } catch {

@@ -149,4 +149,17 @@ describe('dashboard hardening', () => {
       200,
     );
   });
+
+  it('regression: a correct login between guesses from one address does not clear the count', async () => {
+    // an operator's board polling from the address a guesser shares (NAT): the guesses still add up
+    const shared = '192.0.2.70';
+    const wrong = basic(USER, 'wrong-password-guess');
+    for (let i = 0; i < 3; i++) {
+      expect((await app.inject({ url: '/admin/queues', headers: wrong, remoteAddress: shared })).statusCode).toBe(401);
+      if (i < 2) {
+        expect((await app.inject({ url: '/admin/queues', headers: AUTH, remoteAddress: shared })).statusCode).toBe(200);
+      }
+    }
+    expect((await app.inject({ url: '/admin/queues', headers: AUTH, remoteAddress: shared })).statusCode).toBe(429);
+  });
 });
