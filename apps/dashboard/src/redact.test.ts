@@ -45,4 +45,22 @@ describe('redactJobData', () => {
     expect(redactJobData('x')).toBe('x');
     expect(redactJobData({})).toEqual({});
   });
+
+  it('the status event job as the store queues it shows no number, even were its body field renamed', () => {
+    const body = JSON.stringify({
+      type: 'otp.delivered',
+      data: { id: 'otp_1', phoneNumber: '+33612345678', metadata: { userId: 'u_1' } },
+    });
+    const job = { webhookId: 'wh_otp_1_delivered_1', keyName: 'shop', body };
+    expect(redactJobData(job)).toEqual({ webhookId: 'wh_otp_1_delivered_1', keyName: 'shop', body: '[redacted]' });
+    const renamed = JSON.stringify(redactJobData({ ...job, body: undefined, payload: body }));
+    expect(renamed).not.toContain('+33612345678');
+    expect(renamed).toContain('+336*****678');
+  });
+
+  it('masks a number inside any text, and leaves ids and times alone', () => {
+    expect(
+      redactJobData({ note: 'sent to +447400123456 at 10:00', otpId: 'otp_0123456789', at: 1_800_000_000_000 }),
+    ).toEqual({ note: 'sent to +447******456 at 10:00', otpId: 'otp_0123456789', at: 1_800_000_000_000 });
+  });
 });
