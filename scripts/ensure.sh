@@ -4,11 +4,13 @@ as_root() {
     echo "need root to run: $*" >&2; return 1; fi
 }
 
-# pnpm 10 through npm (an older pnpm on PATH would not read the lockfile as written); into npm's global prefix when
-# it is writable (root, nvm, a user prefix), else with sudo
+# pnpm 10 through npm (pnpm-workspace.yaml's settings, onlyBuiltDependencies among them, are pnpm 10's); into npm's
+# global prefix when it is writable (root, nvm, a user prefix), else with sudo. Runs under `set -euo pipefail`:
+# every probe that may fail says what it falls back to.
+pnpm_major() { pnpm --version 2>/dev/null | cut -d. -f1 || true; }
 ensure_pnpm() {
   local major
-  major=$(pnpm --version 2>/dev/null | cut -d. -f1)
+  major=$(pnpm_major)
   if [ -n "$major" ] && [ "$major" -lt 10 ] 2>/dev/null; then
     echo "==> pnpm $(pnpm --version) is older than 10: installing pnpm 10"
     major=""
@@ -21,6 +23,12 @@ ensure_pnpm() {
     echo "==> installing pnpm (npm install -g pnpm@10)"
     if [ -w "$(npm prefix -g)/lib" ] || [ -w "$(npm prefix -g)" ]; then npm install -g pnpm@10 >/dev/null
     else as_root npm install -g pnpm@10 >/dev/null; fi
+    hash -r
+    major=$(pnpm_major)
+    if [ -z "$major" ] || [ "$major" -lt 10 ] 2>/dev/null; then
+      echo "pnpm 10 was installed into $(npm prefix -g)/bin, but '$(command -v pnpm || echo pnpm)' comes first on PATH ($(pnpm --version 2>/dev/null || echo 'not found')): put $(npm prefix -g)/bin before it" >&2
+      return 1
+    fi
   fi
 }
 
@@ -49,7 +57,7 @@ ensure_redis_server() {
 # The store's scripts need Redis 7 (`#!lua` scripts, the cluster's ADDSLOTSRANGE); Debian 11 and Ubuntu 22.04 ship 6.
 check_redis_version() {
   local v
-  v=$(redis-server --version | sed -n 's/.*v=\([0-9][0-9]*\)\..*/\1/p')
+  v=$(redis-server --version 2>/dev/null | sed -n 's/.*v=\([0-9][0-9]*\)\..*/\1/p' || true)
   if [ -z "$v" ] || [ "$v" -lt 7 ]; then
     echo "redis-server $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p') is too old: Redis 7 or later is needed (Redis's own packages: https://redis.io/docs/latest/operate/oss_and_stack/install/), or set REDIS_URL to one" >&2
     return 1
@@ -60,7 +68,7 @@ install_and_build() {
   echo "==> installing dependencies"
   # always as the lockfile says: a plain install would re-resolve and rewrite it without a word
   if ! pnpm install --frozen-lockfile --reporter=silent; then
-    echo "pnpm-lock.yaml does not match package.json: run 'pnpm install' to update it, and commit it" >&2
+    echo "pnpm install failed (above: a registry out of reach, or pnpm-lock.yaml not matching package.json, which 'pnpm install' updates)" >&2
     return 1
   fi
   echo "==> building"

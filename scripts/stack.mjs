@@ -159,6 +159,8 @@ process.on('SIGTERM', () => void stopAll(0));
 // a closed terminal: without this node dies at once, and the Redis it started (which ignores SIGHUP) stays behind,
 // holding its port against the next start
 process.on('SIGHUP', () => void stopAll(0));
+// ... and its output has nowhere to go then: a write error must not end this process before it stopped the rest
+for (const stream of [process.stdout, process.stderr]) stream.on('error', () => {});
 
 /** Whether something answers on a local port already. */
 function portTaken(port) {

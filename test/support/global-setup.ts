@@ -26,7 +26,8 @@ export default async function setup(project: TestProject) {
         const filtered = process.argv
           .slice(2)
           .some(
-            (a) => /\.test\.ts$|^(test|apps|packages)\//.test(a) || a.startsWith('-t') || a === '--testNamePattern',
+            (a) =>
+              /\.test\.ts$|^(test|apps|packages)\//.test(a) || a.startsWith('-t') || a.startsWith('--testNamePattern'),
           );
         if (!filtered) await expectWorkOnEveryMaster(cluster);
       } finally {

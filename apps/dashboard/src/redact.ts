@@ -18,7 +18,7 @@ export function redactJobData(data: unknown, depth = 0): unknown {
   if (depth > 8) return '[nested]';
   if (Array.isArray(data)) return data.map((v) => redactJobData(v, depth + 1));
   // whatever its key: a number inside text is masked too, so a field renamed or added later cannot show one
-  if (typeof data === 'string') return data.replace(E164_IN_TEXT, maskPhone);
+  if (typeof data === 'string') return data.replace(E164_IN_TEXT, (n) => maskPhone(n));
   if (data === null || typeof data !== 'object') return data;
   const out: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(data)) {

@@ -15,6 +15,8 @@ const UNDELIVERED: readonly [string, string][] = [
 /**
  * Moves the message to `sent`, then to its ending (none for `no_final_report`), POSTing each status to
  * StatusCallback, signed as Twilio signs. A `failed` message never left Twilio: it goes straight to `failed`.
+ * Resolves once its last report was posted and answered (at once when none will be: the `reports_first` fault waits
+ * on it).
  */
 export function scheduleReports(
   ctx: SimContext,
@@ -25,13 +27,13 @@ export function scheduleReports(
     fate: 'delivered' | 'undelivered' | 'lost_callback' | 'no_final_report';
   },
   log: FastifyBaseLogger,
-): void {
+): Promise<void> {
   const delay = ctx.faults.get('twilio').callbackDelayMs;
   const [finalStatus, errorCode] =
     o.fate === 'undelivered'
       ? (UNDELIVERED[Math.floor(ctx.opts.random() * UNDELIVERED.length)] ?? ['undelivered', '30003'])
       : ['delivered', null];
-  const report = (status: string, code: string | null) => {
+  const report = async (status: string, code: string | null): Promise<void> => {
     if (!ctx.inbox.setStatus('twilio', m.messageId, m.to, status, code)) return;
     if (!o.statusCallback || o.fate === 'lost_callback') return;
     const params: Record<string, string> = {
@@ -47,11 +49,15 @@ export function scheduleReports(
       ...(code ? { ErrorCode: code } : {}),
     };
     const signature = twilio.getExpectedTwilioSignature(ctx.opts.twilio.authToken, o.statusCallback, params);
-    void ctx.callbacks.post(o.statusCallback, { form: params }, { 'x-twilio-signature': signature }, log);
+    await ctx.callbacks.post(o.statusCallback, { form: params }, { 'x-twilio-signature': signature }, log);
   };
-  ctx.timing.later(delay, () => {
-    if (finalStatus === 'failed') return report(finalStatus, errorCode);
-    report('sent', null);
-    if (o.fate !== 'no_final_report') ctx.timing.later(delay, () => report(finalStatus, errorCode));
+  return new Promise<void>((done) => {
+    ctx.timing.later(delay, () => {
+      const end = () => done();
+      if (finalStatus === 'failed') return void report(finalStatus, errorCode).then(end, end);
+      const sent = report('sent', null);
+      if (o.fate === 'no_final_report') return void sent.then(end, end);
+      ctx.timing.later(delay, () => void Promise.all([sent, report(finalStatus, errorCode)]).then(end, end));
+    });
   });
 }

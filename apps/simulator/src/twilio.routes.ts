@@ -165,14 +165,14 @@ export function registerTwilioRoutes(app: FastifyInstance, ctx: SimContext): voi
         fault === 'undelivered' || fault === 'lost_callback' || fault === 'no_final_report'
           ? fault
           : ctx.faults.drawDelivery('twilio');
-      scheduleReports(ctx, message, { statusCallback, serviceSid, fate }, req.log);
+      const reported = scheduleReports(ctx, message, { statusCallback, serviceSid, fate }, req.log);
       if (fault === 'accepted_timeout') {
         await ctx.timing.sleep(ctx.opts.timeoutHangMs, reply);
         dropConnection(reply, false);
         return reply;
       }
-      // the answer waits until both callbacks (each callbackDelayMs after the last) had time to be posted and answered
-      if (fault === 'reports_first') await ctx.timing.sleep(2 * ctx.faults.get('twilio').callbackDelayMs + 500, reply);
+      // the answer waits until the callbacks were posted and answered (at most 10 s: a reset cancels them)
+      if (fault === 'reports_first') await Promise.race([reported, ctx.timing.sleep(10_000, reply)]);
 
       return reply
         .code(201)

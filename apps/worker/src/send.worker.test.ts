@@ -25,5 +25,9 @@ describe('the providers whose receipts the worker awaits', () => {
     const { PUBLIC_WEBHOOK_BASE_URL: _, ...noBase } = base;
     const env = { ...noBase, OCTOPUSH_WEBHOOK_TOKEN: 'octopush-token-0123456789' };
     expect([...receiptProviders(loadConfig(env, 'worker'))]).toEqual(['octopush']);
+    // a messaging service may post its own status callbacks to the callbacks app: its messages stay indexed
+    const { TWILIO_FROM: __, ...noFrom } = env;
+    const mss = loadConfig({ ...noFrom, TWILIO_MESSAGING_SERVICE_SID: `MG${'0'.repeat(32)}` }, 'worker');
+    expect([...receiptProviders(mss)]).toEqual(['twilio', 'octopush']);
   });
 });

@@ -69,16 +69,14 @@ export interface SendWorker {
 
 /**
  * The providers whose delivery receipts can reach the callbacks app: Twilio's come to the StatusCallback each send
- * names (none without PUBLIC_WEBHOOK_BASE_URL); Octopush's to the URL set in its account, whose path carries
+ * names (none without PUBLIC_WEBHOOK_BASE_URL), or to the one set on its messaging service (TWILIO_MESSAGING_SERVICE_SID:
+ * the worker cannot tell, so it counts on it); Octopush's to the URL set in its account, whose path carries
  * OCTOPUSH_WEBHOOK_TOKEN (without one, the callbacks app refuses them all). Another provider's accepted message
  * awaits no receipt, and its message id is not indexed.
  */
-export function receiptProviders(config: Pick<Config, 'webhooks'>): ReadonlySet<ProviderId> {
-  return new Set(
-    PROVIDER_IDS.filter((p) =>
-      p === 'octopush' ? config.webhooks.octopushTokens.length > 0 : config.webhooks.publicBaseUrl !== null,
-    ),
-  );
+export function receiptProviders(config: Pick<Config, 'webhooks' | 'providers'>): ReadonlySet<ProviderId> {
+  const twilio = config.webhooks.publicBaseUrl !== null || Boolean(config.providers.twilio?.messagingServiceSid);
+  return new Set(PROVIDER_IDS.filter((p) => (p === 'octopush' ? config.webhooks.octopushTokens.length > 0 : twilio)));
 }
 
 /** Wires and starts the send worker on a connection (built apart from main.ts, which handles process concerns). */

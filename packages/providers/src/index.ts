@@ -27,7 +27,7 @@ export {
   type TemplateSettings,
   tenantTemplateProblems,
 } from './templates/otp-templates.js';
-export { attemptOfStatusCallback, statusCallbackFor } from './twilio/twilio.callback-url.js';
+export { attemptOfStatusCallback } from './twilio/twilio.callback-url.js';
 export { classifyTwilioResponse } from './twilio/twilio.errors.js';
 export { createTwilioProvider, type TwilioProviderOptions, validityPeriodSeconds } from './twilio/twilio.provider.js';
 export { mapTwilioStatus, TWILIO_PERMANENT_DELIVERY_ERRORS } from './twilio/twilio.status-map.js';

@@ -5,15 +5,18 @@ const ID = `otp_${'a1'.repeat(16)}`;
 
 describe('the StatusCallback naming the attempt', () => {
   it('reads back what it writes', () => {
-    const { url, named } = statusCallbackFor('https://otp.example.com/webhooks/twilio/status', ID, 7);
-    expect(named).toBe(true);
-    expect(url).toBe(`https://otp.example.com/webhooks/twilio/status?otp=${ID}&attempt=7`);
+    const url = `https://otp.example.com/webhooks/twilio/status?otp=${ID}&attempt=7`;
+    expect(statusCallbackFor('https://otp.example.com/webhooks/twilio/status', ID, 7)).toEqual({ url, named: true });
     const query = Object.fromEntries(new URL(url).searchParams);
     expect(attemptOfStatusCallback(query)).toEqual({ otpId: ID, attempt: 7 });
   });
 
   it('keeps a query the configured URL already has', () => {
-    expect(statusCallbackFor('https://h/status?x=1', ID, 1).url).toBe(`https://h/status?x=1&otp=${ID}&attempt=1`);
+    expect(statusCallbackFor('https://h/status?x=1', ID, 1)?.url).toBe(`https://h/status?x=1&otp=${ID}&attempt=1`);
+  });
+
+  it('is none without a configured URL', () => {
+    expect(statusCallbackFor(null, ID, 1)).toBeNull();
   });
 
   it('names nothing it could not read back (the message is then indexed)', () => {

@@ -8,9 +8,15 @@ const ATTEMPT = /^[1-9][0-9]{0,3}$/;
  * (`?otp=<id>&attempt=<n>`). Twilio calls it as given and signs it whole, query included, so the callbacks app
  * knows where a report belongs without looking the message sid up: the worker records no message index entry for
  * the send, and the callbacks app makes one Redis round trip a report instead of two. `named` is false (and the
- * URL plain) when attemptOfStatusCallback could not read them back: that message must then be indexed.
+ * URL plain) when attemptOfStatusCallback could not read them back: that message must then be indexed. Null: no
+ * StatusCallback configured.
  */
-export function statusCallbackFor(url: string, otpId: string, attempt: number): { url: string; named: boolean } {
+export function statusCallbackFor(
+  url: string | null | undefined,
+  otpId: string,
+  attempt: number,
+): { url: string; named: boolean } | null {
+  if (!url) return null;
   if (!OTP_ID_PATTERN.test(otpId) || !ATTEMPT.test(String(attempt))) return { url, named: false };
   return { url: `${url}${url.includes('?') ? '&' : '?'}otp=${otpId}&attempt=${attempt}`, named: true };
 }

@@ -14,10 +14,7 @@ import { classifyTwilioFailure } from './twilio.errors.js';
 import { callHandoff, createTwilioHttpClient, type TwilioCallScope } from './twilio.http-client.js';
 
 export interface TwilioProviderOptions {
-  /**
-   * Twilio's StatusCallback URL (`${PUBLIC_WEBHOOK_BASE_URL}/webhooks/twilio/status`); none when null. Each send
-   * adds its OTP and attempt to it (statusCallbackFor).
-   */
+  /** Twilio's StatusCallback URL (`${PUBLIC_WEBHOOK_BASE_URL}/webhooks/twilio/status`, statusCallbackFor); none: null. */
   statusCallbackUrl?: string | null;
   /** Deadline of one send, connection to answer (the library's own default is 30 s). */
   timeoutMs: number;
@@ -65,9 +62,7 @@ export function createTwilioProvider(cfg: TwilioConfig, opts: TwilioProviderOpti
       if (signal.aborted) throw abortedError('twilio');
       const signals = sendSignals(signal, opts.timeoutMs);
       const current: TwilioCallScope = { signal: signals.combined };
-      const callback = opts.statusCallbackUrl
-        ? statusCallbackFor(opts.statusCallbackUrl, sms.otpId, sms.attempt)
-        : null;
+      const callback = statusCallbackFor(opts.statusCallbackUrl, sms.otpId, sms.attempt);
       try {
         const message = await scope.run(current, () =>
           client.messages.create({
@@ -78,19 +73,18 @@ export function createTwilioProvider(cfg: TwilioConfig, opts: TwilioProviderOpti
             validityPeriod: validityPeriodSeconds(sms.expiresAt),
           }),
         );
-        // a 2xx without a message sid is not Twilio's Messages resource (a wrong TWILIO_API_BASE_URL, a proxy's
-        // page): nothing says the message was taken
+        // a 2xx without a sid is no Twilio message (a wrong TWILIO_API_BASE_URL, a proxy's page): none was taken
         if (typeof message.sid !== 'string' || message.sid === '') {
           throw new ProviderError('twilio answered without a message sid', 'retryable', 'BAD_RESPONSE');
         }
         // Twilio gives the price once it is known, usually not yet in the create answer (then: `cost` below)
         const cost = priceOf(message);
-        return {
+        const answer = {
           messageId: message.sid,
           providerStatus: message.status,
-          ...(cost ? { cost } : {}),
-          ...(callback?.named ? { reportsNameAttempt: true } : {}),
+          reportsNameAttempt: !!callback?.named,
         };
+        return cost ? { ...answer, cost } : answer;
       } catch (err) {
         const e = isProviderError(err) ? err : classifyTwilioFailure(err, signals, current.response);
         log.debug({ provider: 'twilio', to: maskPhone(sms.to), kind: e.kind, code: e.code }, 'sms refused by provider');
@@ -125,7 +119,6 @@ function priceOf(message: { price: string | null; priceUnit: string | null }): S
 }
 
 const useProxy = () => Boolean(process.env.HTTPS_PROXY || process.env.https_proxy || process.env.HTTP_PROXY);
-
 /** How a send reaches the HTTP client: `scope.run(send, call)` around the library call. */
 interface SteeredClient {
   readonly scope: { run<R>(send: TwilioCallScope, call: () => R): R };
