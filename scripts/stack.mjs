@@ -99,6 +99,8 @@ const children = [];
 let stopping = false;
 
 function run(name, cmd, args, extraEnv = {}) {
+  // nothing new once stopping began (an earlier process died during start-up): it would outlive stopAll's list
+  if (stopping) return null;
   const child = spawn(cmd, args, { cwd: root, env: { ...env, ...extraEnv }, stdio: ['ignore', 'inherit', 'inherit'] });
   child.on('exit', (code, signal) => {
     if (!stopping) {
@@ -226,10 +228,22 @@ const started = [];
 for (const [name, port] of apps) {
   const entry = join(root, 'apps', name, 'dist', 'main.js');
   if (!existsSync(entry)) continue;
-  run(name, process.execPath, [entry]);
-  if (port) await waitPort(port).catch((e) => console.error(`[stack] ${name}: ${e.message}`));
+  if (!run(name, process.execPath, [entry])) break;
+  if (port) {
+    const open = await waitPort(port).then(
+      () => true,
+      (e) => {
+        console.error(`[stack] ${name}: ${e.message}; stopping everything`);
+        return false;
+      },
+    );
+    // a process that runs without serving is no gateway to announce as running
+    if (!open) await stopAll(1);
+  }
   started.push(name);
 }
+// stopping already (a process died during start-up): stopAll exits; nothing to announce meanwhile
+if (stopping) await new Promise(() => {});
 
 const url = (p) => `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${p}`;
 // the generated development credentials, unless the environment or .env set its own (then those are in force)

@@ -91,14 +91,12 @@ export async function buildDashboard(deps: DashboardDeps): Promise<FastifyInstan
     else if (reply.statusCode === 429) req.log.warn(fields, 'dashboard login throttled');
     else if (req.method !== 'GET' && req.method !== 'HEAD' && req.url.startsWith('/admin/')) {
       // an operator action (the board's, a guard lift), whatever became of it: who did what to which queue or job
+      // (a lift that went through has its own line, with the block: onLift below)
       const params = req.params as { queueName?: string; jobId?: string; queueStatus?: string };
       const action = { ...fields, user, route: req.routeOptions.url, queue: params?.queueName, jobId: params?.jobId };
       if (reply.statusCode >= 500) req.log.error(action, 'dashboard operator action failed');
-      else
-        req.log.info(
-          action,
-          reply.statusCode < 400 ? 'dashboard operator action' : 'dashboard operator action refused',
-        );
+      else if (reply.statusCode >= 400) req.log.info(action, 'dashboard operator action refused');
+      else if (!req.url.startsWith(GUARDS_PATH)) req.log.info(action, 'dashboard operator action');
     } else if (reply.statusCode >= 500) req.log.error(fields, 'request failed');
     else req.log.debug(fields, 'request completed');
   });
