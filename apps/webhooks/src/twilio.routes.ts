@@ -44,8 +44,8 @@ export const TWILIO_STATUS_SCHEMA = {
  * `POST /webhooks/twilio/status`: Twilio's form-encoded status callback. The `X-Twilio-Signature` is checked with
  * the twilio library over the public URL Twilio called and every parameter it sent (unknown ones included);
  * a missing or wrong signature is 403 and changes nothing. An authentic report answers 200 whatever it did. The
- * URL's query names the OTP attempt the message counts as (`?otp=&attempt=`, the worker's statusCallbackFor);
- * without it (a message sent before the gateway named attempts) the message index finds the attempt.
+ * URL's query may name the OTP attempt the message counts as (`?otp=&attempt=`, statusCallbackFor, with
+ * TWILIO_CALLBACK_NAMES_ATTEMPT on the workers); without it (the default) the message index finds the attempt.
  */
 export async function twilioRoutes(app: FastifyInstance, opts: TwilioRoutesOptions): Promise<void> {
   const { authToken, publicBaseUrl, metrics } = opts;

@@ -69,8 +69,8 @@ export interface SendWorker {
 
 /**
  * The providers whose delivery receipts can reach the callbacks app: Twilio's come to the StatusCallback each send
- * names (none without PUBLIC_WEBHOOK_BASE_URL), or to the one set on its messaging service (TWILIO_MESSAGING_SERVICE_SID:
- * the worker cannot tell, so it counts on it); Octopush's to the URL set in its account, whose path carries
+ * names (none without PUBLIC_WEBHOOK_BASE_URL), or to the one set on its messaging service
+ * (TWILIO_MESSAGING_SERVICE_SID: the worker cannot tell, so it counts on it); Octopush's to the URL set in its account, whose path carries
  * OCTOPUSH_WEBHOOK_TOKEN (without one, the callbacks app refuses them all). Another provider's accepted message
  * awaits no receipt, and its message id is not indexed.
  */
@@ -91,6 +91,7 @@ export async function startSendWorker(deps: SendWorkerDeps): Promise<SendWorker>
       statusCallbackUrl: config.webhooks.publicBaseUrl
         ? `${config.webhooks.publicBaseUrl}/webhooks/twilio/status`
         : null,
+      callbackNamesAttempt: config.webhooks.twilioCallbackNamesAttempt,
     });
   const providers = new Map(list.map((p) => [p.id, p]));
   // checked at start by main.ts (one message naming every problem); compiled once here

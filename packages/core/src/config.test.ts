@@ -313,3 +313,12 @@ describe('Redis connection modes', () => {
     expect(problems({ ...API_ENV, METRICS_TOKEN: 'short' })).toEqual([expect.stringContaining('METRICS_TOKEN')]);
   });
 });
+
+describe('TWILIO_CALLBACK_NAMES_ATTEMPT', () => {
+  it("is off by default (the outer contract's plain StatusCallback), on when asked", () => {
+    const env = { ...API_ENV, ...TWILIO_ENV, PUBLIC_WEBHOOK_BASE_URL: 'http://127.0.0.1:3001' };
+    expect(loadConfig(env, 'worker').webhooks.twilioCallbackNamesAttempt).toBe(false);
+    const on = loadConfig({ ...env, TWILIO_CALLBACK_NAMES_ATTEMPT: 'true' }, 'worker');
+    expect(on.webhooks.twilioCallbackNamesAttempt).toBe(true);
+  });
+});

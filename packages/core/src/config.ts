@@ -148,6 +148,13 @@ export interface Config {
     readonly port: number;
     readonly publicBaseUrl: string | null;
     readonly twilioAuthToken: string | null;
+    /**
+     * TWILIO_CALLBACK_NAMES_ATTEMPT (default false): Twilio's StatusCallback carries `?otp=<id>&attempt=<n>`, so the
+     * worker indexes no Twilio message and a report is one step. Off, the StatusCallback is the plain
+     * `${PUBLIC_WEBHOOK_BASE_URL}/webhooks/twilio/status` of the outer contract, and any callback signed against it
+     * is applied; on, only callbacks to the URL each message named are.
+     */
+    readonly twilioCallbackNamesAttempt: boolean;
     /** OCTOPUSH_WEBHOOK_TOKEN, then OCTOPUSH_WEBHOOK_TOKEN_PREVIOUS while a rotation is under way. */
     readonly octopushTokens: readonly string[];
     /** Callback requests per minute per client address, across the callbacks processes. */
@@ -451,6 +458,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, app: AppName): Config {
       port: r.int('WEBHOOKS_PORT', 3001, 0, 65535),
       publicBaseUrl,
       twilioAuthToken: twilioToken,
+      twilioCallbackNamesAttempt: r.bool('TWILIO_CALLBACK_NAMES_ATTEMPT', false),
       octopushTokens: Object.freeze([octopushToken, octopushPrevious].filter((t): t is string => t !== null)),
       ipRequestsPerMinute: r.int('WEBHOOKS_RATE_LIMIT_PER_IP_PER_MINUTE', 6000, 1, 10_000_000),
     },

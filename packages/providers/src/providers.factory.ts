@@ -5,6 +5,8 @@ import { createTwilioProvider } from './twilio/twilio.provider.js';
 export interface CreateProvidersOptions {
   /** Twilio's StatusCallback (`${PUBLIC_WEBHOOK_BASE_URL}/webhooks/twilio/status`), or null for none. */
   readonly statusCallbackUrl?: string | null;
+  /** TWILIO_CALLBACK_NAMES_ATTEMPT: each message's StatusCallback names its OTP and attempt (statusCallbackFor). */
+  readonly callbackNamesAttempt?: boolean;
 }
 
 /**
@@ -17,6 +19,7 @@ export function createProviders(config: Config['providers'], opts: CreateProvide
       if (!config.twilio) throw new Error('twilio is in the provider order but not configured');
       return createTwilioProvider(config.twilio, {
         statusCallbackUrl: opts.statusCallbackUrl ?? null,
+        callbackNamesAttempt: opts.callbackNamesAttempt ?? false,
         timeoutMs: config.timeoutMs,
       });
     }

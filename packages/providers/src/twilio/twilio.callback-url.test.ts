@@ -6,17 +6,23 @@ const ID = `otp_${'a1'.repeat(16)}`;
 describe('the StatusCallback naming the attempt', () => {
   it('reads back what it writes', () => {
     const url = `https://otp.example.com/webhooks/twilio/status?otp=${ID}&attempt=7`;
-    expect(statusCallbackFor('https://otp.example.com/webhooks/twilio/status', ID, 7)).toEqual({ url, named: true });
+    expect(statusCallbackFor('https://otp.example.com/webhooks/twilio/status', { otpId: ID, attempt: 7 })).toEqual({
+      url,
+      named: true,
+    });
     const query = Object.fromEntries(new URL(url).searchParams);
     expect(attemptOfStatusCallback(query)).toEqual({ otpId: ID, attempt: 7 });
   });
 
   it('keeps a query the configured URL already has', () => {
-    expect(statusCallbackFor('https://h/status?x=1', ID, 1)?.url).toBe(`https://h/status?x=1&otp=${ID}&attempt=1`);
+    expect(statusCallbackFor('https://h/status?x=1', { otpId: ID, attempt: 1 })?.url).toBe(
+      `https://h/status?x=1&otp=${ID}&attempt=1`,
+    );
   });
 
-  it('is none without a configured URL', () => {
-    expect(statusCallbackFor(null, ID, 1)).toBeNull();
+  it('is none without a configured URL, and the URL as configured when it is not to name the attempt', () => {
+    expect(statusCallbackFor(null, { otpId: ID, attempt: 1 })).toBeNull();
+    expect(statusCallbackFor('https://h/status', null)).toEqual({ url: 'https://h/status', named: false });
   });
 
   it('names nothing it could not read back (the message is then indexed)', () => {
@@ -26,7 +32,10 @@ describe('the StatusCallback naming the attempt', () => {
       [ID, 10_000],
       [ID, 1.5],
     ] as const) {
-      expect(statusCallbackFor('https://h/status', id, attempt)).toEqual({ url: 'https://h/status', named: false });
+      expect(statusCallbackFor('https://h/status', { otpId: id, attempt: attempt })).toEqual({
+        url: 'https://h/status',
+        named: false,
+      });
     }
   });
 

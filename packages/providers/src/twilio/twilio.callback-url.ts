@@ -4,21 +4,22 @@ import { OTP_ID_PATTERN } from '@otp-gateway/core';
 const ATTEMPT = /^[1-9][0-9]{0,3}$/;
 
 /**
- * The StatusCallback of one message: the configured URL with the OTP and the attempt the message counts as
- * (`?otp=<id>&attempt=<n>`). Twilio calls it as given and signs it whole, query included, so the callbacks app
- * knows where a report belongs without looking the message sid up: the worker records no message index entry for
- * the send, and the callbacks app makes one Redis round trip a report instead of two. `named` is false (and the
- * URL plain) when attemptOfStatusCallback could not read them back: that message must then be indexed. Null: no
- * StatusCallback configured.
+ * The StatusCallback of one message. With `names` (TWILIO_CALLBACK_NAMES_ATTEMPT), the configured URL with the OTP
+ * and the attempt the message counts as (`?otp=<id>&attempt=<n>`): Twilio calls it as given and signs it whole,
+ * query included, so the callbacks app knows where a report belongs without looking the message sid up (the worker
+ * records no message index entry for the send, and the callbacks app makes one Redis round trip a report instead
+ * of two). `named` is false, and the URL as configured, without `names` or when attemptOfStatusCallback could not
+ * read them back: that message is then indexed. Null: no StatusCallback configured.
  */
 export function statusCallbackFor(
   url: string | null | undefined,
-  otpId: string,
-  attempt: number,
+  names: { readonly otpId: string; readonly attempt: number } | null,
 ): { url: string; named: boolean } | null {
   if (!url) return null;
-  if (!OTP_ID_PATTERN.test(otpId) || !ATTEMPT.test(String(attempt))) return { url, named: false };
-  return { url: `${url}${url.includes('?') ? '&' : '?'}otp=${otpId}&attempt=${attempt}`, named: true };
+  if (!names || !OTP_ID_PATTERN.test(names.otpId) || !ATTEMPT.test(String(names.attempt))) {
+    return { url, named: false };
+  }
+  return { url: `${url}${url.includes('?') ? '&' : '?'}otp=${names.otpId}&attempt=${names.attempt}`, named: true };
 }
 
 /**

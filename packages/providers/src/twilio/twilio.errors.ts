@@ -37,8 +37,8 @@ export interface TwilioErrorBody {
 }
 
 /**
- * What a Twilio error answer means: 429/20429 rate_limited (with Retry-After when it has one), 5xx retryable, known codes
- * as listed, any other 4xx misconfigured (this provider refuses; the next one may not).
+ * What a Twilio error answer means: 429/20429 rate_limited (with Retry-After when it has one), 5xx retryable,
+ * known codes as listed, any other 4xx misconfigured (this provider refuses; the next one may not).
  */
 export function classifyTwilioResponse(
   status: number,

@@ -17,6 +17,7 @@ async function setup(
   cfg: Partial<TwilioConfig> = {},
   statusCallbackUrl: string | null = null,
   timeoutMs = 2000,
+  callbackNamesAttempt = false,
 ) {
   stub = await startStub(() => answer);
   const provider = createTwilioProvider(
@@ -28,7 +29,7 @@ async function setup(
       apiBaseUrl: stub.url,
       ...cfg,
     },
-    { timeoutMs, statusCallbackUrl },
+    { timeoutMs, statusCallbackUrl, callbackNamesAttempt },
   );
   return { provider, requests: stub.requests };
 }
@@ -54,6 +55,8 @@ describe('twilio adapter on the wire', () => {
       { status: 201, body: fixture('message-created') },
       {},
       'https://otp.example.com/webhooks/twilio/status',
+      2000,
+      true,
     );
     const otpId = `otp_${'0f'.repeat(16)}`;
     const result = await provider.send({ ...sms, otpId, attempt: 3 }, ctx());
@@ -79,11 +82,25 @@ describe('twilio adapter on the wire', () => {
     expect(Number(form.ValidityPeriod)).toBeLessThanOrEqual(600);
   });
 
+  it('by default (the outer contract) the StatusCallback is the configured URL as it is, and the message is indexed', async () => {
+    const { provider, requests } = await setup(
+      { status: 201, body: fixture('message-created') },
+      {},
+      'https://otp.example.com/webhooks/twilio/status',
+    );
+    const result = await provider.send({ ...sms, otpId: `otp_${'0f'.repeat(16)}` }, ctx());
+    expect(result.reportsNameAttempt).toBe(false);
+    const form = Object.fromEntries(new URLSearchParams(requests[0]?.body));
+    expect(form.StatusCallback).toBe('https://otp.example.com/webhooks/twilio/status');
+  });
+
   it('an OTP id the callbacks app could not read back gets the plain StatusCallback, and its message is indexed', async () => {
     const { provider, requests } = await setup(
       { status: 201, body: fixture('message-created') },
       {},
       'https://otp.example.com/webhooks/twilio/status',
+      2000,
+      true,
     );
     const result = await provider.send({ ...sms, otpId: 'not-an-otp-id' }, ctx());
     expect(result.reportsNameAttempt).toBe(false);

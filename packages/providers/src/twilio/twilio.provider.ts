@@ -14,8 +14,10 @@ import { classifyTwilioFailure } from './twilio.errors.js';
 import { callHandoff, createTwilioHttpClient, type TwilioCallScope } from './twilio.http-client.js';
 
 export interface TwilioProviderOptions {
-  /** Twilio's StatusCallback URL (`${PUBLIC_WEBHOOK_BASE_URL}/webhooks/twilio/status`, statusCallbackFor); none: null. */
+  /** Twilio's StatusCallback URL (`${PUBLIC_WEBHOOK_BASE_URL}/webhooks/twilio/status`); none: null. */
   statusCallbackUrl?: string | null;
+  /** It names each message's OTP and attempt (statusCallbackFor); off, it is sent as it is. */
+  callbackNamesAttempt?: boolean;
   /** Deadline of one send, connection to answer (the library's own default is 30 s). */
   timeoutMs: number;
 }
@@ -62,7 +64,7 @@ export function createTwilioProvider(cfg: TwilioConfig, opts: TwilioProviderOpti
       if (signal.aborted) throw abortedError('twilio');
       const signals = sendSignals(signal, opts.timeoutMs);
       const current: TwilioCallScope = { signal: signals.combined };
-      const callback = statusCallbackFor(opts.statusCallbackUrl, sms.otpId, sms.attempt);
+      const callback = statusCallbackFor(opts.statusCallbackUrl, opts.callbackNamesAttempt ? sms : null);
       try {
         const message = await scope.run(current, () =>
           client.messages.create({

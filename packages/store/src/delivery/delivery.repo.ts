@@ -84,9 +84,10 @@ export interface DeliveryRepo {
    * A provider accepted attempt n. Returns the delivery reports that arrived before (JSON), to apply now to this
    * attempt. `costAfterMs` > 0: the provider tells the cost later; the sweep queues the attempt's cost job that
    * long after. The message id is recorded in the message index only when its reports can arrive (receiptsFrom)
-   * and will not name the attempt (`reportsNameAttempt`: Twilio's StatusCallback carries it). `retry` runs each of the two steps (the OTP's record, then the
-   * message index) so that a step the store refused is tried again without repeating one that succeeded; by
-   * default each runs once. The provider's circuit hears of the success at best effort.
+   * and will not name the attempt (`reportsNameAttempt`: Twilio's StatusCallback carries it). `retry` runs each
+   * of the two steps (the OTP's record, then the message index) so that a step the store refused is tried again
+   * without repeating one that succeeded; by default each runs once. The provider's circuit hears of the success
+   * at best effort.
    */
   accepted(
     otpId: string,
@@ -196,6 +197,8 @@ export function createDeliveryRepo(
 
     async accepted(otpId, attempt, provider, result, retry = once) {
       const keys = otpKeys(ks, otpId);
+      // can a report of this message come at all (its provider's callbacks are set up)?
+      const reportsCome = !settings.receiptsFrom || settings.receiptsFrom.has(provider);
       const acc = await retry(() =>
         ACCEPT.run(redis, keys, {
           now: now(),
@@ -204,7 +207,7 @@ export function createDeliveryRepo(
           provider,
           messageId: result.messageId,
           providerStatus: result.providerStatus,
-          receiptAfterMs: !settings.receiptsFrom || settings.receiptsFrom.has(provider) ? settings.receiptAfterMs : 0,
+          receiptAfterMs: reportsCome ? settings.receiptAfterMs : 0,
           minLifeMs: MIN_RESEND_LIFE_MS,
           cost: result.cost ? String(result.cost.amount) : '',
           currency: result.cost?.currency ?? '',
@@ -217,7 +220,7 @@ export function createDeliveryRepo(
       // two tries of the step above). A crash between the two leaves the message unindexed: its reports wait
       // unapplied, and the receipt check resends in time.
       const [indexed] = await Promise.all([
-        result.reportsNameAttempt || (settings.receiptsFrom && !settings.receiptsFrom.has(provider))
+        result.reportsNameAttempt || !reportsCome
           ? []
           : retry(() => messages.record(provider, result.messageId, { otpId, attempt }, settings.messageTtlMs)),
         // a success forgets the provider's failures: when the pick saw some; a trusted send's, at most every 50 ms.
@@ -225,7 +228,7 @@ export function createDeliveryRepo(
         result.hadFailures ? circuits.success(provider).catch(() => undefined) : circuits.trustedSuccess(provider),
         acc.listed === '1' ? publishQuietly(deps.events, otpId, 'sent', attempt, deps.onEventError) : undefined,
       ]);
-      return named.length > 0 ? [...named, ...indexed] : indexed;
+      return [...named, ...indexed];
     },
 
     async costKnown(otpId, attempt, cost) {

@@ -329,6 +329,14 @@ describe('receipt checks', () => {
 
 describe('reports that name their attempt (Twilio StatusCallback with ?otp=&attempt=)', () => {
   const named = (id: string) => ({ otpId: id, attempt: 1 });
+  /** The worker's acceptance of attempt 1 as message `messageId`, whose reports name the attempt. */
+  const acceptNamed = (id: string, messageId: string) =>
+    fixtures.delivery.accepted(id, 1, 'twilio', {
+      messageId,
+      providerStatus: 'queued',
+      hadFailures: false,
+      reportsNameAttempt: true,
+    });
   const indexed = async (messageId: string) =>
     store.redis.exists(
       messageKeys(store.ks, 'twilio', messageId).index,
@@ -360,24 +368,14 @@ describe('reports that name their attempt (Twilio StatusCallback with ?otp=&atte
     expect(await otp(id)).toMatchObject({ [F.ds]: 'sending', [af(1, 'outcome')]: 'sending' });
     expect(await indexed(messageId)).toBe(0);
 
-    const early = await fixtures.delivery.accepted(id, 1, 'twilio', {
-      messageId,
-      providerStatus: 'queued',
-      hadFailures: false,
-      reportsNameAttempt: true,
-    });
+    const early = await acceptNamed(id, messageId);
     expect(early.map((j) => parseDeliveryReport(j))).toEqual([sent, delivered]);
     // what the worker does with them (send.worker.ts applyEarlyReports)
     for (const json of early) await repo.apply(parseDeliveryReport(json) as DeliveryReport, named(id));
     expect(await otp(id)).toMatchObject({ [F.ds]: 'delivered', [af(1, 'outcome')]: 'delivered' });
     expect(await indexed(messageId)).toBe(0);
     // an acceptance tried again (its first answer lost) hands them over again; applying them twice changes nothing
-    const again = await fixtures.delivery.accepted(id, 1, 'twilio', {
-      messageId,
-      providerStatus: 'queued',
-      hadFailures: false,
-      reportsNameAttempt: true,
-    });
+    const again = await acceptNamed(id, messageId);
     expect(again).toEqual(early);
     const before = await otp(id);
     for (const json of again) {
@@ -398,12 +396,7 @@ describe('reports that name their attempt (Twilio StatusCallback with ?otp=&atte
     expect((await otp(id))[af(1, 'outcome')]).toBe('interrupted');
     expect(await repo.apply(report(messageId, 'delivered'), named(id))).toEqual({ kind: 'deferred' });
     // the stalled worker records attempt 1 after all, and gets the report
-    const early = await fixtures.delivery.accepted(id, 1, 'twilio', {
-      messageId,
-      providerStatus: 'queued',
-      hadFailures: false,
-      reportsNameAttempt: true,
-    });
+    const early = await acceptNamed(id, messageId);
     expect(early.map((j) => parseDeliveryReport(j)?.status)).toEqual(['delivered']);
   });
 
